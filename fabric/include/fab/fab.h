@@ -1,0 +1,222 @@
+/*
+ * fab.h - the one public C ABI of libfab, a shared-memory message fabric with
+ * Go's channel semantics across processes.
+ *
+ * Everything here is an opaque handle, a flag, an error code or a small struct
+ * that carries its own size in its first field (so the ABI can grow).  No
+ * inline functions: a binding (ctypes, cgo, Rust FFI) needs nothing but the
+ * exported symbols and the structs below.
+ *
+ * Conventions:
+ *   - Calls that can fail return int (or ssize_t): 0 or a length on success,
+ *     a negative FAB_E* code on failure.  fab_strerror() names a code and
+ *     fab_errmsg() gives this thread's detail for the last failure.
+ *   - Blocking calls take a fab_ctx * (NULL = wait forever, not cancellable).
+ *   - A handle belongs to the process that opened it; after fork() the
+ *     child's inherited handles return FAB_EINVAL (release functions only free
+ *     the child's local memory).  NULL handles return FAB_EINVAL.
+ *   - A handle may be used by one thread at a time; open one per thread to
+ *     send or receive from several threads.
+ *
+ * See docs/ and the man pages for the full contract of each call.
+ */
+#ifndef FAB_FAB_H
+#define FAB_FAB_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FAB_VERSION_MAJOR 1
+#define FAB_VERSION_MINOR 0
+#define FAB_VERSION_PATCH 0
+
+/*
+ * Error codes.  One table generates the values, fab_strerror() and the names
+ * returned by fab_errname(), so they never drift apart.
+ */
+#define FAB_ERRNO_MAP(X)                                                         \
+	X(EAGAIN, -1, "operation would block")                                   \
+	X(ETIMEDOUT, -2, "deadline exceeded")                                    \
+	X(ECANCELED, -3, "context canceled")                                     \
+	X(ECLOSED, -4, "channel closed")                                         \
+	X(EMSGSIZE, -5, "message too large for channel or buffer")               \
+	X(EINVAL, -6, "invalid argument or handle")                              \
+	X(ENOENT, -7, "no such fabric, channel or context")                      \
+	X(EEXIST, -8, "already exists")                                          \
+	X(EPERM, -9, "operation not permitted")                                  \
+	X(ECORRUPT, -10, "shared segment failed validation")                     \
+	X(EVERSION, -11, "shared segment has an incompatible layout version")    \
+	X(EBUSY, -12, "spsc end already attached")                               \
+	X(ENOMEM, -13, "out of memory or table full")                            \
+	X(ESYS, -14, "system call failed (see errno)")
+
+enum fab_errno {
+#define FAB__ERR_ENUM(name, val, text) FAB_##name = (val),
+	FAB_ERRNO_MAP(FAB__ERR_ENUM)
+#undef FAB__ERR_ENUM
+};
+
+/* fab_fabric_open flags */
+#define FAB_CREATE 0x1u /* create the fabric if it does not exist */
+
+/* channel roles (a bit mask) */
+#define FAB_SEND 0x1u
+#define FAB_RECV 0x2u
+
+/* channel kinds; 0 means the default, FAB_MPMC */
+#define FAB_MPMC 1u
+#define FAB_SPSC 2u
+
+/* delivery; 0 means the default, FAB_AT_MOST_ONCE */
+#define FAB_AT_MOST_ONCE 1u
+#define FAB_AT_LEAST_ONCE 2u
+
+/* topic subscription policies */
+#define FAB_SUB_BLOCK 1u
+#define FAB_SUB_DROP 2u
+
+/* select */
+#define FAB_OP_SEND 1u
+#define FAB_OP_RECV 2u
+#define FAB_NONBLOCK 0x1u
+#define FAB_SELECT_MAX 64
+
+/* limits */
+#define FAB_NAME_MAX 48           /* [A-Za-z0-9_-]{1,48} */
+#define FAB_MSG_SIZE_MAX (1u << 24) /* 16 MiB per message */
+#define FAB_CAPACITY_MAX (1u << 24) /* 16 M messages per channel */
+#define FAB_PRODUCERS_MAX 64      /* close quorum upper bound */
+
+typedef struct fab_fabric fab_fabric;
+typedef struct fab_chan fab_chan;
+typedef struct fab_ctx fab_ctx;
+typedef struct fab_limiter fab_limiter;
+typedef struct fab_topic fab_topic;
+typedef struct fab_sub fab_sub;
+typedef struct fab_stage fab_stage;
+
+typedef struct fab_chan_opts {
+	uint32_t size;           /* sizeof(fab_chan_opts) */
+	uint32_t capacity;       /* exact; 0 = unbuffered (rendezvous) */
+	uint32_t msg_size;       /* max bytes of one message; 0 allowed */
+	uint32_t kind;           /* FAB_SPSC | FAB_MPMC (0: FAB_MPMC) */
+	uint32_t delivery;       /* FAB_AT_MOST_ONCE (default) | FAB_AT_LEAST_ONCE */
+	uint32_t producers;      /* close quorum (default 1) */
+	uint32_t max_inflight;   /* leases per consumer handle (default 1) */
+	uint32_t max_deliveries; /* then dead-lettered (default 5) */
+	const char *dead_letter; /* channel name, or NULL */
+	uint32_t mode;           /* permission bits (default 0600) */
+} fab_chan_opts;
+
+typedef struct fab_msg_info {
+	uint32_t size;
+	uint32_t redelivered;
+	uint32_t deliveries;
+	int64_t enqueue_ns; /* CLOCK_MONOTONIC when it was sent */
+	int64_t origin_ns;  /* when its chain started (pipeline latency) */
+} fab_msg_info;
+
+/* A snapshot of a channel's counters, read from its segment. */
+typedef struct fab_stats {
+	uint32_t size;            /* sizeof(fab_stats), set by the caller */
+	uint32_t kind;            /* FAB_SPSC | FAB_MPMC */
+	uint32_t delivery;        /* FAB_AT_MOST_ONCE | FAB_AT_LEAST_ONCE */
+	uint32_t capacity;        /* as created */
+	uint32_t msg_size;        /* as created */
+	uint32_t producers;       /* close quorum */
+	uint32_t closes;          /* distinct producers that closed so far */
+	uint32_t closed;          /* 1 once the quorum closed */
+	uint32_t senders;         /* handles attached with FAB_SEND now */
+	uint32_t receivers;       /* handles attached with FAB_RECV now */
+	uint32_t blocked_senders; /* sleeping or about to sleep now */
+	uint32_t blocked_receivers;
+	uint64_t len;             /* messages queued now */
+	uint64_t sent;            /* messages committed since creation */
+	uint64_t received;        /* messages taken since creation */
+	uint64_t futex_waits;     /* times a caller slept on this channel */
+	uint64_t futex_wakes;     /* FUTEX_WAKE calls issued for this channel */
+	uint64_t recovered;       /* slots reclaimed from dead processes */
+	uint64_t resv[8];
+} fab_stats;
+
+/* One message of a batch: for sends base/len is the message; for receives
+ * base/len is the buffer on input and len the message length on output. */
+typedef struct fab_iov {
+	void *base;
+	size_t len;
+} fab_iov;
+
+/* One case of fab_select (fixed for ABI major 1). */
+typedef struct fab_case {
+	fab_chan *ch;
+	unsigned op; /* FAB_OP_SEND | FAB_OP_RECV */
+	const void *send_msg;
+	size_t send_len;
+	void *recv_buf;
+	size_t recv_cap;
+	ssize_t result;
+	uint64_t resv[2];
+} fab_case;
+
+/* errors */
+const char *fab_strerror(int code);
+const char *fab_errname(int code);  /* "FAB_ECLOSED" */
+const char *fab_errmsg(void);       /* this thread's detail of the last error */
+const char *fab_version(void);
+
+/* fabrics */
+int fab_fabric_open(const char *name, unsigned flags, fab_fabric **out);
+void fab_fabric_close(fab_fabric *fab);
+int fab_fabric_destroy(const char *name);
+int fab_fabric_recover(fab_fabric *fab);
+
+/* channels */
+int fab_chan_create(fab_fabric *fab, const char *name, const fab_chan_opts *opts,
+		    fab_chan **out);
+int fab_chan_open(fab_fabric *fab, const char *name, unsigned role, fab_chan **out);
+void fab_chan_release(fab_chan *ch);
+int fab_chan_close(fab_chan *ch);
+int fab_chan_destroy(fab_fabric *fab, const char *name);
+size_t fab_chan_len(fab_chan *ch);
+size_t fab_chan_cap(fab_chan *ch);
+int fab_chan_stats(fab_chan *ch, fab_stats *st);
+
+int fab_send(fab_chan *ch, const void *msg, size_t len, fab_ctx *ctx);
+int fab_try_send(fab_chan *ch, const void *msg, size_t len);
+ssize_t fab_recv(fab_chan *ch, void *buf, size_t cap, fab_ctx *ctx);
+ssize_t fab_try_recv(fab_chan *ch, void *buf, size_t cap);
+
+int fab_send_reserve(fab_chan *ch, size_t len, void **slot, fab_ctx *ctx);
+int fab_send_commit(fab_chan *ch, size_t len);
+int fab_recv_acquire(fab_chan *ch, const void **msg, size_t *len, fab_ctx *ctx);
+int fab_recv_release(fab_chan *ch);
+
+/* Sends msgs[0..n) in order; blocks only until the first can be sent, then
+ * sends as many as fit without blocking.  Returns how many were sent (>= 1),
+ * or a negative code if none was. */
+int fab_send_batch(fab_chan *ch, const fab_iov *msgs, unsigned n, fab_ctx *ctx);
+/* Receives up to n messages; blocks only until the first is available.
+ * Returns how many were received (>= 1) with each msgs[i].len set, or a
+ * negative code if none was. */
+int fab_recv_batch(fab_chan *ch, fab_iov *msgs, unsigned n, fab_ctx *ctx);
+
+/* contexts */
+int fab_ctx_create(fab_fabric *fab, const char *name, fab_ctx *parent, fab_ctx **out);
+int fab_ctx_open(fab_fabric *fab, const char *name, fab_ctx **out);
+int fab_ctx_with_timeout(fab_ctx *parent, int64_t ns, fab_ctx **out);
+int fab_ctx_cancel(fab_ctx *ctx, int reason);
+int fab_ctx_err(fab_ctx *ctx);
+int fab_ctx_reason(fab_ctx *ctx);
+int fab_ctx_wait(fab_ctx *ctx);
+void fab_ctx_release(fab_ctx *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FAB_FAB_H */

@@ -1,0 +1,1194 @@
+/*
+ * chan.c - channels: create/open/release/close/destroy, send and receive
+ * (blocking, try_, zero-copy, batch), and the wait path shared by all of
+ * them.  The ring files do the lock-free part; this file adds Go's
+ * semantics (exact capacity, close quorum, unbuffered rendezvous) and the
+ * sleep/wake protocol.
+ *
+ * Wait path: try, spin (adaptive budget), yield a little, then announce in
+ * the waiter count, re-check, and sleep on the channel's futex word together
+ * with the context's words.  A waiter stuck behind a slot held by another
+ * process sleeps with a growing timeout and checks that holder's liveness,
+ * running recovery if it died, so no waiter depends on a dead process.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define FAB__SPIN_MIN 32u
+#define FAB__SPIN_MAX 4096u
+#define FAB__SPIN_INIT 512u
+#define FAB__YIELDS 8
+#define FAB__HDR_BYTES 4096u
+
+static _Atomic uint32_t fab__serial;
+
+/* ---- handle checks ---------------------------------------------------- */
+
+static inline int fab__chan_check(fab_chan *ch, unsigned need)
+{
+	if (unlikely(!ch))
+		return fab__err(FAB_EINVAL, "NULL channel handle");
+	if (unlikely(ch->fork_gen != load_relaxed(&fab__fork_gen)))
+		return fab__err(FAB_EINVAL, "channel handle inherited across fork(); open a new one");
+	if (unlikely(need && !(ch->role & need)))
+		return fab__err(FAB_EPERM, "channel %s: handle lacks the %s role", ch->name,
+				need == FAB_SEND ? "send" : "receive");
+	return 0;
+}
+
+/* ---- wake (Dekker, waker half) ---------------------------------------- */
+
+static inline void fab__wake(fab_chan *ch, _Atomic uint32_t *word, _Atomic uint32_t *waiters,
+			     int n)
+{
+	/* Our publication (tail, head or a slot state) is ordered before the
+	 * read of the waiter count.  Pairs with fab__wait's seq_cst increment
+	 * of the count before its re-check: either it sees our publication or
+	 * we see its announcement. */
+	fence_seq_cst();
+	if (likely(load_relaxed(waiters) == 0))
+		return;
+	/* Release: a sleeper that re-reads the word sees the publication. */
+	atomic_fetch_add_explicit(word, 1, memory_order_release);
+	fetch_add_relaxed(&ch->hdr->futex_wakes, 1);
+	fab__futex_wake(word, n);
+}
+
+void fab__wake_receivers(fab_chan *ch)
+{
+	fab__wake(ch, &ch->hdr->recv_futex, &ch->hdr->recv_waiters, 1);
+}
+
+void fab__wake_senders(fab_chan *ch)
+{
+	/* Unbuffered senders waiting for their message to be taken share the
+	 * word with senders waiting for room: wake them all there. */
+	fab__wake(ch, &ch->hdr->send_futex, &ch->hdr->send_waiters,
+		  ch->capacity == 0 ? INT_MAX : 1);
+}
+
+static void fab__wake_all(fab_chan *ch)
+{
+	fab_chan_hdr *h = ch->hdr;
+	fence_seq_cst();
+	atomic_fetch_add_explicit(&h->recv_futex, 1, memory_order_release);
+	atomic_fetch_add_explicit(&h->send_futex, 1, memory_order_release);
+	fab__futex_wake(&h->recv_futex, INT_MAX);
+	fab__futex_wake(&h->send_futex, INT_MAX);
+}
+
+/* ---- generic wait ----------------------------------------------------- */
+
+typedef int (*fab__try_fn)(fab_chan *ch, void *arg, fab__block *blk);
+
+/*
+ * Run try() until it stops returning FAB_EAGAIN, the context ends, or an
+ * error.  dir_recv selects the word: receivers sleep on recv_futex, senders
+ * on send_futex.  Returns try()'s result or the context's error.
+ */
+static int fab__wait(fab_chan *ch, int dir_recv, fab_ctx *ctx, fab__try_fn try, void *arg)
+{
+	fab__block blk;
+	int r = try(ch, arg, &blk);
+	if (r != FAB_EAGAIN)
+		return r;
+	if (ctx && (r = fab__ctx_done(ctx)))
+		return r;
+
+	uint32_t *budget = dir_recv ? &ch->spin_recv : &ch->spin_send;
+	for (uint32_t i = 0; i < *budget; i++) {
+		cpu_relax();
+		r = try(ch, arg, &blk);
+		if (r != FAB_EAGAIN) {
+			if (*budget < FAB__SPIN_MAX)
+				*budget *= 2;
+			return r;
+		}
+	}
+	if (*budget > FAB__SPIN_MIN)
+		*budget /= 2;
+	for (int i = 0; i < FAB__YIELDS; i++) {
+		sched_yield();
+		r = try(ch, arg, &blk);
+		if (r != FAB_EAGAIN)
+			return r;
+		if (ctx && (r = fab__ctx_done(ctx)))
+			return r;
+	}
+
+	fab_chan_hdr *h = ch->hdr;
+	_Atomic uint32_t *word = dir_recv ? &h->recv_futex : &h->send_futex;
+	_Atomic uint32_t *waiters = dir_recv ? &h->recv_waiters : &h->send_waiters;
+	/* Dekker, sleeper half: announce (seq_cst RMW), then re-check, then
+	 * sleep only if the word is unchanged.  Pairs with fab__wake. */
+	fetch_add_seq_cst(waiters, 1);
+	int64_t poll_ns = 1000000; /* liveness poll when behind another's slot */
+	for (;;) {
+		uint32_t v = load_seq_cst(word);
+		r = try(ch, arg, &blk);
+		if (r != FAB_EAGAIN)
+			break;
+		if (ctx && (r = fab__ctx_done(ctx)))
+			break;
+		fab__waitset ws = {.n = 1, .deadline_ns = INT64_MAX};
+		ws.word[0] = word;
+		ws.val[0] = v;
+		fab__ctx_arm(ctx, &ws);
+		int64_t poll_deadline = INT64_MAX;
+		if (blk.behind_tag) {
+			poll_deadline = fab__now_ns() + poll_ns;
+			if (poll_deadline < ws.deadline_ns)
+				ws.deadline_ns = poll_deadline;
+			if (poll_ns < 100000000)
+				poll_ns *= 2;
+		}
+		fetch_add_relaxed(&h->futex_waits, 1);
+		int wr = fab__futex_waitv(&ws);
+		if (wr == FAB_ESYS) {
+			r = wr;
+			break;
+		}
+		if (blk.behind_tag && fab__now_ns() >= poll_deadline &&
+		    !fab__tag_alive(ch->fab, blk.behind_tag))
+			fab__chan_recover(ch, ch->fab, blk.behind_tag);
+	}
+	fetch_sub_seq_cst(waiters, 1);
+	if (r < 0 && r != FAB_EMSGSIZE && r != FAB_ECORRUPT) {
+		/* We may have consumed a wake meant for progress we are not
+		 * going to make: pass it on. */
+		if (dir_recv)
+			fab__wake_receivers(ch);
+		else
+			fab__wake_senders(ch);
+	}
+	return r;
+}
+
+/* ---- spsc ends ---------------------------------------------------------- */
+
+static int fab__spsc_attach_end(fab_chan *ch, _Atomic uint64_t *end)
+{
+	uint64_t mine = ((uint64_t)ch->fab->tag << 32) | ch->serial;
+	uint64_t cur = load_acquire(end);
+	for (int tries = 0; tries < 8; tries++) {
+		if (cur == mine)
+			return 0;
+		if (cur == 0) {
+			/* acq_rel: we see the previous holder's last index store. */
+			if (cas(end, &cur, mine))
+				return 0;
+			continue;
+		}
+		uint32_t tag = (uint32_t)(cur >> 32);
+		if (fab__tag_alive(ch->fab, tag))
+			return fab__err(FAB_EBUSY, "channel %s: spsc end held by a live process (pid %u)",
+					ch->name,
+					load_relaxed(&ch->fab->procs[FAB_TAG_IDX(tag)].pid));
+		/* The holder died: hand the end over. */
+		if (cas(end, &cur, mine)) {
+			fetch_add_relaxed(&ch->hdr->recovered, 1);
+			return 0;
+		}
+	}
+	return fab__err(FAB_EBUSY, "channel %s: spsc end contended", ch->name);
+}
+
+static int fab__spsc_take_send_end(fab_chan *ch)
+{
+	if (ch->end_word & 1)
+		return 0;
+	int rc = fab__spsc_attach_end(ch, &ch->hdr->spsc_sender);
+	if (rc)
+		return rc;
+	ch->end_word |= 1;
+	ch->tail_local = load_acquire(&ch->hdr->tail);
+	ch->head_cache = load_acquire(&ch->hdr->head);
+	return 0;
+}
+
+static int fab__spsc_take_recv_end(fab_chan *ch)
+{
+	if (ch->end_word & 2)
+		return 0;
+	int rc = fab__spsc_attach_end(ch, &ch->hdr->spsc_receiver);
+	if (rc)
+		return rc;
+	ch->end_word |= 2;
+	ch->head_local = load_acquire(&ch->hdr->head);
+	ch->tail_cache = load_acquire(&ch->hdr->tail);
+	return 0;
+}
+
+static void fab__spsc_drop_end(fab_chan *ch, _Atomic uint64_t *end)
+{
+	uint64_t mine = ((uint64_t)ch->fab->tag << 32) | ch->serial;
+	/* Release: our index stores are visible to the next holder. */
+	atomic_compare_exchange_strong_explicit(end, &mine, 0, memory_order_release,
+						memory_order_relaxed);
+}
+
+/* ---- mapping ------------------------------------------------------------- */
+
+static uint32_t fab__pow2(uint32_t v)
+{
+	uint32_t p = 1;
+	while (p < v)
+		p <<= 1;
+	return p;
+}
+
+/* Geometry of a channel, computed from its parameters; the same function
+ * builds a new segment and validates an existing one. */
+typedef struct fab__geom {
+	uint32_t ring, nslots, slot_size;
+	uint64_t attach_off, lens_off, slots_off, total;
+} fab__geom;
+
+static int fab__geometry(uint32_t kind, uint32_t capacity, uint32_t msg_size, fab__geom *g)
+{
+	g->ring = (kind == FAB_SPSC && capacity > 0) ? FAB_RING_SPSC : FAB_RING_MPMC;
+	g->nslots = fab__pow2(capacity ? capacity : 1);
+	if (g->ring == FAB_RING_SPSC)
+		g->slot_size = (msg_size + 7u) & ~7u;
+	else
+		g->slot_size = (uint32_t)((sizeof(fab_mslot) + msg_size + 63u) & ~63u);
+	g->attach_off = FAB__HDR_BYTES;
+	g->lens_off = g->attach_off + FAB_ATTACH_MAX * sizeof(uint64_t);
+	uint64_t lens = g->ring == FAB_RING_SPSC ? (uint64_t)g->nslots * 4u : 0;
+	g->slots_off = (g->lens_off + lens + 4095u) & ~4095ULL;
+	uint64_t total = g->slots_off + (uint64_t)g->nslots * g->slot_size;
+	g->total = (total + 4095u) & ~4095ULL;
+	if (g->total > (1ULL << 32))
+		return fab__err(FAB_ENOMEM, "channel of %llu bytes exceeds the 4 GiB limit",
+				(unsigned long long)g->total);
+	return 0;
+}
+
+/* Map channel `name` of `fab` into ch (no attach).  Validates everything the
+ * library later relies on; fields are copied into ch so a scribbled header
+ * cannot move our bounds afterwards. */
+int fab__chan_map(fab_fabric *fab, const char *name, fab_chan *ch)
+{
+	char path[128];
+	fab__chan_path(path, sizeof path, fab->name, name);
+	ch->seg.fd = -1;
+	int rc = fab__seg_open(path, FAB__HDR_BYTES, true, &ch->seg);
+	if (rc)
+		return rc;
+	fab_chan_hdr *h = ch->seg.base;
+	uint32_t v;
+	if ((rc = fab__seg_wait_version(&h->version, &v)))
+		goto fail;
+	rc = FAB_ECORRUPT;
+	if (h->magic != FAB_CHAN_MAGIC) {
+		fab__err(rc, "channel %s: bad magic", name);
+		goto fail;
+	}
+	if ((v >> 16) != FAB_LAYOUT_MAJOR) {
+		rc = fab__err(FAB_EVERSION, "channel %s: layout %u.%u, this library speaks %u.x",
+			      name, v >> 16, v & 0xffff, FAB_LAYOUT_MAJOR);
+		goto fail;
+	}
+	uint32_t kind = h->kind, cap = h->capacity, msz = h->msg_size;
+	fab__geom g;
+	if ((kind != FAB_SPSC && kind != FAB_MPMC) || cap > FAB_CAPACITY_MAX ||
+	    msz > FAB_MSG_SIZE_MAX || fab__geometry(kind, cap, msz, &g) ||
+	    h->hdr_size != sizeof(fab_chan_hdr) || h->ring != g.ring || h->nslots != g.nslots ||
+	    h->slot_size != g.slot_size || h->attach_off != g.attach_off ||
+	    h->lens_off != g.lens_off || h->slots_off != g.slots_off || h->total_size != g.total ||
+	    g.total > ch->seg.size || h->attach_max != FAB_ATTACH_MAX || h->producers == 0 ||
+	    h->producers > FAB_PRODUCERS_MAX) {
+		fab__err(rc, "channel %s: header does not match the segment", name);
+		goto fail;
+	}
+	ch->hdr = h;
+	ch->fab = fab;
+	ch->kind = kind;
+	ch->ring = g.ring;
+	ch->capacity = cap;
+	ch->cap_eff = cap ? cap : 1;
+	ch->msg_size = msz;
+	ch->slot_size = g.slot_size;
+	ch->nslots = g.nslots;
+	ch->mask = g.nslots - 1;
+	ch->attach_max = FAB_ATTACH_MAX;
+	ch->attach = (_Atomic uint64_t *)((uint8_t *)h + g.attach_off);
+	ch->lens = (uint32_t *)((uint8_t *)h + g.lens_off);
+	ch->slots = (uint8_t *)h + g.slots_off;
+	snprintf(ch->name, sizeof ch->name, "%s", name);
+	return 0;
+fail:
+	fab__seg_unmap(&ch->seg);
+	return rc;
+}
+
+void fab__chan_unmap(fab_chan *ch)
+{
+	fab__seg_unmap(&ch->seg);
+	ch->hdr = NULL;
+}
+
+static int fab__attach(fab_chan *ch)
+{
+	uint64_t mine = FAB_ATT_MAKE(ch->fab->tag, ch->role, ch->serial);
+	for (int pass = 0; pass < 2; pass++) {
+		for (uint32_t i = 0; i < ch->attach_max; i++) {
+			uint64_t z = 0;
+			if (load_relaxed(&ch->attach[i]) == 0 && cas(&ch->attach[i], &z, mine)) {
+				ch->attach_idx = (int)i;
+				return 0;
+			}
+		}
+		if (pass == 0)
+			fab__chan_recover(ch, ch->fab, 0);
+	}
+	return fab__err(FAB_ENOMEM, "channel %s: attach table full", ch->name);
+}
+
+static fab_chan *fab__chan_alloc(fab_fabric *fab, unsigned role)
+{
+	fab_chan *ch = calloc(1, sizeof *ch);
+	if (!ch)
+		return NULL;
+	ch->fork_gen = load_relaxed(&fab__fork_gen);
+	ch->role = role;
+	ch->attach_idx = -1;
+	ch->seg.fd = -1;
+	ch->spin_send = ch->spin_recv = FAB__SPIN_INIT;
+	ch->serial = (atomic_fetch_add_explicit(&fab__serial, 1, memory_order_relaxed) + 1) & 0xffffffu;
+	/* A producer is the stage replica under fabd (FAB_PRODUCER_ID), the
+	 * handle otherwise. */
+	const char *pid = getenv("FAB_PRODUCER_ID");
+	if (pid && *pid) {
+		uint64_t hsh = 1469598103934665603ULL; /* FNV-1a of the id */
+		for (const char *p = pid; *p; p++)
+			hsh = (hsh ^ (uint8_t)*p) * 1099511628211ULL;
+		ch->producer_id = hsh ? hsh : 1;
+	} else {
+		ch->producer_id = fab__random64();
+	}
+	(void)fab;
+	return ch;
+}
+
+static void fab__chan_free(fab_chan *ch)
+{
+	if (ch->hdr)
+		fab__chan_unmap(ch);
+	if (ch->fab)
+		fab__fabric_unref(ch->fab);
+	free(ch);
+}
+
+/* Finish opening: attach, take spsc ends for the roles asked. */
+static int fab__chan_attach_roles(fab_chan *ch, int take_ends)
+{
+	int rc = fab__attach(ch);
+	if (rc)
+		return rc;
+	if (ch->kind == FAB_SPSC && ch->ring == FAB_RING_SPSC && take_ends) {
+		if ((ch->role & FAB_SEND) && (rc = fab__spsc_take_send_end(ch)))
+			return rc;
+		if ((ch->role & FAB_RECV) && (rc = fab__spsc_take_recv_end(ch)))
+			return rc;
+	}
+	if (ch->kind == FAB_SPSC && ch->ring == FAB_RING_MPMC && take_ends) {
+		/* Unbuffered spsc: the ends are exclusive too, though the ring
+		 * is the mpmc one. */
+		if ((ch->role & FAB_SEND) &&
+		    (rc = fab__spsc_attach_end(ch, &ch->hdr->spsc_sender)) == 0)
+			ch->end_word |= 1;
+		if (rc)
+			return rc;
+		if ((ch->role & FAB_RECV) &&
+		    (rc = fab__spsc_attach_end(ch, &ch->hdr->spsc_receiver)) == 0)
+			ch->end_word |= 2;
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static void fab__chan_detach(fab_chan *ch)
+{
+	if (ch->end_word & 1)
+		fab__spsc_drop_end(ch, &ch->hdr->spsc_sender);
+	if (ch->end_word & 2)
+		fab__spsc_drop_end(ch, &ch->hdr->spsc_receiver);
+	ch->end_word = 0;
+	if (ch->attach_idx >= 0) {
+		uint64_t mine = FAB_ATT_MAKE(ch->fab->tag, ch->role, ch->serial);
+		cas(&ch->attach[ch->attach_idx], &mine, 0);
+		ch->attach_idx = -1;
+	}
+}
+
+/* ---- registry ------------------------------------------------------------ */
+
+static int fab__reg_find(fab_fabric *fab, const char *name)
+{
+	for (uint32_t i = 0; i < FAB_MAX_CHANS; i++) {
+		fab_chan_ent *e = &fab->chans[i];
+		uint32_t st = load_acquire(&e->state);
+		if (st == FAB_ENT_FREE)
+			continue;
+		if (strncmp(e->name, name, sizeof e->name) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
+/* ---- create / open / release ------------------------------------------- */
+
+static int fab__opts(const fab_chan_opts *o, fab_chan_opts *out)
+{
+	memset(out, 0, sizeof *out);
+	if (o) {
+		if (o->size < offsetof(fab_chan_opts, kind) || o->size > 4096)
+			return fab__err(FAB_EINVAL, "fab_chan_opts.size %u: set it to sizeof(fab_chan_opts)",
+					o->size);
+		memcpy(out, o, o->size < sizeof *out ? o->size : sizeof *out);
+	}
+	out->size = sizeof *out;
+	if (out->kind == 0)
+		out->kind = FAB_MPMC;
+	if (out->kind != FAB_MPMC && out->kind != FAB_SPSC)
+		return fab__err(FAB_EINVAL, "unknown channel kind %u", out->kind);
+	if (out->delivery == 0)
+		out->delivery = FAB_AT_MOST_ONCE;
+	if (out->delivery == FAB_AT_LEAST_ONCE)
+		return fab__err(FAB_EINVAL, "at-least-once delivery is not available in libfab %s",
+				fab_version());
+	if (out->delivery != FAB_AT_MOST_ONCE)
+		return fab__err(FAB_EINVAL, "unknown delivery %u", out->delivery);
+	if (out->producers == 0)
+		out->producers = 1;
+	if (out->producers > FAB_PRODUCERS_MAX)
+		return fab__err(FAB_EINVAL, "producers %u > %u", out->producers, FAB_PRODUCERS_MAX);
+	if (out->capacity > FAB_CAPACITY_MAX)
+		return fab__err(FAB_EINVAL, "capacity %u > %u", out->capacity, FAB_CAPACITY_MAX);
+	if (out->msg_size > FAB_MSG_SIZE_MAX)
+		return fab__err(FAB_EINVAL, "msg_size %u > %u", out->msg_size, FAB_MSG_SIZE_MAX);
+	if (out->mode == 0)
+		out->mode = 0600;
+	if (out->mode & ~0777u)
+		return fab__err(FAB_EINVAL, "mode %o has bits beyond 0777", out->mode);
+	return 0;
+}
+
+static void fab__chan_init(fab_chan_hdr *h, const char *name, const fab_chan_opts *o,
+			   const fab__geom *g)
+{
+	h->magic = FAB_CHAN_MAGIC;
+	h->hdr_size = sizeof *h;
+	h->total_size = g->total;
+	h->kind = o->kind;
+	h->ring = g->ring;
+	h->delivery = o->delivery;
+	h->capacity = o->capacity;
+	h->msg_size = o->msg_size;
+	h->slot_size = g->slot_size;
+	h->nslots = g->nslots;
+	h->producers = o->producers;
+	h->mode = o->mode;
+	h->attach_max = FAB_ATTACH_MAX;
+	h->attach_off = g->attach_off;
+	h->lens_off = g->lens_off;
+	h->slots_off = g->slots_off;
+	snprintf(h->name, sizeof h->name, "%s", name);
+	if (g->ring == FAB_RING_MPMC) {
+		uint8_t *slots = (uint8_t *)h + g->slots_off;
+		for (uint32_t i = 0; i < g->nslots; i++) {
+			fab_mslot *s = (fab_mslot *)(slots + (size_t)i * g->slot_size);
+			store_relaxed(&s->state, FAB_SW_MAKE(i, FAB_SLOT_FREE, 0));
+		}
+	}
+	/* Pairs with fab__seg_wait_version's load_acquire in every opener:
+	 * the header and the slot states are visible before the version. */
+	store_release(&h->version, FAB_LAYOUT_VERSION);
+}
+
+int fab_chan_create(fab_fabric *fab, const char *name, const fab_chan_opts *opts,
+		    fab_chan **out)
+{
+	int rc;
+	if (!out)
+		return fab__err(FAB_EINVAL, "NULL out pointer");
+	*out = NULL;
+	if ((rc = fab__fabric_valid(fab)))
+		return rc;
+	if (!fab__name_ok(name))
+		return fab__err(FAB_EINVAL, "bad channel name (want [A-Za-z0-9_-]{1,48})");
+	fab_chan_opts o;
+	if ((rc = fab__opts(opts, &o)))
+		return rc;
+	if (o.dead_letter)
+		return fab__err(FAB_EINVAL, "dead_letter needs at-least-once delivery");
+	fab__geom g;
+	if ((rc = fab__geometry(o.kind, o.capacity, o.msg_size, &g)))
+		return rc;
+	if (fab__reg_find(fab, name) >= 0)
+		return fab__err(FAB_EEXIST, "channel %s exists in fabric %s", name, fab->name);
+
+	/* Claim a registry entry first (so the table bounds the number of
+	 * channels), then create the segment with O_EXCL, which settles any
+	 * race between two creators of one name. */
+	fab_chan_ent *ent = NULL;
+	for (uint32_t i = 0; i < FAB_MAX_CHANS && !ent; i++) {
+		uint32_t st = FAB_ENT_FREE;
+		if (load_relaxed(&fab->chans[i].state) == FAB_ENT_FREE &&
+		    cas(&fab->chans[i].state, &st, FAB_ENT_CREATING))
+			ent = &fab->chans[i];
+	}
+	if (!ent)
+		return fab__err(FAB_ENOMEM, "channel registry of fabric %s is full (%u)", fab->name,
+				FAB_MAX_CHANS);
+	store_relaxed(&ent->owner, fab->tag);
+	memset(ent->name, 0, sizeof ent->name);
+	memcpy(ent->name, name, strlen(name));
+
+	fab_chan *ch = fab__chan_alloc(fab, FAB_SEND | FAB_RECV);
+	char path[128];
+	fab__chan_path(path, sizeof path, fab->name, name);
+	fab__seg seg = {.fd = -1};
+	if (!ch) {
+		rc = fab__err(FAB_ENOMEM, "out of memory");
+		goto fail_ent;
+	}
+	if ((rc = fab__seg_create(path, g.total, o.mode, &seg)))
+		goto fail_ent;
+	fab__chan_init(seg.base, name, &o, &g);
+	fab__seg_unmap(&seg); /* re-map through the validating path */
+	fab__fabric_ref(fab);
+	ch->fab = fab;
+	if ((rc = fab__chan_map(fab, name, ch))) {
+		shm_unlink(path);
+		goto fail_ent;
+	}
+	/* The creator's handle has both roles but takes spsc ends lazily, on
+	 * first use, so creating a channel does not lock others out of it. */
+	if ((rc = fab__chan_attach_roles(ch, 0))) {
+		shm_unlink(path);
+		goto fail_ent;
+	}
+	atomic_fetch_add_explicit(&ent->gen, 1, memory_order_relaxed);
+	/* Release: the name is visible before LIVE. */
+	store_release(&ent->state, FAB_ENT_LIVE);
+	*out = ch;
+	return 0;
+
+fail_ent:
+	store_release(&ent->state, FAB_ENT_FREE);
+	if (ch)
+		fab__chan_free(ch);
+	return rc;
+}
+
+int fab_chan_open(fab_fabric *fab, const char *name, unsigned role, fab_chan **out)
+{
+	int rc;
+	if (!out)
+		return fab__err(FAB_EINVAL, "NULL out pointer");
+	*out = NULL;
+	if ((rc = fab__fabric_valid(fab)))
+		return rc;
+	if (!fab__name_ok(name))
+		return fab__err(FAB_EINVAL, "bad channel name (want [A-Za-z0-9_-]{1,48})");
+	if (role == 0 || (role & ~(FAB_SEND | FAB_RECV)))
+		return fab__err(FAB_EINVAL, "role must be FAB_SEND, FAB_RECV or both");
+	fab_chan *ch = fab__chan_alloc(fab, role);
+	if (!ch)
+		return fab__err(FAB_ENOMEM, "out of memory");
+	fab__fabric_ref(fab);
+	ch->fab = fab;
+	if ((rc = fab__chan_map(fab, name, ch)) || (rc = fab__chan_attach_roles(ch, 1))) {
+		fab__chan_detach(ch);
+		fab__chan_free(ch);
+		return rc;
+	}
+	*out = ch;
+	return 0;
+}
+
+void fab_chan_release(fab_chan *ch)
+{
+	if (!ch)
+		return;
+	if (ch->fork_gen != load_relaxed(&fab__fork_gen) || !ch->hdr) {
+		/* A child after fork: free our copy only; the registration
+		 * belongs to the parent. */
+		if (ch->hdr)
+			fab__chan_unmap(ch);
+		if (ch->fab)
+			fab__fabric_unref(ch->fab);
+		free(ch);
+		return;
+	}
+	if (ch->reserved) {
+		if (ch->ring == FAB_RING_MPMC) {
+			fab__mpmc_skip(ch, ch->reserved_pos, FAB_SLOT_WRITING);
+			fab__wake_receivers(ch);
+		}
+		ch->reserved = false;
+	}
+	if (ch->acquired && ch->ring == FAB_RING_MPMC) {
+		/* At-most-once: an acquired, unreleased message is consumed. */
+		fab__mpmc_free(ch, ch->acquired_pos);
+		fab__wake_senders(ch);
+	}
+	fab__chan_detach(ch);
+	fab__chan_free(ch);
+}
+
+int fab_chan_destroy(fab_fabric *fab, const char *name)
+{
+	int rc;
+	if ((rc = fab__fabric_valid(fab)))
+		return rc;
+	if (!fab__name_ok(name))
+		return fab__err(FAB_EINVAL, "bad channel name (want [A-Za-z0-9_-]{1,48})");
+	int found = 0;
+	int i = fab__reg_find(fab, name);
+	if (i >= 0) {
+		fab_chan_ent *e = &fab->chans[i];
+		uint32_t st = FAB_ENT_LIVE;
+		if (cas(&e->state, &st, FAB_ENT_FREE)) {
+			atomic_fetch_add_explicit(&e->gen, 1, memory_order_relaxed);
+			found = 1;
+		}
+	}
+	char path[128];
+	fab__chan_path(path, sizeof path, fab->name, name);
+	if (shm_unlink(path) == 0)
+		found = 1;
+	return found ? 0 : fab__err(FAB_ENOENT, "no channel %s in fabric %s", name, fab->name);
+}
+
+/* ---- close ---------------------------------------------------------------- */
+
+int fab_chan_close(fab_chan *ch)
+{
+	int rc;
+	if ((rc = fab__chan_check(ch, 0)))
+		return rc;
+	if (!(ch->role & FAB_SEND))
+		return fab__err(FAB_EPERM, "channel %s: only a sending handle can close", ch->name);
+	if (ch->closed_local)
+		return fab__err(FAB_ECLOSED, "channel %s: this producer already closed", ch->name);
+	fab_chan_hdr *h = ch->hdr;
+	uint32_t quorum = h->producers;
+	if (quorum == 0 || quorum > FAB_PRODUCERS_MAX)
+		return fab__err(FAB_ECORRUPT, "channel %s: bad producer quorum", ch->name);
+	uint64_t id = ch->producer_id;
+	for (uint32_t i = 0; i < FAB_PRODUCERS_MAX; i++) {
+		uint64_t cur = load_acquire(&h->closer_ids[i]);
+		if (cur == id) {
+			ch->closed_local = true;
+			return fab__err(FAB_ECLOSED, "channel %s: this producer already closed", ch->name);
+		}
+		if (cur != 0)
+			continue;
+		if (!cas(&h->closer_ids[i], &cur, id)) {
+			if (cur == id) {
+				ch->closed_local = true;
+				return fab__err(FAB_ECLOSED, "channel %s: this producer already closed",
+						ch->name);
+			}
+			continue;
+		}
+		ch->closed_local = true;
+		uint32_t n = fetch_add_seq_cst(&h->closes, 1) + 1;
+		if (n >= quorum) {
+			if (load_seq_cst(&h->closed))
+				return fab__err(FAB_ECLOSED, "channel %s already closed", ch->name);
+			/* seq_cst: ordered against producers' slot claims and
+			 * receivers' emptiness checks (fab__chan_closed_empty). */
+			store_seq_cst(&h->closed, 1);
+			fab__wake_all(ch);
+		}
+		return 0;
+	}
+	ch->closed_local = true;
+	return fab__err(FAB_ECLOSED, "channel %s already closed", ch->name);
+}
+
+/* After a receive found nothing: is the channel closed AND still empty?
+ * The second look after reading `closed` catches a producer that claimed a
+ * slot before the close became visible (its claim is then seen as WRITING
+ * or FULL, not empty). */
+static int fab__chan_closed_empty(fab_chan *ch)
+{
+	if (likely(!load_seq_cst(&ch->hdr->closed)))
+		return 0;
+	if (ch->ring == FAB_RING_SPSC) {
+		/* Single sender: its sends happen before its close; the
+		 * acquire of `closed` above makes them visible. */
+		return load_acquire(&ch->hdr->tail) == ch->head_local;
+	}
+	uint64_t q = load_seq_cst(&ch->hdr->head);
+	fab_mslot *s = (fab_mslot *)(ch->slots + (size_t)(q & ch->mask) * ch->slot_size);
+	uint64_t w = load_seq_cst(&s->state);
+	return w == FAB_SW_MAKE(q, FAB_SLOT_FREE, 0);
+}
+
+/* ---- send ------------------------------------------------------------------ */
+
+typedef struct fab__send_arg {
+	const void *msg;
+	size_t len;
+	uint64_t pos; /* mpmc: claimed position */
+	void **slot;  /* reserve: where to return the slot */
+} fab__send_arg;
+
+static int fab__try_send_once(fab_chan *ch, void *a, fab__block *blk)
+{
+	fab__send_arg *arg = a;
+	blk->behind_tag = 0;
+	if (unlikely(load_acquire(&ch->hdr->closed)))
+		return fab__err(FAB_ECLOSED, "channel %s is closed", ch->name);
+	if (ch->ring == FAB_RING_SPSC) {
+		if (arg->slot)
+			return fab__spsc_reserve(ch, arg->slot);
+		return fab__spsc_push(ch, arg->msg, arg->len);
+	}
+	int rc = fab__mpmc_claim(ch, &arg->pos, blk);
+	if (rc)
+		return rc;
+	if (arg->slot) {
+		*arg->slot = fab__mpmc_slot_payload(ch, arg->pos);
+		return 0;
+	}
+	fab__mpmc_fill(ch, arg->pos, arg->msg, arg->len);
+	return fab__mpmc_commit(ch, arg->pos, arg->len);
+}
+
+static int fab__try_taken(fab_chan *ch, void *a, fab__block *blk)
+{
+	fab__send_arg *arg = a;
+	blk->behind_tag = 0;
+	if (fab__mpmc_taken(ch, arg->pos))
+		return 0;
+	if (load_acquire(&ch->hdr->closed) && fab__mpmc_withdraw(ch, arg->pos))
+		return fab__err(FAB_ECLOSED, "channel %s closed before a receiver came", ch->name);
+	return FAB_EAGAIN;
+}
+
+/* Unbuffered: after publishing, wait until a receiver took the message; if
+ * the context ends first, withdraw it (unless taken meanwhile). */
+static int fab__rendezvous(fab_chan *ch, fab__send_arg *arg, fab_ctx *ctx)
+{
+	int rc = fab__wait(ch, 0, ctx, fab__try_taken, arg);
+	if (rc == FAB_ECANCELED || rc == FAB_ETIMEDOUT || rc == FAB_ESYS) {
+		if (!fab__mpmc_withdraw(ch, arg->pos))
+			return 0; /* a receiver took it after all */
+		fab__wake_receivers(ch);
+	}
+	return rc;
+}
+
+static inline int fab__send_check(fab_chan *ch, const void *msg, size_t len)
+{
+	int rc;
+	if ((rc = fab__chan_check(ch, FAB_SEND)))
+		return rc;
+	if (unlikely(len > ch->msg_size))
+		return fab__err(FAB_EMSGSIZE, "message of %zu bytes > msg_size %u of %s", len,
+				ch->msg_size, ch->name);
+	if (unlikely(!msg && len))
+		return fab__err(FAB_EINVAL, "NULL message with length %zu", len);
+	if (unlikely(ch->kind == FAB_SPSC && !(ch->end_word & 1))) {
+		if (ch->ring == FAB_RING_SPSC)
+			return fab__spsc_take_send_end(ch);
+		if ((rc = fab__spsc_attach_end(ch, &ch->hdr->spsc_sender)))
+			return rc;
+		ch->end_word |= 1;
+	}
+	return 0;
+}
+
+int fab_send(fab_chan *ch, const void *msg, size_t len, fab_ctx *ctx)
+{
+	int rc;
+	if ((rc = fab__send_check(ch, msg, len)))
+		return rc;
+	if (ctx && (rc = fab__ctx_valid(ctx)))
+		return rc;
+	fab__send_arg arg = {.msg = msg, .len = len};
+	rc = fab__wait(ch, 0, ctx, fab__try_send_once, &arg);
+	if (rc)
+		return rc;
+	fab__wake_receivers(ch);
+	if (ch->capacity == 0)
+		return fab__rendezvous(ch, &arg, ctx);
+	return 0;
+}
+
+int fab_try_send(fab_chan *ch, const void *msg, size_t len)
+{
+	int rc;
+	if ((rc = fab__send_check(ch, msg, len)))
+		return rc;
+	fab__send_arg arg = {.msg = msg, .len = len};
+	fab__block blk;
+	if (ch->capacity == 0) {
+		/* Go: a non-blocking send on an unbuffered channel succeeds only
+		 * if a receiver is waiting. */
+		if (load_seq_cst(&ch->hdr->closed))
+			return fab__err(FAB_ECLOSED, "channel %s is closed", ch->name);
+		if (load_seq_cst(&ch->hdr->recv_ready) == 0)
+			return FAB_EAGAIN;
+		if ((rc = fab__try_send_once(ch, &arg, &blk)))
+			return rc;
+		fab__wake_receivers(ch);
+		/* Give the waiting receiver a moment to take it; if it left,
+		 * withdraw (unless it was taken meanwhile). */
+		int64_t until = fab__now_ns() + 2000000;
+		for (uint32_t i = 0;; i++) {
+			if (fab__mpmc_taken(ch, arg.pos))
+				return 0;
+			if ((i & 63) == 63) {
+				if (fab__now_ns() > until)
+					break;
+				sched_yield();
+			} else {
+				cpu_relax();
+			}
+		}
+		if (!fab__mpmc_withdraw(ch, arg.pos))
+			return 0;
+		fab__wake_receivers(ch);
+		return FAB_EAGAIN;
+	}
+	rc = fab__try_send_once(ch, &arg, &blk);
+	if (rc == 0)
+		fab__wake_receivers(ch);
+	return rc;
+}
+
+int fab_send_reserve(fab_chan *ch, size_t len, void **slot, fab_ctx *ctx)
+{
+	int rc;
+	if ((rc = fab__send_check(ch, slot, len)))
+		return rc;
+	if (!slot)
+		return fab__err(FAB_EINVAL, "NULL slot pointer");
+	if (ch->reserved)
+		return fab__err(FAB_EINVAL, "channel %s: a reservation is already pending", ch->name);
+	if (ctx && (rc = fab__ctx_valid(ctx)))
+		return rc;
+	fab__send_arg arg = {.slot = slot};
+	rc = fab__wait(ch, 0, ctx, fab__try_send_once, &arg);
+	if (rc)
+		return rc;
+	ch->reserved = true;
+	ch->reserved_pos = arg.pos;
+	ch->reserved_len = len;
+	ch->reserve_ctx = ctx;
+	return 0;
+}
+
+int fab_send_commit(fab_chan *ch, size_t len)
+{
+	int rc;
+	if ((rc = fab__chan_check(ch, FAB_SEND)))
+		return rc;
+	if (!ch->reserved)
+		return fab__err(FAB_EINVAL, "channel %s: commit without reserve", ch->name);
+	if (len > ch->reserved_len)
+		return fab__err(FAB_EMSGSIZE, "commit of %zu bytes > %zu reserved", len,
+				ch->reserved_len);
+	ch->reserved = false;
+	if (ch->ring == FAB_RING_SPSC) {
+		fab__spsc_commit(ch, len);
+		fab__wake_receivers(ch);
+		return 0;
+	}
+	if ((rc = fab__mpmc_commit(ch, ch->reserved_pos, len)))
+		return rc;
+	fab__wake_receivers(ch);
+	if (ch->capacity == 0) {
+		fab__send_arg arg = {.pos = ch->reserved_pos};
+		return fab__rendezvous(ch, &arg, ch->reserve_ctx);
+	}
+	return 0;
+}
+
+/* ---- receive --------------------------------------------------------------- */
+
+typedef struct fab__recv_arg {
+	void *buf;
+	size_t cap;
+	uint64_t pos;
+	const void **msg; /* acquire */
+	size_t *len;
+} fab__recv_arg;
+
+static int fab__try_recv_once(fab_chan *ch, void *a, fab__block *blk)
+{
+	fab__recv_arg *arg = a;
+	blk->behind_tag = 0;
+	ssize_t r;
+	if (ch->ring == FAB_RING_SPSC) {
+		if (arg->msg)
+			r = fab__spsc_peek(ch, arg->msg, arg->len);
+		else
+			r = fab__spsc_pop(ch, arg->buf, arg->cap);
+	} else {
+		size_t cap = (arg->msg || (!arg->buf && !arg->cap)) ? SIZE_MAX : arg->cap;
+		r = fab__mpmc_take(ch, &arg->pos, cap, blk);
+		if (r == 0) {
+			size_t len;
+			const void *p = fab__mpmc_payload(ch, arg->pos, &len);
+			if (arg->msg) {
+				*arg->msg = p;
+				*arg->len = len;
+			} else {
+				if (len && arg->buf)
+					memcpy(arg->buf, p, len);
+				fab__mpmc_free(ch, arg->pos);
+				r = (ssize_t)len;
+			}
+		}
+	}
+	if (r == FAB_EAGAIN && !blk->behind_tag && fab__chan_closed_empty(ch))
+		return fab__err(FAB_ECLOSED, "channel %s is closed and drained", ch->name);
+	return (int)r;
+}
+
+static inline int fab__recv_check(fab_chan *ch)
+{
+	int rc;
+	if ((rc = fab__chan_check(ch, FAB_RECV)))
+		return rc;
+	if (unlikely(ch->acquired))
+		return fab__err(FAB_EINVAL, "channel %s: release the acquired message first", ch->name);
+	if (unlikely(ch->kind == FAB_SPSC && !(ch->end_word & 2))) {
+		if (ch->ring == FAB_RING_SPSC)
+			return fab__spsc_take_recv_end(ch);
+		if ((rc = fab__spsc_attach_end(ch, &ch->hdr->spsc_receiver)))
+			return rc;
+		ch->end_word |= 2;
+	}
+	return 0;
+}
+
+static ssize_t fab__recv_blocking(fab_chan *ch, fab__recv_arg *arg, fab_ctx *ctx)
+{
+	int rc;
+	if (ch->capacity == 0) {
+		/* Announce a waiting receiver for unbuffered try_send. */
+		fetch_add_seq_cst(&ch->hdr->recv_ready, 1);
+		rc = fab__wait(ch, 1, ctx, fab__try_recv_once, arg);
+		fetch_sub_seq_cst(&ch->hdr->recv_ready, 1);
+	} else {
+		rc = fab__wait(ch, 1, ctx, fab__try_recv_once, arg);
+	}
+	return rc;
+}
+
+ssize_t fab_recv(fab_chan *ch, void *buf, size_t cap, fab_ctx *ctx)
+{
+	int rc;
+	if ((rc = fab__recv_check(ch)))
+		return rc;
+	if (ctx && (rc = fab__ctx_valid(ctx)))
+		return rc;
+	if (!buf && cap)
+		return fab__err(FAB_EINVAL, "NULL buffer with capacity %zu", cap);
+	fab__recv_arg arg = {.buf = buf, .cap = cap};
+	ssize_t r = fab__recv_blocking(ch, &arg, ctx);
+	if (r >= 0)
+		fab__wake_senders(ch);
+	return r;
+}
+
+ssize_t fab_try_recv(fab_chan *ch, void *buf, size_t cap)
+{
+	int rc;
+	if ((rc = fab__recv_check(ch)))
+		return rc;
+	if (!buf && cap)
+		return fab__err(FAB_EINVAL, "NULL buffer with capacity %zu", cap);
+	fab__recv_arg arg = {.buf = buf, .cap = cap};
+	fab__block blk;
+	int r = fab__try_recv_once(ch, &arg, &blk);
+	if (r >= 0)
+		fab__wake_senders(ch);
+	return r;
+}
+
+int fab_recv_acquire(fab_chan *ch, const void **msg, size_t *len, fab_ctx *ctx)
+{
+	int rc;
+	if ((rc = fab__recv_check(ch)))
+		return rc;
+	if (!msg || !len)
+		return fab__err(FAB_EINVAL, "NULL msg or len pointer");
+	if (ctx && (rc = fab__ctx_valid(ctx)))
+		return rc;
+	fab__recv_arg arg = {.msg = msg, .len = len};
+	ssize_t r = fab__recv_blocking(ch, &arg, ctx);
+	if (r < 0)
+		return (int)r;
+	ch->acquired = true;
+	ch->acquired_pos = arg.pos;
+	if (ch->ring == FAB_RING_MPMC)
+		fab__wake_senders(ch); /* an unbuffered sender waits for the take */
+	return 0;
+}
+
+int fab_recv_release(fab_chan *ch)
+{
+	int rc;
+	if ((rc = fab__chan_check(ch, FAB_RECV)))
+		return rc;
+	if (!ch->acquired)
+		return fab__err(FAB_EINVAL, "channel %s: release without acquire", ch->name);
+	ch->acquired = false;
+	if (ch->ring == FAB_RING_SPSC)
+		fab__spsc_consume(ch);
+	else
+		fab__mpmc_free(ch, ch->acquired_pos);
+	fab__wake_senders(ch);
+	return 0;
+}
+
+/* ---- batches --------------------------------------------------------------- */
+
+int fab_send_batch(fab_chan *ch, const fab_iov *msgs, unsigned n, fab_ctx *ctx)
+{
+	int rc;
+	if ((rc = fab__chan_check(ch, FAB_SEND)))
+		return rc;
+	if (!msgs || n == 0)
+		return fab__err(FAB_EINVAL, "empty batch");
+	if ((rc = fab_send(ch, msgs[0].base, msgs[0].len, ctx)))
+		return rc;
+	unsigned i = 1;
+	if (ch->ring == FAB_RING_SPSC) {
+		/* One publication and one wake check for the rest. */
+		for (; i < n; i++) {
+			if (msgs[i].len > ch->msg_size || (!msgs[i].base && msgs[i].len))
+				break;
+			if (load_relaxed(&ch->hdr->closed))
+				break;
+			if (fab__spsc_push(ch, msgs[i].base, msgs[i].len))
+				break;
+		}
+		fab__wake_receivers(ch);
+		return (int)i;
+	}
+	for (; i < n; i++)
+		if (fab_try_send(ch, msgs[i].base, msgs[i].len))
+			break;
+	return (int)i;
+}
+
+int fab_recv_batch(fab_chan *ch, fab_iov *msgs, unsigned n, fab_ctx *ctx)
+{
+	int rc;
+	if ((rc = fab__chan_check(ch, FAB_RECV)))
+		return rc;
+	if (!msgs || n == 0)
+		return fab__err(FAB_EINVAL, "empty batch");
+	ssize_t r = fab_recv(ch, msgs[0].base, msgs[0].len, ctx);
+	if (r < 0)
+		return (int)r;
+	msgs[0].len = (size_t)r;
+	unsigned i = 1;
+	for (; i < n; i++) {
+		fab__recv_arg arg = {.buf = msgs[i].base, .cap = msgs[i].len};
+		fab__block blk;
+		r = fab__try_recv_once(ch, &arg, &blk);
+		if (r < 0)
+			break;
+		msgs[i].len = (size_t)r;
+	}
+	fab__wake_senders(ch);
+	return (int)i;
+}
+
+/* ---- introspection ----------------------------------------------------------- */
+
+static uint64_t fab__chan_len_raw(fab_chan *ch)
+{
+	uint64_t t = load_acquire(&ch->hdr->tail);
+	uint64_t h = load_acquire(&ch->hdr->head);
+	int64_t d = (int64_t)(t - h);
+	if (d < 0)
+		d = 0;
+	if (d > (int64_t)ch->capacity)
+		d = ch->capacity;
+	return (uint64_t)d;
+}
+
+size_t fab_chan_len(fab_chan *ch)
+{
+	if (fab__chan_check(ch, 0))
+		return 0;
+	return (size_t)fab__chan_len_raw(ch);
+}
+
+size_t fab_chan_cap(fab_chan *ch)
+{
+	if (fab__chan_check(ch, 0))
+		return 0;
+	return ch->capacity;
+}
+
+int fab_chan_stats(fab_chan *ch, fab_stats *st)
+{
+	int rc;
+	if ((rc = fab__chan_check(ch, 0)))
+		return rc;
+	if (!st || st->size < offsetof(fab_stats, len))
+		return fab__err(FAB_EINVAL, "fab_stats.size must be set to sizeof(fab_stats)");
+	fab_chan_hdr *h = ch->hdr;
+	fab_stats s;
+	memset(&s, 0, sizeof s);
+	s.size = sizeof s;
+	s.kind = ch->kind;
+	s.delivery = FAB_AT_MOST_ONCE;
+	s.capacity = ch->capacity;
+	s.msg_size = ch->msg_size;
+	s.producers = h->producers;
+	uint32_t closes = load_relaxed(&h->closes);
+	s.closes = closes > FAB_PRODUCERS_MAX ? FAB_PRODUCERS_MAX : closes;
+	s.closed = load_relaxed(&h->closed) ? 1 : 0;
+	for (uint32_t i = 0; i < ch->attach_max; i++) {
+		uint64_t w = load_relaxed(&ch->attach[i]);
+		if (!w)
+			continue;
+		if (FAB_ATT_ROLE(w) & FAB_SEND)
+			s.senders++;
+		if (FAB_ATT_ROLE(w) & FAB_RECV)
+			s.receivers++;
+	}
+	s.blocked_senders = load_relaxed(&h->send_waiters);
+	s.blocked_receivers = load_relaxed(&h->recv_waiters);
+	s.len = fab__chan_len_raw(ch);
+	uint64_t skipped = load_relaxed(&h->skipped);
+	uint64_t tail = load_relaxed(&h->tail), head = load_relaxed(&h->head);
+	s.sent = tail - (skipped < tail ? skipped : 0);
+	s.received = head - (skipped < head ? skipped : 0);
+	if (ch->capacity == 0) {
+		/* Unbuffered: a message sitting in the slot is not yet sent. */
+		s.sent = s.received;
+	}
+	s.futex_waits = load_relaxed(&h->futex_waits);
+	s.futex_wakes = load_relaxed(&h->futex_wakes);
+	s.recovered = load_relaxed(&h->recovered);
+	size_t n = st->size < sizeof s ? st->size : sizeof s;
+	uint32_t keep = st->size;
+	memcpy(st, &s, n);
+	st->size = keep;
+	return 0;
+}

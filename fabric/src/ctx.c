@@ -1,0 +1,328 @@
+/*
+ * ctx.c - contexts: cancellation scopes.
+ *
+ * A shared context is an entry of the fabric's context table: a futex word
+ * (0 = live, else how it ended), the cancel reason and the parent's index.
+ * Cancelling one writes its word and every descendant's word, then wakes all
+ * sleepers on them, so every process blocked under any of them returns at
+ * once.  A cancelled context never un-cancels (the word only goes 0 -> end).
+ *
+ * A local context (fab_ctx_with_timeout) lives in the caller's memory: a
+ * deadline plus an optional parent.  Blocking calls sleep on the channel word
+ * and on the chain's words together, with the earliest deadline as timeout.
+ */
+#include "internal.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FAB__CTX_LIVE 0u
+#define FAB__CTX_CANCELED 1u
+#define FAB__CTX_EXPIRED 2u
+
+static int fab__ctx_code(uint32_t w)
+{
+	return w == FAB__CTX_EXPIRED ? FAB_ETIMEDOUT : w ? FAB_ECANCELED : 0;
+}
+
+int fab__ctx_valid(fab_ctx *ctx)
+{
+	if (!ctx)
+		return fab__err(FAB_EINVAL, "NULL context");
+	if (ctx->fork_gen != load_relaxed(&fab__fork_gen))
+		return fab__err(FAB_EINVAL, "context inherited across fork(); open a new one");
+	return 0;
+}
+
+static fab_ctx_ent *fab__ctx_ent(fab_ctx *ctx)
+{
+	return &ctx->fab->ctxs[ctx->idx];
+}
+
+/* The shared word, or NULL if the entry was reused (then the context is
+ * treated as cancelled: its scope no longer exists). */
+static _Atomic uint32_t *fab__ctx_word(fab_ctx *ctx)
+{
+	if (ctx->type == FAB__CTX_LOCAL)
+		return &ctx->cancel;
+	fab_ctx_ent *e = fab__ctx_ent(ctx);
+	if (load_acquire(&e->gen) != ctx->gen)
+		return NULL;
+	return &e->cancel;
+}
+
+int fab__ctx_done(fab_ctx *ctx)
+{
+	for (int depth = 0; ctx && depth < 64; depth++, ctx = ctx->parent) {
+		_Atomic uint32_t *w = fab__ctx_word(ctx);
+		if (!w)
+			return FAB_ECANCELED;
+		/* Acquire: pairs with the canceller's release, so its reason
+		 * is visible once the word is. */
+		uint32_t v = load_acquire(w);
+		if (v)
+			return fab__ctx_code(v);
+		if (ctx->type == FAB__CTX_LOCAL && ctx->deadline_ns != INT64_MAX &&
+		    fab__now_ns() >= ctx->deadline_ns) {
+			uint32_t z = 0;
+			cas(&ctx->cancel, &z, FAB__CTX_EXPIRED);
+			return fab__ctx_code(load_acquire(&ctx->cancel));
+		}
+		if (ctx->type == FAB__CTX_SHARED)
+			break; /* shared cancels cascade down the table: our word suffices */
+	}
+	return 0;
+}
+
+void fab__ctx_arm(fab_ctx *ctx, fab__waitset *ws)
+{
+	for (int depth = 0; ctx && depth < 64; depth++, ctx = ctx->parent) {
+		_Atomic uint32_t *w = fab__ctx_word(ctx);
+		if (w && ws->n < FAB__WAIT_MAX) {
+			ws->word[ws->n] = w;
+			ws->val[ws->n] = 0; /* sleep only while still live */
+			ws->n++;
+		}
+		if (ctx->type == FAB__CTX_LOCAL && ctx->deadline_ns < ws->deadline_ns)
+			ws->deadline_ns = ctx->deadline_ns;
+		if (ctx->type == FAB__CTX_SHARED)
+			break;
+	}
+}
+
+static int fab__ctx_find(fab_fabric *fab, const char *name, uint32_t skip)
+{
+	for (uint32_t i = 0; i < FAB_MAX_CTXS; i++) {
+		if (i == skip)
+			continue;
+		fab_ctx_ent *e = &fab->ctxs[i];
+		if (load_acquire(&e->state) != FAB_ENT_LIVE)
+			continue;
+		if (strncmp(e->name, name, sizeof e->name) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
+static fab_ctx *fab__ctx_new(int type)
+{
+	fab_ctx *c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	c->type = type;
+	c->fork_gen = load_relaxed(&fab__fork_gen);
+	c->deadline_ns = INT64_MAX;
+	return c;
+}
+
+/* Cancel entry i and its whole subtree with end code `code`. */
+static void fab__ctx_cancel_tree(fab_fabric *fab, uint32_t root, uint32_t code, int reason)
+{
+	uint32_t *stack = malloc(FAB_MAX_CTXS * sizeof *stack);
+	uint32_t top = 0;
+	uint32_t single[1];
+	if (!stack) {
+		stack = single; /* fall back to the root only; never fail a cancel */
+	}
+	stack[top++] = root;
+	while (top) {
+		uint32_t i = stack[--top];
+		fab_ctx_ent *e = &fab->ctxs[i];
+		uint32_t z = 0;
+		store_relaxed(&e->reason, reason);
+		/* Release: the reason is visible to whoever sees the word.  A
+		 * failed CAS means it already ended; keep the first end. */
+		if (atomic_compare_exchange_strong_explicit(&e->cancel, &z, code,
+							    memory_order_release,
+							    memory_order_relaxed))
+			fab__futex_wake(&e->cancel, INT_MAX);
+		if (stack == single)
+			continue;
+		for (uint32_t j = 0; j < FAB_MAX_CTXS && top < FAB_MAX_CTXS; j++) {
+			fab_ctx_ent *c = &fab->ctxs[j];
+			if (j != i && load_acquire(&c->state) == FAB_ENT_LIVE &&
+			    load_relaxed(&c->parent) == i + 1 && load_relaxed(&c->cancel) == 0)
+				stack[top++] = j;
+		}
+	}
+	if (stack != single)
+		free(stack);
+}
+
+int fab_ctx_create(fab_fabric *fab, const char *name, fab_ctx *parent, fab_ctx **out)
+{
+	int rc;
+	if (!out)
+		return fab__err(FAB_EINVAL, "NULL out pointer");
+	*out = NULL;
+	if ((rc = fab__fabric_valid(fab)))
+		return rc;
+	if (!fab__name_ok(name))
+		return fab__err(FAB_EINVAL, "bad context name (want [A-Za-z0-9_-]{1,48})");
+	if (parent) {
+		if ((rc = fab__ctx_valid(parent)))
+			return rc;
+		if (parent->type != FAB__CTX_SHARED || parent->fab->ctl.base == NULL ||
+		    strcmp(parent->fab->name, fab->name) != 0)
+			return fab__err(FAB_EINVAL,
+					"parent of a shared context must be a shared context of the same fabric");
+	}
+	if (fab__ctx_find(fab, name, UINT32_MAX) >= 0)
+		return fab__err(FAB_EEXIST, "context %s exists", name);
+	fab_ctx *c = fab__ctx_new(FAB__CTX_SHARED);
+	if (!c)
+		return fab__err(FAB_ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < FAB_MAX_CTXS; i++) {
+		fab_ctx_ent *e = &fab->ctxs[i];
+		uint32_t st = FAB_ENT_FREE;
+		if (!cas(&e->state, &st, FAB_ENT_CREATING))
+			continue;
+		store_relaxed(&e->owner, fab->tag);
+		memset(e->name, 0, sizeof e->name);
+		memcpy(e->name, name, strlen(name));
+		store_relaxed(&e->cancel, 0);
+		store_relaxed(&e->reason, 0);
+		store_relaxed(&e->parent, parent ? parent->idx + 1 : 0);
+		uint64_t gen = atomic_fetch_add_explicit(&e->gen, 1, memory_order_relaxed) + 1;
+		/* Release: name, words and parent are visible before LIVE. */
+		store_release(&e->state, FAB_ENT_LIVE);
+		/* Two creators of one name may both have passed the check above;
+		 * the later index yields. */
+		int other = fab__ctx_find(fab, name, i);
+		if (other >= 0 && (uint32_t)other < i) {
+			store_release(&e->state, FAB_ENT_FREE);
+			free(c);
+			return fab__err(FAB_EEXIST, "context %s exists", name);
+		}
+		c->fab = fab;
+		c->idx = i;
+		c->gen = gen;
+		fab__fabric_ref(fab);
+		/* Born under a cancelled parent: cancelled too (Go's WithCancel
+		 * of a done context). */
+		if (parent) {
+			int perr = fab__ctx_done(parent);
+			if (perr)
+				fab__ctx_cancel_tree(fab, i,
+						     perr == FAB_ETIMEDOUT ? FAB__CTX_EXPIRED
+									   : FAB__CTX_CANCELED,
+						     fab_ctx_reason(parent));
+		}
+		*out = c;
+		return 0;
+	}
+	free(c);
+	return fab__err(FAB_ENOMEM, "context table of fabric %s is full", fab->name);
+}
+
+int fab_ctx_open(fab_fabric *fab, const char *name, fab_ctx **out)
+{
+	int rc;
+	if (!out)
+		return fab__err(FAB_EINVAL, "NULL out pointer");
+	*out = NULL;
+	if ((rc = fab__fabric_valid(fab)))
+		return rc;
+	if (!fab__name_ok(name))
+		return fab__err(FAB_EINVAL, "bad context name (want [A-Za-z0-9_-]{1,48})");
+	int i = fab__ctx_find(fab, name, UINT32_MAX);
+	if (i < 0)
+		return fab__err(FAB_ENOENT, "no context named %s", name);
+	fab_ctx *c = fab__ctx_new(FAB__CTX_SHARED);
+	if (!c)
+		return fab__err(FAB_ENOMEM, "out of memory");
+	c->fab = fab;
+	c->idx = (uint32_t)i;
+	c->gen = load_acquire(&fab->ctxs[i].gen);
+	fab__fabric_ref(fab);
+	*out = c;
+	return 0;
+}
+
+int fab_ctx_with_timeout(fab_ctx *parent, int64_t ns, fab_ctx **out)
+{
+	int rc;
+	if (!out)
+		return fab__err(FAB_EINVAL, "NULL out pointer");
+	*out = NULL;
+	if (parent && (rc = fab__ctx_valid(parent)))
+		return rc;
+	fab_ctx *c = fab__ctx_new(FAB__CTX_LOCAL);
+	if (!c)
+		return fab__err(FAB_ENOMEM, "out of memory");
+	int64_t now = fab__now_ns();
+	c->deadline_ns = ns <= 0 ? now : (ns > INT64_MAX - now ? INT64_MAX : now + ns);
+	c->parent = parent;
+	*out = c;
+	return 0;
+}
+
+int fab_ctx_cancel(fab_ctx *ctx, int reason)
+{
+	int rc;
+	if ((rc = fab__ctx_valid(ctx)))
+		return rc;
+	if (ctx->type == FAB__CTX_LOCAL) {
+		uint32_t z = 0;
+		store_relaxed(&ctx->reason, reason);
+		/* Release pairs with fab__ctx_done's acquire (reason visible). */
+		if (atomic_compare_exchange_strong_explicit(&ctx->cancel, &z, FAB__CTX_CANCELED,
+							    memory_order_release,
+							    memory_order_relaxed))
+			fab__futex_wake(&ctx->cancel, INT_MAX);
+		return 0;
+	}
+	if (!fab__ctx_word(ctx))
+		return fab__err(FAB_ENOENT, "context no longer exists");
+	fab__ctx_cancel_tree(ctx->fab, ctx->idx, FAB__CTX_CANCELED, reason);
+	return 0;
+}
+
+int fab_ctx_err(fab_ctx *ctx)
+{
+	int rc;
+	if ((rc = fab__ctx_valid(ctx)))
+		return rc;
+	return fab__ctx_done(ctx);
+}
+
+int fab_ctx_reason(fab_ctx *ctx)
+{
+	if (fab__ctx_valid(ctx))
+		return 0;
+	for (int depth = 0; ctx && depth < 64; depth++, ctx = ctx->parent) {
+		_Atomic uint32_t *w = fab__ctx_word(ctx);
+		if (!w || !load_acquire(w))
+			continue;
+		if (ctx->type == FAB__CTX_LOCAL)
+			return load_relaxed(&ctx->reason);
+		return load_relaxed(&fab__ctx_ent(ctx)->reason);
+	}
+	return 0;
+}
+
+int fab_ctx_wait(fab_ctx *ctx)
+{
+	int rc;
+	if ((rc = fab__ctx_valid(ctx)))
+		return rc;
+	for (;;) {
+		if ((rc = fab__ctx_done(ctx)))
+			return rc;
+		fab__waitset ws = {.n = 0, .deadline_ns = INT64_MAX};
+		fab__ctx_arm(ctx, &ws);
+		rc = fab__futex_waitv(&ws);
+		if (rc == FAB_ESYS)
+			return rc;
+	}
+}
+
+void fab_ctx_release(fab_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	if (ctx->type == FAB__CTX_SHARED && ctx->fab)
+		fab__fabric_unref(ctx->fab);
+	free(ctx);
+}

@@ -1,0 +1,185 @@
+/*
+ * fabric.c - a fabric: the control segment /dev/shm/fab.<name> with the
+ * process table, the channel registry and the context table.  Opening a
+ * fabric validates the segment (magic, layout version, sizes against the
+ * file) and claims a process-table entry; closing releases it.
+ *
+ * A fabric handle is reference-counted: channel and context handles keep it
+ * alive, so fab_fabric_close may come before their release.
+ */
+#include "internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+void fab__chan_path(char *buf, size_t n, const char *fabric, const char *chan)
+{
+	if (chan)
+		snprintf(buf, n, "/fab.%s.%s", fabric, chan);
+	else
+		snprintf(buf, n, "/fab.%s", fabric);
+}
+
+int fab__fabric_valid(fab_fabric *fab)
+{
+	if (!fab)
+		return fab__err(FAB_EINVAL, "NULL fabric handle");
+	if (fab->fork_gen != load_relaxed(&fab__fork_gen))
+		return fab__err(FAB_EINVAL, "fabric handle inherited across fork(); open a new one");
+	return 0;
+}
+
+void fab__fabric_ref(fab_fabric *fab)
+{
+	fetch_add_relaxed(&fab->refs, 1);
+}
+
+void fab__fabric_unref(fab_fabric *fab)
+{
+	/* acq_rel: the last holder sees every other holder's local writes. */
+	if (atomic_fetch_sub_explicit(&fab->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	if (fab->fork_gen == load_relaxed(&fab__fork_gen))
+		fab__proc_release(fab);
+	fab__seg_unmap(&fab->ctl);
+	free(fab);
+}
+
+static void fab__ctl_init(fab_ctl_hdr *h, const char *name)
+{
+	h->magic = FAB_CTL_MAGIC;
+	h->hdr_size = sizeof(fab_ctl_hdr);
+	h->total_size = FAB_CTL_SIZE;
+	h->max_procs = FAB_MAX_PROCS;
+	h->max_chans = FAB_MAX_CHANS;
+	h->max_ctxs = FAB_MAX_CTXS;
+	h->creator_uid = (uint32_t)geteuid();
+	h->procs_off = FAB_CTL_PROCS_OFF;
+	h->chans_off = FAB_CTL_CHANS_OFF;
+	h->ctxs_off = FAB_CTL_CTXS_OFF;
+	h->created_ns = fab__realtime_ns();
+	snprintf(h->name, sizeof h->name, "%s", name);
+	/* Pairs with fab__seg_wait_version's load_acquire: the header (and the
+	 * zeroed tables, from ftruncate) are visible before the version. */
+	store_release(&h->version, FAB_LAYOUT_VERSION);
+}
+
+static int fab__ctl_validate(fab_fabric *fab)
+{
+	fab_ctl_hdr *h = fab->ctl.base;
+	uint32_t v;
+	int rc = fab__seg_wait_version(&h->version, &v);
+	if (rc)
+		return rc;
+	if (h->magic != FAB_CTL_MAGIC)
+		return fab__err(FAB_ECORRUPT, "fabric %s: bad magic", fab->name);
+	if ((v >> 16) != FAB_LAYOUT_MAJOR)
+		return fab__err(FAB_EVERSION, "fabric %s: layout %u.%u, this library speaks %u.x",
+				fab->name, v >> 16, v & 0xffff, FAB_LAYOUT_MAJOR);
+	if (h->hdr_size != sizeof(fab_ctl_hdr) || h->total_size != FAB_CTL_SIZE ||
+	    h->total_size > fab->ctl.size || h->max_procs != FAB_MAX_PROCS ||
+	    h->max_chans != FAB_MAX_CHANS || h->max_ctxs != FAB_MAX_CTXS ||
+	    h->procs_off != FAB_CTL_PROCS_OFF || h->chans_off != FAB_CTL_CHANS_OFF ||
+	    h->ctxs_off != FAB_CTL_CTXS_OFF)
+		return fab__err(FAB_ECORRUPT, "fabric %s: header sizes do not match the segment",
+				fab->name);
+	uint8_t *b = fab->ctl.base;
+	fab->hdr = h;
+	fab->procs = (fab_proc_ent *)(b + FAB_CTL_PROCS_OFF);
+	fab->chans = (fab_chan_ent *)(b + FAB_CTL_CHANS_OFF);
+	fab->ctxs = (fab_ctx_ent *)(b + FAB_CTL_CTXS_OFF);
+	return 0;
+}
+
+int fab_fabric_open(const char *name, unsigned flags, fab_fabric **out)
+{
+	if (!out)
+		return fab__err(FAB_EINVAL, "NULL out pointer");
+	*out = NULL;
+	if (!fab__name_ok(name))
+		return fab__err(FAB_EINVAL, "bad fabric name (want [A-Za-z0-9_-]{1,48})");
+	if (flags & ~FAB_CREATE)
+		return fab__err(FAB_EINVAL, "unknown flags 0x%x", flags & ~FAB_CREATE);
+
+	fab_fabric *fab = calloc(1, sizeof *fab);
+	if (!fab)
+		return fab__err(FAB_ENOMEM, "out of memory");
+	fab->fork_gen = load_relaxed(&fab__fork_gen);
+	atomic_init(&fab->refs, 1);
+	fab->ctl.fd = -1;
+	snprintf(fab->name, sizeof fab->name, "%s", name);
+
+	char path[80];
+	fab__chan_path(path, sizeof path, name, NULL);
+	int rc;
+	for (int tries = 0;; tries++) {
+		rc = fab__seg_open(path, sizeof(fab_ctl_hdr), false, &fab->ctl);
+		if (rc != FAB_ENOENT || !(flags & FAB_CREATE) || tries > 3)
+			break;
+		rc = fab__seg_create(path, FAB_CTL_SIZE, 0600, &fab->ctl);
+		if (rc == 0) {
+			fab__ctl_init(fab->ctl.base, name);
+			break;
+		}
+		if (rc != FAB_EEXIST)
+			break;
+		/* Lost a creation race: open what the winner made. */
+	}
+	if (rc == 0)
+		rc = fab__ctl_validate(fab);
+	if (rc == 0)
+		rc = fab__proc_claim(fab);
+	if (rc) {
+		fab__seg_unmap(&fab->ctl);
+		free(fab);
+		return rc;
+	}
+	*out = fab;
+	return 0;
+}
+
+void fab_fabric_close(fab_fabric *fab)
+{
+	if (!fab || fab->user_closed)
+		return;
+	fab->user_closed = true;
+	fab__fabric_unref(fab);
+}
+
+int fab_fabric_destroy(const char *name)
+{
+	if (!fab__name_ok(name))
+		return fab__err(FAB_EINVAL, "bad fabric name (want [A-Za-z0-9_-]{1,48})");
+	char prefix[80];
+	int plen = snprintf(prefix, sizeof prefix, "fab.%s.", name);
+	int found = 0;
+	/* Channel segments by directory scan, so segments whose registry entry
+	 * was lost (a creator that died half-way) go too. */
+	DIR *d = opendir("/dev/shm");
+	if (d) {
+		struct dirent *de;
+		while ((de = readdir(d))) {
+			if (strncmp(de->d_name, prefix, (size_t)plen) != 0)
+				continue;
+			if (!fab__name_ok(de->d_name + plen))
+				continue;
+			char path[300];
+			snprintf(path, sizeof path, "/%s", de->d_name);
+			if (shm_unlink(path) == 0)
+				found = 1;
+		}
+		closedir(d);
+	}
+	char path[80];
+	fab__chan_path(path, sizeof path, name, NULL);
+	if (shm_unlink(path) == 0)
+		found = 1;
+	else if (errno == EACCES)
+		return fab__err(FAB_EPERM, "%s: permission denied", path);
+	return found ? 0 : fab__err(FAB_ENOENT, "no fabric named %s", name);
+}

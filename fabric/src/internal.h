@@ -1,0 +1,179 @@
+/*
+ * internal.h - private handle structures and fab__* functions shared between
+ * the library's files.  Nothing here is visible to users (-fvisibility=hidden
+ * and the version script).
+ */
+#ifndef FAB_INTERNAL_H
+#define FAB_INTERNAL_H
+
+#include "fab/fab.h"
+#include "atomic.h"
+#include "layout.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stddef.h>
+
+#define FAB__HIDDEN __attribute__((visibility("hidden")))
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* ---- errors (error.c) ---- */
+/* Record this thread's detail for the error `code` and return `code`. */
+int fab__err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* As fab__err for FAB_ESYS, appending strerror(errno). */
+int fab__errno(const char *what);
+
+/* ---- util.c ---- */
+extern _Atomic unsigned fab__fork_gen; /* bumped in every child after fork() */
+int fab__name_ok(const char *name);
+int64_t fab__now_ns(void);              /* CLOCK_MONOTONIC */
+int64_t fab__realtime_ns(void);
+uint64_t fab__random64(void);
+uint64_t fab__proc_start_time(int pid, char *state_out); /* 0 if unreadable */
+
+/* ---- shm.c ---- */
+typedef struct fab__seg {
+	void *base;
+	size_t size;
+	int fd;
+} fab__seg;
+int fab__seg_create(const char *path, size_t size, unsigned mode, fab__seg *seg);
+int fab__seg_open(const char *path, size_t min_size, bool populate, fab__seg *seg);
+void fab__seg_unmap(fab__seg *seg);
+int fab__seg_wait_version(_Atomic uint32_t *version, uint32_t *out);
+
+/* ---- fabric.c / proc.c ---- */
+struct fab_fabric {
+	unsigned fork_gen;
+	_Atomic int refs; /* the user's handle + one per channel/context handle */
+	bool user_closed;
+	char name[FAB_NAME_MAX + 1];
+	fab__seg ctl;
+	fab_ctl_hdr *hdr;
+	fab_proc_ent *procs;
+	fab_chan_ent *chans;
+	fab_ctx_ent *ctxs;
+	uint32_t proc_idx;
+	uint32_t tag; /* our owner tag */
+};
+
+int fab__fabric_valid(fab_fabric *fab);
+void fab__fabric_ref(fab_fabric *fab);
+void fab__fabric_unref(fab_fabric *fab);
+int fab__proc_claim(fab_fabric *fab);
+void fab__proc_release(fab_fabric *fab);
+/* 1 if the owner tag names a live process, 0 if dead (or entry re-claimed). */
+int fab__tag_alive(fab_fabric *fab, uint32_t tag);
+int fab__entry_alive(fab_proc_ent *e, uint64_t sg);
+void fab__chan_path(char *buf, size_t n, const char *fabric, const char *chan);
+
+/* ---- wait.c ---- */
+/* A set of futex words to sleep on, plus an absolute deadline. */
+#define FAB__WAIT_MAX 12
+typedef struct fab__waitset {
+	_Atomic uint32_t *word[FAB__WAIT_MAX];
+	uint32_t val[FAB__WAIT_MAX];
+	int n;
+	int64_t deadline_ns; /* CLOCK_MONOTONIC absolute; INT64_MAX = none */
+} fab__waitset;
+/* Sleep until a word changes, a wake arrives, or the deadline passes.
+ * Returns 0 (woken or spurious), FAB_ETIMEDOUT, or FAB_ESYS. */
+int fab__futex_waitv(fab__waitset *ws);
+void fab__futex_wake(_Atomic uint32_t *word, int n);
+
+/* ---- ctx.c ---- */
+#define FAB__CTX_SHARED 1
+#define FAB__CTX_LOCAL 2
+struct fab_ctx {
+	int type;
+	unsigned fork_gen;
+	fab_ctx *parent;      /* local contexts: the parent (may be NULL) */
+	fab_fabric *fab;      /* shared contexts */
+	uint32_t idx;         /* shared: table index */
+	uint64_t gen;         /* shared: entry generation at open */
+	int64_t deadline_ns;  /* local: INT64_MAX = none */
+	_Atomic uint32_t cancel; /* local: futex word, same encoding as shared */
+	_Atomic int32_t reason;
+};
+int fab__ctx_valid(fab_ctx *ctx);
+/* 0 while the context (and its ancestors) are live, else FAB_ECANCELED /
+ * FAB_ETIMEDOUT.  NULL is never done. */
+int fab__ctx_done(fab_ctx *ctx);
+/* Add the context chain's futex words and earliest deadline to a wait set. */
+void fab__ctx_arm(fab_ctx *ctx, fab__waitset *ws);
+
+/* ---- channels (chan.c, ring_*.c) ---- */
+typedef struct fab_chan_hdr fab_chan_hdr;
+
+struct fab_chan {
+	unsigned fork_gen;
+	unsigned role;
+	fab_fabric *fab;
+	fab__seg seg;
+	fab_chan_hdr *hdr;
+	/* copies of the immutable header, validated once at open */
+	uint32_t ring, kind, capacity, msg_size, slot_size, nslots, mask;
+	uint32_t cap_eff; /* max(capacity, 1): how many positions may be in flight */
+	uint32_t attach_max;
+	_Atomic uint64_t *attach;
+	uint32_t *lens;      /* spsc */
+	uint8_t *slots;      /* slot area */
+	int attach_idx;      /* our attach-table entry, -1 none */
+	uint64_t end_word;   /* spsc end we hold (sender or receiver), 0 none */
+	uint64_t producer_id;
+	bool closed_local;   /* this producer already closed */
+	uint32_t serial;
+	/* spsc private cursors (valid while we hold the end) */
+	uint64_t tail_local, head_cache;
+	uint64_t head_local, tail_cache;
+	/* zero-copy state */
+	bool reserved;
+	uint64_t reserved_pos;
+	size_t reserved_len;
+	fab_ctx *reserve_ctx;
+	bool acquired;
+	uint64_t acquired_pos;
+	/* adaptive spin budget (iterations) */
+	uint32_t spin_send, spin_recv;
+	char name[FAB_NAME_MAX + 1];
+};
+
+/* Result of one non-blocking ring attempt when it cannot proceed. */
+typedef struct fab__block {
+	uint32_t behind_tag; /* nonzero: blocked behind a slot held by this owner */
+} fab__block;
+
+/* spsc ring (ring_spsc.c) */
+int fab__spsc_push(fab_chan *ch, const void *msg, size_t len);
+ssize_t fab__spsc_pop(fab_chan *ch, void *buf, size_t cap);
+int fab__spsc_reserve(fab_chan *ch, void **slot);
+void fab__spsc_commit(fab_chan *ch, size_t len);
+int fab__spsc_peek(fab_chan *ch, const void **msg, size_t *len);
+void fab__spsc_consume(fab_chan *ch);
+int fab__spsc_validate(fab_chan *ch);
+
+/* mpmc ring (ring_mpmc.c) */
+int fab__mpmc_claim(fab_chan *ch, uint64_t *pos, fab__block *blk);
+void fab__mpmc_fill(fab_chan *ch, uint64_t pos, const void *msg, size_t len);
+int fab__mpmc_commit(fab_chan *ch, uint64_t pos, size_t len);
+void fab__mpmc_skip(fab_chan *ch, uint64_t pos, uint32_t state_from);
+int fab__mpmc_take(fab_chan *ch, uint64_t *pos, size_t cap, fab__block *blk);
+void *fab__mpmc_slot_payload(fab_chan *ch, uint64_t pos);
+const void *fab__mpmc_payload(fab_chan *ch, uint64_t pos, size_t *len);
+void fab__mpmc_free(fab_chan *ch, uint64_t pos);
+int fab__mpmc_taken(fab_chan *ch, uint64_t pos); /* rendezvous: 1 once a receiver took pos */
+int fab__mpmc_withdraw(fab_chan *ch, uint64_t pos);
+uint64_t fab__mpmc_recover(fab_chan *ch, fab_fabric *fab, int only_tag);
+int fab__mpmc_validate(fab_chan *ch);
+
+/* wake the other side if someone announced a sleep (Dekker, waker half) */
+void fab__wake_receivers(fab_chan *ch);
+void fab__wake_senders(fab_chan *ch);
+
+/* channel mapping shared by chan.c and recover.c */
+int fab__chan_map(fab_fabric *fab, const char *name, fab_chan *ch);
+void fab__chan_unmap(fab_chan *ch);
+uint64_t fab__chan_recover(fab_chan *ch, fab_fabric *fab, uint32_t dead_tag);
+
+#endif /* FAB_INTERNAL_H */

@@ -1,0 +1,107 @@
+/*
+ * proc.c - the process table in the control segment.  Each fabric handle
+ * claims one entry; the entry's index and claim generation form the owner
+ * tag written into every slot, lease and attachment the handle takes, so
+ * recovery can tell, for any held object, whether its holder is alive.
+ *
+ * Identity is pid + start time: a dead pid, a zombie, or a pid reused by a
+ * new process are all recognised as dead.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <unistd.h>
+
+int fab__proc_claim(fab_fabric *fab)
+{
+	uint32_t me = (uint32_t)getpid();
+	uint64_t start = fab__proc_start_time((int)me, NULL);
+	for (int pass = 0; pass < 2; pass++) {
+		for (uint32_t i = 0; i < FAB_MAX_PROCS; i++) {
+			fab_proc_ent *e = &fab->procs[i];
+			uint64_t sg = load_acquire(&e->sg);
+			if (FAB_SG_STATE(sg) != FAB_PROC_FREE)
+				continue;
+			uint32_t gen = FAB_SG_GEN(sg) + 1;
+			/* The CAS makes us the only writer of this entry until we
+			 * free it; the new generation invalidates every tag of the
+			 * previous owner. */
+			if (!cas(&e->sg, &sg, FAB_SG_MAKE(gen, FAB_PROC_CLAIMED)))
+				continue;
+			store_relaxed(&e->pid, me);
+			e->uid = (uint32_t)geteuid();
+			store_relaxed(&e->start_time, start);
+			store_relaxed(&e->attached_ns, fab__realtime_ns());
+			/* Pairs with fab__tag_alive's load_acquire of sg: a reader
+			 * that sees LIVE sees pid and start time. */
+			store_release(&e->sg, FAB_SG_MAKE(gen, FAB_PROC_LIVE));
+			fab->proc_idx = i;
+			fab->tag = FAB_TAG_MAKE(i, gen);
+			return 0;
+		}
+		/* Table full: entries of dead processes may be reclaimable. */
+		if (pass == 0)
+			fab_fabric_recover(fab);
+	}
+	return fab__err(FAB_ENOMEM, "process table of fabric %s is full (%u entries)", fab->name,
+			FAB_MAX_PROCS);
+}
+
+void fab__proc_release(fab_fabric *fab)
+{
+	fab_proc_ent *e = &fab->procs[fab->proc_idx];
+	uint64_t sg = load_acquire(&e->sg);
+	if (FAB_SG_GEN(sg) % 32 != FAB_TAG_GEN(fab->tag) || FAB_SG_STATE(sg) == FAB_PROC_FREE)
+		return; /* already reclaimed by someone (we were thought dead?) */
+	store_relaxed(&e->pid, 0);
+	/* Release: our last writes to shared objects happen before the entry
+	 * can be claimed again. */
+	cas(&e->sg, &sg, FAB_SG_MAKE(FAB_SG_GEN(sg), FAB_PROC_FREE));
+}
+
+/* Liveness of a process given by pid and recorded start time. */
+static int fab__pid_alive(uint32_t pid, uint64_t start)
+{
+	if (pid == 0)
+		return 0;
+	if ((pid_t)pid == getpid())
+		return 1;
+	if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+		return 0;
+	char st = 0;
+	uint64_t now_start = fab__proc_start_time((int)pid, &st);
+	if (now_start == 0)
+		return 0;
+	if (st == 'Z' || st == 'X')
+		return 0; /* killed, not yet reaped: it will never touch shm again */
+	if (start && now_start != start)
+		return 0; /* pid reused by another process */
+	return 1;
+}
+
+int fab__entry_alive(fab_proc_ent *e, uint64_t sg)
+{
+	if (FAB_SG_STATE(sg) == FAB_PROC_FREE)
+		return 0;
+	uint32_t pid = load_relaxed(&e->pid);
+	uint64_t start = load_relaxed(&e->start_time);
+	if (FAB_SG_STATE(sg) == FAB_PROC_CLAIMED && (pid == 0 || start == 0))
+		return pid == 0 ? 1 : fab__pid_alive(pid, 0); /* mid-claim */
+	return fab__pid_alive(pid, start);
+}
+
+int fab__tag_alive(fab_fabric *fab, uint32_t tag)
+{
+	if (!(tag & FAB_TAG_VALID))
+		return 0;
+	uint32_t idx = FAB_TAG_IDX(tag);
+	if (idx >= FAB_MAX_PROCS)
+		return 0;
+	fab_proc_ent *e = &fab->procs[idx];
+	/* Pairs with fab__proc_claim's store_release of LIVE. */
+	uint64_t sg = load_acquire(&e->sg);
+	if (FAB_SG_STATE(sg) == FAB_PROC_FREE || (FAB_SG_GEN(sg) & 31u) != FAB_TAG_GEN(tag))
+		return 0; /* freed or re-claimed: the tagged owner is gone */
+	return fab__entry_alive(e, sg);
+}

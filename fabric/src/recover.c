@@ -1,0 +1,136 @@
+/*
+ * recover.c - reclaiming what dead processes held.
+ *
+ * fab_fabric_recover() finds process-table entries whose process is gone
+ * (pid + start time), repairs every channel slot and spsc end they held,
+ * clears their attachments, finishes or rolls back registry entries they
+ * were creating, and only then frees their entries (so an index is never
+ * reused while a slot still names it).  Every repair is a CAS from the exact
+ * word observed, so running it twice, or in two processes at once, is safe;
+ * owner tags carry the claim generation so a repair can never touch the
+ * slots of a process that re-claimed the same entry.
+ *
+ * Waiters call fab__chan_recover() on the one channel they are stuck on when
+ * the owner of the slot in their way is dead: fabrics without a broker heal.
+ */
+#include "internal.h"
+
+#include <string.h>
+#include <sys/mman.h>
+
+/* Repair channel `ch`: slots, spsc ends and attachments of dead_tag, or of
+ * every dead owner when dead_tag is 0.  Returns how many objects changed. */
+uint64_t fab__chan_recover(fab_chan *ch, fab_fabric *fab, uint32_t dead_tag)
+{
+	uint64_t fixed = 0;
+	if (ch->ring == FAB_RING_MPMC)
+		fixed += fab__mpmc_recover(ch, fab, (int)dead_tag);
+	_Atomic uint64_t *ends[2] = {&ch->hdr->spsc_sender, &ch->hdr->spsc_receiver};
+	for (int i = 0; i < 2; i++) {
+		uint64_t w = load_acquire(ends[i]);
+		uint32_t t = (uint32_t)(w >> 32);
+		if (!w || (dead_tag ? t != dead_tag : fab__tag_alive(fab, t)))
+			continue;
+		if (cas(ends[i], &w, 0))
+			fixed++;
+	}
+	for (uint32_t i = 0; i < ch->attach_max; i++) {
+		uint64_t w = load_relaxed(&ch->attach[i]);
+		if (!w)
+			continue;
+		uint32_t t = FAB_ATT_TAG(w);
+		if (dead_tag ? t != dead_tag : fab__tag_alive(fab, t))
+			continue;
+		cas(&ch->attach[i], &w, 0);
+	}
+	if (fixed) {
+		/* Wake everyone: sleepers re-check and find the repaired slots. */
+		fab_chan_hdr *h = ch->hdr;
+		atomic_fetch_add_explicit(&h->recv_futex, 1, memory_order_release);
+		atomic_fetch_add_explicit(&h->send_futex, 1, memory_order_release);
+		fab__futex_wake(&h->recv_futex, 1 << 30);
+		fab__futex_wake(&h->send_futex, 1 << 30);
+	}
+	return fixed;
+}
+
+int fab_fabric_recover(fab_fabric *fab)
+{
+	int rc;
+	if ((rc = fab__fabric_valid(fab)))
+		return rc;
+
+	uint32_t dead_tags[64];
+	uint64_t dead_sg[64];
+	uint32_t dead_idx[64];
+	int nd = 0;
+	for (uint32_t i = 0; i < FAB_MAX_PROCS && nd < 64; i++) {
+		fab_proc_ent *e = &fab->procs[i];
+		uint64_t sg = load_acquire(&e->sg);
+		if (FAB_SG_STATE(sg) != FAB_PROC_LIVE || i == fab->proc_idx)
+			continue;
+		if (fab__entry_alive(e, sg))
+			continue;
+		dead_tags[nd] = FAB_TAG_MAKE(i, FAB_SG_GEN(sg));
+		dead_sg[nd] = sg;
+		dead_idx[nd] = i;
+		nd++;
+	}
+
+	int repaired = 0;
+	for (uint32_t c = 0; c < FAB_MAX_CHANS; c++) {
+		fab_chan_ent *e = &fab->chans[c];
+		uint32_t st = load_acquire(&e->state);
+		if (st == FAB_ENT_FREE)
+			continue;
+		char name[FAB_NAME_MAX + 1];
+		memcpy(name, e->name, FAB_NAME_MAX);
+		name[FAB_NAME_MAX] = 0;
+		if (!fab__name_ok(name))
+			continue; /* scribbled entry: nothing safe to do with it */
+		if (st == FAB_ENT_CREATING) {
+			uint32_t owner = load_relaxed(&e->owner);
+			if (fab__tag_alive(fab, owner))
+				continue;
+			/* Its creator died: keep a finished segment, drop the rest. */
+			fab_chan tmp;
+			memset(&tmp, 0, sizeof tmp);
+			if (fab__chan_map(fab, name, &tmp) == 0) {
+				fab__chan_unmap(&tmp);
+				cas(&e->state, &st, FAB_ENT_LIVE);
+			} else {
+				char path[128];
+				fab__chan_path(path, sizeof path, fab->name, name);
+				if (cas(&e->state, &st, FAB_ENT_FREE))
+					shm_unlink(path);
+			}
+			repaired++;
+			continue;
+		}
+		if (nd == 0)
+			continue;
+		fab_chan tmp;
+		memset(&tmp, 0, sizeof tmp);
+		if (fab__chan_map(fab, name, &tmp))
+			continue; /* removed meanwhile, or corrupt: skip it */
+		for (int k = 0; k < nd; k++)
+			repaired += (int)fab__chan_recover(&tmp, fab, dead_tags[k]);
+		fab__chan_unmap(&tmp);
+	}
+	for (uint32_t i = 0; i < FAB_MAX_CTXS; i++) {
+		fab_ctx_ent *e = &fab->ctxs[i];
+		uint32_t st = FAB_ENT_CREATING;
+		if (load_relaxed(&e->state) == FAB_ENT_CREATING &&
+		    !fab__tag_alive(fab, load_relaxed(&e->owner)))
+			cas(&e->state, &st, FAB_ENT_FREE);
+	}
+	/* Last: free the dead entries.  The CAS includes the generation, so an
+	 * entry freed and re-claimed by someone else meanwhile is left alone. */
+	for (int k = 0; k < nd; k++) {
+		fab_proc_ent *e = &fab->procs[dead_idx[k]];
+		uint64_t sg = dead_sg[k];
+		if (cas(&e->sg, &sg, FAB_SG_MAKE(FAB_SG_GEN(sg), FAB_PROC_FREE)))
+			repaired++;
+	}
+	return repaired;
+}

@@ -1,0 +1,341 @@
+/*
+ * ring_mpmc.c - the multi-producer multi-consumer ring, also used for
+ * unbuffered (capacity 0) channels of either kind.
+ *
+ * Each slot has a 64-bit state word {position, state, owner tag} (layout.h)
+ * changed only by CAS, so every slot has exactly one owner at any moment and
+ * recovery can read who holds it:
+ *
+ *   FREE(p) --producer CAS--> WRITING(p,me) --store--> FULL(p,me)
+ *   FULL(p) --consumer CAS--> READING(p,me) --store--> FREE(p+nslots)
+ *   WRITING(p,dead) --recovery--> SKIP(p)     (no message at p)
+ *   READING(p,dead) --recovery--> FREE(p+nslots)
+ *   SKIP(p) --anyone--> FREE(p+nslots)
+ *
+ * head and tail are hints: a producer claims the slot first and then moves
+ * tail; anyone who finds the slot at tail already claimed moves tail on for
+ * it (and likewise for head).  So a process killed between the two steps
+ * never stalls the others, and no commit waits on another producer.
+ *
+ * Invariants (fab__mpmc_validate): every slot's position is within one lap
+ * of [head, tail]; 0 <= tail - head <= capacity (+ the transient in-flight
+ * claims); FULL slots carry len <= msg_size.
+ *
+ * Exact capacity: a producer may claim position p only while
+ * p - head < max(capacity, 1).  head counts positions consumers have
+ * claimed, so a sender blocks exactly when `capacity` messages are queued.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define FAB__GUARD (1u << 20) /* bound on retries: a corrupted ring cannot spin us forever */
+
+static inline fab_mslot *fab__mslot(fab_chan *ch, uint64_t pos)
+{
+	return (fab_mslot *)(ch->slots + (size_t)(pos & ch->mask) * ch->slot_size);
+}
+
+/* Move a hint (head or tail) from `from` to from+1 if nobody did yet. */
+static inline void fab__bump(_Atomic uint64_t *hint, uint64_t from)
+{
+	cas(hint, &from, from + 1);
+}
+
+/* Free a SKIP(p) slot at the head so positions keep flowing. */
+static void fab__mpmc_clear_skip(fab_chan *ch, fab_mslot *s, uint64_t w, uint64_t p)
+{
+	if (cas(&s->state, &w, FAB_SW_MAKE(p + ch->nslots, FAB_SLOT_FREE, 0)))
+		fetch_add_relaxed(&ch->hdr->skipped, 1);
+	fab__bump(&ch->hdr->head, p);
+}
+
+int fab__mpmc_claim(fab_chan *ch, uint64_t *pos, fab__block *blk)
+{
+	fab_chan_hdr *hd = ch->hdr;
+	uint32_t tag = ch->fab->tag;
+	blk->behind_tag = 0;
+	for (uint32_t guard = 0; guard < FAB__GUARD; guard++) {
+		/* Acquire both hints: a later slot read must not see a state
+		 * older than the hint that led us to it. */
+		uint64_t p = load_acquire(&hd->tail);
+		uint64_t h = load_acquire(&hd->head);
+		int64_t d = (int64_t)(p - h);
+		if (unlikely(d > (int64_t)ch->nslots + 1 || d < -(int64_t)ch->nslots))
+			return fab__err(FAB_ECORRUPT, "channel %s: head/tail %lld apart", ch->name,
+					(long long)d);
+		if (d >= (int64_t)ch->cap_eff) {
+			/* Full by the hints; the head hint may be stale. */
+			fab_mslot *hs = fab__mslot(ch, h);
+			uint64_t hw = load_acquire(&hs->state);
+			if (FAB_SW_SAMEPOS(hw, h) && FAB_SW_STATE(hw) == FAB_SLOT_READING) {
+				fab__bump(&hd->head, h);
+				continue;
+			}
+			if (FAB_SW_SAMEPOS(hw, h) && FAB_SW_STATE(hw) == FAB_SLOT_SKIP) {
+				fab__mpmc_clear_skip(ch, hs, hw, h);
+				continue;
+			}
+			if (hw == FAB_SW_MAKE(h + ch->nslots, FAB_SLOT_FREE, 0)) {
+				fab__bump(&hd->head, h);
+				continue;
+			}
+			if (load_acquire(&hd->head) != h || load_acquire(&hd->tail) != p)
+				continue;
+			return FAB_EAGAIN;
+		}
+		fab_mslot *s = fab__mslot(ch, p);
+		uint64_t w = load_acquire(&s->state);
+		if (w == FAB_SW_MAKE(p, FAB_SLOT_FREE, 0)) {
+			/* seq_cst: the claim and our later load of `closed` are in
+			 * one total order with the closer's store and a receiver's
+			 * loads (see fab__chan_closed_empty in chan.c). */
+			if (cas_seq_cst(&s->state, &w, FAB_SW_MAKE(p, FAB_SLOT_WRITING, tag))) {
+				fab__bump(&hd->tail, p);
+				*pos = p;
+				return 0;
+			}
+			continue;
+		}
+		if (FAB_SW_SAMEPOS(w, p)) {
+			/* Someone claimed p and has not moved tail yet: help. */
+			fab__bump(&hd->tail, p);
+			continue;
+		}
+		if (FAB_SW_SAMEPOS(w, p - ch->nslots)) {
+			/* The previous lap is still being read out of this slot. */
+			if (FAB_SW_STATE(w) == FAB_SLOT_READING)
+				blk->behind_tag = FAB_SW_TAG(w);
+			if (load_acquire(&hd->tail) != p)
+				continue;
+			return FAB_EAGAIN;
+		}
+		if (load_acquire(&hd->tail) != p)
+			continue; /* stale hint */
+		return fab__err(FAB_ECORRUPT, "channel %s: slot state %#llx at tail %llu", ch->name,
+				(unsigned long long)w, (unsigned long long)p);
+	}
+	return fab__err(FAB_ECORRUPT, "channel %s: no progress claiming a slot", ch->name);
+}
+
+void fab__mpmc_fill(fab_chan *ch, uint64_t pos, const void *msg, size_t len)
+{
+	fab_mslot *s = fab__mslot(ch, pos);
+	s->len = (uint32_t)len;
+	if (len)
+		memcpy(s + 1, msg, len);
+}
+
+void *fab__mpmc_slot_payload(fab_chan *ch, uint64_t pos)
+{
+	return fab__mslot(ch, pos) + 1;
+}
+
+int fab__mpmc_commit(fab_chan *ch, uint64_t pos, size_t len)
+{
+	fab_mslot *s = fab__mslot(ch, pos);
+	s->len = (uint32_t)len;
+	/* After our seq_cst claim: a close that completed before the claim is
+	 * seen here, and then the position carries no message. */
+	if (unlikely(load_seq_cst(&ch->hdr->closed))) {
+		fab__mpmc_skip(ch, pos, FAB_SLOT_WRITING);
+		return fab__err(FAB_ECLOSED, "channel %s is closed", ch->name);
+	}
+	/* Pairs with fab__mpmc_take's load of the state: length and payload
+	 * are visible before FULL. */
+	store_release(&s->state, FAB_SW_MAKE(pos, FAB_SLOT_FULL, ch->fab->tag));
+	return 0;
+}
+
+void fab__mpmc_skip(fab_chan *ch, uint64_t pos, uint32_t state_from)
+{
+	fab_mslot *s = fab__mslot(ch, pos);
+	uint64_t w = FAB_SW_MAKE(pos, state_from, ch->fab->tag);
+	/* Release: nothing we wrote matters any more, but ordering our slot
+	 * writes before the state keeps the slot's history simple. */
+	cas(&s->state, &w, FAB_SW_MAKE(pos, FAB_SLOT_SKIP, 0));
+}
+
+int fab__mpmc_take(fab_chan *ch, uint64_t *pos, size_t cap, fab__block *blk)
+{
+	fab_chan_hdr *hd = ch->hdr;
+	uint32_t tag = ch->fab->tag;
+	blk->behind_tag = 0;
+	for (uint32_t guard = 0; guard < FAB__GUARD; guard++) {
+		uint64_t q = load_acquire(&hd->head);
+		fab_mslot *s = fab__mslot(ch, q);
+		/* seq_cst load: see fab__chan_closed_empty (a FREE read here and
+		 * a later `closed` read are ordered against producers' claims). */
+		uint64_t w = load_seq_cst(&s->state);
+		if (FAB_SW_SAMEPOS(w, q)) {
+			switch (FAB_SW_STATE(w)) {
+			case FAB_SLOT_FULL: {
+				uint32_t len = s->len;
+				if (unlikely(len > ch->msg_size)) {
+					/* Corrupt length: take and drop this record. */
+					if (cas(&s->state, &w, FAB_SW_MAKE(q, FAB_SLOT_READING, tag))) {
+						fab__bump(&hd->head, q);
+						fab__mpmc_free(ch, q);
+						return fab__err(FAB_ECORRUPT,
+								"channel %s: message length %u > msg_size %u",
+								ch->name, len, ch->msg_size);
+					}
+					continue;
+				}
+				if (len > cap) {
+					/* Re-check it is still this message before
+					 * reporting its size. */
+					if (load_acquire(&s->state) != w)
+						continue;
+					return fab__err(FAB_EMSGSIZE, "message of %u bytes, buffer of %zu",
+							len, cap);
+				}
+				if (cas(&s->state, &w, FAB_SW_MAKE(q, FAB_SLOT_READING, tag))) {
+					fab__bump(&hd->head, q);
+					*pos = q;
+					return 0;
+				}
+				continue;
+			}
+			case FAB_SLOT_READING:
+				fab__bump(&hd->head, q);
+				continue;
+			case FAB_SLOT_SKIP:
+				fab__mpmc_clear_skip(ch, s, w, q);
+				continue;
+			case FAB_SLOT_WRITING:
+				blk->behind_tag = FAB_SW_TAG(w);
+				return FAB_EAGAIN;
+			case FAB_SLOT_FREE:
+				if (load_acquire(&hd->head) != q)
+					continue;
+				return FAB_EAGAIN; /* empty */
+			default:
+				break;
+			}
+		} else if (FAB_SW_SAMEPOS(w, q + ch->nslots)) {
+			fab__bump(&hd->head, q); /* consumed already; hint is stale */
+			continue;
+		}
+		if (load_acquire(&hd->head) != q)
+			continue;
+		return fab__err(FAB_ECORRUPT, "channel %s: slot state %#llx at head %llu", ch->name,
+				(unsigned long long)w, (unsigned long long)q);
+	}
+	return fab__err(FAB_ECORRUPT, "channel %s: no progress taking a slot", ch->name);
+}
+
+const void *fab__mpmc_payload(fab_chan *ch, uint64_t pos, size_t *len)
+{
+	fab_mslot *s = fab__mslot(ch, pos);
+	uint32_t l = s->len;
+	*len = l <= ch->msg_size ? l : ch->msg_size; /* bounded even if scribbled */
+	return s + 1;
+}
+
+void fab__mpmc_free(fab_chan *ch, uint64_t pos)
+{
+	fab_mslot *s = fab__mslot(ch, pos);
+	/* Pairs with fab__mpmc_claim's load_acquire of the state: our reads
+	 * of the payload finish before a producer of the next lap writes. */
+	store_release(&s->state, FAB_SW_MAKE(pos + ch->nslots, FAB_SLOT_FREE, 0));
+}
+
+int fab__mpmc_taken(fab_chan *ch, uint64_t pos)
+{
+	uint64_t w = load_acquire(&fab__mslot(ch, pos)->state);
+	return !(FAB_SW_SAMEPOS(w, pos) && FAB_SW_STATE(w) == FAB_SLOT_FULL);
+}
+
+int fab__mpmc_withdraw(fab_chan *ch, uint64_t pos)
+{
+	fab_mslot *s = fab__mslot(ch, pos);
+	uint64_t w = FAB_SW_MAKE(pos, FAB_SLOT_FULL, ch->fab->tag);
+	return cas(&s->state, &w, FAB_SW_MAKE(pos, FAB_SLOT_SKIP, 0));
+}
+
+/*
+ * Repair slots held by dead owners: WRITING -> SKIP (the send never returned,
+ * so no message is lost), READING -> FREE of the next lap (an at-most-once
+ * message being copied out by a killed receiver is gone with it).
+ * only_tag != 0 repairs just that owner's slots, without liveness checks
+ * (the caller knows it is dead).  Returns how many slots were repaired.
+ * Safe to run concurrently: every repair is a CAS from the exact word seen.
+ */
+uint64_t fab__mpmc_recover(fab_chan *ch, fab_fabric *fab, int only_tag)
+{
+	uint64_t fixed = 0;
+	uint32_t dead[16], alive[16];
+	int nd = 0, na = 0;
+	for (uint32_t i = 0; i < ch->nslots; i++) {
+		fab_mslot *s = (fab_mslot *)(ch->slots + (size_t)i * ch->slot_size);
+		uint64_t w = load_acquire(&s->state);
+		uint32_t st = FAB_SW_STATE(w), t = FAB_SW_TAG(w);
+		if (!t || (st != FAB_SLOT_WRITING && st != FAB_SLOT_READING))
+			continue;
+		int is_dead;
+		if (only_tag) {
+			is_dead = (t == (uint32_t)only_tag);
+		} else {
+			is_dead = -1;
+			for (int k = 0; k < nd && is_dead < 0; k++)
+				if (dead[k] == t)
+					is_dead = 1;
+			for (int k = 0; k < na && is_dead < 0; k++)
+				if (alive[k] == t)
+					is_dead = 0;
+			if (is_dead < 0) {
+				is_dead = !fab__tag_alive(fab, t);
+				if (is_dead && nd < 16)
+					dead[nd++] = t;
+				else if (!is_dead && na < 16)
+					alive[na++] = t;
+			}
+		}
+		if (!is_dead)
+			continue;
+		/* The slot's position, rebuilt from the 45 stored bits and the
+		 * slot index, near the head hint. */
+		uint64_t h = load_acquire(&ch->hdr->head);
+		uint64_t seq = FAB_SW_SEQ(w);
+		uint64_t p = (h & ~FAB_SEQ_MASK) | seq;
+		if (p > h + (1ULL << 44))
+			p -= 1ULL << FAB_SEQ_BITS;
+		else if (p + (1ULL << 44) < h)
+			p += 1ULL << FAB_SEQ_BITS;
+		uint64_t nw = st == FAB_SLOT_WRITING ? FAB_SW_MAKE(p, FAB_SLOT_SKIP, 0)
+						     : FAB_SW_MAKE(p + ch->nslots, FAB_SLOT_FREE, 0);
+		if (cas(&s->state, &w, nw)) {
+			fixed++;
+			if (st == FAB_SLOT_WRITING)
+				fab__bump(&ch->hdr->tail, p);
+			else
+				fab__bump(&ch->hdr->head, p);
+		}
+	}
+	if (fixed)
+		fetch_add_relaxed(&ch->hdr->recovered, fixed);
+	return fixed;
+}
+
+int fab__mpmc_validate(fab_chan *ch)
+{
+	uint64_t h = load_acquire(&ch->hdr->head);
+	uint64_t t = load_acquire(&ch->hdr->tail);
+	if ((int64_t)(t - h) > (int64_t)ch->nslots + 1)
+		return fab__err(FAB_ECORRUPT, "channel %s: tail - head = %lld", ch->name,
+				(long long)(t - h));
+	for (uint32_t i = 0; i < ch->nslots; i++) {
+		fab_mslot *s = (fab_mslot *)(ch->slots + (size_t)i * ch->slot_size);
+		uint64_t w = load_acquire(&s->state);
+		if (FAB_SW_STATE(w) > FAB_SLOT_SKIP)
+			return fab__err(FAB_ECORRUPT, "channel %s: slot %u bad state", ch->name, i);
+		if (FAB_SW_STATE(w) == FAB_SLOT_FULL && s->len > ch->msg_size)
+			return fab__err(FAB_ECORRUPT, "channel %s: slot %u bad length", ch->name, i);
+		if ((FAB_SW_SEQ(w) & ch->mask) != (i & ch->mask))
+			return fab__err(FAB_ECORRUPT, "channel %s: slot %u holds position of slot %llu",
+					ch->name, i, (unsigned long long)(FAB_SW_SEQ(w) & ch->mask));
+	}
+	return 0;
+}

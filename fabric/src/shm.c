@@ -1,0 +1,124 @@
+/*
+ * shm.c - POSIX shared-memory segments: create exclusively with a given
+ * mode, open with an owner check, map (pre-faulted), wait for a creator to
+ * publish the version word.  Sizes read from a file are checked against the
+ * caller's minimum before anything is mapped.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int fab__seg_create(const char *path, size_t size, unsigned mode, fab__seg *seg)
+{
+	/* O_EXCL: the name is ours or the call fails; never adopt a segment
+	 * someone else planted (PLATFORM §8: root bypasses DAC otherwise). */
+	int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		if (errno == EEXIST)
+			return fab__err(FAB_EEXIST, "%s already exists", path);
+		if (errno == EACCES)
+			return fab__err(FAB_EPERM, "%s: permission denied", path);
+		return fab__errno("shm_open");
+	}
+	/* The umask applies to shm_open's mode; set the exact bits asked for. */
+	if (fchmod(fd, mode & 0777) < 0 || ftruncate(fd, (off_t)size) < 0) {
+		int rc = fab__errno("fchmod/ftruncate");
+		shm_unlink(path);
+		close(fd);
+		return rc;
+	}
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+	if (p == MAP_FAILED) {
+		int rc = errno == ENOMEM ? fab__err(FAB_ENOMEM, "mmap %s: out of memory", path)
+					 : fab__errno("mmap");
+		shm_unlink(path);
+		close(fd);
+		return rc;
+	}
+	seg->base = p;
+	seg->size = size;
+	seg->fd = fd;
+	return 0;
+}
+
+int fab__seg_open(const char *path, size_t min_size, bool populate, fab__seg *seg)
+{
+	int fd = shm_open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return fab__err(FAB_ENOENT, "%s does not exist", path);
+		if (errno == EACCES || errno == ELOOP)
+			return fab__err(FAB_EPERM, "%s: permission denied", path);
+		return fab__errno("shm_open");
+	}
+	struct stat sb;
+	if (fstat(fd, &sb) < 0) {
+		close(fd);
+		return fab__errno("fstat");
+	}
+	/* Owner check: a segment owned by another user is accepted only when
+	 * its creator granted group or other access explicitly (topology
+	 * `mode`); a 0600 segment of another user is a squatter. */
+	if (!S_ISREG(sb.st_mode) || (sb.st_uid != geteuid() && (sb.st_mode & 0066) == 0)) {
+		close(fd);
+		return fab__err(FAB_EPERM, "%s is owned by uid %u, not us", path, (unsigned)sb.st_uid);
+	}
+	if ((size_t)sb.st_size < min_size) {
+		close(fd);
+		return fab__err(FAB_ECORRUPT, "%s is %lld bytes, smaller than its header", path,
+				(long long)sb.st_size);
+	}
+	size_t size = (size_t)sb.st_size;
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | (populate ? MAP_POPULATE : 0), fd, 0);
+	if (p == MAP_FAILED) {
+		int rc = fab__errno("mmap");
+		close(fd);
+		return rc;
+	}
+	seg->base = p;
+	seg->size = size;
+	seg->fd = fd;
+	return 0;
+}
+
+void fab__seg_unmap(fab__seg *seg)
+{
+	if (seg->base)
+		munmap(seg->base, seg->size);
+	if (seg->fd >= 0)
+		close(seg->fd);
+	seg->base = NULL;
+	seg->fd = -1;
+}
+
+/*
+ * Wait (up to ~2 s) for a creator to store-release the version word.
+ * Returns 0 with the version, or FAB_ECORRUPT if it never appears (the
+ * creator died half-way; recovery or `fabctl rm` removes such a segment).
+ */
+int fab__seg_wait_version(_Atomic uint32_t *version, uint32_t *out)
+{
+	for (int i = 0; i < 2000; i++) {
+		/* Pairs with the creator's store_release of version: once seen,
+		 * the whole header written before it is visible. */
+		uint32_t v = load_acquire(version);
+		if (v) {
+			*out = v;
+			return 0;
+		}
+		if (i < 100) {
+			sched_yield();
+		} else {
+			struct timespec ts = {0, 1000000};
+			nanosleep(&ts, NULL);
+		}
+	}
+	return fab__err(FAB_ECORRUPT, "segment never finished initialising (creator died?)");
+}

@@ -1,0 +1,58 @@
+/*
+ * wait.c - sleeping and waking on shared futex words.  Every sleep goes
+ * through futex_waitv(2) so a channel word and the context words are
+ * watched together (a cancel wakes the sleeper at once).  Never
+ * FUTEX_PRIVATE_FLAG: the words live in shared memory (PLATFORM §1).
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef SYS_futex_waitv
+#define SYS_futex_waitv 449
+#endif
+#ifndef FUTEX_32
+#define FUTEX_32 2
+#endif
+
+int fab__futex_waitv(fab__waitset *ws)
+{
+	struct futex_waitv w[FAB__WAIT_MAX];
+	memset(w, 0, sizeof w); /* __reserved must be 0 */
+	for (int i = 0; i < ws->n; i++) {
+		w[i].uaddr = (uintptr_t)ws->word[i];
+		w[i].val = ws->val[i];
+		w[i].flags = FUTEX_32;
+	}
+	struct timespec ts, *tsp = NULL;
+	if (ws->deadline_ns != INT64_MAX) {
+		if (fab__now_ns() >= ws->deadline_ns)
+			return FAB_ETIMEDOUT;
+		ts.tv_sec = ws->deadline_ns / 1000000000LL;
+		ts.tv_nsec = ws->deadline_ns % 1000000000LL;
+		tsp = &ts;
+	}
+	long r = syscall(SYS_futex_waitv, w, (unsigned)ws->n, 0, tsp, CLOCK_MONOTONIC);
+	if (r >= 0)
+		return 0;
+	switch (errno) {
+	case EAGAIN: /* a word already changed */
+	case EINTR:
+		return 0;
+	case ETIMEDOUT:
+		return FAB_ETIMEDOUT;
+	default:
+		return fab__errno("futex_waitv");
+	}
+}
+
+void fab__futex_wake(_Atomic uint32_t *word, int n)
+{
+	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, n, NULL, NULL, 0);
+}
