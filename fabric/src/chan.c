@@ -51,9 +51,13 @@ static inline void fab__wake(fab_chan *ch, _Atomic uint32_t *word, _Atomic uint3
 {
 	/* Our publication (tail, head or a slot state) is ordered before the
 	 * read of the waiter count.  Pairs with fab__wait's seq_cst increment
-	 * of the count before its re-check: either it sees our publication or
-	 * we see its announcement. */
-	fence_seq_cst();
+	 * of the count and membarrier before its re-check: either it sees our
+	 * publication or we see its announcement.  Registered for
+	 * membarrier, a compiler barrier suffices here (util.c). */
+	if (likely(fab__mb_registered))
+		atomic_signal_fence(memory_order_seq_cst);
+	else
+		fence_seq_cst();
 	if (likely(load_relaxed(waiters) == 0))
 		return;
 	/* Release: a sleeper that re-reads the word sees the publication. */
@@ -103,9 +107,16 @@ static int fab__wait(fab_chan *ch, int dir_recv, fab_ctx *ctx, fab__try_fn try, 
 	if (ctx && (r = fab__ctx_done(ctx)))
 		return r;
 
+	/* Spin with exponential back-off (1..64 pauses between looks): a
+	 * caught-up peer that polls the other side's line on every pause
+	 * steals it from the writer once per message (PLATFORM §9). */
 	uint32_t *budget = dir_recv ? &ch->spin_recv : &ch->spin_send;
-	for (uint32_t i = 0; i < *budget; i++) {
-		cpu_relax();
+	uint32_t backoff = 1;
+	for (uint32_t i = 0; i < *budget; i += backoff) {
+		for (uint32_t k = 0; k < backoff; k++)
+			cpu_relax();
+		if (backoff < 64)
+			backoff <<= 1;
 		r = try(ch, arg, &blk);
 		if (r != FAB_EAGAIN) {
 			if (*budget < FAB__SPIN_MAX)
@@ -130,6 +141,7 @@ static int fab__wait(fab_chan *ch, int dir_recv, fab_ctx *ctx, fab__try_fn try, 
 	/* Dekker, sleeper half: announce (seq_cst RMW), then re-check, then
 	 * sleep only if the word is unchanged.  Pairs with fab__wake. */
 	fetch_add_seq_cst(waiters, 1);
+	fab__membarrier();
 	int64_t poll_ns = 1000000; /* liveness poll when behind another's slot */
 	for (;;) {
 		uint32_t v = load_seq_cst(word);
@@ -504,11 +516,21 @@ static void fab__chan_init(fab_chan_hdr *h, const char *name, const fab_chan_opt
 	h->lens_off = g->lens_off;
 	h->slots_off = g->slots_off;
 	snprintf(h->name, sizeof h->name, "%s", name);
+	/* Positions start at 0, or where FAB_TEST_START_POS says: a test hook
+	 * so the anomaly tests can run a channel across 2^64 (and across the
+	 * 45-bit sequence field of mpmc slot words) without 2^64 messages. */
+	uint64_t start = 0;
+	const char *sp = getenv("FAB_TEST_START_POS");
+	if (sp && *sp)
+		start = strtoull(sp, NULL, 0);
+	store_relaxed(&h->tail, start);
+	store_relaxed(&h->head, start);
 	if (g->ring == FAB_RING_MPMC) {
 		uint8_t *slots = (uint8_t *)h + g->slots_off;
-		for (uint32_t i = 0; i < g->nslots; i++) {
-			fab_mslot *s = (fab_mslot *)(slots + (size_t)i * g->slot_size);
-			store_relaxed(&s->state, FAB_SW_MAKE(i, FAB_SLOT_FREE, 0));
+		for (uint32_t k = 0; k < g->nslots; k++) {
+			uint64_t p = start + k;
+			fab_mslot *s = (fab_mslot *)(slots + (size_t)(p & (g->nslots - 1)) * g->slot_size);
+			store_relaxed(&s->state, FAB_SW_MAKE(p, FAB_SLOT_FREE, 0));
 		}
 	}
 	/* Pairs with fab__seg_wait_version's load_acquire in every opener:

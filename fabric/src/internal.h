@@ -26,6 +26,8 @@ int fab__errno(const char *what);
 
 /* ---- util.c ---- */
 extern _Atomic unsigned fab__fork_gen; /* bumped in every child after fork() */
+extern int fab__mb_ok, fab__mb_registered;
+void fab__membarrier(void); /* sleeper half of the asymmetric Dekker handshake */
 int fab__name_ok(const char *name);
 int64_t fab__now_ns(void);              /* CLOCK_MONOTONIC */
 int64_t fab__realtime_ns(void);

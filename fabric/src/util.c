@@ -7,7 +7,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/membarrier.h>
 #include <pthread.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,16 +18,46 @@
 #include <unistd.h>
 
 _Atomic unsigned fab__fork_gen;
+int fab__mb_ok;         /* the kernel has MEMBARRIER_CMD_GLOBAL_EXPEDITED */
+int fab__mb_registered; /* this process receives those barriers */
+
+/*
+ * Asymmetric Dekker handshake (as liburcu's membarrier flavour): a sleeper
+ * that announced itself issues membarrier(GLOBAL_EXPEDITED), which runs a
+ * full barrier on every running thread of every registered process.  A
+ * registered waker therefore needs only a compiler barrier between its
+ * publication and its read of the waiter count, so the fast path has no
+ * fence.  A process that could not register keeps the fence (fab__wake).
+ */
+static void fab__membarrier_register(void)
+{
+	long q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+	fab__mb_ok = q > 0 && (q & MEMBARRIER_CMD_GLOBAL_EXPEDITED) &&
+		     (q & MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED);
+	fab__mb_registered =
+		fab__mb_ok &&
+		syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0;
+}
+
+void fab__membarrier(void)
+{
+	if (fab__mb_ok)
+		syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0);
+}
 
 static void fab__atfork_child(void)
 {
 	/* Relaxed: the child is single-threaded here; handles compare their
 	 * stored generation with this on every call. */
 	atomic_fetch_add_explicit(&fab__fork_gen, 1, memory_order_relaxed);
+	/* The registration belongs to the address space; make sure the
+	 * child's new one is registered too before it may skip fences. */
+	fab__membarrier_register();
 }
 
 __attribute__((constructor)) static void fab__init(void)
 {
+	fab__membarrier_register();
 	pthread_atfork(NULL, NULL, fab__atfork_child);
 }
 
