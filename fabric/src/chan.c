@@ -46,45 +46,54 @@ static inline int fab__chan_check(fab_chan *ch, unsigned need)
 
 /* ---- wake (Dekker, waker half) ---------------------------------------- */
 
-static inline void fab__wake(fab_chan *ch, _Atomic uint32_t *word, _Atomic uint32_t *waiters,
-			     int n)
+/*
+ * Each wait word is a sequence counter (bits 1..31) plus a "sleepers
+ * present" bit (bit 0).  A sleeper sets the bit before its last look; a
+ * waker that finds the bit set clears it, bumps the sequence and wakes every
+ * sleeper on the word.  So one FUTEX_WAKE serves one sleep episode however
+ * many messages are published meanwhile, and the fast path is one plain
+ * load of a line that only changes when someone goes to sleep.
+ */
+static inline void fab__wake(fab_chan *ch, _Atomic uint32_t *word)
 {
 	/* Our publication (tail, head or a slot state) is ordered before the
-	 * read of the waiter count.  Pairs with fab__wait's seq_cst increment
-	 * of the count and membarrier before its re-check: either it sees our
-	 * publication or we see its announcement.  Registered for
-	 * membarrier, a compiler barrier suffices here (util.c). */
+	 * read of the word.  Pairs with fab__wait's seq_cst fetch_or of the
+	 * bit and membarrier before its last look: either it sees our
+	 * publication or we see its bit.  Registered for membarrier, a
+	 * compiler barrier suffices here (util.c). */
 	if (likely(fab__mb_registered))
 		atomic_signal_fence(memory_order_seq_cst);
 	else
 		fence_seq_cst();
-	if (likely(load_relaxed(waiters) == 0))
-		return;
-	/* Release: a sleeper that re-reads the word sees the publication. */
-	atomic_fetch_add_explicit(word, 1, memory_order_release);
-	fetch_add_relaxed(&ch->hdr->futex_wakes, 1);
-	fab__futex_wake(word, n);
+	uint32_t w = load_relaxed(word);
+	while (unlikely(w & 1u)) {
+		/* w + 1 clears the bit and advances the sequence.  Release: a
+		 * sleeper that sees the new value sees our publication. */
+		if (atomic_compare_exchange_weak_explicit(word, &w, w + 1, memory_order_release,
+							  memory_order_relaxed)) {
+			fetch_add_relaxed(&ch->hdr->futex_wakes, 1);
+			fab__futex_wake(word, INT_MAX);
+			return;
+		}
+	}
 }
 
 void fab__wake_receivers(fab_chan *ch)
 {
-	fab__wake(ch, &ch->hdr->recv_futex, &ch->hdr->recv_waiters, 1);
+	fab__wake(ch, &ch->hdr->recv_futex);
 }
 
 void fab__wake_senders(fab_chan *ch)
 {
-	/* Unbuffered senders waiting for their message to be taken share the
-	 * word with senders waiting for room: wake them all there. */
-	fab__wake(ch, &ch->hdr->send_futex, &ch->hdr->send_waiters,
-		  ch->capacity == 0 ? INT_MAX : 1);
+	fab__wake(ch, &ch->hdr->send_futex);
 }
 
-static void fab__wake_all(fab_chan *ch)
+/* Wake everyone unconditionally (close, recovery): +2 keeps the bit. */
+void fab__wake_all(fab_chan_hdr *h)
 {
-	fab_chan_hdr *h = ch->hdr;
 	fence_seq_cst();
-	atomic_fetch_add_explicit(&h->recv_futex, 1, memory_order_release);
-	atomic_fetch_add_explicit(&h->send_futex, 1, memory_order_release);
+	atomic_fetch_add_explicit(&h->recv_futex, 2, memory_order_release);
+	atomic_fetch_add_explicit(&h->send_futex, 2, memory_order_release);
 	fab__futex_wake(&h->recv_futex, INT_MAX);
 	fab__futex_wake(&h->send_futex, INT_MAX);
 }
@@ -105,7 +114,7 @@ static int fab__wait(fab_chan *ch, int dir_recv, fab_ctx *ctx, fab__try_fn try, 
 	if (r != FAB_EAGAIN)
 		return r;
 	if (ctx && (r = fab__ctx_done(ctx)))
-		return r;
+		return fab__ctx_fail(r);
 
 	/* Spin with exponential back-off (1..64 pauses between looks): a
 	 * caught-up peer that polls the other side's line on every pause
@@ -132,24 +141,31 @@ static int fab__wait(fab_chan *ch, int dir_recv, fab_ctx *ctx, fab__try_fn try, 
 		if (r != FAB_EAGAIN)
 			return r;
 		if (ctx && (r = fab__ctx_done(ctx)))
-			return r;
+			return fab__ctx_fail(r);
 	}
 
 	fab_chan_hdr *h = ch->hdr;
 	_Atomic uint32_t *word = dir_recv ? &h->recv_futex : &h->send_futex;
 	_Atomic uint32_t *waiters = dir_recv ? &h->recv_waiters : &h->send_waiters;
-	/* Dekker, sleeper half: announce (seq_cst RMW), then re-check, then
-	 * sleep only if the word is unchanged.  Pairs with fab__wake. */
-	fetch_add_seq_cst(waiters, 1);
-	fab__membarrier();
-	int64_t poll_ns = 1000000; /* liveness poll when behind another's slot */
+	fetch_add_relaxed(waiters, 1); /* a gauge for fabctl and stats */
+	int64_t poll_ns = 1000000;     /* liveness poll when behind another's slot */
 	for (;;) {
-		uint32_t v = load_seq_cst(word);
+		/* Dekker, sleeper half: set the sleepers bit (seq_cst RMW), make
+		 * it visible to every waker (membarrier, only when we set it:
+		 * if it was set already, whoever set it did that), then take the
+		 * last look, then sleep only if the word is unchanged.  Pairs
+		 * with fab__wake. */
+		uint32_t v = atomic_fetch_or_explicit(word, 1u, memory_order_seq_cst);
+		if (!(v & 1u))
+			fab__membarrier();
+		v |= 1u;
 		r = try(ch, arg, &blk);
 		if (r != FAB_EAGAIN)
 			break;
-		if (ctx && (r = fab__ctx_done(ctx)))
+		if (ctx && (r = fab__ctx_done(ctx))) {
+			fab__ctx_fail(r);
 			break;
+		}
 		fab__waitset ws = {.n = 1, .deadline_ns = INT64_MAX};
 		ws.word[0] = word;
 		ws.val[0] = v;
@@ -172,15 +188,7 @@ static int fab__wait(fab_chan *ch, int dir_recv, fab_ctx *ctx, fab__try_fn try, 
 		    !fab__tag_alive(ch->fab, blk.behind_tag))
 			fab__chan_recover(ch, ch->fab, blk.behind_tag);
 	}
-	fetch_sub_seq_cst(waiters, 1);
-	if (r < 0 && r != FAB_EMSGSIZE && r != FAB_ECORRUPT) {
-		/* We may have consumed a wake meant for progress we are not
-		 * going to make: pass it on. */
-		if (dir_recv)
-			fab__wake_receivers(ch);
-		else
-			fab__wake_senders(ch);
-	}
+	atomic_fetch_sub_explicit(waiters, 1, memory_order_relaxed);
 	return r;
 }
 
@@ -709,6 +717,12 @@ int fab_chan_close(fab_chan *ch)
 	uint32_t quorum = h->producers;
 	if (quorum == 0 || quorum > FAB_PRODUCERS_MAX)
 		return fab__err(FAB_ECORRUPT, "channel %s: bad producer quorum", ch->name);
+	if (load_seq_cst(&h->closed)) {
+		/* Go panics on closing a closed channel; fab reports it, and a
+		 * refused close does not count towards anything. */
+		ch->closed_local = true;
+		return fab__err(FAB_ECLOSED, "channel %s already closed", ch->name);
+	}
 	uint64_t id = ch->producer_id;
 	for (uint32_t i = 0; i < FAB_PRODUCERS_MAX; i++) {
 		uint64_t cur = load_acquire(&h->closer_ids[i]);
@@ -728,13 +742,16 @@ int fab_chan_close(fab_chan *ch)
 		}
 		ch->closed_local = true;
 		uint32_t n = fetch_add_seq_cst(&h->closes, 1) + 1;
-		if (n >= quorum) {
-			if (load_seq_cst(&h->closed))
-				return fab__err(FAB_ECLOSED, "channel %s already closed", ch->name);
+		if (n > quorum) {
+			/* Raced past a close that completed the quorum. */
+			fetch_sub_seq_cst(&h->closes, 1);
+			return fab__err(FAB_ECLOSED, "channel %s already closed", ch->name);
+		}
+		if (n == quorum) {
 			/* seq_cst: ordered against producers' slot claims and
 			 * receivers' emptiness checks (fab__chan_closed_empty). */
 			store_seq_cst(&h->closed, 1);
-			fab__wake_all(ch);
+			fab__wake_all(h);
 		}
 		return 0;
 	}
@@ -758,7 +775,10 @@ static int fab__chan_closed_empty(fab_chan *ch)
 	uint64_t q = load_seq_cst(&ch->hdr->head);
 	fab_mslot *s = (fab_mslot *)(ch->slots + (size_t)(q & ch->mask) * ch->slot_size);
 	uint64_t w = load_seq_cst(&s->state);
-	return w == FAB_SW_MAKE(q, FAB_SLOT_FREE, 0);
+	/* Empty: free for position q, or still being read out by a receiver
+	 * of the previous lap (then no producer can have written q). */
+	return w == FAB_SW_MAKE(q, FAB_SLOT_FREE, 0) ||
+	       (FAB_SW_SAMEPOS(w, q - ch->nslots) && FAB_SW_STATE(w) == FAB_SLOT_READING);
 }
 
 /* ---- send ------------------------------------------------------------------ */
@@ -866,7 +886,7 @@ int fab_try_send(fab_chan *ch, const void *msg, size_t len)
 		if (load_seq_cst(&ch->hdr->closed))
 			return fab__err(FAB_ECLOSED, "channel %s is closed", ch->name);
 		if (load_seq_cst(&ch->hdr->recv_ready) == 0)
-			return FAB_EAGAIN;
+			return fab__err_none(FAB_EAGAIN);
 		if ((rc = fab__try_send_once(ch, &arg, &blk)))
 			return rc;
 		fab__wake_receivers(ch);
@@ -887,12 +907,12 @@ int fab_try_send(fab_chan *ch, const void *msg, size_t len)
 		if (!fab__mpmc_withdraw(ch, arg.pos))
 			return 0;
 		fab__wake_receivers(ch);
-		return FAB_EAGAIN;
+		return fab__err_none(FAB_EAGAIN);
 	}
 	rc = fab__try_send_once(ch, &arg, &blk);
 	if (rc == 0)
 		fab__wake_receivers(ch);
-	return rc;
+	return rc == FAB_EAGAIN ? fab__err_none(rc) : rc;
 }
 
 int fab_send_reserve(fab_chan *ch, size_t len, void **slot, fab_ctx *ctx)
@@ -1044,7 +1064,7 @@ ssize_t fab_try_recv(fab_chan *ch, void *buf, size_t cap)
 	int r = fab__try_recv_once(ch, &arg, &blk);
 	if (r >= 0)
 		fab__wake_senders(ch);
-	return r;
+	return r == FAB_EAGAIN ? fab__err_none(r) : r;
 }
 
 int fab_recv_acquire(fab_chan *ch, const void **msg, size_t *len, fab_ctx *ctx)
@@ -1199,8 +1219,10 @@ int fab_chan_stats(fab_chan *ch, fab_stats *st)
 	s.len = fab__chan_len_raw(ch);
 	uint64_t skipped = load_relaxed(&h->skipped);
 	uint64_t tail = load_relaxed(&h->tail), head = load_relaxed(&h->head);
-	s.sent = tail - (skipped < tail ? skipped : 0);
-	s.received = head - (skipped < head ? skipped : 0);
+	/* Positions that carried no message (SKIP, counted when cleared at the
+	 * head) are not messages. */
+	s.sent = tail - (skipped <= tail ? skipped : tail);
+	s.received = head - (skipped <= head ? skipped : head);
 	if (ch->capacity == 0) {
 		/* Unbuffered: a message sitting in the slot is not yet sent. */
 		s.sent = s.received;

@@ -20,10 +20,34 @@
 #define FAB__CTX_LIVE 0u
 #define FAB__CTX_CANCELED 1u
 #define FAB__CTX_EXPIRED 2u
+#define FAB__CTX_ENDING 3u /* cancel claimed, reason being written */
 
 static int fab__ctx_code(uint32_t w)
 {
 	return w == FAB__CTX_EXPIRED ? FAB_ETIMEDOUT : w ? FAB_ECANCELED : 0;
+}
+
+/*
+ * End a context once: the first ender claims the word (0 -> ENDING), writes
+ * the reason, then store-releases the final code, so the first reason is the
+ * one that stays and a reader that sees the code sees its reason.  Returns 1
+ * if this call ended it.
+ */
+static int fab__ctx_end(_Atomic uint32_t *word, _Atomic int32_t *rsn, uint32_t code, int reason)
+{
+	uint32_t z = 0;
+	if (!atomic_compare_exchange_strong_explicit(word, &z, FAB__CTX_ENDING,
+						     memory_order_acquire, memory_order_relaxed))
+		return 0;
+	store_relaxed(rsn, reason);
+	/* Pairs with fab_ctx_reason's load_acquire of the word. */
+	store_release(word, code);
+	return 1;
+}
+
+int fab__ctx_fail(int code)
+{
+	return fab__err(code, "%s", code == FAB_ETIMEDOUT ? "deadline exceeded" : "context canceled");
 }
 
 int fab__ctx_valid(fab_ctx *ctx)
@@ -129,13 +153,7 @@ static void fab__ctx_cancel_tree(fab_fabric *fab, uint32_t root, uint32_t code, 
 	while (top) {
 		uint32_t i = stack[--top];
 		fab_ctx_ent *e = &fab->ctxs[i];
-		uint32_t z = 0;
-		store_relaxed(&e->reason, reason);
-		/* Release: the reason is visible to whoever sees the word.  A
-		 * failed CAS means it already ended; keep the first end. */
-		if (atomic_compare_exchange_strong_explicit(&e->cancel, &z, code,
-							    memory_order_release,
-							    memory_order_relaxed))
+		if (fab__ctx_end(&e->cancel, &e->reason, code, reason))
 			fab__futex_wake(&e->cancel, INT_MAX);
 		if (stack == single)
 			continue;
@@ -264,12 +282,7 @@ int fab_ctx_cancel(fab_ctx *ctx, int reason)
 	if ((rc = fab__ctx_valid(ctx)))
 		return rc;
 	if (ctx->type == FAB__CTX_LOCAL) {
-		uint32_t z = 0;
-		store_relaxed(&ctx->reason, reason);
-		/* Release pairs with fab__ctx_done's acquire (reason visible). */
-		if (atomic_compare_exchange_strong_explicit(&ctx->cancel, &z, FAB__CTX_CANCELED,
-							    memory_order_release,
-							    memory_order_relaxed))
+		if (fab__ctx_end(&ctx->cancel, &ctx->reason, FAB__CTX_CANCELED, reason))
 			fab__futex_wake(&ctx->cancel, INT_MAX);
 		return 0;
 	}
@@ -284,16 +297,25 @@ int fab_ctx_err(fab_ctx *ctx)
 	int rc;
 	if ((rc = fab__ctx_valid(ctx)))
 		return rc;
-	return fab__ctx_done(ctx);
+	rc = fab__ctx_done(ctx);
+	return rc ? fab__ctx_fail(rc) : 0;
 }
 
 int fab_ctx_reason(fab_ctx *ctx)
 {
-	if (fab__ctx_valid(ctx))
-		return 0;
+	int rc;
+	if ((rc = fab__ctx_valid(ctx)))
+		return rc;
 	for (int depth = 0; ctx && depth < 64; depth++, ctx = ctx->parent) {
 		_Atomic uint32_t *w = fab__ctx_word(ctx);
-		if (!w || !load_acquire(w))
+		if (!w)
+			continue;
+		uint32_t v;
+		/* An ender is between its claim and its reason: a few
+		 * instructions, unless it was killed there (then give up). */
+		for (int spin = 0; (v = load_acquire(w)) == FAB__CTX_ENDING && spin < 100000; spin++)
+			cpu_relax();
+		if (!v)
 			continue;
 		if (ctx->type == FAB__CTX_LOCAL)
 			return load_relaxed(&ctx->reason);
@@ -309,7 +331,7 @@ int fab_ctx_wait(fab_ctx *ctx)
 		return rc;
 	for (;;) {
 		if ((rc = fab__ctx_done(ctx)))
-			return rc;
+			return fab__ctx_fail(rc);
 		fab__waitset ws = {.n = 0, .deadline_ns = INT64_MAX};
 		fab__ctx_arm(ctx, &ws);
 		rc = fab__futex_waitv(&ws);

@@ -60,6 +60,12 @@ int fab__err(int code, const char *fmt, ...)
 	return code;
 }
 
+int fab__err_none(int code)
+{
+	fab__msg[0] = 0;
+	return code;
+}
+
 int fab__errno(const char *what)
 {
 	int e = errno;

@@ -6,7 +6,12 @@
 #ifndef FAB_INTERNAL_H
 #define FAB_INTERNAL_H
 
+/* The public declarations are default-visible; everything else in the
+ * library is hidden (-fvisibility=hidden) and the version script lists the
+ * exports. */
+#pragma GCC visibility push(default)
 #include "fab/fab.h"
+#pragma GCC visibility pop
 #include "atomic.h"
 #include "layout.h"
 
@@ -21,6 +26,8 @@
 /* ---- errors (error.c) ---- */
 /* Record this thread's detail for the error `code` and return `code`. */
 int fab__err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* An expected outcome with no detail (would block): clears the message. */
+int fab__err_none(int code);
 /* As fab__err for FAB_ESYS, appending strerror(errno). */
 int fab__errno(const char *what);
 
@@ -99,6 +106,7 @@ struct fab_ctx {
 	_Atomic int32_t reason;
 };
 int fab__ctx_valid(fab_ctx *ctx);
+int fab__ctx_fail(int code); /* set this thread's message for a context end */
 /* 0 while the context (and its ancestors) are live, else FAB_ECANCELED /
  * FAB_ETIMEDOUT.  NULL is never done. */
 int fab__ctx_done(fab_ctx *ctx);
@@ -172,6 +180,7 @@ int fab__mpmc_validate(fab_chan *ch);
 /* wake the other side if someone announced a sleep (Dekker, waker half) */
 void fab__wake_receivers(fab_chan *ch);
 void fab__wake_senders(fab_chan *ch);
+void fab__wake_all(fab_chan_hdr *h);
 
 /* channel mapping shared by chan.c and recover.c */
 int fab__chan_map(fab_fabric *fab, const char *name, fab_chan *ch);

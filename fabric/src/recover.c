@@ -45,11 +45,7 @@ uint64_t fab__chan_recover(fab_chan *ch, fab_fabric *fab, uint32_t dead_tag)
 	}
 	if (fixed) {
 		/* Wake everyone: sleepers re-check and find the repaired slots. */
-		fab_chan_hdr *h = ch->hdr;
-		atomic_fetch_add_explicit(&h->recv_futex, 1, memory_order_release);
-		atomic_fetch_add_explicit(&h->send_futex, 1, memory_order_release);
-		fab__futex_wake(&h->recv_futex, 1 << 30);
-		fab__futex_wake(&h->send_futex, 1 << 30);
+		fab__wake_all(ch->hdr);
 	}
 	return fixed;
 }

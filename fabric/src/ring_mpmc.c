@@ -217,6 +217,15 @@ int fab__mpmc_take(fab_chan *ch, uint64_t *pos, size_t cap, fab__block *blk)
 		} else if (FAB_SW_SAMEPOS(w, q + ch->nslots)) {
 			fab__bump(&hd->head, q); /* consumed already; hint is stale */
 			continue;
+		} else if (FAB_SW_SAMEPOS(w, q - ch->nslots) &&
+			   FAB_SW_STATE(w) == FAB_SLOT_READING) {
+			/* A receiver of the previous lap is still copying out of
+			 * this slot, so no producer can have written position q:
+			 * empty.  (If that receiver died, the producer that needs
+			 * the slot finds it and recovers it.) */
+			if (load_acquire(&hd->head) != q)
+				continue;
+			return FAB_EAGAIN;
 		}
 		if (load_acquire(&hd->head) != q)
 			continue;
