@@ -62,9 +62,18 @@ int fab__mpmc_claim(fab_chan *ch, uint64_t *pos, fab__block *blk)
 		uint64_t p = load_acquire(&hd->tail);
 		uint64_t h = load_acquire(&hd->head);
 		int64_t d = (int64_t)(p - h);
-		if (unlikely(d > (int64_t)ch->nslots + 1 || d < -(int64_t)ch->nslots))
+		if (unlikely(d > (int64_t)ch->nslots + 1 || d < -(int64_t)ch->nslots)) {
+			/* A snapshot taken across a preemption (old tail, new
+			 * head) looks like this too: only a stable one is
+			 * corruption. */
+			if (load_acquire(&hd->tail) != p || load_acquire(&hd->head) != h ||
+			    guard < 64) {
+				cpu_relax();
+				continue;
+			}
 			return fab__err(FAB_ECORRUPT, "channel %s: head/tail %lld apart", ch->name,
 					(long long)d);
+		}
 		if (d >= (int64_t)ch->cap_eff) {
 			/* Full by the hints; the head hint may be stale. */
 			fab_mslot *hs = fab__mslot(ch, h);
@@ -98,8 +107,9 @@ int fab__mpmc_claim(fab_chan *ch, uint64_t *pos, fab__block *blk)
 			}
 			continue;
 		}
-		if (FAB_SW_SAMEPOS(w, p)) {
-			/* Someone claimed p and has not moved tail yet: help. */
+		if (FAB_SW_SAMEPOS(w, p) || FAB_SW_SAMEPOS(w, p + ch->nslots)) {
+			/* Someone claimed p and has not moved tail yet (or p was
+			 * skipped and already recycled for the next lap): help. */
 			fab__bump(&hd->tail, p);
 			continue;
 		}
