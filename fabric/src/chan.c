@@ -12,6 +12,7 @@
  * running recovery if it died, so no waiter depends on a dead process.
  */
 #include "internal.h"
+#include "ring_spsc.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -235,8 +236,8 @@ static int fab__spsc_take_send_end(fab_chan *ch)
 	if (rc)
 		return rc;
 	ch->end_word |= 1;
-	ch->tail_local = load_acquire(&ch->hdr->tail);
-	ch->head_cache = load_acquire(&ch->hdr->head);
+	ch->tail_local = fab__spsc_find_tail(ch);
+	ch->send_limit = ch->tail_local; /* first send asks the ring */
 	return 0;
 }
 
@@ -248,8 +249,7 @@ static int fab__spsc_take_recv_end(fab_chan *ch)
 	if (rc)
 		return rc;
 	ch->end_word |= 2;
-	ch->head_local = load_acquire(&ch->hdr->head);
-	ch->tail_cache = load_acquire(&ch->hdr->tail);
+	ch->head_local = fab__spsc_find_head(ch);
 	return 0;
 }
 
@@ -275,7 +275,7 @@ static uint32_t fab__pow2(uint32_t v)
  * builds a new segment and validates an existing one. */
 typedef struct fab__geom {
 	uint32_t ring, nslots, slot_size;
-	uint64_t attach_off, lens_off, slots_off, total;
+	uint64_t attach_off, ents_off, slots_off, total;
 } fab__geom;
 
 static int fab__geometry(uint32_t kind, uint32_t capacity, uint32_t msg_size, fab__geom *g)
@@ -287,9 +287,9 @@ static int fab__geometry(uint32_t kind, uint32_t capacity, uint32_t msg_size, fa
 	else
 		g->slot_size = (uint32_t)((sizeof(fab_mslot) + msg_size + 63u) & ~63u);
 	g->attach_off = FAB__HDR_BYTES;
-	g->lens_off = g->attach_off + FAB_ATTACH_MAX * sizeof(uint64_t);
-	uint64_t lens = g->ring == FAB_RING_SPSC ? (uint64_t)g->nslots * 4u : 0;
-	g->slots_off = (g->lens_off + lens + 4095u) & ~4095ULL;
+	g->ents_off = g->attach_off + FAB_ATTACH_MAX * sizeof(uint64_t);
+	uint64_t ents = g->ring == FAB_RING_SPSC ? (uint64_t)g->nslots * 8u : 0;
+	g->slots_off = (g->ents_off + ents + 4095u) & ~4095ULL;
 	uint64_t total = g->slots_off + (uint64_t)g->nslots * g->slot_size;
 	g->total = (total + 4095u) & ~4095ULL;
 	if (g->total > (1ULL << 32))
@@ -329,7 +329,7 @@ int fab__chan_map(fab_fabric *fab, const char *name, fab_chan *ch)
 	    msz > FAB_MSG_SIZE_MAX || fab__geometry(kind, cap, msz, &g) ||
 	    h->hdr_size != sizeof(fab_chan_hdr) || h->ring != g.ring || h->nslots != g.nslots ||
 	    h->slot_size != g.slot_size || h->attach_off != g.attach_off ||
-	    h->lens_off != g.lens_off || h->slots_off != g.slots_off || h->total_size != g.total ||
+	    h->ents_off != g.ents_off || h->slots_off != g.slots_off || h->total_size != g.total ||
 	    g.total > ch->seg.size || h->attach_max != FAB_ATTACH_MAX || h->producers == 0 ||
 	    h->producers > FAB_PRODUCERS_MAX) {
 		fab__err(rc, "channel %s: header does not match the segment", name);
@@ -347,7 +347,7 @@ int fab__chan_map(fab_fabric *fab, const char *name, fab_chan *ch)
 	ch->mask = g.nslots - 1;
 	ch->attach_max = FAB_ATTACH_MAX;
 	ch->attach = (_Atomic uint64_t *)((uint8_t *)h + g.attach_off);
-	ch->lens = (uint32_t *)((uint8_t *)h + g.lens_off);
+	ch->ents = (_Atomic uint64_t *)((uint8_t *)h + g.ents_off);
 	ch->slots = (uint8_t *)h + g.slots_off;
 	snprintf(ch->name, sizeof ch->name, "%s", name);
 	return 0;
@@ -527,7 +527,7 @@ static void fab__chan_init(fab_chan_hdr *h, const char *name, const fab_chan_opt
 	h->mode = o->mode;
 	h->attach_max = FAB_ATTACH_MAX;
 	h->attach_off = g->attach_off;
-	h->lens_off = g->lens_off;
+	h->ents_off = g->ents_off;
 	h->slots_off = g->slots_off;
 	snprintf(h->name, sizeof h->name, "%s", name);
 	/* Positions start at 0, or where FAB_TEST_START_POS says: a test hook
@@ -539,6 +539,8 @@ static void fab__chan_init(fab_chan_hdr *h, const char *name, const fab_chan_opt
 		start = strtoull(sp, NULL, 0);
 	store_relaxed(&h->tail, start);
 	store_relaxed(&h->head, start);
+	if (g->ring == FAB_RING_SPSC)
+		fab__spsc_init(h, (uint8_t *)h + g->ents_off, g->nslots, start);
 	if (g->ring == FAB_RING_MPMC) {
 		uint8_t *slots = (uint8_t *)h + g->slots_off;
 		for (uint32_t k = 0; k < g->nslots; k++) {
@@ -775,8 +777,9 @@ static int fab__chan_closed_empty(fab_chan *ch)
 		return 0;
 	if (ch->ring == FAB_RING_SPSC) {
 		/* Single sender: its sends happen before its close; the
-		 * acquire of `closed` above makes them visible. */
-		return load_acquire(&ch->hdr->tail) == ch->head_local;
+		 * seq_cst load of `closed` above makes them visible. */
+		uint64_t e = load_acquire(&ch->ents[ch->head_local & ch->mask]);
+		return FAB_SE_MARK(e) != FAB_SE_MARK(FAB_SE_FULL(ch->head_local, 0));
 	}
 	uint64_t q = load_seq_cst(&ch->hdr->head);
 	fab_mslot *s = (fab_mslot *)(ch->slots + (size_t)(q & ch->mask) * ch->slot_size);
@@ -869,6 +872,18 @@ int fab_send(fab_chan *ch, const void *msg, size_t len, fab_ctx *ctx)
 		return rc;
 	if (ctx && (rc = fab__ctx_valid(ctx)))
 		return rc;
+	if (likely(ch->ring == FAB_RING_SPSC)) {
+		/* Fast path: one straight line when there is room. */
+		if (unlikely(load_acquire(&ch->hdr->closed)))
+			return fab__err(FAB_ECLOSED, "channel %s is closed", ch->name);
+		rc = fab__spsc_push(ch, msg, len);
+		if (likely(rc == 0)) {
+			fab__wake_receivers(ch);
+			return 0;
+		}
+		if (rc != FAB_EAGAIN)
+			return rc;
+	}
 	fab__send_arg arg = {.msg = msg, .len = len};
 	rc = fab__wait(ch, 0, ctx, fab__try_send_once, &arg);
 	if (rc)
@@ -1051,6 +1066,16 @@ ssize_t fab_recv(fab_chan *ch, void *buf, size_t cap, fab_ctx *ctx)
 		return rc;
 	if (!buf && cap)
 		return fab__err(FAB_EINVAL, "NULL buffer with capacity %zu", cap);
+	if (likely(ch->ring == FAB_RING_SPSC)) {
+		/* Fast path: one straight line when a message is there. */
+		ssize_t r = fab__spsc_pop(ch, buf, cap);
+		if (likely(r >= 0)) {
+			fab__wake_senders(ch);
+			return r;
+		}
+		if (r != FAB_EAGAIN)
+			return r;
+	}
 	fab__recv_arg arg = {.buf = buf, .cap = cap};
 	ssize_t r = fab__recv_blocking(ch, &arg, ctx);
 	if (r >= 0)

@@ -127,7 +127,7 @@ struct fab_chan {
 	uint32_t cap_eff; /* max(capacity, 1): how many positions may be in flight */
 	uint32_t attach_max;
 	_Atomic uint64_t *attach;
-	uint32_t *lens;      /* spsc */
+	_Atomic uint64_t *ents; /* spsc commit words */
 	uint8_t *slots;      /* slot area */
 	int attach_idx;      /* our attach-table entry, -1 none */
 	uint64_t end_word;   /* spsc end we hold (sender or receiver), 0 none */
@@ -135,8 +135,8 @@ struct fab_chan {
 	bool closed_local;   /* this producer already closed */
 	uint32_t serial;
 	/* spsc private cursors (valid while we hold the end) */
-	uint64_t tail_local, head_cache;
-	uint64_t head_local, tail_cache;
+	uint64_t tail_local, send_limit; /* positions < send_limit have room */
+	uint64_t head_local;
 	/* zero-copy state */
 	bool reserved;
 	uint64_t reserved_pos;
@@ -154,13 +154,13 @@ typedef struct fab__block {
 	uint32_t behind_tag; /* nonzero: blocked behind a slot held by this owner */
 } fab__block;
 
-/* spsc ring (ring_spsc.c) */
-int fab__spsc_push(fab_chan *ch, const void *msg, size_t len);
-ssize_t fab__spsc_pop(fab_chan *ch, void *buf, size_t cap);
-int fab__spsc_reserve(fab_chan *ch, void **slot);
-void fab__spsc_commit(fab_chan *ch, size_t len);
-int fab__spsc_peek(fab_chan *ch, const void **msg, size_t *len);
-void fab__spsc_consume(fab_chan *ch);
+/* spsc ring (ring_spsc.c; the fast paths are inline in ring_spsc.h) */
+int fab__spsc_room_slow(fab_chan *ch, uint64_t p);
+int fab__spsc_empty(fab_chan *ch, uint64_t h, uint64_t e);
+ssize_t fab__spsc_bad_len(fab_chan *ch, uint64_t h, uint32_t len);
+uint64_t fab__spsc_find_tail(fab_chan *ch);
+uint64_t fab__spsc_find_head(fab_chan *ch);
+void fab__spsc_init(fab_chan_hdr *h, uint8_t *ents, uint32_t nslots, uint64_t start);
 int fab__spsc_validate(fab_chan *ch);
 
 /* mpmc ring (ring_mpmc.c) */

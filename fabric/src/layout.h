@@ -155,7 +155,7 @@ typedef struct fab_chan_hdr {
 	uint32_t mode;
 	uint32_t attach_max;
 	uint64_t attach_off; /* uint64_t[attach_max] */
-	uint64_t lens_off;   /* spsc: uint32_t[nslots] lengths */
+	uint64_t ents_off;   /* spsc: uint64_t[nslots] commit words */
 	uint64_t slots_off;  /* slot area */
 	char name[64];
 	uint8_t pad0[104]; /* to offset 256 */
@@ -240,6 +240,20 @@ _Static_assert(sizeof(fab_chan_hdr) <= 4096, "channel header fits one page");
 #define FAB_SW_STATE(w) ((uint32_t)((w) >> 16) & 7u)
 #define FAB_SW_TAG(w) ((uint32_t)(w) & 0xffffu)
 #define FAB_SW_SAMEPOS(w, pos) (FAB_SW_SEQ(w) == ((uint64_t)(pos) & FAB_SEQ_MASK))
+
+/*
+ * spsc commit word, one per slot in its own array (8 per cache line):
+ *   bits 32..63  length of the message
+ *   bits 0..31   (position << 1) | consumed, low 32 bits
+ * FULL(p, len) is stored by the sender after the payload; DONE(p) by the
+ * receiver after copying it out.  The words are the truth about every slot;
+ * head and tail are hints written per message and read rarely.  31 bits of
+ * position suffice: a slot's word is at most one lap old.
+ */
+#define FAB_SE_FULL(pos, len) (((uint64_t)(len) << 32) | (uint32_t)((uint64_t)(pos) << 1))
+#define FAB_SE_DONE(pos) ((uint64_t)(uint32_t)(((uint64_t)(pos) << 1) | 1u))
+#define FAB_SE_MARK(e) ((uint32_t)(e))
+#define FAB_SE_LEN(e) ((uint32_t)((e) >> 32))
 
 typedef struct fab_mslot {
 	_Atomic uint64_t state;

@@ -1,161 +1,121 @@
 /*
- * ring_spsc.c - the single-producer single-consumer ring.
+ * ring_spsc.c - the single-producer single-consumer ring: invariants, slow
+ * paths, attach-time cursor recovery, validation.  The fast paths are in
+ * ring_spsc.h.
  *
  * Invariants (checked by fab__spsc_validate):
- *   - tail is written only by the attached sender, head only by the attached
- *     receiver; both are free-running 64-bit positions.
- *   - 0 <= tail - head <= capacity (exact capacity, not the power of two).
- *   - positions [head, tail) hold committed messages: lens[i] <= msg_size and
- *     the payload at slots + i * slot_size, i = pos & mask.
+ *   - every slot i has a commit word (layout.h FAB_SE_*): FULL(p) for a
+ *     message at position p not yet consumed, DONE(p) once consumed; p is
+ *     always congruent to i modulo nslots and within one lap of head;
+ *   - positions below the receiver's cursor are DONE, positions from it up
+ *     to the sender's cursor are FULL, in order; at most `capacity` are FULL
+ *     (exact capacity, not the power of two);
+ *   - FULL words carry len <= msg_size.
+ * head and tail in the header are hints, stored once per message by their
+ * owners and read on slow paths only, so neither line travels per message.
  *
- * The fast path has no read-modify-write: each side keeps a private cursor
- * and a cached copy of the other side's index, and reads the shared index
- * only when the cache says full (sender) or empty (receiver).  tail and head
- * sit on separate 128-byte lines.  Lengths live in their own array so a
- * 64-byte message fills exactly one cache line of payload.
+ * The sender may write position p when position p - capacity is DONE (then
+ * at most capacity - 1 messages are queued).  It learns that from the head
+ * hint (which lags the words, never leads them) and, when the hint says
+ * full, from the word itself, so the capacity is exact.
  *
- * Crash safety: a sender publishes tail only after the message is complete,
- * so a sender killed mid-send leaves nothing half-visible; a receiver
- * publishes head only after copying, so one killed mid-receive leaves the
- * message queued for the next receiver.  No slot ever has a partial owner:
- * there is nothing for recovery to repair in this ring beyond handing the
- * dead end over (chan.c).
+ * Crash safety: a sender killed mid-send never stored FULL, so nothing is
+ * half-visible; a receiver killed before storing DONE leaves the message
+ * queued.  A new holder of an end rebuilds its cursor from the words
+ * (fab__spsc_find_*), so a hint that lags because its owner died is harmless.
  */
-#include "internal.h"
+#include "ring_spsc.h"
 
-#include <string.h>
-
-static inline uint8_t *fab__spsc_slot(fab_chan *ch, uint64_t pos)
+int fab__spsc_room_slow(fab_chan *ch, uint64_t p)
 {
-	return ch->slots + (size_t)(pos & ch->mask) * ch->slot_size;
-}
-
-/* Room for one more message?  Refreshes the cached head only when needed. */
-static inline int fab__spsc_room(fab_chan *ch, uint64_t t)
-{
-	if (likely(t - ch->head_cache < ch->cap_eff))
+	/* Pairs with fab__spsc_advance's store_release of head: the
+	 * receiver's reads of every slot below head are complete. */
+	uint64_t h = load_acquire(&ch->hdr->head);
+	if (p - h < ch->cap_eff) {
+		ch->send_limit = h + ch->cap_eff;
 		return 0;
-	/* Pairs with fab__spsc_pop's store_release of head: the receiver's
-	 * reads of the slot we are about to overwrite are complete. */
-	ch->head_cache = load_acquire(&ch->hdr->head);
-	uint64_t used = t - ch->head_cache;
-	if (unlikely(used > ch->cap_eff))
-		return fab__err(FAB_ECORRUPT, "channel %s: head %llu beyond tail %llu", ch->name,
-				(unsigned long long)ch->head_cache, (unsigned long long)t);
-	return used < ch->cap_eff ? 0 : FAB_EAGAIN;
-}
-
-int fab__spsc_push(fab_chan *ch, const void *msg, size_t len)
-{
-	uint64_t t = ch->tail_local;
-	int rc = fab__spsc_room(ch, t);
-	if (rc)
-		return rc;
-	ch->lens[t & ch->mask] = (uint32_t)len;
-	if (len)
-		memcpy(fab__spsc_slot(ch, t), msg, len);
-	/* Pairs with fab__spsc_pop's load_acquire of tail: length and payload
-	 * are visible before the position that publishes them. */
-	store_release(&ch->hdr->tail, t + 1);
-	ch->tail_local = t + 1;
-	return 0;
-}
-
-int fab__spsc_reserve(fab_chan *ch, void **slot)
-{
-	uint64_t t = ch->tail_local;
-	int rc = fab__spsc_room(ch, t);
-	if (rc)
-		return rc;
-	*slot = fab__spsc_slot(ch, t);
-	return 0;
-}
-
-void fab__spsc_commit(fab_chan *ch, size_t len)
-{
-	uint64_t t = ch->tail_local;
-	ch->lens[t & ch->mask] = (uint32_t)len;
-	/* Pairs with fab__spsc_pop's load_acquire of tail (as in push). */
-	store_release(&ch->hdr->tail, t + 1);
-	ch->tail_local = t + 1;
-}
-
-/* Is a message available at our head?  0 yes, FAB_EAGAIN, FAB_ECORRUPT. */
-static inline int fab__spsc_avail(fab_chan *ch, uint64_t h)
-{
-	if (likely(h != ch->tail_cache))
+	}
+	/* The hint says full (or is nonsense): ask the word of p - capacity. */
+	uint64_t q = p - ch->cap_eff;
+	uint64_t e = load_acquire(&ch->ents[q & ch->mask]);
+	if (FAB_SE_MARK(e) == FAB_SE_MARK(FAB_SE_DONE(q))) {
+		ch->send_limit = p + 1;
 		return 0;
-	/* Pairs with push/commit's store_release of tail. */
-	ch->tail_cache = load_acquire(&ch->hdr->tail);
-	if (unlikely(ch->tail_cache - h > ch->cap_eff))
-		return fab__err(FAB_ECORRUPT, "channel %s: tail %llu inconsistent with head %llu",
-				ch->name, (unsigned long long)ch->tail_cache, (unsigned long long)h);
-	return h != ch->tail_cache ? 0 : FAB_EAGAIN;
+	}
+	if (FAB_SE_MARK(e) == FAB_SE_MARK(FAB_SE_FULL(q, 0)))
+		return FAB_EAGAIN;
+	return fab__err(FAB_ECORRUPT, "channel %s: slot word %#llx does not belong to position %llu",
+			ch->name, (unsigned long long)e, (unsigned long long)q);
 }
 
-static inline void fab__spsc_advance(fab_chan *ch, uint64_t h)
+int fab__spsc_empty(fab_chan *ch, uint64_t h, uint64_t e)
 {
-	/* Pairs with fab__spsc_room's load_acquire of head: our reads of the
-	 * slot are done before the sender may reuse it. */
-	store_release(&ch->hdr->head, h + 1);
-	ch->head_local = h + 1;
+	/* Empty: the slot still holds the previous lap, consumed. */
+	if (FAB_SE_MARK(e) == FAB_SE_MARK(FAB_SE_DONE(h - ch->nslots)))
+		return FAB_EAGAIN;
+	return fab__err(FAB_ECORRUPT, "channel %s: slot word %#llx at head %llu", ch->name,
+			(unsigned long long)e, (unsigned long long)h);
 }
 
-ssize_t fab__spsc_pop(fab_chan *ch, void *buf, size_t cap)
+ssize_t fab__spsc_bad_len(fab_chan *ch, uint64_t h, uint32_t len)
 {
-	uint64_t h = ch->head_local;
-	int rc = fab__spsc_avail(ch, h);
-	if (rc)
-		return rc;
-	uint32_t len = ch->lens[h & ch->mask];
-	if (unlikely(len > ch->msg_size)) {
-		/* A corrupted length: drop this one record so the rest flow. */
-		fab__spsc_advance(ch, h);
-		return fab__err(FAB_ECORRUPT, "channel %s: message length %u > msg_size %u",
-				ch->name, len, ch->msg_size);
-	}
-	if (buf || cap) {
-		if (len > cap)
-			return fab__err(FAB_EMSGSIZE, "message of %u bytes, buffer of %zu", len, cap);
-		if (len)
-			memcpy(buf, fab__spsc_slot(ch, h), len);
-	}
+	/* A scribbled length: drop this one record so the rest flow. */
 	fab__spsc_advance(ch, h);
-	return (ssize_t)len;
+	return fab__err(FAB_ECORRUPT, "channel %s: message length %u > msg_size %u", ch->name, len,
+			ch->msg_size);
 }
 
-int fab__spsc_peek(fab_chan *ch, const void **msg, size_t *len)
+/* The sender's cursor for a new holder of the send end: the tail hint,
+ * moved past positions a dead sender committed but did not hint. */
+uint64_t fab__spsc_find_tail(fab_chan *ch)
 {
-	uint64_t h = ch->head_local;
-	int rc = fab__spsc_avail(ch, h);
-	if (rc)
-		return rc;
-	uint32_t l = ch->lens[h & ch->mask];
-	if (unlikely(l > ch->msg_size)) {
-		fab__spsc_advance(ch, h);
-		return fab__err(FAB_ECORRUPT, "channel %s: message length %u > msg_size %u",
-				ch->name, l, ch->msg_size);
+	uint64_t t = load_acquire(&ch->hdr->tail);
+	for (uint32_t i = 0; i < ch->nslots; i++, t++) {
+		uint64_t e = load_acquire(&ch->ents[t & ch->mask]);
+		if (FAB_SE_MARK(e) != FAB_SE_MARK(FAB_SE_FULL(t, 0)) &&
+		    FAB_SE_MARK(e) != FAB_SE_MARK(FAB_SE_DONE(t)))
+			break;
 	}
-	*msg = fab__spsc_slot(ch, h);
-	*len = l;
-	return 0;
+	return t;
 }
 
-void fab__spsc_consume(fab_chan *ch)
+/* The receiver's cursor for a new holder of the receive end. */
+uint64_t fab__spsc_find_head(fab_chan *ch)
 {
-	fab__spsc_advance(ch, ch->head_local);
+	uint64_t h = load_acquire(&ch->hdr->head);
+	for (uint32_t i = 0; i < ch->nslots; i++, h++) {
+		uint64_t e = load_acquire(&ch->ents[h & ch->mask]);
+		if (FAB_SE_MARK(e) != FAB_SE_MARK(FAB_SE_DONE(h)))
+			break;
+	}
+	return h;
+}
+
+/* A new ring: every slot consumed for the lap before `start`. */
+void fab__spsc_init(fab_chan_hdr *h, uint8_t *ents, uint32_t nslots, uint64_t start)
+{
+	_Atomic uint64_t *w = (_Atomic uint64_t *)ents;
+	for (uint32_t k = 0; k < nslots; k++) {
+		uint64_t p = start + k - nslots;
+		store_relaxed(&w[p & (nslots - 1)], FAB_SE_DONE(p));
+	}
+	(void)h;
 }
 
 int fab__spsc_validate(fab_chan *ch)
 {
-	uint64_t t = load_acquire(&ch->hdr->tail);
-	uint64_t h = load_acquire(&ch->hdr->head);
-	if (t - h > ch->cap_eff)
-		return fab__err(FAB_ECORRUPT, "channel %s: %llu queued > capacity %u", ch->name,
-				(unsigned long long)(t - h), ch->cap_eff);
-	for (uint64_t p = h; p != t; p++)
-		if (ch->lens[p & ch->mask] > ch->msg_size)
+	uint64_t h = fab__spsc_find_head(ch);
+	uint64_t queued = 0;
+	for (uint64_t p = h; queued <= ch->nslots; p++, queued++) {
+		uint64_t e = load_acquire(&ch->ents[p & ch->mask]);
+		if (FAB_SE_MARK(e) != FAB_SE_MARK(FAB_SE_FULL(p, 0)))
+			break;
+		if (FAB_SE_LEN(e) > ch->msg_size)
 			return fab__err(FAB_ECORRUPT, "channel %s: bad length at %llu", ch->name,
 					(unsigned long long)p);
+	}
+	if (queued > ch->cap_eff)
+		return fab__err(FAB_ECORRUPT, "channel %s: %llu queued > capacity %u", ch->name,
+				(unsigned long long)queued, ch->cap_eff);
 	return 0;
 }

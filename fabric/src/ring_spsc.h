@@ -1,0 +1,124 @@
+/*
+ * ring_spsc.h - the fast paths of the single-producer single-consumer ring,
+ * inline so fab_send/fab_recv compile to one straight line.  ring_spsc.c
+ * has the invariants, the slow paths and the validator.
+ */
+#ifndef FAB_RING_SPSC_H
+#define FAB_RING_SPSC_H
+
+#include "internal.h"
+
+#include <string.h>
+
+static inline uint8_t *fab__spsc_slot(fab_chan *ch, uint64_t pos)
+{
+	return ch->slots + (size_t)(pos & ch->mask) * ch->slot_size;
+}
+
+/* Room for position p?  0, FAB_EAGAIN (full) or FAB_ECORRUPT. */
+static inline int fab__spsc_room(fab_chan *ch, uint64_t p)
+{
+	if (likely(p < ch->send_limit))
+		return 0;
+	return fab__spsc_room_slow(ch, p);
+}
+
+static inline void fab__spsc_publish(fab_chan *ch, uint64_t p, size_t len)
+{
+	/* Pairs with fab__spsc_pop's load_acquire of the word: length and
+	 * payload are visible before the word that commits them. */
+	store_release(&ch->ents[p & ch->mask], FAB_SE_FULL(p, len));
+	/* A hint for attachers, stats and fabctl; nobody reads it on a hot
+	 * path, so the line stays in our cache. */
+	store_relaxed(&ch->hdr->tail, p + 1);
+	ch->tail_local = p + 1;
+}
+
+static inline int fab__spsc_push(fab_chan *ch, const void *msg, size_t len)
+{
+	uint64_t p = ch->tail_local;
+	int rc = fab__spsc_room(ch, p);
+	if (unlikely(rc))
+		return rc;
+	if (len)
+		memcpy(fab__spsc_slot(ch, p), msg, len);
+	fab__spsc_publish(ch, p, len);
+	return 0;
+}
+
+static inline int fab__spsc_reserve(fab_chan *ch, void **slot)
+{
+	uint64_t p = ch->tail_local;
+	int rc = fab__spsc_room(ch, p);
+	if (unlikely(rc))
+		return rc;
+	*slot = fab__spsc_slot(ch, p);
+	return 0;
+}
+
+static inline void fab__spsc_commit(fab_chan *ch, size_t len)
+{
+	fab__spsc_publish(ch, ch->tail_local, len);
+}
+
+static inline void fab__spsc_advance(fab_chan *ch, uint64_t h)
+{
+	/* Pairs with fab__spsc_room_slow's load_acquire of the word: our
+	 * reads of the payload finish before the sender reuses the slot.  The
+	 * store also hands the word's line back to the sender (PLATFORM §9). */
+	store_release(&ch->ents[h & ch->mask], FAB_SE_DONE(h));
+	/* Hint, read by the sender once per `capacity` messages. */
+	store_release(&ch->hdr->head, h + 1);
+	ch->head_local = h + 1;
+}
+
+/* The committed word at our head, or a negative code. */
+static inline int fab__spsc_front(fab_chan *ch, uint64_t h, uint64_t *word)
+{
+	/* Pairs with fab__spsc_publish's store_release. */
+	uint64_t e = load_acquire(&ch->ents[h & ch->mask]);
+	if (unlikely(FAB_SE_MARK(e) != FAB_SE_MARK(FAB_SE_FULL(h, 0))))
+		return fab__spsc_empty(ch, h, e);
+	*word = e;
+	return 0;
+}
+
+static inline ssize_t fab__spsc_pop(fab_chan *ch, void *buf, size_t cap)
+{
+	uint64_t h = ch->head_local, e = 0;
+	int rc = fab__spsc_front(ch, h, &e);
+	if (unlikely(rc))
+		return rc;
+	uint32_t len = FAB_SE_LEN(e);
+	if (unlikely(len > ch->msg_size))
+		return fab__spsc_bad_len(ch, h, len);
+	if (buf || cap) {
+		if (unlikely(len > cap))
+			return fab__err(FAB_EMSGSIZE, "message of %u bytes, buffer of %zu", len, cap);
+		if (len)
+			memcpy(buf, fab__spsc_slot(ch, h), len);
+	}
+	fab__spsc_advance(ch, h);
+	return (ssize_t)len;
+}
+
+static inline int fab__spsc_peek(fab_chan *ch, const void **msg, size_t *len)
+{
+	uint64_t h = ch->head_local, e = 0;
+	int rc = fab__spsc_front(ch, h, &e);
+	if (unlikely(rc))
+		return rc;
+	uint32_t l = FAB_SE_LEN(e);
+	if (unlikely(l > ch->msg_size))
+		return (int)fab__spsc_bad_len(ch, h, l);
+	*msg = fab__spsc_slot(ch, h);
+	*len = l;
+	return 0;
+}
+
+static inline void fab__spsc_consume(fab_chan *ch)
+{
+	fab__spsc_advance(ch, ch->head_local);
+}
+
+#endif /* FAB_RING_SPSC_H */
