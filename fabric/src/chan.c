@@ -707,6 +707,10 @@ int fab_chan_destroy(fab_fabric *fab, const char *name)
 	fab__chan_path(path, sizeof path, fab->name, name);
 	if (shm_unlink(path) == 0)
 		found = 1;
+	else if (errno == EACCES || errno == EPERM)
+		return fab__err(FAB_EPERM, "%s: permission denied", path);
+	else if (errno != ENOENT)
+		return fab__errno("shm_unlink");
 	return found ? 0 : fab__err(FAB_ENOENT, "no channel %s in fabric %s", name, fab->name);
 }
 
@@ -721,6 +725,18 @@ int fab_chan_close(fab_chan *ch)
 		return fab__err(FAB_EPERM, "channel %s: only a sending handle can close", ch->name);
 	if (ch->closed_local)
 		return fab__err(FAB_ECLOSED, "channel %s: this producer already closed", ch->name);
+	if (ch->reserved)
+		return fab__err(FAB_EINVAL, "channel %s: commit the pending reservation first",
+				ch->name);
+	if (ch->ring == FAB_RING_SPSC && !(ch->end_word & 1)) {
+		/* On the spsc ring the sender's fast path looks at `closed`
+		 * without a fence, which is exact only if the closer is the
+		 * sender itself (its sends come before its close in program
+		 * order).  So a close takes the send end, like a send; while
+		 * another live handle holds it, FAB_EBUSY. */
+		if ((rc = fab__spsc_take_send_end(ch)))
+			return rc;
+	}
 	fab_chan_hdr *h = ch->hdr;
 	uint32_t quorum = h->producers;
 	if (quorum == 0 || quorum > FAB_PRODUCERS_MAX)
@@ -855,6 +871,9 @@ static inline int fab__send_check(fab_chan *ch, const void *msg, size_t len)
 				ch->msg_size, ch->name);
 	if (unlikely(!msg && len))
 		return fab__err(FAB_EINVAL, "NULL message with length %zu", len);
+	if (unlikely(ch->reserved))
+		return fab__err(FAB_EINVAL, "channel %s: commit the pending reservation first",
+				ch->name);
 	if (unlikely(ch->kind == FAB_SPSC && !(ch->end_word & 1))) {
 		if (ch->ring == FAB_RING_SPSC)
 			return fab__spsc_take_send_end(ch);
@@ -909,7 +928,7 @@ int fab_try_send(fab_chan *ch, const void *msg, size_t len)
 		if (load_seq_cst(&ch->hdr->recv_ready) == 0)
 			return fab__err_none(FAB_EAGAIN);
 		if ((rc = fab__try_send_once(ch, &arg, &blk)))
-			return rc;
+			return rc == FAB_EAGAIN ? fab__err_none(rc) : rc;
 		fab__wake_receivers(ch);
 		/* Give the waiting receiver a moment to take it; if it left,
 		 * withdraw (unless it was taken meanwhile). */
@@ -970,6 +989,10 @@ int fab_send_commit(fab_chan *ch, size_t len)
 				ch->reserved_len);
 	ch->reserved = false;
 	if (ch->ring == FAB_RING_SPSC) {
+		/* Only the holder of the send end closes an spsc ring (see
+		 * fab_chan_close), so this look cannot race a close. */
+		if (load_acquire(&ch->hdr->closed))
+			return fab__err(FAB_ECLOSED, "channel %s is closed", ch->name);
 		fab__spsc_commit(ch, len);
 		fab__wake_receivers(ch);
 		return 0;
@@ -1143,6 +1166,10 @@ int fab_send_batch(fab_chan *ch, const fab_iov *msgs, unsigned n, fab_ctx *ctx)
 		return rc;
 	if (!msgs || n == 0)
 		return fab__err(FAB_EINVAL, "empty batch");
+	for (unsigned i = 0; i < n; i++)
+		if (!msgs[i].base && msgs[i].len)
+			return fab__err(FAB_EINVAL, "batch entry %u: NULL message with length %zu", i,
+					msgs[i].len);
 	if ((rc = fab_send(ch, msgs[0].base, msgs[0].len, ctx)))
 		return rc;
 	unsigned i = 1;
@@ -1172,6 +1199,10 @@ int fab_recv_batch(fab_chan *ch, fab_iov *msgs, unsigned n, fab_ctx *ctx)
 		return rc;
 	if (!msgs || n == 0)
 		return fab__err(FAB_EINVAL, "empty batch");
+	for (unsigned i = 0; i < n; i++)
+		if (!msgs[i].base && msgs[i].len)
+			return fab__err(FAB_EINVAL, "batch entry %u: NULL buffer with length %zu", i,
+					msgs[i].len);
 	ssize_t r = fab_recv(ch, msgs[0].base, msgs[0].len, ctx);
 	if (r < 0)
 		return (int)r;

@@ -170,8 +170,12 @@ int fab_fabric_destroy(const char *name)
 				continue;
 			char path[300];
 			snprintf(path, sizeof path, "/%s", de->d_name);
-			if (shm_unlink(path) == 0)
+			if (shm_unlink(path) == 0) {
 				found = 1;
+			} else if (errno == EACCES || errno == EPERM) {
+				closedir(d);
+				return fab__err(FAB_EPERM, "%s: permission denied", path);
+			}
 		}
 		closedir(d);
 	}

@@ -63,7 +63,7 @@ int fab_fabric_recover(fab_fabric *fab)
 	for (uint32_t i = 0; i < FAB_MAX_PROCS && nd < 64; i++) {
 		fab_proc_ent *e = &fab->procs[i];
 		uint64_t sg = load_acquire(&e->sg);
-		if (FAB_SG_STATE(sg) != FAB_PROC_LIVE || i == fab->proc_idx)
+		if (FAB_SG_STATE(sg) != FAB_PROC_LIVE || (fab->tag && i == fab->proc_idx))
 			continue;
 		if (fab__entry_alive(e, sg))
 			continue;

@@ -85,8 +85,16 @@ uint64_t fab__spsc_find_head(fab_chan *ch)
 	uint64_t h = load_acquire(&ch->hdr->head);
 	for (uint32_t i = 0; i < ch->nslots; i++, h++) {
 		uint64_t e = load_acquire(&ch->ents[h & ch->mask]);
-		if (FAB_SE_MARK(e) != FAB_SE_MARK(FAB_SE_DONE(h)))
-			break;
+		if (FAB_SE_MARK(e) == FAB_SE_MARK(FAB_SE_DONE(h)))
+			continue;
+		/* A receiver killed between storing DONE(h) and the hint lets
+		 * the sender reuse the slot for a later lap: a word of a later
+		 * position (31-bit distance, forward) also means h was consumed.
+		 * Regression: crash_kill kill_spsc. */
+		uint32_t d = ((FAB_SE_MARK(e) >> 1) - (uint32_t)h) & 0x7fffffffu;
+		if (d != 0 && d < 0x40000000u && d % ch->nslots == 0)
+			continue;
+		break;
 	}
 	return h;
 }

@@ -69,10 +69,21 @@ int fab__seg_open(const char *path, size_t min_size, bool populate, fab__seg *se
 		close(fd);
 		return fab__err(FAB_EPERM, "%s is owned by uid %u, not us", path, (unsigned)sb.st_uid);
 	}
-	if ((size_t)sb.st_size < min_size) {
-		close(fd);
-		return fab__err(FAB_ECORRUPT, "%s is %lld bytes, smaller than its header", path,
-				(long long)sb.st_size);
+	/* A creator sizes the file right after creating it: an empty file may
+	 * be one caught in between.  Give it the time we give the version
+	 * word; a file that stays too small is corrupt. */
+	for (int i = 0; (size_t)sb.st_size < min_size; i++) {
+		if (i >= 2000 || (sb.st_size != 0 && i >= 1)) {
+			close(fd);
+			return fab__err(FAB_ECORRUPT, "%s is %lld bytes, smaller than its header", path,
+					(long long)sb.st_size);
+		}
+		struct timespec ts = {0, 1000000};
+		nanosleep(&ts, NULL);
+		if (fstat(fd, &sb) < 0) {
+			close(fd);
+			return fab__errno("fstat");
+		}
 	}
 	size_t size = (size_t)sb.st_size;
 	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
