@@ -537,6 +537,7 @@ static void fab__chan_init(fab_chan_hdr *h, const char *name, const fab_chan_opt
 	const char *sp = getenv("FAB_TEST_START_POS");
 	if (sp && *sp)
 		start = strtoull(sp, NULL, 0);
+	h->start_pos = start;
 	store_relaxed(&h->tail, start);
 	store_relaxed(&h->head, start);
 	if (g->ring == FAB_RING_SPSC)
@@ -1280,7 +1281,8 @@ int fab_chan_stats(fab_chan *ch, fab_stats *st)
 	s.blocked_receivers = load_relaxed(&h->recv_waiters);
 	s.len = fab__chan_len_raw(ch);
 	uint64_t skipped = load_relaxed(&h->skipped);
-	uint64_t tail = load_relaxed(&h->tail), head = load_relaxed(&h->head);
+	uint64_t tail = load_relaxed(&h->tail) - h->start_pos;
+	uint64_t head = load_relaxed(&h->head) - h->start_pos;
 	/* Positions that carried no message (SKIP, counted when cleared at the
 	 * head) are not messages. */
 	s.sent = tail - (skipped <= tail ? skipped : tail);

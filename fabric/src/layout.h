@@ -186,7 +186,8 @@ typedef struct fab_chan_hdr {
 	_Atomic uint64_t futex_wakes;
 	_Atomic uint64_t recovered;
 	_Atomic uint64_t skipped; /* mpmc positions that carried no message */
-	uint64_t resv[10];
+	uint64_t start_pos;       /* first position (0 unless a test chose one) */
+	uint64_t resv[9];
 } fab_chan_hdr;
 
 _Static_assert(offsetof(fab_chan_hdr, version) == 8, "chan version offset");

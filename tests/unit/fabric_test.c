@@ -1,0 +1,528 @@
+/*
+ * fabric_test.c - unit suite for fabrics: fab_fabric_open/close/destroy,
+ * names, the segments in /dev/shm, the registry's size and the process table.
+ *
+ * What a user relies on: a fabric is found by name from any process, a
+ * missing one is FAB_ENOENT unless FAB_CREATE, a bad name is refused before
+ * anything is created, segments are private (0600), destroy removes every
+ * segment, and a fabric holds 1024 channels and 1024 attached processes.
+ */
+#include "unit.h"
+
+#include <sys/resource.h>
+
+/* ---- open / close / destroy ------------------------------------------- */
+
+START_TEST(t_open_missing)
+{
+	const char *n = ut_fabric_name();
+	fab_fabric *f = (fab_fabric *)0x1;
+	UT_RC(fab_fabric_open(n, 0, &f), FAB_ENOENT);
+	ck_assert_msg(!ut_shm_exists(n, NULL), "open without FAB_CREATE created a segment");
+	ck_assert_ptr_nonnull(fab_errmsg());
+	ck_assert_msg(fab_errmsg()[0] != '\0', "no detail message for FAB_ENOENT");
+	UT_RC(fab_fabric_destroy(n), FAB_ENOENT);
+}
+END_TEST
+
+START_TEST(t_create_segment)
+{
+	/* The fixture created fname with FAB_CREATE. */
+	ck_assert_msg(ut_shm_exists(fname, NULL), "/dev/shm/fab.%s missing after create", fname);
+	char p[128];
+	struct stat st;
+	snprintf(p, sizeof p, "/dev/shm/fab.%s", fname);
+	ck_assert_int_eq(stat(p, &st), 0);
+	ck_assert_msg((st.st_mode & 07777) == 0600, "mode %o, want 0600", st.st_mode & 07777);
+	ck_assert_int_eq(st.st_uid, getuid());
+	ck_assert_msg(S_ISREG(st.st_mode) && st.st_size > 0, "segment size %lld",
+		      (long long)st.st_size);
+	ck_assert_int_eq(ut_segments_of(fname), 1);
+}
+END_TEST
+
+START_TEST(t_create_mode_ignores_umask)
+{
+	/* A permissive umask must not widen the mode; a strict one must not
+	 * lock the owner out. */
+	mode_t old = umask(0);
+	const char *n = ut_fabric_name();
+	fab_fabric *f = NULL;
+	UT_RC(fab_fabric_open(n, FAB_CREATE, &f), 0);
+	int m = ut_shm_mode(n, NULL);
+	fab_chan *c = NULL;
+	UT_RC(fab_chan_create(f, "c", NULL, &c), 0);
+	int cm = ut_shm_mode(n, "c");
+	fab_chan_release(c);
+	fab_fabric_close(f);
+	UT_RC(fab_fabric_destroy(n), 0);
+	umask(old);
+	ck_assert_msg(m == 0600, "fabric segment mode %o under umask 0, want 0600", m);
+	ck_assert_msg(cm == 0600, "channel segment mode %o under umask 0, want 0600", cm);
+}
+END_TEST
+
+START_TEST(t_reopen_same_process)
+{
+	fab_fabric *f2 = NULL, *f3 = NULL;
+	UT_RC(fab_fabric_open(fname, 0, &f2), 0);
+	ck_assert_ptr_nonnull(f2);
+	/* FAB_CREATE on an existing fabric opens it. */
+	UT_RC(fab_fabric_open(fname, FAB_CREATE, &f3), 0);
+	ck_assert_ptr_nonnull(f3);
+
+	/* A channel made through one handle is visible through the others. */
+	fab_chan *c = NULL, *o = NULL;
+	fab_chan_opts op = ut_opts(FAB_MPMC, 2, 8);
+	UT_RC(fab_chan_create(fab, "shared", &op, &c), 0);
+	UT_RC(fab_try_send(c, "abc", 3), 0);
+	UT_RC(fab_chan_open(f2, "shared", FAB_RECV, &o), 0);
+	char buf[8];
+	UT_RC(fab_try_recv(o, buf, sizeof buf), 3);
+	ck_assert_int_eq(memcmp(buf, "abc", 3), 0);
+	fab_chan_release(o);
+	fab_chan_release(c);
+
+	/* Closing one handle leaves the others working. */
+	fab_fabric_close(f3);
+	UT_RC(fab_chan_open(f2, "shared", FAB_SEND, &o), 0);
+	fab_chan_release(o);
+	fab_fabric_close(f2);
+
+	/* Closing every handle keeps the fabric; it is reopened by name. */
+	fab_fabric_close(fab);
+	fab = NULL;
+	ck_assert(ut_shm_exists(fname, NULL));
+	UT_RC(fab_fabric_open(fname, 0, &fab), 0);
+	UT_RC(fab_chan_open(fab, "shared", FAB_RECV, &o), 0);
+	UT_RC(fab_try_recv(o, buf, sizeof buf), FAB_EAGAIN);
+	fab_chan_release(o);
+}
+END_TEST
+
+static int child_reopen(void *arg)
+{
+	const char *name = arg;
+	fab_fabric *f = NULL;
+	fab_chan *c = NULL;
+	CHILD_RC(fab_fabric_open(name, 0, &f), 0, 10);
+	CHILD_RC(fab_chan_open(f, "x", FAB_SEND, &c), 0, 11);
+	CHILD_RC(fab_send(c, "from-child", 10, NULL), 0, 12);
+	/* The child also sees what the parent queued before. */
+	fab_chan *r = NULL;
+	char buf[16];
+	CHILD_RC(fab_chan_open(f, "y", FAB_RECV, &r), 0, 13);
+	CHILD_RC(fab_try_recv(r, buf, sizeof buf), 11, 14);
+	CHILD_CHECK(memcmp(buf, "from-parent", 11) == 0, 15);
+	fab_chan_release(r);
+	fab_chan_release(c);
+	fab_fabric_close(f);
+	return 0;
+}
+
+START_TEST(t_reopen_other_process)
+{
+	fab_chan *x = NULL, *y = NULL;
+	fab_chan_opts op = ut_opts(FAB_MPMC, 4, 16);
+	UT_RC(fab_chan_create(fab, "x", &op, &x), 0);
+	UT_RC(fab_chan_create(fab, "y", &op, &y), 0);
+	UT_RC(fab_try_send(y, "from-parent", 11), 0);
+	pid_t pid = ft_spawn(child_reopen, fname);
+	ck_assert_int_gt(pid, 0);
+	UT_CHILD_OK(pid);
+	char buf[16];
+	UT_RC(fab_try_recv(x, buf, sizeof buf), 10);
+	ck_assert_int_eq(memcmp(buf, "from-child", 10), 0);
+	fab_chan_release(x);
+	fab_chan_release(y);
+}
+END_TEST
+
+START_TEST(t_destroy_removes_all)
+{
+	const char *chans[] = {"a", "b", "c-1", "D_2"};
+	fab_chan *h[4];
+	for (int i = 0; i < 4; i++) {
+		fab_chan_opts op = ut_opts(i % 2 ? FAB_SPSC : FAB_MPMC, (uint32_t)i, 8);
+		UT_RC(fab_chan_create(fab, chans[i], &op, &h[i]), 0);
+		ck_assert_msg(ut_shm_exists(fname, chans[i]), "/dev/shm/fab.%s.%s missing", fname,
+			      chans[i]);
+	}
+	fab_ctx *ctx = NULL;
+	UT_RC(fab_ctx_create(fab, "ctx", NULL, &ctx), 0);
+	ck_assert_int_eq(ut_segments_of(fname), 5);
+	/* Handles released first, as a user would. */
+	for (int i = 0; i < 4; i++)
+		fab_chan_release(h[i]);
+	fab_ctx_release(ctx);
+	fab_fabric_close(fab);
+	fab = NULL;
+	UT_RC(fab_fabric_destroy(fname), 0);
+	ck_assert_msg(ut_segments_of(fname) == 0, "%d segment(s) of %s left after destroy",
+		      ut_segments_of(fname), fname);
+	UT_RC(fab_fabric_destroy(fname), FAB_ENOENT);
+	fab_fabric *f = NULL;
+	UT_RC(fab_fabric_open(fname, 0, &f), FAB_ENOENT);
+	/* The name can be used again, and the new fabric is empty. */
+	UT_RC(fab_fabric_open(fname, FAB_CREATE, &fab), 0);
+	fab_chan *c = NULL;
+	UT_RC(fab_chan_open(fab, "a", FAB_SEND, &c), FAB_ENOENT);
+}
+END_TEST
+
+START_TEST(t_destroy_while_open)
+{
+	/* Destroy unlinks even while this process still holds handles
+	 * (as rm on an open file); the handles stay usable memory. */
+	fab_chan *c = NULL;
+	fab_chan_opts op = ut_opts(FAB_MPMC, 2, 8);
+	UT_RC(fab_chan_create(fab, "c", &op, &c), 0);
+	UT_RC(fab_fabric_destroy(fname), 0);
+	ck_assert_int_eq(ut_segments_of(fname), 0);
+	UT_RC(fab_try_send(c, "x", 1), 0);
+	fab_chan_release(c);
+	fab_fabric_close(fab);
+	fab = NULL;
+}
+END_TEST
+
+/* ---- names ------------------------------------------------------------ */
+
+static const char *bad_names[] = {
+	"", ".", "..", "a/b", "a.b", "/abc", "abc/", "a b", "a\tb", "a\nb", "ab*", "a:b",
+	"\xc3\xa9t\xc3\xa9", "fab.x", "../etc",
+	"0123456789012345678901234567890123456789012345678", /* 49 */
+};
+
+START_TEST(t_names_invalid)
+{
+	ck_assert_int_eq(strlen(bad_names[sizeof bad_names / sizeof bad_names[0] - 1]), 49);
+	for (size_t i = 0; i < sizeof bad_names / sizeof bad_names[0]; i++) {
+		fab_fabric *f = NULL;
+		const char *n = bad_names[i];
+		int rc = fab_fabric_open(n, FAB_CREATE, &f);
+		ck_assert_msg(rc == FAB_EINVAL, "open(\"%s\", CREATE) = %d (%s), want FAB_EINVAL",
+			      n, rc, ut_name(rc));
+		ck_assert_msg(fab_errmsg()[0] != '\0', "no detail for a bad name");
+		rc = fab_fabric_open(n, 0, &f);
+		ck_assert_msg(rc == FAB_EINVAL, "open(\"%s\") = %d (%s), want FAB_EINVAL", n, rc,
+			      ut_name(rc));
+		rc = fab_fabric_destroy(n);
+		ck_assert_msg(rc == FAB_EINVAL, "destroy(\"%s\") = %d (%s), want FAB_EINVAL", n,
+			      rc, ut_name(rc));
+	}
+	fab_fabric *f = NULL;
+	UT_RC(fab_fabric_open(NULL, FAB_CREATE, &f), FAB_EINVAL);
+	UT_RC(fab_fabric_open(NULL, 0, &f), FAB_EINVAL);
+	UT_RC(fab_fabric_destroy(NULL), FAB_EINVAL);
+	/* Nothing was created for any of them. */
+	for (size_t i = 0; i < sizeof bad_names / sizeof bad_names[0]; i++) {
+		if (strchr(bad_names[i], '/'))
+			continue;
+		char p[128];
+		snprintf(p, sizeof p, "/dev/shm/fab.%s", bad_names[i]);
+		struct stat sb;
+		if (lstat(p, &sb) == 0 && S_ISREG(sb.st_mode)) {
+			unlink(p);
+			ck_abort_msg("a segment %s was created for a bad name", p);
+		}
+	}
+}
+END_TEST
+
+START_TEST(t_names_valid)
+{
+	/* 48 characters, the maximum, with every allowed character class. */
+	char n48[FAB_NAME_MAX + 1];
+	char pre[24];
+	snprintf(pre, sizeof pre, "u%d-", (int)getpid());
+	memset(n48, 'A', FAB_NAME_MAX);
+	n48[FAB_NAME_MAX] = '\0';
+	memcpy(n48, pre, strlen(pre));
+	memcpy(n48 + 20, "az_09-ZZ", 8);
+	ck_assert_int_eq(strlen(n48), 48);
+	fab_fabric *f = NULL;
+	UT_RC(fab_fabric_open(n48, FAB_CREATE, &f), 0);
+	ck_assert(ut_shm_exists(n48, NULL));
+	fab_chan *c = NULL;
+	/* A 48-character channel name in a 48-character fabric. */
+	char c48[FAB_NAME_MAX + 1];
+	memset(c48, 'c', FAB_NAME_MAX);
+	c48[FAB_NAME_MAX] = '\0';
+	UT_RC(fab_chan_create(f, c48, NULL, &c), 0);
+	ck_assert(ut_shm_exists(n48, c48));
+	fab_chan_release(c);
+	fab_fabric_close(f);
+	UT_RC(fab_fabric_destroy(n48), 0);
+	ck_assert_int_eq(ut_segments_of(n48), 0);
+
+	/* Single characters, dashes and underscores at either end. */
+	const char *ok[] = {"_", "-", "-x-", "_y_", "Z", "9"};
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+		char n[FAB_NAME_MAX + 1];
+		/* Prefix with this run's name so a sweep finds leftovers. */
+		snprintf(n, sizeof n, "%s%s", ut_fabric_name(), ok[i]);
+		UT_RC(fab_fabric_open(n, FAB_CREATE, &f), 0);
+		fab_fabric_close(f);
+		UT_RC(fab_fabric_destroy(n), 0);
+	}
+}
+END_TEST
+
+/* ---- size of the registry and the process table ----------------------- */
+
+#define NCHAN 1024
+
+START_TEST(t_1024_channels)
+{
+	static fab_chan *h[NCHAN];
+	char n[16];
+	fab_chan_opts op = ut_opts(FAB_MPMC, 1, 8);
+	for (int i = 0; i < NCHAN; i++) {
+		snprintf(n, sizeof n, "c%04d", i);
+		h[i] = NULL;
+		UT_RC(fab_chan_create(fab, n, &op, &h[i]), 0);
+		uint64_t v = (uint64_t)i;
+		UT_RC(fab_try_send(h[i], &v, sizeof v), 0);
+	}
+	ck_assert_int_eq(ut_segments_of(fname), NCHAN + 1);
+	/* Each channel is found by name and holds its own message. */
+	for (int i = 0; i < NCHAN; i++) {
+		fab_chan *r = NULL;
+		snprintf(n, sizeof n, "c%04d", i);
+		UT_RC(fab_chan_open(fab, n, FAB_RECV, &r), 0);
+		uint64_t v = 0;
+		UT_RC(fab_try_recv(r, &v, sizeof v), 8);
+		ck_assert_int_eq(v, (uint64_t)i);
+		fab_chan_release(r);
+	}
+	for (int i = 0; i < NCHAN; i++)
+		fab_chan_release(h[i]);
+	/* Destroying a few frees their names for reuse. */
+	for (int i = 0; i < 8; i++) {
+		snprintf(n, sizeof n, "c%04d", i);
+		UT_RC(fab_chan_destroy(fab, n), 0);
+	}
+	for (int i = 0; i < 8; i++) {
+		snprintf(n, sizeof n, "n%04d", i);
+		fab_chan *c = NULL;
+		UT_RC(fab_chan_create(fab, n, &op, &c), 0);
+		fab_chan_release(c);
+	}
+	fab_fabric_close(fab);
+	fab = NULL;
+	UT_RC(fab_fabric_destroy(fname), 0);
+	ck_assert_msg(ut_segments_of(fname) == 0, "%d segments left after destroy",
+		      ut_segments_of(fname));
+}
+END_TEST
+
+/* 1023 children + this process = 1024 attached processes. */
+#define NPROC 1023
+static pid_t procs[NPROC];
+static int nprocs;
+
+static void procs_teardown(void)
+{
+	for (int i = 0; i < nprocs; i++)
+		if (procs[i] > 0)
+			kill(procs[i], SIGKILL);
+	for (int i = 0; i < nprocs; i++)
+		if (procs[i] > 0)
+			waitpid(procs[i], NULL, 0);
+	nprocs = 0;
+	ut_fabric_teardown();
+}
+
+START_TEST(t_1024_processes)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NPROC, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < NPROC + 200 && getuid() != 0) {
+		fprintf(stderr, "t_1024_processes: RLIMIT_NPROC %llu too low, skipped\n",
+			(unsigned long long)rl.rlim_cur);
+		return;
+	}
+	fab_chan *c = NULL;
+	fab_chan_opts op = ut_opts(FAB_MPMC, 4, 8);
+	UT_RC(fab_chan_create(fab, "c", &op, &c), 0);
+	int ready[2], go[2];
+	ck_assert_int_eq(pipe(ready), 0);
+	ck_assert_int_eq(pipe(go), 0);
+	for (int i = 0; i < NPROC; i++) {
+		pid_t pid = fork();
+		ck_assert_msg(pid >= 0, "fork %d: %s", i, strerror(errno));
+		if (pid == 0) {
+			close(ready[0]);
+			close(go[1]);
+			fab_fabric *f = NULL;
+			fab_chan *s = NULL;
+			char code = 'y';
+			if (fab_fabric_open(fname, 0, &f) != 0)
+				code = 'f';
+			else if (fab_chan_open(f, "c", FAB_SEND, &s) != 0)
+				code = 'c';
+			if (write(ready[1], &code, 1) != 1)
+				_exit(3);
+			char b;
+			while (read(go[0], &b, 1) < 0 && errno == EINTR) {
+			}
+			if (code != 'y')
+				_exit(code == 'f' ? 4 : 5);
+			fab_chan_release(s);
+			fab_fabric_close(f);
+			_exit(0);
+		}
+		procs[nprocs++] = pid;
+	}
+	close(ready[1]);
+	close(go[0]);
+	int ok = 0, failf = 0, failc = 0;
+	for (int i = 0; i < NPROC; i++) {
+		char b;
+		ssize_t r;
+		while ((r = read(ready[0], &b, 1)) < 0 && errno == EINTR) {
+		}
+		if (r != 1)
+			break;
+		if (b == 'y')
+			ok++;
+		else if (b == 'f')
+			failf++;
+		else
+			failc++;
+	}
+	fab_stats st = ut_stats(c);
+	close(go[1]); /* release them all */
+	int bad = 0;
+	for (int i = 0; i < nprocs; i++) {
+		int s = ft_wait(procs[i]);
+		procs[i] = 0;
+		if (s != 0)
+			bad++;
+	}
+	nprocs = 0;
+	close(ready[0]);
+	ck_assert_msg(ok == NPROC, "%d of %d children attached (%d fabric-open failures, %d "
+		      "chan-open failures)", ok, NPROC, failf, failc);
+	/* The creator's handle has FAB_SEND too. */
+	ck_assert_msg(st.senders == NPROC + 1, "senders = %u with %d children attached",
+		      st.senders, NPROC);
+	ck_assert_int_eq(bad, 0);
+	st = ut_stats(c);
+	ck_assert_msg(st.senders == 1, "senders = %u after the children released", st.senders);
+	/* The table has room again: another process attaches. */
+	fab_chan_release(c);
+}
+END_TEST
+
+/* ---- untrusted segments ----------------------------------------------- */
+
+static int write_segment(const char *name, size_t len, int byte, int random)
+{
+	char p[128];
+	snprintf(p, sizeof p, "/dev/shm/fab.%s", name);
+	int fd = open(p, O_CREAT | O_EXCL | O_WRONLY, 0600);
+	if (fd < 0)
+		return -1;
+	unsigned char buf[4096];
+	unsigned seed = 12345;
+	for (size_t off = 0; off < len;) {
+		size_t n = len - off < sizeof buf ? len - off : sizeof buf;
+		for (size_t i = 0; i < n; i++)
+			buf[i] = random ? (unsigned char)(rand_r(&seed) >> 7) : (unsigned char)byte;
+		if (write(fd, buf, n) != (ssize_t)n) {
+			close(fd);
+			return -1;
+		}
+		off += n;
+	}
+	close(fd);
+	return 0;
+}
+
+static int child_open_corrupt(void *arg)
+{
+	const char *name = arg;
+	alarm(10); /* a hang is a failure, reported as 128+SIGALRM */
+	fab_fabric *f = NULL;
+	int rc = fab_fabric_open(name, 0, &f);
+	CHILD_CHECK(rc == FAB_ECORRUPT || rc == FAB_EVERSION, 10);
+	rc = fab_fabric_open(name, FAB_CREATE, &f);
+	CHILD_CHECK(rc == FAB_ECORRUPT || rc == FAB_EVERSION, 11);
+	return 0;
+}
+
+START_TEST(t_corrupt_control_segment)
+{
+	struct {
+		size_t len;
+		int byte, random;
+	} cases[] = {{16, 0xa5, 0}, {65536, 0xa5, 0}, {65536, 0xff, 0}, {1 << 20, 0, 1}};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		const char *n = ut_fabric_name();
+		ck_assert_int_eq(write_segment(n, cases[i].len, cases[i].byte, cases[i].random), 0);
+		pid_t pid = ft_spawn(child_open_corrupt, (void *)n);
+		int st = ft_wait(pid);
+		char p[128];
+		snprintf(p, sizeof p, "/dev/shm/fab.%s", n);
+		/* The segment was left alone (not truncated, not replaced). */
+		struct stat sb;
+		int sr = stat(p, &sb);
+		fab_fabric_destroy(n);
+		unlink(p);
+		ck_assert_msg(st == 0, "case %zu (%zu bytes): child exited %d", i, cases[i].len, st);
+		ck_assert_msg(sr == 0 && (size_t)sb.st_size == cases[i].len,
+			      "case %zu: the corrupt segment was modified", i);
+	}
+}
+END_TEST
+
+/* ---- NULL and bad arguments ------------------------------------------- */
+
+START_TEST(t_null_args)
+{
+	UT_RC(fab_fabric_open(fname, 0, NULL), FAB_EINVAL);
+	const char *n = ut_fabric_name();
+	UT_RC(fab_fabric_open(n, FAB_CREATE, NULL), FAB_EINVAL);
+	ck_assert_msg(!ut_shm_exists(n, NULL), "open(CREATE, out=NULL) created a segment");
+	fab_fabric_close(NULL); /* no crash */
+	UT_RC(fab_fabric_recover(NULL), FAB_EINVAL);
+	/* Recovery on a healthy fabric with nothing to do succeeds. */
+	ck_assert_int_ge(fab_fabric_recover(fab), 0);
+	ck_assert_int_ge(fab_fabric_recover(fab), 0);
+}
+END_TEST
+
+static Suite *fabric_suite(void)
+{
+	Suite *s = suite_create("fabric");
+	TCase *tc = tcase_create("fabric");
+	tcase_set_timeout(tc, 30);
+	tcase_add_checked_fixture(tc, ut_fabric_setup, ut_fabric_teardown);
+	tcase_add_test(tc, t_open_missing);
+	tcase_add_test(tc, t_create_segment);
+	tcase_add_test(tc, t_create_mode_ignores_umask);
+	tcase_add_test(tc, t_reopen_same_process);
+	tcase_add_test(tc, t_reopen_other_process);
+	tcase_add_test(tc, t_destroy_removes_all);
+	tcase_add_test(tc, t_destroy_while_open);
+	tcase_add_test(tc, t_names_invalid);
+	tcase_add_test(tc, t_names_valid);
+	tcase_add_test(tc, t_1024_channels);
+	tcase_add_test(tc, t_corrupt_control_segment);
+	tcase_add_test(tc, t_null_args);
+	suite_add_tcase(s, tc);
+
+	TCase *tp = tcase_create("processes");
+	tcase_set_timeout(tp, 60);
+	tcase_add_checked_fixture(tp, ut_fabric_setup, procs_teardown);
+	tcase_add_test(tp, t_1024_processes);
+	suite_add_tcase(s, tp);
+	return s;
+}
+
+int main(void)
+{
+	return ut_main(fabric_suite(), "fab");
+}
