@@ -1,0 +1,336 @@
+/*
+ * mech_fab.c - fab itself, measured through its public API only.
+ *
+ * Ping-pong: two SPSC channels (one each way) driven by drive_pp, waiting
+ * by spinning on fab_try_send/fab_try_recv (MODE_SPIN) or by the library's
+ * own fab_send/fab_recv with ctx NULL (MODE_DEFAULT, MODE_SLEEP).
+ *
+ * Streams: one channel (SPSC or MPMC) with a close quorum of nprod; the loops
+ * are written out here rather than through struct xport, because at a few
+ * nanoseconds a message an extra indirect call per message would be measured
+ * as part of fab.  Producers close their handle at the end (Go's close; the
+ * channel closes when all of them did) and consumers drain to FAB_ECLOSED.
+ * The last consumer reads the channel's counters for the futex figure.
+ *
+ * The parent creates each run's channels with fresh names and releases its
+ * handles before forking (an SPSC end may be held once); children open the
+ * fabric themselves, since handles do not survive fork.
+ */
+#include "bench.h"
+
+#include <stdlib.h>
+
+fab_fabric *bench_fab;
+static unsigned g_serial;
+
+/* The child's handle for each direction of a ping-pong. */
+static fab_chan *g_ch[2];
+
+static int create(struct run *r, unsigned i, const fab_chan_opts *o, char *why,
+		  size_t whylen)
+{
+	fab_chan *ch = NULL;
+	int rc;
+
+	rc = fab_chan_create(bench_fab, r->chan[i], o, &ch);
+	if (rc != 0) {
+		snprintf(why, whylen, "fab_chan_create(%s): %s: %s", r->chan[i],
+			 fab_errname(rc), fab_errmsg());
+		return -1;
+	}
+	fab_chan_release(ch);
+	return 0;
+}
+
+static void fab_teardown(struct run *r)
+{
+	unsigned i;
+	int rc;
+
+	for (i = 0; i < 2; i++) {
+		if (!r->chan[i][0])
+			continue;
+		rc = fab_chan_destroy(bench_fab, r->chan[i]);
+		if (rc != 0)
+			fprintf(stderr, "fab-bench: fab_chan_destroy(%s): %s: %s\n",
+				r->chan[i], fab_errname(rc), fab_errmsg());
+		r->chan[i][0] = '\0';
+	}
+}
+
+static int fab_setup(struct run *r, char *why, size_t whylen)
+{
+	fab_chan_opts o;
+	unsigned serial = ++g_serial;
+
+	r->chan[0][0] = r->chan[1][0] = '\0';
+	if (!bench_fab) {
+		snprintf(why, whylen, "the fabric could not be opened");
+		return -1;
+	}
+	memset(&o, 0, sizeof o);
+	o.size = sizeof o;
+	if (r->shape == SHAPE_PP) {
+		o.capacity = BENCH_PP_CAP;
+		o.msg_size = BENCH_PP_MSG;
+		o.kind = FAB_SPSC;
+		o.producers = 1;
+		snprintf(r->chan[0], sizeof r->chan[0], "pp%u-ping", serial);
+		snprintf(r->chan[1], sizeof r->chan[1], "pp%u-pong", serial);
+		if (create(r, 0, &o, why, whylen) || create(r, 1, &o, why, whylen)) {
+			fab_teardown(r);
+			return -1;
+		}
+		return 0;
+	}
+	o.capacity = r->capacity;
+	o.msg_size = (uint32_t)r->msg;
+	o.kind = r->fab_kind;
+	o.producers = r->nprod;
+	snprintf(r->chan[0], sizeof r->chan[0], "st%u", serial);
+	if (create(r, 0, &o, why, whylen)) {
+		fab_teardown(r);
+		return -1;
+	}
+	return 0;
+}
+
+static int fail_rc(struct run *r, unsigned slot, const char *call, long rc)
+{
+	child_fail(r, slot, "%s: %s: %s", call, fab_errname((int)rc), fab_errmsg());
+	return -1;
+}
+
+static int fabx_send(struct run *r, unsigned slot, int dir, const void *m, size_t n)
+{
+	int rc;
+
+	if (r->mode == MODE_SPIN) {
+		while ((rc = fab_try_send(g_ch[dir], m, n)) == FAB_EAGAIN)
+			cpu_relax();
+		return rc == 0 ? 0 : fail_rc(r, slot, "fab_try_send", rc);
+	}
+	rc = fab_send(g_ch[dir], m, n, NULL);
+	return rc == 0 ? 0 : fail_rc(r, slot, "fab_send", rc);
+}
+
+static ssize_t fabx_recv(struct run *r, unsigned slot, int dir, void *b, size_t n)
+{
+	ssize_t k;
+
+	if (r->mode == MODE_SPIN) {
+		while ((k = fab_try_recv(g_ch[dir], b, n)) == FAB_EAGAIN)
+			cpu_relax();
+		return k >= 0 ? k : fail_rc(r, slot, "fab_try_recv", k);
+	}
+	k = fab_recv(g_ch[dir], b, n, NULL);
+	return k >= 0 ? k : fail_rc(r, slot, "fab_recv", k);
+}
+
+static const struct xport xp_fab = { fabx_send, fabx_recv };
+
+static int open_chan(struct run *r, unsigned slot, fab_fabric *f, const char *name,
+		     unsigned role, fab_chan **out)
+{
+	int rc = fab_chan_open(f, name, role, out);
+
+	if (rc != 0)
+		return child_fail(r, slot, "fab_chan_open(%s, %s): %s: %s", name,
+				  role == FAB_SEND ? "FAB_SEND" : "FAB_RECV", fab_errname(rc),
+				  fab_errmsg());
+	return 0;
+}
+
+static void take_stats(struct run *r, unsigned slot, fab_chan *const *chs, unsigned n)
+{
+	struct child_out *o = &r->sh->out[slot];
+	fab_stats st;
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		memset(&st, 0, sizeof st);
+		st.size = sizeof st;
+		if (fab_chan_stats(chs[i], &st) != 0)
+			return;
+		o->futex_waits += st.futex_waits;
+		o->futex_wakes += st.futex_wakes;
+		o->fab_sent += st.sent;
+	}
+	o->have_futex = 1;
+}
+
+static int fab_pp(struct run *r, fab_fabric *f, enum bench_role role, unsigned slot)
+{
+	int rc;
+
+	if (role == ROLE_PING) {
+		if (open_chan(r, slot, f, r->chan[0], FAB_SEND, &g_ch[0]) ||
+		    open_chan(r, slot, f, r->chan[1], FAB_RECV, &g_ch[1]))
+			return 1;
+	} else {
+		if (open_chan(r, slot, f, r->chan[0], FAB_RECV, &g_ch[0]) ||
+		    open_chan(r, slot, f, r->chan[1], FAB_SEND, &g_ch[1]))
+			return 1;
+	}
+	rc = drive_pp(r, &xp_fab, role, slot);
+	if (rc == 0 && role == ROLE_PING)
+		take_stats(r, slot, g_ch, 2);
+	fab_chan_release(g_ch[0]);
+	fab_chan_release(g_ch[1]);
+	return rc;
+}
+
+static int64_t cpu_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* MODE_IDLE: the producer sends nothing and closes at the deadline; the
+ * consumer must block until then and get FAB_ECLOSED, and reports the CPU
+ * time its blocked fab_recv used (the spin before sleeping included). */
+static int fab_idle(struct run *r, fab_chan *ch, enum bench_role role, unsigned slot)
+{
+	struct child_out *o = &r->sh->out[slot];
+	struct timespec ts;
+	int64_t t0, c0;
+	char b[64];
+	ssize_t n;
+	int rc;
+
+	barrier_wait(r);
+	if (role == ROLE_PROD) {
+		ts.tv_sec = r->sh->deadline / 1000000000;
+		ts.tv_nsec = r->sh->deadline % 1000000000;
+		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) != 0)
+			;
+		rc = fab_chan_close(ch);
+		return rc == 0 ? 0 : (fail_rc(r, slot, "fab_chan_close", rc), 1);
+	}
+	t0 = now_ns();
+	c0 = cpu_now();
+	n = fab_recv(ch, b, sizeof b, NULL);
+	o->cpu_ns = cpu_now() - c0;
+	o->wall_ns = now_ns() - t0;
+	if (n != FAB_ECLOSED)
+		return child_fail(r, slot, "fab_recv on an empty channel returned %zd (%s), not FAB_ECLOSED at its close",
+				  n, n < 0 ? fab_errname((int)n) : "a message");
+	take_stats(r, slot, &ch, 1);
+	return 0;
+}
+
+static int fab_produce(struct run *r, fab_chan *ch, unsigned slot)
+{
+	struct child_out *o = &r->sh->out[slot];
+	unsigned char *buf = bench_buf_alloc(r->msg);
+	const size_t msg = r->msg;
+	int64_t deadline;
+	uint64_t seq;
+	int rc;
+
+	if (!buf)
+		return child_fail(r, slot, "out of memory");
+	barrier_wait(r);
+	deadline = r->sh->deadline;
+	o->t_start = now_ns();
+	for (seq = 0;; seq++) {
+		if ((seq & 63) == 0 && now_ns() >= deadline)
+			break;
+		rec_stamp(buf, msg, rec_tag(slot, seq));
+		rc = fab_send(ch, buf, msg, NULL);
+		if (rc != 0) {
+			fail_rc(r, slot, "fab_send", rc);
+			free(buf);
+			return 1;
+		}
+	}
+	o->count = seq;
+	free(buf);
+	rc = fab_chan_close(ch);
+	if (rc != 0) {
+		fail_rc(r, slot, "fab_chan_close", rc);
+		return 1;
+	}
+	return 0;
+}
+
+static int fab_consume(struct run *r, fab_chan *ch, unsigned slot)
+{
+	struct child_out *o = &r->sh->out[slot];
+	unsigned char *buf = bench_buf_alloc(r->msg);
+	const size_t msg = r->msg;
+	char why[BENCH_ERRLEN];
+	struct cons_check c;
+	unsigned i;
+	ssize_t n;
+
+	if (!buf)
+		return child_fail(r, slot, "out of memory");
+	memset(&c, 0, sizeof c);
+	c.nprod = r->nprod;
+	c.strict = r->nprod == 1 && r->ncons == 1;
+	barrier_wait(r);
+	for (;;) {
+		n = fab_recv(ch, buf, msg, NULL);
+		if (n == FAB_ECLOSED)
+			break;
+		if (n < 0) {
+			fail_rc(r, slot, "fab_recv", n);
+			free(buf);
+			return 1;
+		}
+		if ((size_t)n != msg) {
+			free(buf);
+			return child_fail(r, slot, "fab_recv returned %zd bytes, sent %zu", n,
+					  msg);
+		}
+		if (cons_check_rec(&c, buf, msg, why, sizeof why) < 0) {
+			free(buf);
+			return child_fail(r, slot, "%s", why);
+		}
+	}
+	o->t_end = now_ns();
+	o->count = c.total;
+	for (i = 0; i < BENCH_MAXPROD; i++) {
+		o->per_cnt[i] = c.cnt[i];
+		o->per_sum[i] = c.sum[i];
+	}
+	free(buf);
+	/* The last consumer out sees the final counters. */
+	if (atomic_fetch_sub(&r->sh->cons_left, 1) == 1)
+		take_stats(r, slot, &ch, 1);
+	return 0;
+}
+
+static int fab_child(struct run *r, enum bench_role role, unsigned slot)
+{
+	fab_fabric *f = NULL;
+	fab_chan *ch = NULL;
+	int rc;
+
+	/* The parent's handles are invalid here: open our own. */
+	rc = fab_fabric_open(bench_fabric, 0, &f);
+	if (rc != 0)
+		return child_fail(r, slot, "fab_fabric_open(%s): %s: %s", bench_fabric,
+				  fab_errname(rc), fab_errmsg());
+	if (r->shape == SHAPE_PP) {
+		rc = fab_pp(r, f, role, slot);
+	} else if (open_chan(r, slot, f, r->chan[0],
+			     role == ROLE_PROD ? FAB_SEND : FAB_RECV, &ch)) {
+		rc = 1;
+	} else {
+		if (r->mode == MODE_IDLE)
+			rc = fab_idle(r, ch, role, slot);
+		else if (role == ROLE_PROD)
+			rc = fab_produce(r, ch, slot);
+		else
+			rc = fab_consume(r, ch, slot);
+		fab_chan_release(ch);
+	}
+	fab_fabric_close(f);
+	return rc;
+}
+
+const struct mech mech_fab = { "fab", fab_setup, fab_child, fab_teardown };
