@@ -245,14 +245,12 @@ _Static_assert(sizeof(fab_chan_hdr) <= 4096, "channel header fits one page");
 /*
  * spsc commit word, one per slot in its own array (8 per cache line):
  *   bits 32..63  length of the message
- *   bits 0..31   (position << 1) | consumed, low 32 bits
- * FULL(p, len) is stored by the sender after the payload; DONE(p) by the
- * receiver after copying it out.  The words are the truth about every slot;
- * head and tail are hints written per message and read rarely.  31 bits of
- * position suffice: a slot's word is at most one lap old.
+ *   bits 0..31   position << 1, low 32 bits (bit 0 reserved, 0)
+ * FULL(p, len) is stored by the sender after the payload; the receiver
+ * only reads it.  31 bits of position suffice: a slot's word is at most one
+ * lap old.  head (consumed) is the truth on the other side.
  */
 #define FAB_SE_FULL(pos, len) (((uint64_t)(len) << 32) | (uint32_t)((uint64_t)(pos) << 1))
-#define FAB_SE_DONE(pos) ((uint64_t)(uint32_t)(((uint64_t)(pos) << 1) | 1u))
 #define FAB_SE_MARK(e) ((uint32_t)(e))
 #define FAB_SE_LEN(e) ((uint32_t)((e) >> 32))
 

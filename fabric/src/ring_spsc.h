@@ -25,8 +25,9 @@ static inline int fab__spsc_room(fab_chan *ch, uint64_t p)
 
 static inline void fab__spsc_publish(fab_chan *ch, uint64_t p, size_t len)
 {
-	/* Pairs with fab__spsc_pop's load_acquire of the word: length and
-	 * payload are visible before the word that commits them. */
+	/* Pairs with fab__spsc_front's load_acquire of the word: length and
+	 * payload are visible before the word that commits them.  The
+	 * receiver only reads these lines; it never writes them. */
 	store_release(&ch->ents[p & ch->mask], FAB_SE_FULL(p, len));
 	/* A hint for attachers, stats and fabctl; nobody reads it on a hot
 	 * path, so the line stays in our cache. */
@@ -63,11 +64,10 @@ static inline void fab__spsc_commit(fab_chan *ch, size_t len)
 
 static inline void fab__spsc_advance(fab_chan *ch, uint64_t h)
 {
-	/* Pairs with fab__spsc_room_slow's load_acquire of the word: our
-	 * reads of the payload finish before the sender reuses the slot.  The
-	 * store also hands the word's line back to the sender (PLATFORM §9). */
-	store_release(&ch->ents[h & ch->mask], FAB_SE_DONE(h));
-	/* Hint, read by the sender once per `capacity` messages. */
+	/* Pairs with fab__spsc_room_slow's load_acquire of head: our reads of
+	 * the payload finish before the sender reuses the slot.  head is the
+	 * truth of consumption (stored only after the copy); the sender reads
+	 * it once per `capacity` messages, so its line rarely travels. */
 	store_release(&ch->hdr->head, h + 1);
 	ch->head_local = h + 1;
 }

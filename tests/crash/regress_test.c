@@ -5,10 +5,14 @@
  * exact instruction is built directly in the segment (layout.h), then the
  * API must carry on.
  *
- * spsc_receiver_killed_between_done_and_hint: fab__spsc_advance stores the
- *   slot's DONE word, then the head hint; a receiver killed between the two
- *   left the hint one behind, the sender reused the slot for the next lap,
- *   and the next receiver failed with FAB_ECORRUPT (notes: mp.md item 3).
+ * spsc_receiver_killed_between_done_and_hint: the spsc receiver once stored
+ *   a DONE word, then the head hint; a receiver killed between the two left
+ *   the hint one behind, the sender reused the slot for the next lap, and
+ *   the next receiver failed with FAB_ECORRUPT (notes: mp.md item 3).  The
+ *   ring no longer has DONE words: head, stored after the copy, is the
+ *   truth.  The test now builds the state a receiver killed after copying
+ *   position 0 but before storing head leaves (head still 0) and checks the
+ *   message is redelivered, in order, and the capacity is exact against it.
  *
  * mpmc_reader_one_lap_behind: a receiver still copying position p while the
  *   head hint has moved a whole lap on (slot holds READING(p), head p +
@@ -57,12 +61,13 @@ START_TEST(spsc_receiver_killed_between_done_and_hint)
 	ck_assert_msg(rc == 0, "create: %s", fab_strerror(rc));
 	fab_chan *tx = open_or_fail(fab, FAB_SEND), *rx = open_or_fail(fab, FAB_RECV);
 
-	/* Position 0 is sent and consumed: DONE(0) and head hint 1. */
+	/* Position 0 is sent and copied out: head 1. */
 	send_seq(tx, 0);
 	recv_seq(rx, 0);
 	fab_chan_release(rx); /* this receiver "dies" */
 
-	/* ... as if killed before storing the hint: put the hint back to 0. */
+	/* ... as if killed after the copy, before storing head: head back to
+	 * 0 (it never returned the message to its caller). */
 	snprintf(shm, sizeof shm, "/fab.%s.c", fabric);
 	int fd = shm_open(shm, O_RDWR, 0);
 	ck_assert(fd >= 0 && fstat(fd, &sb) == 0);
@@ -72,14 +77,16 @@ START_TEST(spsc_receiver_killed_between_done_and_hint)
 	ck_assert_uint_eq(atomic_load(&h->head), 1);
 	atomic_store(&h->head, 0);
 
-	/* The sender fills the ring; position `cap` reuses slot 0 (its word
-	 * says DONE(0)). */
-	for (uint32_t s = 1; s <= cap; s++)
+	/* Position 0 is queued again, so the sender has room for exactly
+	 * cap - 1 more. */
+	for (uint32_t s = 1; s < cap; s++)
 		send_seq(tx, s);
+	uint64_t extra = 99;
+	ck_assert_int_eq(fab_try_send(tx, &extra, sizeof extra), FAB_EAGAIN);
 
-	/* A new receiver must find its cursor at 1 and get 1..cap in order. */
+	/* A new receiver gets 0 again, then 1..cap-1, in order. */
 	rx = open_or_fail(fab, FAB_RECV);
-	for (uint32_t s = 1; s <= cap; s++)
+	for (uint32_t s = 0; s < cap; s++)
 		recv_seq(rx, s);
 	ck_assert_int_eq(fab_try_recv(rx, NULL, 0), FAB_EAGAIN);
 	munmap(h, (size_t)sb.st_size);
