@@ -274,22 +274,43 @@ static uint32_t fab__pow2(uint32_t v)
 /* Geometry of a channel, computed from its parameters; the same function
  * builds a new segment and validates an existing one. */
 typedef struct fab__geom {
-	uint32_t ring, nslots, slot_size;
+	uint32_t ring, nslots, slot_size, ent_stride, payload_off;
 	uint64_t attach_off, ents_off, slots_off, total;
 } fab__geom;
 
 static int fab__geometry(uint32_t kind, uint32_t capacity, uint32_t msg_size, fab__geom *g)
 {
-	g->ring = (kind == FAB_SPSC && capacity > 0) ? FAB_RING_SPSC : FAB_RING_MPMC;
 	g->nslots = fab__pow2(capacity ? capacity : 1);
-	if (g->ring == FAB_RING_SPSC)
-		g->slot_size = (msg_size + 7u) & ~7u;
-	else
-		g->slot_size = (uint32_t)((sizeof(fab_mslot) + msg_size + 63u) & ~63u);
 	g->attach_off = FAB__HDR_BYTES;
-	g->ents_off = g->attach_off + FAB_ATTACH_MAX * sizeof(uint64_t);
-	uint64_t ents = g->ring == FAB_RING_SPSC ? (uint64_t)g->nslots * 8u : 0;
-	g->slots_off = (g->ents_off + ents + 4095u) & ~4095ULL;
+	uint64_t after_attach = g->attach_off + FAB_ATTACH_MAX * sizeof(uint64_t);
+	uint32_t tail = msg_size % 64u;
+	if (kind == FAB_SPSC && capacity > 0 && (msg_size <= 56 || (tail && tail <= 56))) {
+		/* The 8-byte commit word fits in the payload's last line: keep
+		 * it inline, so a message and its word travel together.  Slots
+		 * of at most 64 bytes are a power of two, so none straddles a
+		 * line. */
+		g->ring = FAB_RING_SPSC_INLINE;
+		g->slot_size = msg_size <= 56 ? fab__pow2(8 + msg_size)
+					      : (uint32_t)((8u + msg_size + 63u) & ~63u);
+		g->ent_stride = g->slot_size;
+		g->payload_off = 8;
+		g->slots_off = (after_attach + 4095u) & ~4095ULL;
+		g->ents_off = g->slots_off;
+	} else if (kind == FAB_SPSC && capacity > 0) {
+		g->ring = FAB_RING_SPSC;
+		g->slot_size = (msg_size + 7u) & ~7u;
+		g->ent_stride = 8;
+		g->payload_off = 0;
+		g->ents_off = after_attach;
+		g->slots_off = (g->ents_off + (uint64_t)g->nslots * 8u + 4095u) & ~4095ULL;
+	} else {
+		g->ring = FAB_RING_MPMC;
+		g->slot_size = (uint32_t)((sizeof(fab_mslot) + msg_size + 63u) & ~63u);
+		g->ent_stride = 0;
+		g->payload_off = 0;
+		g->ents_off = after_attach;
+		g->slots_off = (after_attach + 4095u) & ~4095ULL;
+	}
 	uint64_t total = g->slots_off + (uint64_t)g->nslots * g->slot_size;
 	g->total = (total + 4095u) & ~4095ULL;
 	if (g->total > (1ULL << 32))
@@ -347,7 +368,11 @@ int fab__chan_map(fab_fabric *fab, const char *name, fab_chan *ch)
 	ch->mask = g.nslots - 1;
 	ch->attach_max = FAB_ATTACH_MAX;
 	ch->attach = (_Atomic uint64_t *)((uint8_t *)h + g.attach_off);
-	ch->ents = (_Atomic uint64_t *)((uint8_t *)h + g.ents_off);
+	ch->ents = (uint8_t *)h + g.ents_off;
+	ch->ent_stride = g.ent_stride;
+	ch->payload_off = g.payload_off;
+	if (g.ring == FAB_RING_SPSC_INLINE)
+		ch->ring = FAB_RING_SPSC; /* same ring, words placed differently */
 	ch->slots = (uint8_t *)h + g.slots_off;
 	snprintf(ch->name, sizeof ch->name, "%s", name);
 	return 0;
@@ -540,8 +565,8 @@ static void fab__chan_init(fab_chan_hdr *h, const char *name, const fab_chan_opt
 	h->start_pos = start;
 	store_relaxed(&h->tail, start);
 	store_relaxed(&h->head, start);
-	if (g->ring == FAB_RING_SPSC)
-		fab__spsc_init(h, (uint8_t *)h + g->ents_off, g->nslots, start);
+	if (g->ring == FAB_RING_SPSC || g->ring == FAB_RING_SPSC_INLINE)
+		fab__spsc_init((uint8_t *)h + g->ents_off, g->ent_stride, g->nslots, start);
 	if (g->ring == FAB_RING_MPMC) {
 		uint8_t *slots = (uint8_t *)h + g->slots_off;
 		for (uint32_t k = 0; k < g->nslots; k++) {
@@ -795,7 +820,7 @@ static int fab__chan_closed_empty(fab_chan *ch)
 	if (ch->ring == FAB_RING_SPSC) {
 		/* Single sender: its sends happen before its close; the
 		 * seq_cst load of `closed` above makes them visible. */
-		uint64_t e = load_acquire(&ch->ents[ch->head_local & ch->mask]);
+		uint64_t e = load_acquire(fab__spsc_word(ch, ch->head_local));
 		return FAB_SE_MARK(e) != FAB_SE_MARK(FAB_SE_FULL(ch->head_local, 0));
 	}
 	uint64_t q = load_seq_cst(&ch->hdr->head);

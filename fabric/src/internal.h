@@ -127,7 +127,9 @@ struct fab_chan {
 	uint32_t cap_eff; /* max(capacity, 1): how many positions may be in flight */
 	uint32_t attach_max;
 	_Atomic uint64_t *attach;
-	_Atomic uint64_t *ents; /* spsc commit words */
+	uint8_t *ents;       /* spsc: commit word of slot 0 */
+	uint32_t ent_stride; /* spsc: bytes between commit words (8 or slot_size) */
+	uint32_t payload_off; /* spsc: payload offset within a slot (0 or 8) */
 	uint8_t *slots;      /* slot area */
 	int attach_idx;      /* our attach-table entry, -1 none */
 	uint64_t end_word;   /* spsc end we hold (sender or receiver), 0 none */
@@ -160,7 +162,7 @@ int fab__spsc_empty(fab_chan *ch, uint64_t h, uint64_t e);
 ssize_t fab__spsc_bad_len(fab_chan *ch, uint64_t h, uint32_t len);
 uint64_t fab__spsc_find_tail(fab_chan *ch);
 uint64_t fab__spsc_find_head(fab_chan *ch);
-void fab__spsc_init(fab_chan_hdr *h, uint8_t *ents, uint32_t nslots, uint64_t start);
+void fab__spsc_init(uint8_t *ents, uint32_t stride, uint32_t nslots, uint64_t start);
 int fab__spsc_validate(fab_chan *ch);
 
 /* mpmc ring (ring_mpmc.c) */

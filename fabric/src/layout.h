@@ -128,8 +128,9 @@ _Static_assert(FAB_MAX_PROCS <= 1024, "owner tag holds 10 bits of index");
 
 /* ---- channel segment -------------------------------------------------- */
 
-#define FAB_RING_SPSC 1u
+#define FAB_RING_SPSC 1u        /* spsc, commit words in their own array */
 #define FAB_RING_MPMC 2u
+#define FAB_RING_SPSC_INLINE 3u /* spsc, commit word at the start of each slot */
 
 /*
  * Channel header.  The first line is immutable after creation (readers copy
@@ -155,7 +156,7 @@ typedef struct fab_chan_hdr {
 	uint32_t mode;
 	uint32_t attach_max;
 	uint64_t attach_off; /* uint64_t[attach_max] */
-	uint64_t ents_off;   /* spsc: uint64_t[nslots] commit words */
+	uint64_t ents_off;   /* spsc: first commit word (array, or inline in slot 0) */
 	uint64_t slots_off;  /* slot area */
 	char name[64];
 	uint8_t pad0[104]; /* to offset 256 */
@@ -243,7 +244,10 @@ _Static_assert(sizeof(fab_chan_hdr) <= 4096, "channel header fits one page");
 #define FAB_SW_SAMEPOS(w, pos) (FAB_SW_SEQ(w) == ((uint64_t)(pos) & FAB_SEQ_MASK))
 
 /*
- * spsc commit word, one per slot in its own array (8 per cache line):
+ * spsc commit word, one per slot: in its own array (8 per cache line,
+ * FAB_RING_SPSC) or as the first 8 bytes of the slot when that costs no
+ * extra cache line (FAB_RING_SPSC_INLINE), so a small message and its word
+ * travel in one line:
  *   bits 32..63  length of the message
  *   bits 0..31   position << 1, low 32 bits (bit 0 reserved, 0)
  * FULL(p, len) is stored by the sender after the payload; the receiver

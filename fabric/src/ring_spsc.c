@@ -68,7 +68,7 @@ uint64_t fab__spsc_find_tail(fab_chan *ch)
 	if (t - h > ch->cap_eff)
 		t = h; /* nonsense hint: start from the truth */
 	for (uint32_t i = 0; i < ch->nslots; i++, t++) {
-		uint64_t e = load_acquire(&ch->ents[t & ch->mask]);
+		uint64_t e = load_acquire(fab__spsc_word(ch, t));
 		if (FAB_SE_MARK(e) != FAB_SE_MARK(FAB_SE_FULL(t, 0)))
 			break;
 	}
@@ -82,14 +82,13 @@ uint64_t fab__spsc_find_head(fab_chan *ch)
 }
 
 /* A new ring: every slot holds the lap before `start`, as if consumed. */
-void fab__spsc_init(fab_chan_hdr *h, uint8_t *ents, uint32_t nslots, uint64_t start)
+void fab__spsc_init(uint8_t *ents, uint32_t stride, uint32_t nslots, uint64_t start)
 {
-	_Atomic uint64_t *w = (_Atomic uint64_t *)ents;
 	for (uint32_t k = 0; k < nslots; k++) {
 		uint64_t p = start + k - nslots;
-		store_relaxed(&w[p & (nslots - 1)], FAB_SE_FULL(p, 0));
+		_Atomic uint64_t *w = (_Atomic uint64_t *)(ents + (size_t)(p & (nslots - 1)) * stride);
+		store_relaxed(w, FAB_SE_FULL(p, 0));
 	}
-	(void)h;
 }
 
 int fab__spsc_validate(fab_chan *ch)
@@ -97,7 +96,7 @@ int fab__spsc_validate(fab_chan *ch)
 	uint64_t h = fab__spsc_find_head(ch);
 	uint64_t queued = 0;
 	for (uint64_t p = h; queued <= ch->nslots; p++, queued++) {
-		uint64_t e = load_acquire(&ch->ents[p & ch->mask]);
+		uint64_t e = load_acquire(fab__spsc_word(ch, p));
 		if (FAB_SE_MARK(e) != FAB_SE_MARK(FAB_SE_FULL(p, 0)))
 			break;
 		if (FAB_SE_LEN(e) > ch->msg_size)

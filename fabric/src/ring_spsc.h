@@ -12,7 +12,12 @@
 
 static inline uint8_t *fab__spsc_slot(fab_chan *ch, uint64_t pos)
 {
-	return ch->slots + (size_t)(pos & ch->mask) * ch->slot_size;
+	return ch->slots + (size_t)(pos & ch->mask) * ch->slot_size + ch->payload_off;
+}
+
+static inline _Atomic uint64_t *fab__spsc_word(fab_chan *ch, uint64_t pos)
+{
+	return (_Atomic uint64_t *)(ch->ents + (size_t)(pos & ch->mask) * ch->ent_stride);
 }
 
 /* Room for position p?  0, FAB_EAGAIN (full) or FAB_ECORRUPT. */
@@ -28,7 +33,7 @@ static inline void fab__spsc_publish(fab_chan *ch, uint64_t p, size_t len)
 	/* Pairs with fab__spsc_front's load_acquire of the word: length and
 	 * payload are visible before the word that commits them.  The
 	 * receiver only reads these lines; it never writes them. */
-	store_release(&ch->ents[p & ch->mask], FAB_SE_FULL(p, len));
+	store_release(fab__spsc_word(ch, p), FAB_SE_FULL(p, len));
 	/* A hint for attachers, stats and fabctl; nobody reads it on a hot
 	 * path, so the line stays in our cache. */
 	store_relaxed(&ch->hdr->tail, p + 1);
@@ -76,7 +81,7 @@ static inline void fab__spsc_advance(fab_chan *ch, uint64_t h)
 static inline int fab__spsc_front(fab_chan *ch, uint64_t h, uint64_t *word)
 {
 	/* Pairs with fab__spsc_publish's store_release. */
-	uint64_t e = load_acquire(&ch->ents[h & ch->mask]);
+	uint64_t e = load_acquire(fab__spsc_word(ch, h));
 	if (unlikely(FAB_SE_MARK(e) != FAB_SE_MARK(FAB_SE_FULL(h, 0))))
 		return fab__spsc_empty(ch, h, e);
 	*word = e;
