@@ -139,6 +139,7 @@ struct fab_chan {
 	/* spsc private cursors (valid while we hold the end) */
 	uint64_t tail_local, send_limit; /* positions < send_limit have room */
 	uint64_t head_local;
+	uint64_t head_cache; /* mpmc senders: last head seen */
 	/* zero-copy state */
 	bool reserved;
 	uint64_t reserved_pos;

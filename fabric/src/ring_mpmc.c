@@ -57,11 +57,18 @@ int fab__mpmc_claim(fab_chan *ch, uint64_t *pos, fab__block *blk)
 	uint32_t tag = ch->fab->tag;
 	blk->behind_tag = 0;
 	for (uint32_t guard = 0; guard < FAB__GUARD; guard++) {
-		/* Acquire both hints: a later slot read must not see a state
-		 * older than the hint that led us to it. */
+		/* Acquire the tail hint: a later slot read must not see a state
+		 * older than the hint that led us to it.  head only grows, so a
+		 * cached copy errs on the safe side ("full"); it is refreshed
+		 * only when it says full, so the consumers' line is not pulled
+		 * on every send. */
 		uint64_t p = load_acquire(&hd->tail);
-		uint64_t h = load_acquire(&hd->head);
+		uint64_t h = ch->head_cache;
 		int64_t d = (int64_t)(p - h);
+		if (d >= (int64_t)ch->cap_eff || d < 0) {
+			h = ch->head_cache = load_acquire(&hd->head);
+			d = (int64_t)(p - h);
+		}
 		if (unlikely(d > (int64_t)ch->nslots + 1 || d < -(int64_t)ch->nslots)) {
 			/* A snapshot taken across a preemption (old tail, new
 			 * head) looks like this too: only a stable one is
