@@ -140,23 +140,20 @@ static fab_ctx *fab__ctx_new(int type)
 	return c;
 }
 
-/* Cancel entry i and its whole subtree with end code `code`. */
+/* Cancel entry i and its whole subtree with end code `code`.  The work list
+ * lives on the stack (4 KiB): a cancel must never fail for lack of memory,
+ * and it must reach every descendant, because waiters watch only their own
+ * context's word.  Regression: fault_inject t_ctx_cancel_no_memory. */
 static void fab__ctx_cancel_tree(fab_fabric *fab, uint32_t root, uint32_t code, int reason)
 {
-	uint32_t *stack = malloc(FAB_MAX_CTXS * sizeof *stack);
+	uint32_t stack[FAB_MAX_CTXS];
 	uint32_t top = 0;
-	uint32_t single[1];
-	if (!stack) {
-		stack = single; /* fall back to the root only; never fail a cancel */
-	}
 	stack[top++] = root;
 	while (top) {
 		uint32_t i = stack[--top];
 		fab_ctx_ent *e = &fab->ctxs[i];
 		if (fab__ctx_end(&e->cancel, &e->reason, code, reason))
 			fab__futex_wake(&e->cancel, INT_MAX);
-		if (stack == single)
-			continue;
 		for (uint32_t j = 0; j < FAB_MAX_CTXS && top < FAB_MAX_CTXS; j++) {
 			fab_ctx_ent *c = &fab->ctxs[j];
 			if (j != i && load_acquire(&c->state) == FAB_ENT_LIVE &&
@@ -164,8 +161,6 @@ static void fab__ctx_cancel_tree(fab_fabric *fab, uint32_t root, uint32_t code, 
 				stack[top++] = j;
 		}
 	}
-	if (stack != single)
-		free(stack);
 }
 
 int fab_ctx_create(fab_fabric *fab, const char *name, fab_ctx *parent, fab_ctx **out)

@@ -91,9 +91,12 @@ int fab_fabric_recover(fab_fabric *fab)
 			/* Its creator died: keep a finished segment, drop the rest. */
 			fab_chan tmp;
 			memset(&tmp, 0, sizeof tmp);
-			if (fab__chan_map(fab, name, &tmp) == 0) {
+			int mrc = fab__chan_map(fab, name, &tmp);
+			if (mrc == 0) {
 				fab__chan_unmap(&tmp);
 				cas(&e->state, &st, FAB_ENT_LIVE);
+			} else if (mrc != FAB_ECORRUPT && mrc != FAB_ENOENT) {
+				continue; /* a passing failure (memory, fds): not evidence */
 			} else {
 				char path[128];
 				fab__chan_path(path, sizeof path, fab->name, name);

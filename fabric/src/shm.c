@@ -89,7 +89,8 @@ int fab__seg_open(const char *path, size_t min_size, bool populate, fab__seg *se
 	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
 		       MAP_SHARED | (populate ? MAP_POPULATE : 0), fd, 0);
 	if (p == MAP_FAILED) {
-		int rc = fab__errno("mmap");
+		int rc = errno == ENOMEM ? fab__err(FAB_ENOMEM, "mmap %s: out of memory", path)
+					 : fab__errno("mmap");
 		close(fd);
 		return rc;
 	}
