@@ -584,13 +584,10 @@ int fab_chan_create(fab_fabric *fab, const char *name, const fab_chan_opts *opts
 		    fab_chan **out)
 {
 	int rc;
-	if (!out)
-		return fab__err(FAB_EINVAL, "NULL out pointer");
-	*out = NULL;
-	if ((rc = fab__fabric_valid(fab)))
+	if (out)
+		*out = NULL; /* on every failure, *out is NULL */
+	if ((rc = fab__named_args(fab, name, out, "channel")))
 		return rc;
-	if (!fab__name_ok(name))
-		return fab__err(FAB_EINVAL, "bad channel name (want [A-Za-z0-9_-]{1,48})");
 	fab_chan_opts o;
 	if ((rc = fab__opts(opts, &o)))
 		return rc;
@@ -659,13 +656,10 @@ fail_ent:
 int fab_chan_open(fab_fabric *fab, const char *name, unsigned role, fab_chan **out)
 {
 	int rc;
-	if (!out)
-		return fab__err(FAB_EINVAL, "NULL out pointer");
-	*out = NULL;
-	if ((rc = fab__fabric_valid(fab)))
+	if (out)
+		*out = NULL; /* on every failure, *out is NULL */
+	if ((rc = fab__named_args(fab, name, out, "channel")))
 		return rc;
-	if (!fab__name_ok(name))
-		return fab__err(FAB_EINVAL, "bad channel name (want [A-Za-z0-9_-]{1,48})");
 	if (role == 0 || (role & ~(FAB_SEND | FAB_RECV)))
 		return fab__err(FAB_EINVAL, "role must be FAB_SEND, FAB_RECV or both");
 	fab_chan *ch = fab__chan_alloc(fab, role);

@@ -166,13 +166,10 @@ static void fab__ctx_cancel_tree(fab_fabric *fab, uint32_t root, uint32_t code, 
 int fab_ctx_create(fab_fabric *fab, const char *name, fab_ctx *parent, fab_ctx **out)
 {
 	int rc;
-	if (!out)
-		return fab__err(FAB_EINVAL, "NULL out pointer");
-	*out = NULL;
-	if ((rc = fab__fabric_valid(fab)))
+	if (out)
+		*out = NULL; /* on every failure, *out is NULL */
+	if ((rc = fab__named_args(fab, name, out, "context")))
 		return rc;
-	if (!fab__name_ok(name))
-		return fab__err(FAB_EINVAL, "bad context name (want [A-Za-z0-9_-]{1,48})");
 	if (parent) {
 		if ((rc = fab__ctx_valid(parent)))
 			return rc;
@@ -232,13 +229,10 @@ int fab_ctx_create(fab_fabric *fab, const char *name, fab_ctx *parent, fab_ctx *
 int fab_ctx_open(fab_fabric *fab, const char *name, fab_ctx **out)
 {
 	int rc;
-	if (!out)
-		return fab__err(FAB_EINVAL, "NULL out pointer");
-	*out = NULL;
-	if ((rc = fab__fabric_valid(fab)))
+	if (out)
+		*out = NULL; /* on every failure, *out is NULL */
+	if ((rc = fab__named_args(fab, name, out, "context")))
 		return rc;
-	if (!fab__name_ok(name))
-		return fab__err(FAB_EINVAL, "bad context name (want [A-Za-z0-9_-]{1,48})");
 	int i = fab__ctx_find(fab, name, UINT32_MAX);
 	if (i < 0)
 		return fab__err(FAB_ENOENT, "no context named %s", name);

@@ -34,6 +34,18 @@ int fab__fabric_valid(fab_fabric *fab)
 	return 0;
 }
 
+int fab__named_args(fab_fabric *fab, const char *name, const void *out, const char *what)
+{
+	int rc;
+	if (!out)
+		return fab__err(FAB_EINVAL, "NULL out pointer");
+	if ((rc = fab__fabric_valid(fab)))
+		return rc;
+	if (!fab__name_ok(name))
+		return fab__err(FAB_EINVAL, "bad %s name (want [A-Za-z0-9_-]{1,48})", what);
+	return 0;
+}
+
 void fab__fabric_ref(fab_fabric *fab)
 {
 	fetch_add_relaxed(&fab->refs, 1);
