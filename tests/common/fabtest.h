@@ -11,6 +11,7 @@
 
 #include <fab/fab.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
@@ -86,6 +87,47 @@ static inline int64_t ft_now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/*
+ * Remove everything in /dev/shm whose name starts with `prefix` (e.g.
+ * "fab.tfault123-"): first destroy each fabric through the API, then unlink
+ * whatever segment is still there.  Returns how many entries were found, so
+ * a runner can fail a passing run that left segments behind.
+ */
+static inline int ft_sweep_prefix(const char *prefix)
+{
+	size_t pl = strlen(prefix);
+	int found = 0;
+	for (int round = 0; round < 16; round++) {
+		DIR *d = opendir("/dev/shm");
+		if (!d)
+			break;
+		int seen = 0;
+		struct dirent *e;
+		while ((e = readdir(d)) != NULL) {
+			if (strncmp(e->d_name, prefix, pl) != 0)
+				continue;
+			seen++;
+			char name[300];
+			snprintf(name, sizeof name, "%s", e->d_name);
+			if (round == 0) {
+				if (found < 20)
+					fprintf(stderr, "sweep: leftover /dev/shm/%s\n", name);
+				found++;
+				if (strchr(name + 4, '.') == NULL)
+					fab_fabric_destroy(name + 4);
+			} else {
+				char p[320];
+				snprintf(p, sizeof p, "/dev/shm/%s", name);
+				unlink(p);
+			}
+		}
+		closedir(d);
+		if (seen == 0)
+			break;
+	}
+	return found;
 }
 
 #endif /* FABTEST_H */

@@ -262,37 +262,7 @@ static int fi_sweep(void)
 {
 	char full[48];
 	snprintf(full, sizeof full, "fab.t%s-", fi_tag());
-	size_t pl = strlen(full);
-	int found = 0;
-	for (int round = 0; round < 16; round++) {
-		DIR *d = opendir("/dev/shm");
-		if (!d)
-			break;
-		int seen = 0;
-		struct dirent *e;
-		while ((e = readdir(d)) != NULL) {
-			if (strncmp(e->d_name, full, pl) != 0)
-				continue;
-			seen++;
-			char name[300];
-			snprintf(name, sizeof name, "%s", e->d_name);
-			if (round == 0) {
-				if (found < 20)
-					fprintf(stderr, "sweep: leftover /dev/shm/%s\n", name);
-				found++;
-				if (strchr(name + 4, '.') == NULL)
-					fab_fabric_destroy(name + 4);
-			} else {
-				char p[320];
-				snprintf(p, sizeof p, "/dev/shm/%s", name);
-				unlink(p);
-			}
-		}
-		closedir(d);
-		if (seen == 0)
-			break;
-	}
-	return found;
+	return ft_sweep_prefix(full);
 }
 
 /* ---- what every failed call must satisfy ---------------------------------- */

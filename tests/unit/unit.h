@@ -110,39 +110,9 @@ static inline int ut_sweep(void)
 {
 	char pre[40];
 	char full[48];
-	int found = 0;
 	ut_prefix(pre, sizeof pre);
 	snprintf(full, sizeof full, "fab.%s", pre);
-	size_t pl = strlen(full);
-	for (int round = 0; round < 16; round++) {
-		DIR *d = opendir("/dev/shm");
-		if (!d)
-			break;
-		int seen = 0;
-		struct dirent *e;
-		while ((e = readdir(d)) != NULL) {
-			if (strncmp(e->d_name, full, pl) != 0)
-				continue;
-			seen++;
-			char name[300];
-			snprintf(name, sizeof name, "%s", e->d_name);
-			if (round == 0 && found < 20)
-				fprintf(stderr, "sweep: leftover /dev/shm/%s\n", name);
-			if (round == 0)
-				found++;
-			if (round == 0 && strchr(name + 4, '.') == NULL) {
-				fab_fabric_destroy(name + 4);
-			} else if (round > 0) {
-				char p[320];
-				snprintf(p, sizeof p, "/dev/shm/%s", name);
-				unlink(p);
-			}
-		}
-		closedir(d);
-		if (seen == 0)
-			break;
-	}
-	return found;
+	return ft_sweep_prefix(full);
 }
 
 /* Run a suite; sweep; exit status for ctest. */
