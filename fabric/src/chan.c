@@ -938,6 +938,15 @@ int fab_try_send(fab_chan *ch, const void *msg, size_t len)
 	int rc;
 	if ((rc = fab__send_check(ch, msg, len)))
 		return rc;
+	if (likely(ch->ring == FAB_RING_SPSC)) {
+		/* Fast path, as in fab_send. */
+		if (unlikely(load_acquire(&ch->hdr->closed)))
+			return fab__err(FAB_ECLOSED, "channel %s is closed", ch->name);
+		rc = fab__spsc_push(ch, msg, len);
+		if (likely(rc == 0))
+			fab__wake_receivers(ch);
+		return rc == FAB_EAGAIN ? fab__err_none(rc) : rc;
+	}
 	fab__send_arg arg = {.msg = msg, .len = len};
 	fab__block blk;
 	if (ch->capacity == 0) {
@@ -1133,6 +1142,19 @@ ssize_t fab_try_recv(fab_chan *ch, void *buf, size_t cap)
 		return rc;
 	if (!buf && cap)
 		return fab__err(FAB_EINVAL, "NULL buffer with capacity %zu", cap);
+	if (likely(ch->ring == FAB_RING_SPSC)) {
+		/* Fast path, as in fab_recv. */
+		ssize_t k = fab__spsc_pop(ch, buf, cap);
+		if (likely(k >= 0)) {
+			fab__wake_senders(ch);
+			return k;
+		}
+		if (k != FAB_EAGAIN)
+			return k;
+		if (fab__chan_closed_empty(ch))
+			return fab__err(FAB_ECLOSED, "channel %s is closed and drained", ch->name);
+		return fab__err_none(FAB_EAGAIN);
+	}
 	fab__recv_arg arg = {.buf = buf, .cap = cap};
 	fab__block blk;
 	int r = fab__try_recv_once(ch, &arg, &blk);

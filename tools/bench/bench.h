@@ -88,6 +88,8 @@ struct shared {
 	/* The floors: one word each, alone on its 128-byte pair of lines. */
 	_Alignas(128) _Atomic uint64_t cl_word;
 	char cl_pad[120];
+	/* The two-line floor: one line per direction, [seq, record]. */
+	_Alignas(128) _Atomic uint64_t l2_word[2][16];
 	_Alignas(128) _Atomic uint32_t fx_word;
 	uint32_t fx_pad;
 	int64_t fx_t;                  /* sender's stamp, published by fx_word */
@@ -131,7 +133,7 @@ struct mech {
 	void (*teardown)(struct run *r);
 };
 
-extern const struct mech mech_fab, mech_cacheline, mech_futex, mech_pipe,
+extern const struct mech mech_fab, mech_cacheline, mech_lines2, mech_futex, mech_pipe,
 	mech_socket, mech_mq, mech_mutexcv;
 
 /* The fabric every fab run uses: its name (set once by main) and the

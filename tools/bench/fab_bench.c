@@ -94,6 +94,7 @@ static struct cell cells[] = {
 	C(G_RTT, "fab-spin", mech_fab, MODE_SPIN, FAB_SPSC),
 	C(G_RTT, "fab", mech_fab, MODE_DEFAULT, FAB_SPSC),
 	C(G_RTT, "cacheline", mech_cacheline, MODE_SPIN, 0),
+	C(G_RTT, "two-line", mech_lines2, MODE_SPIN, 0),
 	C(G_RTT, "futex", mech_futex, MODE_DEFAULT, 0),
 	C(G_RTT, "pipe", mech_pipe, MODE_DEFAULT, 0),
 	C(G_RTT, "socket", mech_socket, MODE_DEFAULT, 0),

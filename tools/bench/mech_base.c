@@ -4,6 +4,8 @@
  *
  *   cacheline  the floor of a spinning round trip: two processes bounce one
  *              64-bit word in MAP_SHARED memory (nothing is cheaper);
+ *   two-line   the same with one line per direction, each holding a sequence
+ *              word and the 32-byte record, as a ring slot does;
  *   futex      the floor of a sleeping round trip: one shared futex word,
  *              FUTEX_WAIT/FUTEX_WAKE (not private), no spinning at all;
  *   pipe       pipe(2), one write/read per fixed-size record (<= PIPE_BUF,
@@ -22,6 +24,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -92,6 +95,67 @@ static void nothing(struct run *r)
 }
 
 const struct mech mech_cacheline = { "cacheline", cl_setup, cl_child, nothing };
+
+/* ---- the two-line floor ------------------------------------------------ */
+
+/*
+ * What any channel with one writer per line pays: each direction has its
+ * own 64-byte line holding a sequence word and the record, the way a ring
+ * slot does, so a round trip moves two lines where the cache-line floor
+ * bounces one.  The gap between the two floors is what separating the
+ * directions costs on this machine, before any channel code runs.
+ */
+static int l2_child(struct run *r, enum bench_role role, unsigned slot)
+{
+	_Atomic uint64_t *out = r->sh->l2_word[role == ROLE_PING ? 0 : 1];
+	_Atomic uint64_t *in = r->sh->l2_word[role == ROLE_PING ? 1 : 0];
+	struct child_out *o = &r->sh->out[slot];
+	char rec[BENCH_PP_MSG] = { 0 };
+	int64_t t0, t1, deadline;
+	uint64_t i, v;
+	struct hist *h = NULL;
+
+	_Static_assert(BENCH_PP_MSG <= 56, "record and word share a line");
+	if (role == ROLE_PING && !(h = calloc(1, sizeof *h)))
+		return child_fail(r, slot, "out of memory");
+	barrier_wait(r);
+	deadline = r->sh->deadline;
+	for (i = 1;; i++) {
+		t0 = now_ns();
+		if (role == ROLE_PING) {
+			memcpy((char *)(out + 1), rec, sizeof rec);
+			/* Publishes the record; pairs with the peer's acquire. */
+			atomic_store_explicit(out, i, memory_order_release);
+		}
+		/* Pairs with the peer's release store of i. */
+		while ((v = atomic_load_explicit(in, memory_order_acquire)) != i) {
+			if (v == UINT64_MAX)
+				return 0;
+			cpu_relax();
+		}
+		memcpy(rec, (const char *)(in + 1), sizeof rec);
+		if (role == ROLE_PONG) {
+			memcpy((char *)(out + 1), rec, sizeof rec);
+			atomic_store_explicit(out, i, memory_order_release);
+			continue;
+		}
+		t1 = now_ns();
+		if ((int64_t)i > r->warmup_rt)
+			hist_add(h, (uint64_t)(t1 - t0));
+		if (t1 >= deadline && (int64_t)i > r->warmup_rt)
+			break;
+	}
+	atomic_store_explicit(out, UINT64_MAX, memory_order_release);
+	o->count = i;
+	o->p50_ns = hist_pct(h, 0.50);
+	o->p99_ns = hist_pct(h, 0.99);
+	o->samples = h->n;
+	free(h);
+	return 0;
+}
+
+/* run.c zeroes r->sh before every run, so both words start at 0. */
+const struct mech mech_lines2 = { "two-line", cl_setup, l2_child, nothing };
 
 /* ---- the futex floor --------------------------------------------------- */
 
