@@ -57,26 +57,8 @@ static inline int fab__chan_check(fab_chan *ch, unsigned need)
  */
 static inline void fab__wake(fab_chan *ch, _Atomic uint32_t *word)
 {
-	/* Our publication (tail, head or a slot state) is ordered before the
-	 * read of the word.  Pairs with fab__wait's seq_cst fetch_or of the
-	 * bit and membarrier before its last look: either it sees our
-	 * publication or we see its bit.  Registered for membarrier, a
-	 * compiler barrier suffices here (util.c). */
-	if (likely(fab__mb_registered))
-		atomic_signal_fence(memory_order_seq_cst);
-	else
-		fence_seq_cst();
-	uint32_t w = load_relaxed(word);
-	while (unlikely(w & 1u)) {
-		/* w + 1 clears the bit and advances the sequence.  Release: a
-		 * sleeper that sees the new value sees our publication. */
-		if (atomic_compare_exchange_weak_explicit(word, &w, w + 1, memory_order_release,
-							  memory_order_relaxed)) {
-			fetch_add_relaxed(&ch->hdr->futex_wakes, 1);
-			fab__futex_wake(word, INT_MAX);
-			return;
-		}
-	}
+	if (unlikely(fab__wake_word(word)))
+		fetch_add_relaxed(&ch->hdr->futex_wakes, 1);
 }
 
 void fab__wake_receivers(fab_chan *ch)
@@ -156,10 +138,7 @@ static int fab__wait(fab_chan *ch, int dir_recv, fab_ctx *ctx, fab__try_fn try, 
 		 * if it was set already, whoever set it did that), then take the
 		 * last look, then sleep only if the word is unchanged.  Pairs
 		 * with fab__wake. */
-		uint32_t v = atomic_fetch_or_explicit(word, 1u, memory_order_seq_cst);
-		if (!(v & 1u))
-			fab__membarrier();
-		v |= 1u;
+		uint32_t v = fab__sleep_announce(word);
 		r = try(ch, arg, &blk);
 		if (r != FAB_EAGAIN)
 			break;
@@ -484,7 +463,7 @@ static void fab__chan_detach(fab_chan *ch)
 
 /* ---- registry ------------------------------------------------------------ */
 
-static int fab__reg_find(fab_fabric *fab, const char *name)
+int fab__reg_find(fab_fabric *fab, const char *name)
 {
 	for (uint32_t i = 0; i < FAB_MAX_CHANS; i++) {
 		fab_chan_ent *e = &fab->chans[i];
@@ -495,6 +474,30 @@ static int fab__reg_find(fab_fabric *fab, const char *name)
 			return (int)i;
 	}
 	return -1;
+}
+
+/* Claim a free registry entry (CREATING, owned by us) and write the name and
+ * type; NULL (FAB_ENOMEM recorded) when the table is full.  The caller
+ * store-releases LIVE when the segment is ready, or FREE on failure. */
+fab_chan_ent *fab__reg_claim(fab_fabric *fab, const char *name, uint32_t type)
+{
+	fab_chan_ent *ent = NULL;
+	for (uint32_t i = 0; i < FAB_MAX_CHANS && !ent; i++) {
+		uint32_t st = FAB_ENT_FREE;
+		if (load_relaxed(&fab->chans[i].state) == FAB_ENT_FREE &&
+		    cas(&fab->chans[i].state, &st, FAB_ENT_CREATING))
+			ent = &fab->chans[i];
+	}
+	if (!ent) {
+		fab__err(FAB_ENOMEM, "registry of fabric %s is full (%u channels and topics)",
+			 fab->name, FAB_MAX_CHANS);
+		return NULL;
+	}
+	store_relaxed(&ent->owner, fab->tag);
+	memset(ent->name, 0, sizeof ent->name);
+	memcpy(ent->name, name, strlen(name));
+	ent->type = type;
+	return ent;
 }
 
 /* ---- create / open / release ------------------------------------------- */
@@ -602,19 +605,9 @@ int fab_chan_create(fab_fabric *fab, const char *name, const fab_chan_opts *opts
 	/* Claim a registry entry first (so the table bounds the number of
 	 * channels), then create the segment with O_EXCL, which settles any
 	 * race between two creators of one name. */
-	fab_chan_ent *ent = NULL;
-	for (uint32_t i = 0; i < FAB_MAX_CHANS && !ent; i++) {
-		uint32_t st = FAB_ENT_FREE;
-		if (load_relaxed(&fab->chans[i].state) == FAB_ENT_FREE &&
-		    cas(&fab->chans[i].state, &st, FAB_ENT_CREATING))
-			ent = &fab->chans[i];
-	}
+	fab_chan_ent *ent = fab__reg_claim(fab, name, FAB_OBJ_CHAN);
 	if (!ent)
-		return fab__err(FAB_ENOMEM, "channel registry of fabric %s is full (%u)", fab->name,
-				FAB_MAX_CHANS);
-	store_relaxed(&ent->owner, fab->tag);
-	memset(ent->name, 0, sizeof ent->name);
-	memcpy(ent->name, name, strlen(name));
+		return FAB_ENOMEM;
 
 	fab_chan *ch = fab__chan_alloc(fab, FAB_SEND | FAB_RECV);
 	char path[128];

@@ -48,7 +48,10 @@ const char *fab_errmsg(void)
 
 const char *fab_version(void)
 {
-	return "1.0.0";
+#define FAB__STR2(x) #x
+#define FAB__STR(x) FAB__STR2(x)
+	return FAB__STR(FAB_VERSION_MAJOR) "." FAB__STR(FAB_VERSION_MINOR) "." FAB__STR(
+		FAB_VERSION_PATCH);
 }
 
 int fab__err(int code, const char *fmt, ...)

@@ -74,6 +74,8 @@ static void fab__ctl_init(fab_ctl_hdr *h, const char *name)
 	h->procs_off = FAB_CTL_PROCS_OFF;
 	h->chans_off = FAB_CTL_CHANS_OFF;
 	h->ctxs_off = FAB_CTL_CTXS_OFF;
+	h->lims_off = FAB_CTL_LIMS_OFF;
+	h->max_lims = FAB_MAX_LIMS;
 	h->created_ns = fab__realtime_ns();
 	snprintf(h->name, sizeof h->name, "%s", name);
 	/* Pairs with fab__seg_wait_version's load_acquire: the header (and the
@@ -93,11 +95,17 @@ static int fab__ctl_validate(fab_fabric *fab)
 	if ((v >> 16) != FAB_LAYOUT_MAJOR)
 		return fab__err(FAB_EVERSION, "fabric %s: layout %u.%u, this library speaks %u.x",
 				fab->name, v >> 16, v & 0xffff, FAB_LAYOUT_MAJOR);
+	if ((v & 0xffff) < FAB_LAYOUT_MINOR)
+		return fab__err(FAB_EVERSION,
+				"fabric %s: layout %u.%u predates this library's %u.%u; destroy and "
+				"recreate it",
+				fab->name, v >> 16, v & 0xffff, FAB_LAYOUT_MAJOR, FAB_LAYOUT_MINOR);
 	if (h->hdr_size != sizeof(fab_ctl_hdr) || h->total_size != FAB_CTL_SIZE ||
 	    h->total_size > fab->ctl.size || h->max_procs != FAB_MAX_PROCS ||
 	    h->max_chans != FAB_MAX_CHANS || h->max_ctxs != FAB_MAX_CTXS ||
 	    h->procs_off != FAB_CTL_PROCS_OFF || h->chans_off != FAB_CTL_CHANS_OFF ||
-	    h->ctxs_off != FAB_CTL_CTXS_OFF)
+	    h->ctxs_off != FAB_CTL_CTXS_OFF || h->lims_off != FAB_CTL_LIMS_OFF ||
+	    h->max_lims != FAB_MAX_LIMS)
 		return fab__err(FAB_ECORRUPT, "fabric %s: header sizes do not match the segment",
 				fab->name);
 	uint8_t *b = fab->ctl.base;
@@ -105,6 +113,7 @@ static int fab__ctl_validate(fab_fabric *fab)
 	fab->procs = (fab_proc_ent *)(b + FAB_CTL_PROCS_OFF);
 	fab->chans = (fab_chan_ent *)(b + FAB_CTL_CHANS_OFF);
 	fab->ctxs = (fab_ctx_ent *)(b + FAB_CTL_CTXS_OFF);
+	fab->lims = (fab_lim_ent *)(b + FAB_CTL_LIMS_OFF);
 	return 0;
 }
 

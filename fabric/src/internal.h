@@ -63,6 +63,7 @@ struct fab_fabric {
 	fab_proc_ent *procs;
 	fab_chan_ent *chans;
 	fab_ctx_ent *ctxs;
+	fab_lim_ent *lims;
 	uint32_t proc_idx;
 	uint32_t tag; /* our owner tag */
 };
@@ -81,8 +82,9 @@ int fab__entry_alive(fab_proc_ent *e, uint64_t sg);
 void fab__chan_path(char *buf, size_t n, const char *fabric, const char *chan);
 
 /* ---- wait.c ---- */
-/* A set of futex words to sleep on, plus an absolute deadline. */
-#define FAB__WAIT_MAX 12
+/* A set of futex words to sleep on, plus an absolute deadline
+ * (FUTEX_WAITV_MAX words: a full select plus its context chain). */
+#define FAB__WAIT_MAX 128
 typedef struct fab__waitset {
 	_Atomic uint32_t *word[FAB__WAIT_MAX];
 	uint32_t val[FAB__WAIT_MAX];
@@ -93,6 +95,38 @@ typedef struct fab__waitset {
  * Returns 0 (woken or spurious), FAB_ETIMEDOUT, or FAB_ESYS. */
 int fab__futex_waitv(fab__waitset *ws);
 void fab__futex_wake(_Atomic uint32_t *word, int n);
+
+/*
+ * The sleep/wake protocol of every wait word (channels, topics, limiters):
+ * bits 1..31 a sequence, bit 0 "sleepers present".  A sleeper calls
+ * fab__sleep_announce, takes its last look at the condition, then sleeps
+ * on the returned value; a waker publishes its change, then calls
+ * fab__wake_word, whose fast path is a compiler barrier and one plain load.
+ */
+uint32_t fab__sleep_announce(_Atomic uint32_t *word);
+static inline int fab__wake_word(_Atomic uint32_t *word)
+{
+	/* The waker's publication is ordered before the read of the word.
+	 * Pairs with fab__sleep_announce's seq_cst fetch_or and membarrier:
+	 * either the sleeper's last look sees our publication or we see its
+	 * bit.  Registered for membarrier, a compiler barrier suffices here
+	 * (util.c); otherwise a full fence. */
+	if (__builtin_expect(fab__mb_registered, 1))
+		atomic_signal_fence(memory_order_seq_cst);
+	else
+		atomic_thread_fence(memory_order_seq_cst);
+	uint32_t w = atomic_load_explicit(word, memory_order_relaxed);
+	while (__builtin_expect(w & 1u, 0)) {
+		/* w + 1 clears the bit and advances the sequence.  Release: a
+		 * sleeper that sees the new value sees our publication. */
+		if (atomic_compare_exchange_weak_explicit(word, &w, w + 1, memory_order_release,
+							  memory_order_relaxed)) {
+			fab__futex_wake(word, 0x7fffffff);
+			return 1;
+		}
+	}
+	return 0;
+}
 
 /* ---- ctx.c ---- */
 #define FAB__CTX_SHARED 1
@@ -187,6 +221,10 @@ int fab__mpmc_validate(fab_chan *ch);
 void fab__wake_receivers(fab_chan *ch);
 void fab__wake_senders(fab_chan *ch);
 void fab__wake_all(fab_chan_hdr *h);
+
+/* the registry of channels and topics (one namespace) */
+int fab__reg_find(fab_fabric *fab, const char *name); /* index or -1 */
+fab_chan_ent *fab__reg_claim(fab_fabric *fab, const char *name, uint32_t type);
 
 /* channel mapping shared by chan.c and recover.c */
 int fab__chan_map(fab_fabric *fab, const char *name, fab_chan *ch);

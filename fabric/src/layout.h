@@ -10,8 +10,9 @@
  * major version is FAB_EVERSION.
  *
  * Two kinds of segment:
- *   /dev/shm/fab.<fabric>            control: process table, channel registry,
- *                                    context table
+ *   /dev/shm/fab.<fabric>            control: process table, channel registry
+ *                                    (channels and topics), context table,
+ *                                    limiter table
  *   /dev/shm/fab.<fabric>.<channel>  one channel: header, attach table, ring
  */
 #ifndef FAB_LAYOUT_H
@@ -22,7 +23,7 @@
 #include <stdint.h>
 
 #define FAB_LAYOUT_MAJOR 1u
-#define FAB_LAYOUT_MINOR 0u
+#define FAB_LAYOUT_MINOR 1u
 #define FAB_LAYOUT_VERSION ((FAB_LAYOUT_MAJOR << 16) | FAB_LAYOUT_MINOR)
 
 #define FAB_CTL_MAGIC 0x314C5443424146ULL  /* "FABCTL1\0" little-endian */
@@ -31,6 +32,7 @@
 #define FAB_MAX_PROCS 1024u
 #define FAB_MAX_CHANS 1024u
 #define FAB_MAX_CTXS 1024u
+#define FAB_MAX_LIMS 256u
 #define FAB_ATTACH_MAX 1024u   /* handles attached to one channel */
 #define FAB_LINE 128u          /* false-sharing unit (adjacent-line prefetch) */
 
@@ -65,12 +67,19 @@ _Static_assert(sizeof(fab_proc_ent) == 64, "proc entry size");
 #define FAB_ENT_CREATING 1u
 #define FAB_ENT_LIVE 2u
 
+/* What a registry entry names: both share one namespace (and the segment
+ * path /dev/shm/fab.<fabric>.<name>). */
+#define FAB_OBJ_CHAN 0u
+#define FAB_OBJ_TOPIC 1u
+
 typedef struct fab_chan_ent {
 	_Atomic uint32_t state;
 	_Atomic uint32_t owner; /* owner tag of the creator while CREATING */
 	_Atomic uint64_t gen;   /* bumped on every create and destroy */
 	char name[64];          /* NUL-terminated; validated on every read */
-	uint64_t resv[6];
+	uint32_t type;          /* FAB_OBJ_*, written before state turns LIVE */
+	uint32_t resv32;
+	uint64_t resv[5];
 } fab_chan_ent;
 _Static_assert(sizeof(fab_chan_ent) == 128, "chan entry size");
 
@@ -88,6 +97,35 @@ typedef struct fab_ctx_ent {
 _Static_assert(sizeof(fab_ctx_ent) == 128, "ctx entry size");
 _Static_assert(offsetof(fab_ctx_ent, cancel) == 8, "ctx cancel offset");
 
+/*
+ * A limiter: GCRA.  `tat` (theoretical arrival time, CLOCK_MONOTONIC ns) is
+ * the one word every grant changes by CAS; `params` packs the emission
+ * interval and the burst so a reader sees a consistent pair in one load:
+ * interval_ns << 24 | burst (interval < 2^40 ns, burst < 2^24).  `seq` is a
+ * futex word (sleepers bit 0, as channels' wait words) bumped by set, so
+ * sleepers re-plan at once under the new rate.
+ */
+typedef struct fab_lim_ent {
+	_Atomic uint32_t state;
+	_Atomic uint32_t owner;
+	_Atomic uint64_t gen;
+	char name[64];
+	_Atomic int64_t tat;
+	_Atomic uint64_t params;
+	_Atomic uint32_t seq;
+	_Atomic uint32_t waiters;
+	_Atomic uint64_t granted; /* tokens granted since creation */
+	_Atomic uint64_t waited_ns; /* total time callers slept in wait */
+	uint64_t resv[1];
+} fab_lim_ent;
+#define FAB_LIM_PARAMS(interval_ns, burst) (((uint64_t)(interval_ns) << 24) | (burst))
+#define FAB_LIM_INTERVAL(p) ((p) >> 24)
+#define FAB_LIM_BURST(p) ((uint32_t)((p) & 0xffffffu))
+#define FAB_LIM_INTERVAL_MAX ((1ULL << 40) - 1)
+#define FAB_LIM_BURST_MAX ((1u << 24) - 1)
+_Static_assert(sizeof(fab_lim_ent) == 128, "limiter entry size");
+_Static_assert(offsetof(fab_lim_ent, seq) % 4 == 0, "limiter futex word aligned");
+
 typedef struct fab_ctl_hdr {
 	uint64_t magic;
 	_Atomic uint32_t version; /* store-released last by the creator */
@@ -102,7 +140,10 @@ typedef struct fab_ctl_hdr {
 	uint64_t ctxs_off;
 	int64_t created_ns; /* CLOCK_REALTIME */
 	char name[64];
-	uint64_t resv[15];
+	uint64_t lims_off; /* since layout 1.1 */
+	uint32_t max_lims;
+	uint32_t resv32;
+	uint64_t resv[13];
 } fab_ctl_hdr;
 _Static_assert(sizeof(fab_ctl_hdr) == 256, "ctl header size");
 _Static_assert(offsetof(fab_ctl_hdr, version) == 8, "ctl version offset");
@@ -111,7 +152,8 @@ _Static_assert(offsetof(fab_ctl_hdr, procs_off) == 40, "ctl procs_off offset");
 #define FAB_CTL_PROCS_OFF 4096u
 #define FAB_CTL_CHANS_OFF (FAB_CTL_PROCS_OFF + FAB_MAX_PROCS * sizeof(fab_proc_ent))
 #define FAB_CTL_CTXS_OFF (FAB_CTL_CHANS_OFF + FAB_MAX_CHANS * sizeof(fab_chan_ent))
-#define FAB_CTL_SIZE (FAB_CTL_CTXS_OFF + FAB_MAX_CTXS * sizeof(fab_ctx_ent))
+#define FAB_CTL_LIMS_OFF (FAB_CTL_CTXS_OFF + FAB_MAX_CTXS * sizeof(fab_ctx_ent))
+#define FAB_CTL_SIZE (FAB_CTL_LIMS_OFF + FAB_MAX_LIMS * sizeof(fab_lim_ent))
 
 /* ---- owner tags ------------------------------------------------------- */
 

@@ -24,7 +24,9 @@
 int fab__futex_waitv(fab__waitset *ws)
 {
 	struct futex_waitv w[FAB__WAIT_MAX];
-	memset(w, 0, sizeof w); /* __reserved must be 0 */
+	if (ws->n < 1 || ws->n > FAB__WAIT_MAX)
+		return fab__err(FAB_EINVAL, "wait set of %d words", ws->n);
+	memset(w, 0, sizeof w[0] * (size_t)ws->n); /* __reserved must be 0 */
 	for (int i = 0; i < ws->n; i++) {
 		w[i].uaddr = (uintptr_t)ws->word[i];
 		w[i].val = ws->val[i];
@@ -55,4 +57,16 @@ int fab__futex_waitv(fab__waitset *ws)
 void fab__futex_wake(_Atomic uint32_t *word, int n)
 {
 	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, n, NULL, NULL, 0);
+}
+
+uint32_t fab__sleep_announce(_Atomic uint32_t *word)
+{
+	/* seq_cst RMW, then (only if we set the bit: whoever set it before
+	 * did this) make it visible to every waker with a membarrier, so a
+	 * waker's plain load after its publication sees it.  Pairs with
+	 * fab__wake_word. */
+	uint32_t v = atomic_fetch_or_explicit(word, 1u, memory_order_seq_cst);
+	if (!(v & 1u))
+		fab__membarrier();
+	return v | 1u;
 }

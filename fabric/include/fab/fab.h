@@ -32,7 +32,7 @@ extern "C" {
 #endif
 
 #define FAB_VERSION_MAJOR 1
-#define FAB_VERSION_MINOR 0
+#define FAB_VERSION_MINOR 1
 #define FAB_VERSION_PATCH 0
 
 /*
@@ -214,6 +214,33 @@ int fab_ctx_err(fab_ctx *ctx);
 int fab_ctx_reason(fab_ctx *ctx);
 int fab_ctx_wait(fab_ctx *ctx);
 void fab_ctx_release(fab_ctx *ctx);
+
+/* select (since 1.1): Go's select over send and receive cases.  Returns the
+ * index of the case that proceeded (its `result` holds the received length,
+ * 0 for a send, or FAB_ECLOSED), FAB_EAGAIN under FAB_NONBLOCK when no case
+ * is ready, the context's error, or another negative code. */
+int fab_select(fab_case *cases, int n, fab_ctx *ctx, unsigned flags);
+
+/* limiters (since 1.1): a token bucket (GCRA) shared by every process that
+ * opens it; a new limiter starts full (burst tokens). */
+int fab_limiter_create(fab_fabric *fab, const char *name, double rate_per_s, uint32_t burst,
+		       fab_limiter **out);
+int fab_limiter_open(fab_fabric *fab, const char *name, fab_limiter **out);
+int fab_limiter_wait(fab_limiter *lim, uint32_t tokens, fab_ctx *ctx);
+int fab_limiter_try(fab_limiter *lim, uint32_t tokens);
+int fab_limiter_set(fab_limiter *lim, double rate_per_s, uint32_t burst);
+void fab_limiter_release(fab_limiter *lim);
+
+/* topics (since 1.1): broadcast; one ring, a cursor per subscriber. */
+int fab_topic_create(fab_fabric *fab, const char *name, const fab_chan_opts *opts,
+		     fab_topic **out);
+int fab_topic_open(fab_fabric *fab, const char *name, fab_topic **out);
+void fab_topic_release(fab_topic *topic);
+int fab_topic_publish(fab_topic *topic, const void *msg, size_t len, fab_ctx *ctx);
+int fab_topic_subscribe(fab_fabric *fab, const char *name, unsigned policy, fab_sub **out);
+ssize_t fab_sub_recv(fab_sub *sub, void *buf, size_t cap, fab_ctx *ctx);
+uint64_t fab_sub_dropped(fab_sub *sub);
+void fab_sub_release(fab_sub *sub); /* a subscription starts at the next message published */
 
 #ifdef __cplusplus
 }

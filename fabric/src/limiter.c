@@ -1,0 +1,2 @@
+/* limiter.c - see the header comment once implemented. */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* select.c - see the header comment once implemented. */
+#include "internal.h"

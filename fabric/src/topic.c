@@ -1,0 +1,2 @@
+/* topic.c - see the header comment once implemented. */
+#include "internal.h"
