@@ -874,6 +874,45 @@ static int fab__rendezvous(fab_chan *ch, fab__send_arg *arg, fab_ctx *ctx)
 	return rc;
 }
 
+/*
+ * Go's non-blocking send on an unbuffered channel: it succeeds only if a
+ * receiver is waiting.  `self` is how many of the waiting receivers are the
+ * caller's own (a select's receive cases on this channel), so a select
+ * never matches itself.  Publishes, gives the receiver a moment to take the
+ * message, and withdraws it if the receiver left meanwhile.  0, FAB_EAGAIN,
+ * FAB_ECLOSED or another code.
+ */
+static int fab__send_unbuffered_now(fab_chan *ch, fab__send_arg *arg, uint32_t self)
+{
+	/* seq_cst: ordered against receivers' seq_cst increments of
+	 * recv_ready and the closer's store. */
+	if (load_seq_cst(&ch->hdr->closed))
+		return fab__err(FAB_ECLOSED, "channel %s is closed", ch->name);
+	if (load_seq_cst(&ch->hdr->recv_ready) <= self)
+		return FAB_EAGAIN;
+	fab__block blk;
+	int rc = fab__try_send_once(ch, arg, &blk);
+	if (rc)
+		return rc;
+	fab__wake_receivers(ch);
+	int64_t until = fab__now_ns() + 2000000;
+	for (uint32_t i = 0;; i++) {
+		if (fab__mpmc_taken(ch, arg->pos))
+			return 0;
+		if ((i & 63) == 63) {
+			if (fab__now_ns() > until)
+				break;
+			sched_yield();
+		} else {
+			cpu_relax();
+		}
+	}
+	if (!fab__mpmc_withdraw(ch, arg->pos))
+		return 0; /* taken after all */
+	fab__wake_receivers(ch);
+	return FAB_EAGAIN;
+}
+
 static inline int fab__send_check(fab_chan *ch, const void *msg, size_t len)
 {
 	int rc;
@@ -943,33 +982,8 @@ int fab_try_send(fab_chan *ch, const void *msg, size_t len)
 	fab__send_arg arg = {.msg = msg, .len = len};
 	fab__block blk;
 	if (ch->capacity == 0) {
-		/* Go: a non-blocking send on an unbuffered channel succeeds only
-		 * if a receiver is waiting. */
-		if (load_seq_cst(&ch->hdr->closed))
-			return fab__err(FAB_ECLOSED, "channel %s is closed", ch->name);
-		if (load_seq_cst(&ch->hdr->recv_ready) == 0)
-			return fab__err_none(FAB_EAGAIN);
-		if ((rc = fab__try_send_once(ch, &arg, &blk)))
-			return rc == FAB_EAGAIN ? fab__err_none(rc) : rc;
-		fab__wake_receivers(ch);
-		/* Give the waiting receiver a moment to take it; if it left,
-		 * withdraw (unless it was taken meanwhile). */
-		int64_t until = fab__now_ns() + 2000000;
-		for (uint32_t i = 0;; i++) {
-			if (fab__mpmc_taken(ch, arg.pos))
-				return 0;
-			if ((i & 63) == 63) {
-				if (fab__now_ns() > until)
-					break;
-				sched_yield();
-			} else {
-				cpu_relax();
-			}
-		}
-		if (!fab__mpmc_withdraw(ch, arg.pos))
-			return 0;
-		fab__wake_receivers(ch);
-		return fab__err_none(FAB_EAGAIN);
+		rc = fab__send_unbuffered_now(ch, &arg, 0);
+		return rc == FAB_EAGAIN ? fab__err_none(rc) : rc;
 	}
 	rc = fab__try_send_once(ch, &arg, &blk);
 	if (rc == 0)
@@ -1092,8 +1106,10 @@ static ssize_t fab__recv_blocking(fab_chan *ch, fab__recv_arg *arg, fab_ctx *ctx
 {
 	int rc;
 	if (ch->capacity == 0) {
-		/* Announce a waiting receiver for unbuffered try_send. */
+		/* Announce a waiting receiver for unbuffered try_send and for
+		 * select's send cases, which sleep until one appears. */
 		fetch_add_seq_cst(&ch->hdr->recv_ready, 1);
+		fab__wake_senders(ch);
 		rc = fab__wait(ch, 1, ctx, fab__try_recv_once, arg);
 		fetch_sub_seq_cst(&ch->hdr->recv_ready, 1);
 	} else {
@@ -1333,4 +1349,80 @@ int fab_chan_stats(fab_chan *ch, fab_stats *st)
 	memcpy(st, &s, n);
 	st->size = keep;
 	return 0;
+}
+
+/* ---- select support (select.c drives these) ------------------------------ */
+
+int fab__case_prepare(fab_case *c)
+{
+	int rc;
+	fab_chan *ch = c->ch;
+	if (c->op == FAB_OP_SEND)
+		return fab__send_check(ch, c->send_msg, c->send_len);
+	if (c->op != FAB_OP_RECV)
+		return fab__err(FAB_EINVAL, "case op %u: want FAB_OP_SEND or FAB_OP_RECV", c->op);
+	if ((rc = fab__recv_check(ch)))
+		return rc;
+	if (!c->recv_buf && c->recv_cap)
+		return fab__err(FAB_EINVAL, "NULL recv_buf with recv_cap %zu", c->recv_cap);
+	return 0;
+}
+
+int fab__case_try(fab_case *c, uint32_t self_ready, fab__block *blk)
+{
+	fab_chan *ch = c->ch;
+	int r;
+	blk->behind_tag = 0;
+	if (c->op == FAB_OP_RECV) {
+		fab__recv_arg arg = {.buf = c->recv_buf, .cap = c->recv_cap};
+		r = fab__try_recv_once(ch, &arg, blk);
+		if (r == FAB_EAGAIN)
+			return FAB_EAGAIN;
+		if (r >= 0)
+			fab__wake_senders(ch); /* room, or an unbuffered sender's take */
+		c->result = r;
+		return 0;
+	}
+	if (ch->capacity == 0) {
+		fab__send_arg arg = {.msg = c->send_msg, .len = c->send_len};
+		r = fab__send_unbuffered_now(ch, &arg, self_ready);
+	} else {
+		fab__send_arg arg = {.msg = c->send_msg, .len = c->send_len};
+		r = fab__try_send_once(ch, &arg, blk);
+		if (r == 0)
+			fab__wake_receivers(ch);
+	}
+	if (r == FAB_EAGAIN)
+		return FAB_EAGAIN;
+	c->result = r;
+	return 0;
+}
+
+_Atomic uint32_t *fab__case_word(fab_case *c, _Atomic uint32_t **waiters)
+{
+	fab_chan_hdr *h = c->ch->hdr;
+	if (c->op == FAB_OP_RECV) {
+		*waiters = &h->recv_waiters;
+		return &h->recv_futex;
+	}
+	*waiters = &h->send_waiters;
+	return &h->send_futex;
+}
+
+void fab__case_ready(fab_case *c, int on)
+{
+	/* Only receive cases on unbuffered channels announce themselves; see
+	 * fab__recv_blocking.  seq_cst pairs with fab__send_unbuffered_now. */
+	fab_chan *ch = c->ch;
+	if (on) {
+		fetch_add_seq_cst(&ch->hdr->recv_ready, 1);
+		fab__wake_senders(ch);
+	} else {
+		fetch_sub_seq_cst(&ch->hdr->recv_ready, 1);
+	}
+}
+
+void fab__case_recover(fab_case *c, uint32_t dead_tag)
+{
+	fab__chan_recover(c->ch, c->ch->fab, dead_tag);
 }

@@ -222,6 +222,17 @@ void fab__wake_receivers(fab_chan *ch);
 void fab__wake_senders(fab_chan *ch);
 void fab__wake_all(fab_chan_hdr *h);
 
+/* select's view of one case (chan.c): validate and take spsc ends; one
+ * non-blocking attempt (FAB_EAGAIN, or 0 with c->result set, which may be a
+ * negative code such as FAB_ECLOSED); the word a sleeper watches and its
+ * waiter gauge; announce/withdraw a waiting unbuffered receiver; repair a
+ * channel a dead owner blocks. */
+int fab__case_prepare(fab_case *c);
+int fab__case_try(fab_case *c, uint32_t self_ready, fab__block *blk);
+_Atomic uint32_t *fab__case_word(fab_case *c, _Atomic uint32_t **waiters);
+void fab__case_ready(fab_case *c, int on);
+void fab__case_recover(fab_case *c, uint32_t dead_tag);
+
 /* the registry of channels and topics (one namespace) */
 int fab__reg_find(fab_fabric *fab, const char *name); /* index or -1 */
 fab_chan_ent *fab__reg_claim(fab_fabric *fab, const char *name, uint32_t type);

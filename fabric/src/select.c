@@ -1,2 +1,249 @@
-/* select.c - see the header comment once implemented. */
+/*
+ * select.c - Go's select across processes.
+ *
+ * One call: validate every case, shuffle the cases (Fisher-Yates, a fresh
+ * permutation per call), then look at them in that order; the first ready
+ * one proceeds.  The first ready case of a uniformly random permutation is
+ * uniform among the ready cases, which is Go's rule; "random start, then
+ * scan" is not (a case after a run of unready ones would be favoured).
+ *
+ * Blocking follows fab__wait in chan.c: a few passes with exponential
+ * back-off, a few yields, then the sleep protocol on every distinct wait
+ * word of the cases at once (receive cases sleep on the channel's
+ * recv_futex, send cases on its send_futex) plus the context's words, with
+ * one futex_waitv.  There is no polling loop: a sleeping select is woken by
+ * the publication it waits for, a close, or its context.
+ *
+ * Unbuffered channels: a receive case of a blocking select announces a
+ * waiting receiver (recv_ready), as fab_recv does, so a sender's try_send or
+ * another select's send case can hand it a message; a send case proceeds
+ * only if a receiver other than this select's own receive cases waits, so a
+ * select offering a send and a receive on one unbuffered channel never
+ * matches itself.
+ */
 #include "internal.h"
+
+#include <sched.h>
+#include <string.h>
+
+#define FAB__SEL_SPIN 512 /* pauses, with back-off, before yielding */
+#define FAB__SEL_YIELDS 8
+
+static _Thread_local uint64_t fab__sel_rng;
+
+/* xorshift64*: a per-thread stream seeded once from getrandom. */
+static uint32_t fab__sel_rand(void)
+{
+	uint64_t x = fab__sel_rng;
+	if (x == 0)
+		x = fab__random64() | 1u;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	fab__sel_rng = x;
+	return (uint32_t)((x * 0x2545F4914F6CDD1DULL) >> 32);
+}
+
+/* Uniform in [0, n) (Lemire's multiply-shift; the bias for n <= 64 is
+ * below 2^-26, far under what any test can see). */
+static uint32_t fab__sel_below(uint32_t n)
+{
+	return (uint32_t)(((uint64_t)fab__sel_rand() * n) >> 32);
+}
+
+typedef struct fab__sel {
+	fab_case *cases;
+	int n;
+	uint8_t order[FAB_SELECT_MAX];
+	int nlive; /* cases with a channel, in order[0..nlive) */
+	uint32_t self_ready[FAB_SELECT_MAX]; /* send case i: own waiting receivers on its channel */
+	bool announced;
+	uint32_t behind_tag; /* a case is stuck behind this dead-or-alive owner */
+	int behind_case;
+} fab__sel;
+
+/* One pass over the cases in the shuffled order: the index of the case
+ * that proceeded, or FAB_EAGAIN. */
+static int fab__sel_pass(fab__sel *s)
+{
+	s->behind_tag = 0;
+	for (int k = 0; k < s->nlive; k++) {
+		int i = s->order[k];
+		fab__block blk;
+		int r = fab__case_try(&s->cases[i], s->announced ? s->self_ready[i] : 0, &blk);
+		if (r == 0)
+			return i;
+		if (blk.behind_tag && !s->behind_tag) {
+			s->behind_tag = blk.behind_tag;
+			s->behind_case = i;
+		}
+	}
+	return FAB_EAGAIN;
+}
+
+static bool fab__sel_is_unbuffered_recv(const fab_case *c)
+{
+	return c->op == FAB_OP_RECV && c->ch->capacity == 0;
+}
+
+/* Announce (or withdraw) this select's waiting unbuffered receive cases,
+ * and count, for each send case, how many of them share its channel. */
+static void fab__sel_announce(fab__sel *s, int on)
+{
+	for (int k = 0; k < s->nlive; k++) {
+		fab_case *c = &s->cases[s->order[k]];
+		if (fab__sel_is_unbuffered_recv(c))
+			fab__case_ready(c, on);
+	}
+	s->announced = on;
+	if (!on)
+		return;
+	for (int k = 0; k < s->nlive; k++) {
+		int i = s->order[k];
+		fab_case *c = &s->cases[i];
+		s->self_ready[i] = 0;
+		if (c->op != FAB_OP_SEND || c->ch->capacity != 0)
+			continue;
+		for (int m = 0; m < s->nlive; m++) {
+			fab_case *o = &s->cases[s->order[m]];
+			if (fab__sel_is_unbuffered_recv(o) && o->ch->hdr == c->ch->hdr)
+				s->self_ready[i]++;
+		}
+	}
+}
+
+/* select {}: nothing can proceed; wait for the context (forever without one). */
+static int fab__sel_forever(fab_ctx *ctx)
+{
+	if (ctx)
+		return fab_ctx_wait(ctx);
+	_Atomic uint32_t never = 0;
+	for (;;) {
+		fab__waitset ws = {.n = 1, .deadline_ns = INT64_MAX};
+		ws.word[0] = &never;
+		ws.val[0] = 0;
+		int r = fab__futex_waitv(&ws);
+		if (r == FAB_ESYS)
+			return r;
+	}
+}
+
+int fab_select(fab_case *cases, int n, fab_ctx *ctx, unsigned flags)
+{
+	int rc;
+	if (n < 0 || n > FAB_SELECT_MAX)
+		return fab__err(FAB_EINVAL, "select of %d cases (0..%d)", n, FAB_SELECT_MAX);
+	if (n > 0 && !cases)
+		return fab__err(FAB_EINVAL, "NULL cases with n = %d", n);
+	if (flags & ~FAB_NONBLOCK)
+		return fab__err(FAB_EINVAL, "unknown select flags %#x", flags & ~FAB_NONBLOCK);
+	if (ctx && (rc = fab__ctx_valid(ctx)))
+		return rc;
+
+	fab__sel s = {.cases = cases, .n = n};
+	/* Shuffle the live cases: a NULL channel is never ready (Go's nil
+	 * channel) and takes no part. */
+	for (int i = 0; i < n; i++) {
+		if (!cases[i].ch)
+			continue;
+		if ((rc = fab__case_prepare(&cases[i])))
+			return rc;
+		uint32_t j = fab__sel_below((uint32_t)s.nlive + 1);
+		s.order[s.nlive] = s.order[j];
+		s.order[j] = (uint8_t)i;
+		s.nlive++;
+	}
+	if (s.nlive == 0) {
+		if (flags & FAB_NONBLOCK)
+			return fab__err_none(FAB_EAGAIN);
+		return fab__sel_forever(ctx);
+	}
+
+	int r = fab__sel_pass(&s);
+	if (r != FAB_EAGAIN)
+		return r;
+	if (flags & FAB_NONBLOCK)
+		return fab__err_none(FAB_EAGAIN);
+	if (ctx && (rc = fab__ctx_done(ctx)))
+		return fab__ctx_fail(rc);
+
+	fab__sel_announce(&s, 1);
+	uint32_t backoff = 1;
+	for (uint32_t i = 0; i < FAB__SEL_SPIN; i += backoff) {
+		for (uint32_t k = 0; k < backoff; k++)
+			cpu_relax();
+		if (backoff < 64)
+			backoff <<= 1;
+		if ((r = fab__sel_pass(&s)) != FAB_EAGAIN)
+			goto out;
+	}
+	for (int i = 0; i < FAB__SEL_YIELDS; i++) {
+		sched_yield();
+		if ((r = fab__sel_pass(&s)) != FAB_EAGAIN)
+			goto out;
+		if (ctx && (rc = fab__ctx_done(ctx))) {
+			r = fab__ctx_fail(rc);
+			goto out;
+		}
+	}
+
+	/* Sleep on every distinct word.  The gauges count this select as a
+	 * blocked sender or receiver of each channel it waits on. */
+	fab__waitset ws;
+	_Atomic uint32_t *gauge[FAB_SELECT_MAX];
+	int nw = 0;
+	for (int k = 0; k < s.nlive; k++) {
+		_Atomic uint32_t *waiters;
+		_Atomic uint32_t *w = fab__case_word(&cases[s.order[k]], &waiters);
+		int dup = 0;
+		for (int m = 0; m < nw && !dup; m++)
+			dup = ws.word[m] == w;
+		if (dup)
+			continue;
+		ws.word[nw] = w;
+		gauge[nw] = waiters;
+		fetch_add_relaxed(waiters, 1); /* a gauge for fabctl and stats */
+		nw++;
+	}
+	int64_t poll_ns = 1000000; /* liveness poll when behind another's slot */
+	for (;;) {
+		/* Dekker, sleeper half, on every word; then the last look. */
+		for (int m = 0; m < nw; m++)
+			ws.val[m] = fab__sleep_announce(ws.word[m]);
+		if ((r = fab__sel_pass(&s)) != FAB_EAGAIN)
+			break;
+		if (ctx && (rc = fab__ctx_done(ctx))) {
+			r = fab__ctx_fail(rc);
+			break;
+		}
+		ws.n = nw;
+		ws.deadline_ns = INT64_MAX;
+		fab__ctx_arm(ctx, &ws);
+		int64_t poll_deadline = INT64_MAX;
+		uint32_t behind = s.behind_tag;
+		int behind_case = s.behind_case;
+		if (behind) {
+			poll_deadline = fab__now_ns() + poll_ns;
+			if (poll_deadline < ws.deadline_ns)
+				ws.deadline_ns = poll_deadline;
+			if (poll_ns < 100000000)
+				poll_ns *= 2;
+		}
+		int wr = fab__futex_waitv(&ws);
+		if (wr == FAB_ESYS) {
+			r = wr;
+			break;
+		}
+		if (behind && fab__now_ns() >= poll_deadline &&
+		    !fab__tag_alive(cases[behind_case].ch->fab, behind))
+			fab__case_recover(&cases[behind_case], behind);
+		/* Woken: look before re-arming (see fab__wait). */
+		if ((r = fab__sel_pass(&s)) != FAB_EAGAIN)
+			break;
+	}
+	for (int m = 0; m < nw; m++)
+		atomic_fetch_sub_explicit(gauge[m], 1, memory_order_relaxed);
+out:
+	fab__sel_announce(&s, 0);
+	return r;
+}

@@ -1,0 +1,170 @@
+/*
+ * select_test.c - fab_select with send and receive cases racing across
+ * processes (issue 4).
+ *
+ * race: NW worker processes share a buffered MPMC channel "b" (small, so it
+ * is often full and often empty) and an unbuffered channel "u".  Each
+ * worker, until it has sent its M sequence-numbered messages, selects over
+ * four cases at once: send its next message on b, send it on u, receive
+ * from b, receive from u.  After its last send it keeps receiving (with a
+ * short deadline per select, re-checking the global count) until the
+ * workers together have received NW*M.  Checked: every message arrives
+ * exactly once and intact; per channel, each receiver sees each sender's
+ * messages in increasing order; no select fails; nobody deadlocks (a hang
+ * is caught by the wait's timeout).  The split between b and u and how
+ * often a select chose each kind of case is printed, not asserted (it
+ * depends on the schedule).
+ *
+ * Child exit codes: 10 open; 11 select failed; 12 corrupt message;
+ * 13 duplicate; 14 order broken; 15 deadline ctx; 16 stuck.
+ */
+#include "mp_util.h"
+
+#include <stdatomic.h>
+
+#define NW 4
+#define MSZ 24u
+
+struct shared {
+	_Atomic uint64_t received;
+	_Atomic uint32_t seen[NW][1 << 16];
+	_Atomic uint64_t via[2];      /* messages received through b, u */
+	_Atomic uint64_t chose[4];    /* send b, send u, recv b, recv u */
+};
+
+struct cfg {
+	const char *fabric;
+	uint32_t per;
+	struct shared *sh;
+	int id;
+};
+
+static int worker(void *arg)
+{
+	struct cfg *c = arg;
+	fab_fabric *fab = NULL;
+	fab_chan *b = NULL, *u = NULL;
+	int rc;
+	alarm(120);
+	if ((rc = fab_fabric_open(c->fabric, 0, &fab)) ||
+	    (rc = fab_chan_open(fab, "b", FAB_SEND | FAB_RECV, &b)) ||
+	    (rc = fab_chan_open(fab, "u", FAB_SEND | FAB_RECV, &u)))
+		MT_CHILD_FAIL(10, "worker %d open: %s", c->id, fab_strerror(rc));
+	uint32_t total = NW * c->per, next = 0;
+	int64_t last[2][NW];
+	for (int k = 0; k < 2; k++)
+		for (int p = 0; p < NW; p++)
+			last[k][p] = -1;
+	unsigned char out[MSZ], in_b[MSZ], in_u[MSZ];
+	size_t out_len = 0;
+	int64_t stuck_at = ft_now_ns() + 90 * MT_SEC;
+	while (atomic_load(&c->sh->received) < total) {
+		if (ft_now_ns() > stuck_at)
+			MT_CHILD_FAIL(16, "worker %d: no progress to %u messages", c->id, total);
+		if (next < c->per && out_len == 0) {
+			out_len = mt_msg_len((uint32_t)c->id, next, MSZ);
+			mt_fill(out, (uint32_t)c->id, next, out_len);
+		}
+		fab_case cs[4];
+		memset(cs, 0, sizeof cs);
+		cs[0].ch = next < c->per ? b : NULL;
+		cs[0].op = FAB_OP_SEND;
+		cs[0].send_msg = out;
+		cs[0].send_len = out_len;
+		cs[1] = cs[0];
+		cs[1].ch = next < c->per ? u : NULL;
+		cs[2].ch = b;
+		cs[2].op = FAB_OP_RECV;
+		cs[2].recv_buf = in_b;
+		cs[2].recv_cap = sizeof in_b;
+		cs[3].ch = u;
+		cs[3].op = FAB_OP_RECV;
+		cs[3].recv_buf = in_u;
+		cs[3].recv_cap = sizeof in_u;
+		fab_ctx *dl = NULL;
+		if (next >= c->per && fab_ctx_with_timeout(NULL, 20 * MT_MS, &dl) != 0)
+			MT_CHILD_FAIL(15, "worker %d: deadline ctx", c->id);
+		int i = fab_select(cs, 4, dl, 0);
+		fab_ctx_release(dl);
+		if (i == FAB_ETIMEDOUT && next >= c->per)
+			continue;
+		if (i < 0 || i > 3)
+			MT_CHILD_FAIL(11, "worker %d select: %d %s: %s", c->id, i, fab_errname(i),
+				      fab_errmsg());
+		atomic_fetch_add(&c->sh->chose[i], 1);
+		if (cs[i].result < 0)
+			MT_CHILD_FAIL(11, "worker %d case %d result %zd %s", c->id, i, cs[i].result,
+				      fab_errname((int)cs[i].result));
+		if (i < 2) {
+			next++;
+			out_len = 0;
+			continue;
+		}
+		uint32_t prod, seq;
+		const unsigned char *m = i == 2 ? in_b : in_u;
+		int bad = mt_verify(m, (size_t)cs[i].result, MSZ, &prod, &seq);
+		if (bad || prod >= NW || seq >= c->per)
+			MT_CHILD_FAIL(12, "worker %d: corrupt message (reason %d)", c->id, bad);
+		if (atomic_fetch_add(&c->sh->seen[prod][seq], 1) != 0)
+			MT_CHILD_FAIL(13, "worker %d: duplicate %u/%u", c->id, prod, seq);
+		int k = i - 2;
+		if ((int64_t)seq <= last[k][prod])
+			MT_CHILD_FAIL(14, "worker %d: on %s, %u/%u after %u/%lld", c->id,
+				      k ? "u" : "b", prod, seq, prod, (long long)last[k][prod]);
+		last[k][prod] = seq;
+		atomic_fetch_add(&c->sh->via[k], 1);
+		atomic_fetch_add(&c->sh->received, 1);
+	}
+	fab_chan_release(b);
+	fab_chan_release(u);
+	fab_fabric_close(fab);
+	return 0;
+}
+
+START_TEST(select_race)
+{
+	struct cfg c = {mt_fabric_name("sel"), MT_SCALE(50000, 5000), NULL, 0};
+	struct cfg cfgs[NW];
+	fab_fabric *fab = NULL;
+	c.sh = mt_shared(sizeof *c.sh);
+	ck_assert_ptr_nonnull(c.sh);
+	int rc = mt_make_chan(c.fabric, "b", FAB_MPMC, 3, MSZ, 1, &fab);
+	ck_assert_msg(rc == 0, "create b: %s", fab_strerror(rc));
+	rc = mt_make_chan(c.fabric, "u", FAB_MPMC, 0, MSZ, 1, &fab);
+	ck_assert_msg(rc == 0, "create u: %s", fab_strerror(rc));
+	pid_t pids[NW];
+	for (int i = 0; i < NW; i++) {
+		cfgs[i] = c;
+		cfgs[i].id = i;
+		pids[i] = mt_spawn(worker, &cfgs[i]);
+	}
+	int codes[NW];
+	rc = mt_wait_all(pids, NW, 150 * MT_SEC, codes);
+	mt_kill_all();
+	for (int i = 0; i < NW; i++)
+		ck_assert_msg(codes[i] == 0, "worker %d exited %d", i, codes[i]);
+	ck_assert_int_eq(rc, -1); /* nobody failed */
+	uint64_t missing = 0;
+	for (int p = 0; p < NW; p++)
+		for (uint32_t s = 0; s < c.per; s++)
+			missing += atomic_load(&c.sh->seen[p][s]) != 1;
+	ck_assert_msg(missing == 0, "%llu messages not received exactly once",
+		      (unsigned long long)missing);
+	printf("select race: %u messages, %llu via buffered, %llu via unbuffered; chosen: send b "
+	       "%llu, send u %llu, recv b %llu, recv u %llu\n",
+	       NW * c.per, (unsigned long long)c.sh->via[0], (unsigned long long)c.sh->via[1],
+	       (unsigned long long)c.sh->chose[0], (unsigned long long)c.sh->chose[1],
+	       (unsigned long long)c.sh->chose[2], (unsigned long long)c.sh->chose[3]);
+	mt_destroy(c.fabric, &fab);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("mp_select");
+	TCase *tc = mt_tcase("select", 200);
+	mt_init();
+	tcase_add_test(tc, select_race);
+	suite_add_tcase(s, tc);
+	return mt_run_suite(s);
+}
