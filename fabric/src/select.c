@@ -29,7 +29,9 @@
 #define FAB__SEL_SPIN 512 /* pauses, with back-off, before yielding */
 #define FAB__SEL_YIELDS 8
 
-static _Thread_local uint64_t fab__sel_rng;
+/* initial-exec: a plain %fs-relative load, no __tls_get_addr call on every
+ * select (libfab is small enough for the static TLS surplus, dlopen too). */
+static _Thread_local uint64_t fab__sel_rng __attribute__((tls_model("initial-exec")));
 
 /* xorshift64*: a per-thread stream seeded once from getrandom. */
 static uint32_t fab__sel_rand(void)
@@ -140,7 +142,13 @@ int fab_select(fab_case *cases, int n, fab_ctx *ctx, unsigned flags)
 	if (ctx && (rc = fab__ctx_valid(ctx)))
 		return rc;
 
-	fab__sel s = {.cases = cases, .n = n};
+	fab__sel s; /* self_ready is filled by fab__sel_announce before use */
+	s.cases = cases;
+	s.n = n;
+	s.nlive = 0;
+	s.announced = false;
+	s.behind_tag = 0;
+	s.behind_case = 0;
 	/* Shuffle the live cases: a NULL channel is never ready (Go's nil
 	 * channel) and takes no part. */
 	for (int i = 0; i < n; i++) {
@@ -148,7 +156,7 @@ int fab_select(fab_case *cases, int n, fab_ctx *ctx, unsigned flags)
 			continue;
 		if ((rc = fab__case_prepare(&cases[i])))
 			return rc;
-		uint32_t j = fab__sel_below((uint32_t)s.nlive + 1);
+		uint32_t j = s.nlive ? fab__sel_below((uint32_t)s.nlive + 1) : 0;
 		s.order[s.nlive] = s.order[j];
 		s.order[j] = (uint8_t)i;
 		s.nlive++;

@@ -35,7 +35,7 @@
 
 char bench_fabric[FAB_NAME_MAX + 1];
 
-enum group_id { G_RTT, G_SLEEP, G_T8, G_T64, G_T1K, G_MPMC, G_IDLE, G_N };
+enum group_id { G_RTT, G_SLEEP, G_T8, G_T64, G_T1K, G_MPMC, G_IDLE, G_SEL, G_N };
 
 /* What a group's figure is: a ping-pong's latency (ns, p50 and p99), a
  * stream's throughput (messages/s), or the CPU share of a blocked receiver. */
@@ -67,6 +67,8 @@ static struct group groups[G_N] = {
 	  64, 4, 4, { "pipe", "socket", "mq", "mutex-cv", NULL } },
 	{ "idle", "CPU used by a receiver blocked on an empty channel", K_IDLE, 8, 1, 1,
 	  { NULL } },
+	{ "select", "Receiving through fab_select, 64-byte messages, 1 producer -> 1 consumer",
+	  K_TPUT, 64, 1, 1, { "fab-recv", NULL } },
 };
 
 enum cell_state { CELL_OK, CELL_UNAVAIL, CELL_FAILED };
@@ -123,6 +125,9 @@ static struct cell cells[] = {
 	C(G_MPMC, "mq", mech_mq, MODE_DEFAULT, 0),
 	C(G_IDLE, "fab-spsc", mech_fab, MODE_IDLE, FAB_SPSC),
 	C(G_IDLE, "fab-mpmc", mech_fab, MODE_IDLE, FAB_MPMC),
+	C(G_SEL, "fab-recv", mech_fab, MODE_DEFAULT, FAB_SPSC),
+	C(G_SEL, "select-1", mech_fab, MODE_SEL1, FAB_SPSC),
+	C(G_SEL, "select-4", mech_fab, MODE_SEL4, FAB_SPSC),
 };
 #define NCELLS (sizeof cells / sizeof cells[0])
 

@@ -19,6 +19,7 @@
 #include "bench.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 
 fab_fabric *bench_fab;
 static unsigned g_serial;
@@ -256,6 +257,71 @@ static int fab_produce(struct run *r, fab_chan *ch, unsigned slot)
 	return 0;
 }
 
+/* MODE_SEL1 / MODE_SEL4: the consumer receives through fab_select over the
+ * stream's channel alone, or with three more channels that stay empty (made
+ * by the consumer, removed at the end), so every pass tries four cases. */
+static fab_case g_sel[4];
+static unsigned g_nsel;
+static fab_chan *g_idle[3];
+static fab_fabric *g_sel_fab;
+static char g_idle_name[3][FAB_NAME_MAX + 1];
+
+static int sel_setup(struct run *r, unsigned slot, fab_chan *ch, void *buf, size_t msg)
+{
+	fab_chan_opts o;
+	unsigned i;
+	int rc;
+
+	memset(g_sel, 0, sizeof g_sel);
+	g_nsel = r->mode == MODE_SEL4 ? 4 : 1;
+	rc = fab_fabric_open(bench_fabric, 0, &g_sel_fab);
+	if (rc != 0)
+		return fail_rc(r, slot, "fab_fabric_open", rc);
+	for (i = 0; i + 1 < g_nsel; i++) {
+		memset(&o, 0, sizeof o);
+		o.size = sizeof o;
+		o.kind = FAB_SPSC;
+		o.capacity = r->capacity;
+		o.msg_size = (uint32_t)msg;
+		snprintf(g_idle_name[i], sizeof g_idle_name[i], "idle%d-%u", (int)getpid(), i);
+		rc = fab_chan_create(g_sel_fab, g_idle_name[i], &o, &g_idle[i]);
+		if (rc != 0)
+			return fail_rc(r, slot, "fab_chan_create (idle)", rc);
+	}
+	for (i = 0; i < g_nsel; i++) {
+		g_sel[i].ch = i == 0 ? ch : g_idle[i - 1];
+		g_sel[i].op = FAB_OP_RECV;
+		g_sel[i].recv_buf = buf;
+		g_sel[i].recv_cap = msg;
+	}
+	return 0;
+}
+
+static ssize_t sel_recv(struct run *r)
+{
+	(void)r;
+	int i = fab_select(g_sel, (int)g_nsel, NULL, 0);
+	if (i < 0)
+		return i;
+	if (i != 0)
+		return FAB_ECORRUPT; /* an idle channel proceeded: impossible */
+	return g_sel[0].result;
+}
+
+static void sel_teardown(void)
+{
+	unsigned i;
+
+	if (!g_sel_fab)
+		return;
+	for (i = 0; i + 1 < g_nsel; i++) {
+		fab_chan_release(g_idle[i]);
+		fab_chan_destroy(g_sel_fab, g_idle_name[i]);
+	}
+	fab_fabric_close(g_sel_fab);
+	g_sel_fab = NULL;
+}
+
 static int fab_consume(struct run *r, fab_chan *ch, unsigned slot)
 {
 	struct child_out *o = &r->sh->out[slot];
@@ -271,9 +337,15 @@ static int fab_consume(struct run *r, fab_chan *ch, unsigned slot)
 	memset(&c, 0, sizeof c);
 	c.nprod = r->nprod;
 	c.strict = r->nprod == 1 && r->ncons == 1;
+	if (r->mode == MODE_SEL1 || r->mode == MODE_SEL4) {
+		if (sel_setup(r, slot, ch, buf, msg)) {
+			free(buf);
+			return 1;
+		}
+	}
 	barrier_wait(r);
 	for (;;) {
-		n = fab_recv(ch, buf, msg, NULL);
+		n = r->mode == MODE_SEL1 || r->mode == MODE_SEL4 ? sel_recv(r) : fab_recv(ch, buf, msg, NULL);
 		if (n == FAB_ECLOSED)
 			break;
 		if (n < 0) {
@@ -292,6 +364,7 @@ static int fab_consume(struct run *r, fab_chan *ch, unsigned slot)
 		}
 	}
 	o->t_end = now_ns();
+	sel_teardown();
 	o->count = c.total;
 	for (i = 0; i < BENCH_MAXPROD; i++) {
 		o->per_cnt[i] = c.cnt[i];
