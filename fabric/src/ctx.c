@@ -33,21 +33,26 @@ static int fab__ctx_code(uint32_t w)
  * one that stays and a reader that sees the code sees its reason.  Returns 1
  * if this call ended it.
  */
-static int fab__ctx_end(_Atomic uint32_t *word, _Atomic int32_t *rsn, uint32_t code, int reason)
+static int fab__ctx_end(_Atomic uint32_t *word, _Atomic int32_t *rsn, uint32_t code, int reason,
+			int64_t *end_ns, int64_t when)
 {
 	uint32_t z = 0;
 	if (!atomic_compare_exchange_strong_explicit(word, &z, FAB__CTX_ENDING,
 						     memory_order_acquire, memory_order_relaxed))
 		return 0;
 	store_relaxed(rsn, reason);
-	/* Pairs with fab_ctx_reason's load_acquire of the word. */
+	/* Relaxed: like the reason, published by the release store below. */
+	__atomic_store_n(end_ns, when, __ATOMIC_RELAXED);
+	/* Pairs with the load_acquire of the word in fab__ctx_state: reason
+	 * and end time are visible once the code is. */
 	store_release(word, code);
 	return 1;
 }
 
 int fab__ctx_fail(int code)
 {
-	return fab__err(code, "%s", code == FAB_ETIMEDOUT ? "deadline exceeded" : "context canceled");
+	return fab__err(code, "%s",
+			code == FAB_ETIMEDOUT ? "deadline exceeded" : "context canceled");
 }
 
 int fab__ctx_valid(fab_ctx *ctx)
@@ -76,27 +81,65 @@ static _Atomic uint32_t *fab__ctx_word(fab_ctx *ctx)
 	return &e->cancel;
 }
 
+/* How ctx ended: code (0 live), when, reason.  A local context latches its
+ * first end: its parent's if that came before its deadline. */
+static int fab__ctx_state(fab_ctx *ctx, int64_t *when, int *reason, int depth)
+{
+	if (!ctx || depth > 64)
+		return 0;
+	if (ctx->type == FAB__CTX_SHARED) {
+		_Atomic uint32_t *w = fab__ctx_word(ctx);
+		if (!w) {
+			*when = INT64_MIN;
+			*reason = 0;
+			return FAB_ECANCELED;
+		}
+		uint32_t v = load_acquire(w);
+		for (int spin = 0; v == FAB__CTX_ENDING && spin < 100000; spin++) {
+			cpu_relax();
+			v = load_acquire(w);
+		}
+		if (!v)
+			return 0;
+		fab_ctx_ent *e = fab__ctx_ent(ctx);
+		*when = __atomic_load_n(&e->end_ns, __ATOMIC_RELAXED);
+		*reason = load_relaxed(&e->reason);
+		return fab__ctx_code(v);
+	}
+	uint32_t v = load_acquire(&ctx->cancel);
+	for (int spin = 0; v == FAB__CTX_ENDING && spin < 100000; spin++) {
+		cpu_relax();
+		v = load_acquire(&ctx->cancel);
+	}
+	if (!v) {
+		int64_t pw = 0;
+		int pr = 0;
+		int pc = fab__ctx_state(ctx->parent, &pw, &pr, depth + 1);
+		if (pc && pw < ctx->deadline_ns)
+			fab__ctx_end(&ctx->cancel, &ctx->reason,
+				     pc == FAB_ETIMEDOUT ? FAB__CTX_EXPIRED : FAB__CTX_CANCELED, pr,
+				     &ctx->end_ns, pw);
+		else if (ctx->deadline_ns != INT64_MAX && fab__now_ns() >= ctx->deadline_ns)
+			fab__ctx_end(&ctx->cancel, &ctx->reason, FAB__CTX_EXPIRED, 0, &ctx->end_ns,
+				     ctx->deadline_ns);
+		v = load_acquire(&ctx->cancel);
+		for (int spin = 0; v == FAB__CTX_ENDING && spin < 100000; spin++) {
+			cpu_relax();
+			v = load_acquire(&ctx->cancel);
+		}
+		if (!v)
+			return 0;
+	}
+	*when = ctx->end_ns;
+	*reason = load_relaxed(&ctx->reason);
+	return fab__ctx_code(v);
+}
+
 int fab__ctx_done(fab_ctx *ctx)
 {
-	for (int depth = 0; ctx && depth < 64; depth++, ctx = ctx->parent) {
-		_Atomic uint32_t *w = fab__ctx_word(ctx);
-		if (!w)
-			return FAB_ECANCELED;
-		/* Acquire: pairs with the canceller's release, so its reason
-		 * is visible once the word is. */
-		uint32_t v = load_acquire(w);
-		if (v)
-			return fab__ctx_code(v);
-		if (ctx->type == FAB__CTX_LOCAL && ctx->deadline_ns != INT64_MAX &&
-		    fab__now_ns() >= ctx->deadline_ns) {
-			uint32_t z = 0;
-			cas(&ctx->cancel, &z, FAB__CTX_EXPIRED);
-			return fab__ctx_code(load_acquire(&ctx->cancel));
-		}
-		if (ctx->type == FAB__CTX_SHARED)
-			break; /* shared cancels cascade down the table: our word suffices */
-	}
-	return 0;
+	int64_t w;
+	int r;
+	return fab__ctx_state(ctx, &w, &r, 0);
 }
 
 void fab__ctx_arm(fab_ctx *ctx, fab__waitset *ws)
@@ -152,8 +195,14 @@ static void fab__ctx_cancel_tree(fab_fabric *fab, uint32_t root, uint32_t code, 
 	while (top) {
 		uint32_t i = stack[--top];
 		fab_ctx_ent *e = &fab->ctxs[i];
-		if (fab__ctx_end(&e->cancel, &e->reason, code, reason))
-			fab__futex_wake(&e->cancel, INT_MAX);
+		if (!fab__ctx_end(&e->cancel, &e->reason, code, reason, &e->end_ns, fab__now_ns()))
+			continue; /* someone else ended it: its subtree is theirs */
+		fab__futex_wake(&e->cancel, INT_MAX);
+		/* Dekker with fab_ctx_create (a store of LIVE, then a load of the
+		 * parent's word): our end of the word comes before our loads of
+		 * the children's states, so either we see a new child or it sees
+		 * its parent ended.  Pairs with the fence there. */
+		atomic_thread_fence(memory_order_seq_cst);
 		for (uint32_t j = 0; j < FAB_MAX_CTXS && top < FAB_MAX_CTXS; j++) {
 			fab_ctx_ent *c = &fab->ctxs[j];
 			if (j != i && load_acquire(&c->state) == FAB_ENT_LIVE &&
@@ -175,8 +224,8 @@ int fab_ctx_create(fab_fabric *fab, const char *name, fab_ctx *parent, fab_ctx *
 			return rc;
 		if (parent->type != FAB__CTX_SHARED || parent->fab->ctl.base == NULL ||
 		    strcmp(parent->fab->name, fab->name) != 0)
-			return fab__err(FAB_EINVAL,
-					"parent of a shared context must be a shared context of the same fabric");
+			return fab__err(FAB_EINVAL, "parent of a shared context must be a shared "
+						    "context of the same fabric");
 	}
 	if (fab__ctx_find(fab, name, UINT32_MAX) >= 0)
 		return fab__err(FAB_EEXIST, "context %s exists", name);
@@ -197,6 +246,10 @@ int fab_ctx_create(fab_fabric *fab, const char *name, fab_ctx *parent, fab_ctx *
 		uint64_t gen = atomic_fetch_add_explicit(&e->gen, 1, memory_order_relaxed) + 1;
 		/* Release: name, words and parent are visible before LIVE. */
 		store_release(&e->state, FAB_ENT_LIVE);
+		/* LIVE before our later look at the parent's word (the born-
+		 * cancelled check below); pairs with the fence in
+		 * fab__ctx_cancel_tree. */
+		atomic_thread_fence(memory_order_seq_cst);
 		/* Two creators of one name may both have passed the check above;
 		 * the later index yields. */
 		int other = fab__ctx_find(fab, name, i);
@@ -271,7 +324,10 @@ int fab_ctx_cancel(fab_ctx *ctx, int reason)
 	if ((rc = fab__ctx_valid(ctx)))
 		return rc;
 	if (ctx->type == FAB__CTX_LOCAL) {
-		if (fab__ctx_end(&ctx->cancel, &ctx->reason, FAB__CTX_CANCELED, reason))
+		if (fab__ctx_done(ctx))
+			return 0; /* already ended: only the first end counts */
+		if (fab__ctx_end(&ctx->cancel, &ctx->reason, FAB__CTX_CANCELED, reason,
+				 &ctx->end_ns, fab__now_ns()))
 			fab__futex_wake(&ctx->cancel, INT_MAX);
 		return 0;
 	}
@@ -295,22 +351,9 @@ int fab_ctx_reason(fab_ctx *ctx)
 	int rc;
 	if ((rc = fab__ctx_valid(ctx)))
 		return rc;
-	for (int depth = 0; ctx && depth < 64; depth++, ctx = ctx->parent) {
-		_Atomic uint32_t *w = fab__ctx_word(ctx);
-		if (!w)
-			continue;
-		uint32_t v;
-		/* An ender is between its claim and its reason: a few
-		 * instructions, unless it was killed there (then give up). */
-		for (int spin = 0; (v = load_acquire(w)) == FAB__CTX_ENDING && spin < 100000; spin++)
-			cpu_relax();
-		if (!v)
-			continue;
-		if (ctx->type == FAB__CTX_LOCAL)
-			return load_relaxed(&ctx->reason);
-		return load_relaxed(&fab__ctx_ent(ctx)->reason);
-	}
-	return 0;
+	int64_t w;
+	int r = 0;
+	return fab__ctx_state(ctx, &w, &r, 0) ? r : 0;
 }
 
 int fab_ctx_wait(fab_ctx *ctx)
