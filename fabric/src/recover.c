@@ -84,6 +84,14 @@ int fab_fabric_recover(fab_fabric *fab)
 		name[FAB_NAME_MAX] = 0;
 		if (!fab__name_ok(name))
 			continue; /* scribbled entry: nothing safe to do with it */
+		if (e->type == FAB_OBJ_TOPIC) {
+			/* Topics check every owner's liveness themselves. */
+			int tr = fab__topic_recover(fab, e, st, name);
+			if (tr >= 0) {
+				repaired += tr;
+				continue;
+			}
+		}
 		if (st == FAB_ENT_CREATING) {
 			uint32_t owner = load_relaxed(&e->owner);
 			if (fab__tag_alive(fab, owner))
