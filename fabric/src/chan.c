@@ -26,10 +26,14 @@
 #define FAB__SPIN_MIN 32u
 #define FAB__SPIN_MAX 4096u
 #define FAB__SPIN_INIT 512u
+#define FAB__INFLIGHT_MAX 1024u  /* leases one handle may hold */
+#define FAB__DELIVERIES_MAX 1000u
 #define FAB__YIELDS 8
 #define FAB__HDR_BYTES 4096u
 
 static _Atomic uint32_t fab__serial;
+
+static void fab__alo_give_back(fab_chan *ch);
 
 /* ---- handle checks ---------------------------------------------------- */
 
@@ -257,8 +261,15 @@ typedef struct fab__geom {
 	uint64_t attach_off, ents_off, slots_off, total;
 } fab__geom;
 
-static int fab__geometry(uint32_t kind, uint32_t capacity, uint32_t msg_size, fab__geom *g)
+static int fab__geometry(uint32_t kind, uint32_t delivery, uint32_t capacity, uint32_t msg_size,
+			 fab__geom *g)
 {
+	/* At-least-once needs a slot state word to lease: the mpmc ring, with
+	 * the larger slot header, for either kind. */
+	uint32_t mhdr = delivery == FAB_AT_LEAST_ONCE ? (uint32_t)sizeof(fab_mslot_alo)
+						      : (uint32_t)sizeof(fab_mslot);
+	if (delivery == FAB_AT_LEAST_ONCE)
+		kind = FAB_MPMC;
 	g->nslots = fab__pow2(capacity ? capacity : 1);
 	g->attach_off = FAB__HDR_BYTES;
 	uint64_t after_attach = g->attach_off + FAB_ATTACH_MAX * sizeof(uint64_t);
@@ -284,7 +295,7 @@ static int fab__geometry(uint32_t kind, uint32_t capacity, uint32_t msg_size, fa
 		g->slots_off = (g->ents_off + (uint64_t)g->nslots * 8u + 4095u) & ~4095ULL;
 	} else {
 		g->ring = FAB_RING_MPMC;
-		g->slot_size = (uint32_t)((sizeof(fab_mslot) + msg_size + 63u) & ~63u);
+		g->slot_size = (uint32_t)((mhdr + msg_size + 63u) & ~63u);
 		g->ent_stride = 0;
 		g->payload_off = 0;
 		g->ents_off = after_attach;
@@ -323,10 +334,14 @@ int fab__chan_map(fab_fabric *fab, const char *name, fab_chan *ch)
 			      name, v >> 16, v & 0xffff, FAB_LAYOUT_MAJOR);
 		goto fail;
 	}
-	uint32_t kind = h->kind, cap = h->capacity, msz = h->msg_size;
+	uint32_t kind = h->kind, cap = h->capacity, msz = h->msg_size, dlv = h->delivery;
+	uint32_t mif = h->max_inflight, mdl = h->max_deliveries;
 	fab__geom g;
 	if ((kind != FAB_SPSC && kind != FAB_MPMC) || cap > FAB_CAPACITY_MAX ||
-	    msz > FAB_MSG_SIZE_MAX || fab__geometry(kind, cap, msz, &g) ||
+	    (dlv != FAB_AT_MOST_ONCE && dlv != FAB_AT_LEAST_ONCE) ||
+	    (dlv == FAB_AT_LEAST_ONCE &&
+	     (mif == 0 || mif > FAB__INFLIGHT_MAX || mdl == 0 || mdl > FAB__DELIVERIES_MAX)) ||
+	    msz > FAB_MSG_SIZE_MAX || fab__geometry(kind, dlv, cap, msz, &g) ||
 	    h->hdr_size != sizeof(fab_chan_hdr) || h->ring != g.ring || h->nslots != g.nslots ||
 	    h->slot_size != g.slot_size || h->attach_off != g.attach_off ||
 	    h->ents_off != g.ents_off || h->slots_off != g.slots_off || h->total_size != g.total ||
@@ -352,6 +367,19 @@ int fab__chan_map(fab_fabric *fab, const char *name, fab_chan *ch)
 	ch->payload_off = g.payload_off;
 	if (g.ring == FAB_RING_SPSC_INLINE)
 		ch->ring = FAB_RING_SPSC; /* same ring, words placed differently */
+	ch->delivery = dlv;
+	ch->mhdr = dlv == FAB_AT_LEAST_ONCE ? (uint32_t)sizeof(fab_mslot_alo)
+					    : (uint32_t)sizeof(fab_mslot);
+	ch->max_inflight = dlv == FAB_AT_LEAST_ONCE ? mif : 0;
+	ch->max_deliveries = dlv == FAB_AT_LEAST_ONCE ? mdl : 0;
+	ch->dead_letter[0] = 0;
+	if (dlv == FAB_AT_LEAST_ONCE) {
+		char dl[FAB_NAME_MAX + 1];
+		memcpy(dl, h->dead_letter, FAB_NAME_MAX);
+		dl[FAB_NAME_MAX] = 0;
+		if (dl[0] && fab__name_ok(dl))
+			snprintf(ch->dead_letter, sizeof ch->dead_letter, "%s", dl);
+	}
 	ch->slots = (uint8_t *)h + g.slots_off;
 	snprintf(ch->name, sizeof ch->name, "%s", name);
 	return 0;
@@ -362,6 +390,10 @@ fail:
 
 void fab__chan_unmap(fab_chan *ch)
 {
+	if (ch->dlq) {
+		fab_chan_release(ch->dlq);
+		ch->dlq = NULL;
+	}
 	fab__seg_unmap(&ch->seg);
 	ch->hdr = NULL;
 }
@@ -413,6 +445,7 @@ static void fab__chan_free(fab_chan *ch)
 {
 	if (ch->hdr)
 		fab__chan_unmap(ch);
+	free(ch->leases);
 	if (ch->fab)
 		fab__fabric_unref(ch->fab);
 	free(ch);
@@ -421,6 +454,11 @@ static void fab__chan_free(fab_chan *ch)
 /* Finish opening: attach, take spsc ends for the roles asked. */
 static int fab__chan_attach_roles(fab_chan *ch, int take_ends)
 {
+	if (ch->delivery == FAB_AT_LEAST_ONCE && (ch->role & FAB_RECV)) {
+		ch->leases = calloc(ch->max_inflight, sizeof *ch->leases);
+		if (!ch->leases)
+			return fab__err(FAB_ENOMEM, "out of memory");
+	}
 	int rc = fab__attach(ch);
 	if (rc)
 		return rc;
@@ -518,11 +556,26 @@ static int fab__opts(const fab_chan_opts *o, fab_chan_opts *out)
 		return fab__err(FAB_EINVAL, "unknown channel kind %u", out->kind);
 	if (out->delivery == 0)
 		out->delivery = FAB_AT_MOST_ONCE;
-	if (out->delivery == FAB_AT_LEAST_ONCE)
-		return fab__err(FAB_EINVAL, "at-least-once delivery is not available in libfab %s",
-				fab_version());
-	if (out->delivery != FAB_AT_MOST_ONCE)
+	if (out->delivery != FAB_AT_MOST_ONCE && out->delivery != FAB_AT_LEAST_ONCE)
 		return fab__err(FAB_EINVAL, "unknown delivery %u", out->delivery);
+	if (out->delivery == FAB_AT_MOST_ONCE) {
+		if (out->max_inflight || out->max_deliveries || out->dead_letter)
+			return fab__err(FAB_EINVAL, "max_inflight, max_deliveries and dead_letter need "
+						    "at-least-once delivery");
+	} else {
+		if (out->max_inflight == 0)
+			out->max_inflight = 1;
+		if (out->max_inflight > FAB__INFLIGHT_MAX)
+			return fab__err(FAB_EINVAL, "max_inflight %u > %u", out->max_inflight,
+					FAB__INFLIGHT_MAX);
+		if (out->max_deliveries == 0)
+			out->max_deliveries = 5;
+		if (out->max_deliveries > FAB__DELIVERIES_MAX)
+			return fab__err(FAB_EINVAL, "max_deliveries %u > %u", out->max_deliveries,
+					FAB__DELIVERIES_MAX);
+		if (out->dead_letter && !fab__name_ok(out->dead_letter))
+			return fab__err(FAB_EINVAL, "bad dead_letter channel name");
+	}
 	if (out->producers == 0)
 		out->producers = 1;
 	if (out->producers > FAB_PRODUCERS_MAX)
@@ -547,6 +600,12 @@ static void fab__chan_init(fab_chan_hdr *h, const char *name, const fab_chan_opt
 	h->kind = o->kind;
 	h->ring = g->ring;
 	h->delivery = o->delivery;
+	if (o->delivery == FAB_AT_LEAST_ONCE) {
+		h->max_inflight = o->max_inflight;
+		h->max_deliveries = o->max_deliveries;
+		if (o->dead_letter)
+			snprintf(h->dead_letter, sizeof h->dead_letter, "%s", o->dead_letter);
+	}
 	h->capacity = o->capacity;
 	h->msg_size = o->msg_size;
 	h->slot_size = g->slot_size;
@@ -568,6 +627,7 @@ static void fab__chan_init(fab_chan_hdr *h, const char *name, const fab_chan_opt
 	h->start_pos = start;
 	store_relaxed(&h->tail, start);
 	store_relaxed(&h->head, start);
+	store_relaxed(&h->redo_low, start);
 	if (g->ring == FAB_RING_SPSC || g->ring == FAB_RING_SPSC_INLINE)
 		fab__spsc_init((uint8_t *)h + g->ents_off, g->ent_stride, g->nslots, start);
 	if (g->ring == FAB_RING_MPMC) {
@@ -594,10 +654,10 @@ int fab_chan_create(fab_fabric *fab, const char *name, const fab_chan_opts *opts
 	fab_chan_opts o;
 	if ((rc = fab__opts(opts, &o)))
 		return rc;
-	if (o.dead_letter)
-		return fab__err(FAB_EINVAL, "dead_letter needs at-least-once delivery");
+	if (o.dead_letter && strcmp(o.dead_letter, name) == 0)
+		return fab__err(FAB_EINVAL, "channel %s cannot be its own dead letter", name);
 	fab__geom g;
-	if ((rc = fab__geometry(o.kind, o.capacity, o.msg_size, &g)))
+	if ((rc = fab__geometry(o.kind, o.delivery, o.capacity, o.msg_size, &g)))
 		return rc;
 	if (fab__reg_find(fab, name) >= 0)
 		return fab__err(FAB_EEXIST, "channel %s exists in fabric %s", name, fab->name);
@@ -690,7 +750,10 @@ void fab_chan_release(fab_chan *ch)
 		}
 		ch->reserved = false;
 	}
-	if (ch->acquired && ch->ring == FAB_RING_MPMC) {
+	if (ch->delivery == FAB_AT_LEAST_ONCE && ch->nleases) {
+		/* Leases not acked go back for redelivery. */
+		fab__alo_give_back(ch);
+	} else if (ch->acquired && ch->ring == FAB_RING_MPMC) {
 		/* At-most-once: an acquired, unreleased message is consumed. */
 		fab__mpmc_free(ch, ch->acquired_pos);
 		fab__wake_senders(ch);
@@ -1053,6 +1116,166 @@ typedef struct fab__recv_arg {
 	size_t *len;
 } fab__recv_arg;
 
+/* ---- at-least-once ------------------------------------------------------- */
+
+static int fab__lease_end(fab_chan *ch, uint64_t pos, int nack);
+
+/* Finish every lease the handle holds (the messages of its last receive
+ * call), oldest first: ack, or give them back (nack).  The first error is
+ * returned; the others are still settled. */
+static int fab__leases_end(fab_chan *ch, int nack)
+{
+	int rc = 0;
+	while (ch->nleases) {
+		uint64_t pos = ch->leases[ch->lease_first];
+		ch->lease_first = (ch->lease_first + 1) % ch->max_inflight;
+		ch->nleases--;
+		int r = fab__lease_end(ch, pos, nack);
+		if (r && !rc)
+			rc = r;
+	}
+	ch->acquired = false;
+	return rc;
+}
+
+/* A receive call begins: on an at-least-once channel it acks what the
+ * handle's previous receive left leased (the implicit ack). */
+int fab__alo_begin_recv(fab_chan *ch)
+{
+	if (ch->delivery != FAB_AT_LEAST_ONCE || ch->nleases == 0)
+		return 0;
+	return fab__leases_end(ch, 0);
+}
+
+/* Finish one lease (already removed from the handle's list). */
+static int fab__lease_end(fab_chan *ch, uint64_t pos, int nack)
+{
+	if (nack) {
+		uint64_t w = FAB_SW_MAKE(pos, FAB_SLOT_READING, ch->fab->tag);
+		if (!fab__mpmc_return(ch, pos, w))
+			return fab__err(FAB_ECORRUPT, "channel %s: lease at %llu is no longer ours",
+					ch->name, (unsigned long long)pos);
+		fetch_add_relaxed(&ch->hdr->nacked, 1);
+		return 0;
+	}
+	int rc = fab__mpmc_ack(ch, pos);
+	fab__wake_senders(ch);
+	/* A drain (receivers of a closed channel) waits for every lease.
+	 * seq_cst load: see the Dekker argument in docs/delivery.md. */
+	if (load_seq_cst(&ch->hdr->closed))
+		fab__wake_receivers(ch);
+	return rc;
+}
+
+/* One receive attempt on an at-least-once channel: a given-back message if
+ * any waits (redeliveries go first), else the next one.  The handle holds
+ * at most max_inflight leases (a batch stops there). */
+static int fab__alo_take(fab_chan *ch, fab__recv_arg *arg, fab__block *blk)
+{
+	int r;
+	if (ch->nleases >= ch->max_inflight)
+		return fab__err(FAB_EAGAIN, "channel %s: max_inflight %u leases held", ch->name,
+				ch->max_inflight);
+	size_t cap = (arg->msg || (!arg->buf && !arg->cap)) ? SIZE_MAX : arg->cap;
+	r = FAB_EAGAIN;
+	/* Acquire: pairs with the returner's seq_cst increment. */
+	if (load_acquire(&ch->hdr->returned) != 0)
+		r = fab__mpmc_take_returned(ch, &arg->pos, cap, blk);
+	if (r == FAB_EAGAIN)
+		r = fab__mpmc_take(ch, &arg->pos, cap, blk);
+	if (r)
+		return r;
+	uint64_t pos = arg->pos;
+	ch->leases[(ch->lease_first + ch->nleases) % ch->max_inflight] = pos;
+	ch->nleases++;
+	size_t len;
+	const void *p = fab__mpmc_payload(ch, pos, &len);
+	const fab_mslot_alo *a = (const fab_mslot_alo *)((const uint8_t *)p - ch->mhdr);
+	uint32_t returns = a->m.returns;
+	if (returns) {
+		/* It was given back: one fewer waits behind head. */
+		atomic_fetch_sub_explicit(&ch->hdr->returned, 1, memory_order_relaxed);
+		fetch_add_relaxed(&ch->hdr->redelivered, 1);
+	}
+	memset(&ch->info, 0, sizeof ch->info);
+	ch->info.size = sizeof ch->info;
+	ch->info.redelivered = returns ? 1 : 0;
+	ch->info.deliveries = returns < UINT32_MAX ? returns + 1 : UINT32_MAX;
+	ch->info.enqueue_ns = a->enqueue_ns;
+	ch->info.origin_ns = a->origin_ns;
+	ch->have_info = true;
+	if (arg->msg) {
+		*arg->msg = p;
+		*arg->len = len;
+		return 0;
+	}
+	if (len && arg->buf)
+		memcpy(arg->buf, p, len);
+	return (int)len;
+}
+
+static int fab__alo_check(fab_chan *ch, const char *what)
+{
+	int rc;
+	if ((rc = fab__chan_check(ch, FAB_RECV)))
+		return rc;
+	if (ch->delivery != FAB_AT_LEAST_ONCE)
+		return fab__err(FAB_EINVAL,
+				"%s: channel %s is at-most-once (a message is consumed when received)",
+				what, ch->name);
+	return 0;
+}
+
+int fab_ack(fab_chan *ch)
+{
+	int rc;
+	if ((rc = fab__alo_check(ch, "fab_ack")))
+		return rc;
+	if (ch->nleases == 0)
+		return fab__err(FAB_EINVAL, "fab_ack: handle holds no lease on %s", ch->name);
+	return fab__leases_end(ch, 0);
+}
+
+int fab_nack(fab_chan *ch)
+{
+	int rc;
+	if ((rc = fab__alo_check(ch, "fab_nack")))
+		return rc;
+	if (ch->nleases == 0)
+		return fab__err(FAB_EINVAL, "fab_nack: handle holds no lease on %s", ch->name);
+	return fab__leases_end(ch, 1);
+}
+
+int fab_recv_info(fab_chan *ch, fab_msg_info *info)
+{
+	int rc;
+	if ((rc = fab__alo_check(ch, "fab_recv_info")))
+		return rc;
+	if (!info || info->size < offsetof(fab_msg_info, enqueue_ns) + sizeof(int64_t))
+		return fab__err(FAB_EINVAL, "fab_msg_info.size must be set to sizeof(fab_msg_info)");
+	if (!ch->have_info)
+		return fab__err(FAB_ENOENT, "no message received through this handle yet");
+	uint32_t keep = info->size;
+	memcpy(info, &ch->info, keep < sizeof ch->info ? keep : sizeof ch->info);
+	info->size = keep;
+	return 0;
+}
+
+/* Give back every lease a handle still holds (its release): they were
+ * neither acked nor nacked, so they count towards max_deliveries but not as
+ * nacked. */
+static void fab__alo_give_back(fab_chan *ch)
+{
+	while (ch->nleases) {
+		uint64_t pos = ch->leases[ch->lease_first];
+		ch->lease_first = (ch->lease_first + 1) % ch->max_inflight;
+		ch->nleases--;
+		fab__mpmc_return(ch, pos, FAB_SW_MAKE(pos, FAB_SLOT_READING, ch->fab->tag));
+	}
+	ch->acquired = false;
+}
+
+
 static int fab__try_recv_once(fab_chan *ch, void *a, fab__block *blk)
 {
 	fab__recv_arg *arg = a;
@@ -1063,6 +1286,8 @@ static int fab__try_recv_once(fab_chan *ch, void *a, fab__block *blk)
 			r = fab__spsc_peek(ch, arg->msg, arg->len);
 		else
 			r = fab__spsc_pop(ch, arg->buf, arg->cap);
+	} else if (ch->delivery == FAB_AT_LEAST_ONCE) {
+		r = fab__alo_take(ch, arg, blk);
 	} else {
 		size_t cap = (arg->msg || (!arg->buf && !arg->cap)) ? SIZE_MAX : arg->cap;
 		r = fab__mpmc_take(ch, &arg->pos, cap, blk);
@@ -1080,8 +1305,19 @@ static int fab__try_recv_once(fab_chan *ch, void *a, fab__block *blk)
 			}
 		}
 	}
-	if (r == FAB_EAGAIN && !blk->behind_tag && fab__chan_closed_empty(ch))
+	if (r == FAB_EAGAIN && !blk->behind_tag && fab__chan_closed_empty(ch)) {
+		if (ch->delivery == FAB_AT_LEAST_ONCE) {
+			/* Not drained while another handle's lease may still come
+			 * back: wait for it (watching its owner's liveness). */
+			uint32_t tag = 0;
+			if (load_acquire(&ch->hdr->returned) != 0 ||
+			    fab__mpmc_foreign_leases(ch, &tag) != 0) {
+				blk->behind_tag = tag;
+				return FAB_EAGAIN;
+			}
+		}
 		return fab__err(FAB_ECLOSED, "channel %s is closed and drained", ch->name);
+	}
 	return (int)r;
 }
 
@@ -1127,6 +1363,8 @@ ssize_t fab_recv(fab_chan *ch, void *buf, size_t cap, fab_ctx *ctx)
 		return rc;
 	if (!buf && cap)
 		return fab__err(FAB_EINVAL, "NULL buffer with capacity %zu", cap);
+	if (unlikely(ch->nleases) && (rc = fab__alo_begin_recv(ch)))
+		return rc;
 	if (likely(ch->ring == FAB_RING_SPSC)) {
 		/* Fast path: one straight line when a message is there. */
 		ssize_t r = fab__spsc_pop(ch, buf, cap);
@@ -1151,6 +1389,8 @@ ssize_t fab_try_recv(fab_chan *ch, void *buf, size_t cap)
 		return rc;
 	if (!buf && cap)
 		return fab__err(FAB_EINVAL, "NULL buffer with capacity %zu", cap);
+	if (unlikely(ch->nleases) && (rc = fab__alo_begin_recv(ch)))
+		return rc;
 	if (likely(ch->ring == FAB_RING_SPSC)) {
 		/* Fast path, as in fab_recv. */
 		ssize_t k = fab__spsc_pop(ch, buf, cap);
@@ -1181,6 +1421,8 @@ int fab_recv_acquire(fab_chan *ch, const void **msg, size_t *len, fab_ctx *ctx)
 		return fab__err(FAB_EINVAL, "NULL msg or len pointer");
 	if (ctx && (rc = fab__ctx_valid(ctx)))
 		return rc;
+	if (ch->nleases && (rc = fab__alo_begin_recv(ch)))
+		return rc;
 	fab__recv_arg arg = {.msg = msg, .len = len};
 	ssize_t r = fab__recv_blocking(ch, &arg, ctx);
 	if (r < 0)
@@ -1199,6 +1441,8 @@ int fab_recv_release(fab_chan *ch)
 		return rc;
 	if (!ch->acquired)
 		return fab__err(FAB_EINVAL, "channel %s: release without acquire", ch->name);
+	if (ch->delivery == FAB_AT_LEAST_ONCE)
+		return fab__leases_end(ch, 0); /* the lease ends with the borrow */
 	ch->acquired = false;
 	if (ch->ring == FAB_RING_SPSC)
 		fab__spsc_consume(ch);
@@ -1262,6 +1506,8 @@ int fab_recv_batch(fab_chan *ch, fab_iov *msgs, unsigned n, fab_ctx *ctx)
 	for (; i < n; i++) {
 		fab__recv_arg arg = {.buf = msgs[i].base, .cap = msgs[i].len};
 		fab__block blk;
+		if (ch->delivery == FAB_AT_LEAST_ONCE && ch->nleases >= ch->max_inflight)
+			break; /* a batch leases at most max_inflight messages */
 		r = fab__try_recv_once(ch, &arg, &blk);
 		if (r < 0)
 			break;
@@ -1280,6 +1526,12 @@ static uint64_t fab__chan_len_raw(fab_chan *ch)
 	int64_t d = (int64_t)(t - h);
 	if (d < 0)
 		d = 0;
+	if (ch->delivery == FAB_AT_LEAST_ONCE) {
+		/* Given-back messages wait behind head for redelivery. */
+		uint64_t r = load_acquire(&ch->hdr->returned);
+		if (r <= ch->nslots)
+			d += (int64_t)r;
+	}
 	if (d > (int64_t)ch->capacity)
 		d = ch->capacity;
 	return (uint64_t)d;
@@ -1311,7 +1563,7 @@ int fab_chan_stats(fab_chan *ch, fab_stats *st)
 	memset(&s, 0, sizeof s);
 	s.size = sizeof s;
 	s.kind = ch->kind;
-	s.delivery = FAB_AT_MOST_ONCE;
+	s.delivery = ch->delivery;
 	s.capacity = ch->capacity;
 	s.msg_size = ch->msg_size;
 	s.producers = h->producers;
@@ -1344,6 +1596,20 @@ int fab_chan_stats(fab_chan *ch, fab_stats *st)
 	s.futex_waits = load_relaxed(&h->futex_waits);
 	s.futex_wakes = load_relaxed(&h->futex_wakes);
 	s.recovered = load_relaxed(&h->recovered);
+	if (ch->delivery == FAB_AT_LEAST_ONCE) {
+		/* Leases are counted from the slots (nothing on the fast path
+		 * counts them); acked is what is left of the positions head has
+		 * passed once the other outcomes are taken away. */
+		s.leased = fab__mpmc_leased(ch);
+		s.nacked = load_relaxed(&h->nacked);
+		s.redelivered = load_relaxed(&h->redelivered);
+		s.dead_lettered = load_relaxed(&h->dead_lettered);
+		s.dead_dropped = load_relaxed(&h->dead_dropped);
+		uint64_t returned = load_relaxed(&h->returned);
+		uint64_t gone = s.leased + (returned <= ch->nslots ? returned : 0) +
+				s.dead_lettered + s.dead_dropped;
+		s.acked = s.received > gone ? s.received - gone : 0;
+	}
 	size_t n = st->size < sizeof s ? st->size : sizeof s;
 	uint32_t keep = st->size;
 	memcpy(st, &s, n);

@@ -141,6 +141,7 @@ struct fab_ctx {
 	int64_t deadline_ns;  /* local: INT64_MAX = none */
 	_Atomic uint32_t cancel; /* local: futex word, same encoding as shared */
 	_Atomic int32_t reason;
+	int64_t end_ns;
 };
 int fab__ctx_valid(fab_ctx *ctx);
 int fab__ctx_fail(int code); /* set this thread's message for a context end */
@@ -186,6 +187,16 @@ struct fab_chan {
 	uint64_t acquired_pos;
 	/* adaptive spin budget (iterations) */
 	uint32_t spin_send, spin_recv;
+	/* at-least-once */
+	uint32_t delivery;       /* FAB_AT_MOST_ONCE | FAB_AT_LEAST_ONCE */
+	uint32_t mhdr;           /* mpmc slot header bytes: 16, or 32 at-least-once */
+	uint32_t max_inflight, max_deliveries;
+	char dead_letter[FAB_NAME_MAX + 1];
+	uint64_t *leases;        /* positions we hold, oldest first (a ring) */
+	uint32_t lease_first, nleases;
+	bool have_info;          /* info describes the last message received */
+	fab_msg_info info;
+	fab_chan *dlq;           /* the dead-letter channel, opened when first needed */
 	char name[FAB_NAME_MAX + 1];
 };
 
@@ -215,6 +226,16 @@ void fab__mpmc_free(fab_chan *ch, uint64_t pos);
 int fab__mpmc_taken(fab_chan *ch, uint64_t pos); /* rendezvous: 1 once a receiver took pos */
 int fab__mpmc_withdraw(fab_chan *ch, uint64_t pos);
 uint64_t fab__mpmc_recover(fab_chan *ch, fab_fabric *fab, int only_tag);
+/* at-least-once: take a given-back message waiting behind head; give a
+ * lease back (word = the exact READING/RETURNING word seen; 1 if we did);
+ * finish a lease (ack) */
+int fab__mpmc_take_returned(fab_chan *ch, uint64_t *pos, size_t cap, fab__block *blk);
+int fab__mpmc_return(fab_chan *ch, uint64_t pos, uint64_t word);
+int fab__mpmc_ack(fab_chan *ch, uint64_t pos);
+/* leases outstanding in [redo_low, head) that are not in ch's own list,
+ * the first such owner in *tag; for "closed and drained" */
+uint64_t fab__mpmc_foreign_leases(fab_chan *ch, uint32_t *tag);
+uint64_t fab__mpmc_leased(fab_chan *ch); /* READING slots now (stats) */
 int fab__mpmc_validate(fab_chan *ch);
 
 /* wake the other side if someone announced a sleep (Dekker, waker half) */
@@ -228,6 +249,7 @@ void fab__wake_all(fab_chan_hdr *h);
  * waiter gauge; announce/withdraw a waiting unbuffered receiver; repair a
  * channel a dead owner blocks. */
 int fab__case_prepare(fab_case *c);
+int fab__alo_begin_recv(fab_chan *ch); /* the implicit ack of a receive call */
 int fab__case_try(fab_case *c, uint32_t self_ready, fab__block *blk);
 _Atomic uint32_t *fab__case_word(fab_case *c, _Atomic uint32_t **waiters);
 void fab__case_ready(fab_case *c, int on);
@@ -241,5 +263,15 @@ fab_chan_ent *fab__reg_claim(fab_fabric *fab, const char *name, uint32_t type);
 int fab__chan_map(fab_fabric *fab, const char *name, fab_chan *ch);
 void fab__chan_unmap(fab_chan *ch);
 uint64_t fab__chan_recover(fab_chan *ch, fab_fabric *fab, uint32_t dead_tag);
+
+/* ---- topics (topic.c) ---- */
+/* fab_fabric_recover's hook for registry entry e (state st, validated
+ * name) of type FAB_OBJ_TOPIC: settle a creation whose creator died, turn
+ * slots held by dead publishers into SKIP and prune dead subscribers.
+ * Returns how many objects changed, or -1 if the segment is a channel's (a
+ * stale type word): then the caller treats the entry as a channel. */
+int fab__topic_recover(fab_fabric *fab, fab_chan_ent *e, uint32_t st, const char *name);
+/* Check a topic's invariants (topic.c file comment); 0 or FAB_ECORRUPT. */
+int fab__topic_validate(fab_topic *t);
 
 #endif /* FAB_INTERNAL_H */

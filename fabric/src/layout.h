@@ -92,7 +92,8 @@ typedef struct fab_ctx_ent {
 	_Atomic uint32_t waiters;
 	_Atomic uint64_t gen;
 	char name[64];
-	uint64_t resv[4];
+	int64_t end_ns; /* CLOCK_MONOTONIC when it ended; written before the code */
+	uint64_t resv[3];
 } fab_ctx_ent;
 _Static_assert(sizeof(fab_ctx_ent) == 128, "ctx entry size");
 _Static_assert(offsetof(fab_ctx_ent, cancel) == 8, "ctx cancel offset");
@@ -201,7 +202,11 @@ typedef struct fab_chan_hdr {
 	uint64_t ents_off;   /* spsc: first commit word (array, or inline in slot 0) */
 	uint64_t slots_off;  /* slot area */
 	char name[64];
-	uint8_t pad0[104]; /* to offset 256 */
+	/* at-least-once (delivery == FAB_AT_LEAST_ONCE; 0 otherwise) */
+	uint32_t max_inflight;   /* leases per receiving handle */
+	uint32_t max_deliveries; /* returned that often -> dead letter */
+	char dead_letter[56];    /* channel name, "" = none (dropped, counted) */
+	uint8_t pad0[40];        /* to offset 256 */
 	/* producer line */
 	_Atomic uint64_t tail;
 	uint8_t pad1[FAB_LINE - 8];
@@ -230,7 +235,16 @@ typedef struct fab_chan_hdr {
 	_Atomic uint64_t recovered;
 	_Atomic uint64_t skipped; /* mpmc positions that carried no message */
 	uint64_t start_pos;       /* first position (0 unless a test chose one) */
-	uint64_t resv[9];
+	/* at-least-once: messages given back (nack, dead lessee) and waiting
+	 * behind head for redelivery (a gauge, >= the true count), the
+	 * low-water mark below which every position is finished, counters */
+	_Atomic uint64_t returned;
+	_Atomic uint64_t redo_low;
+	_Atomic uint64_t nacked;
+	_Atomic uint64_t redelivered;
+	_Atomic uint64_t dead_lettered; /* moved to the dead-letter channel */
+	_Atomic uint64_t dead_dropped;  /* poison with nowhere to go: dropped, counted */
+	uint64_t resv[3];
 } fab_chan_hdr;
 
 _Static_assert(offsetof(fab_chan_hdr, version) == 8, "chan version offset");
@@ -303,9 +317,148 @@ _Static_assert(sizeof(fab_chan_hdr) <= 4096, "channel header fits one page");
 typedef struct fab_mslot {
 	_Atomic uint64_t state;
 	uint32_t len;
-	uint32_t resv;
-	/* payload follows */
+	uint32_t returns; /* at-least-once: times given back (nack, dead lessee) */
+	/* payload follows (at-most-once) */
 } fab_mslot;
 _Static_assert(sizeof(fab_mslot) == 16, "mpmc slot header");
+
+/* At-least-once slots carry the enqueue time too; payload after 32 bytes. */
+typedef struct fab_mslot_alo {
+	fab_mslot m;
+	int64_t enqueue_ns; /* CLOCK_MONOTONIC at commit */
+	int64_t origin_ns;  /* start of the message's chain (= enqueue_ns for now) */
+} fab_mslot_alo;
+_Static_assert(sizeof(fab_mslot_alo) == 32, "at-least-once slot header");
+
+/* RETURNING(p, returner): a lease being given back (nack, recovery); the
+ * returner decides between FULL(p) (redelivery) and the dead letter. */
+#define FAB_SLOT_RETURNING 5u
+
+/* ==== topic segment (layout 1.1) ========================================
+ *
+ * /dev/shm/fab.<fabric>.<topic>: a broadcast ring (docs/layout.md "Topic
+ * segment", docs/topics.md).  A topic shares the channel registry and its
+ * namespace (registry entry type FAB_OBJ_TOPIC) but has its own magic, so a
+ * channel opener refuses it and a topic opener refuses a channel.
+ *
+ *   0                    fab_topic_hdr (hdr_size bytes, < 4096)
+ *   4096                 subscriber table: sub_max x fab_topic_sub (128 B)
+ *   20480                slots: nslots x slot_size, each a fab_mslot header
+ *                        (state word, len) then the payload
+ *
+ * Geometry is a pure function of (capacity, msg_size): nslots = the power of
+ * two >= capacity, slot_size = round64(16 + msg_size), total =
+ * round4096(20480 + nslots * slot_size) <= 4 GiB.
+ *
+ * Slot state words use the mpmc encoding (FAB_SW_*) with four states:
+ *   FREE(p)        never used, ready for position p (a new ring only)
+ *   WRITING(p, o)  publisher o is copying the message of position p in
+ *   FULL(p, o)     the message of position p, committed by o
+ *   SKIP(p)        position p carries no message (its publisher died)
+ * A publisher claims position p by CAS from FREE(p), FULL(p - nslots) or
+ * SKIP(p - nslots) to WRITING(p, me); the slot of p keeps FULL(p) until a
+ * publisher claims p + nslots.  Readers never write slots: a subscriber
+ * copies a FULL slot and looks at the state word again (seqlock).
+ */
+#define FAB_TOPIC_MAGIC 0x31435054424146ULL /* "FABTPC1\0" */
+#define FAB_TOPIC_SUBS_MAX 128u
+#define FAB_TOPIC_SUBS_OFF 4096u
+#define FAB_TOPIC_SLOTS_OFF 20480u
+#define FAB_TOPIC_CAP_DEFAULT 64u /* capacity 0 in fab_chan_opts */
+
+typedef struct fab_topic_hdr {
+	/* line 0: description (immutable after creation) */
+	uint64_t magic;
+	_Atomic uint32_t version; /* store-released last by the creator */
+	uint32_t hdr_size;        /* sizeof(fab_topic_hdr) */
+	uint64_t total_size;
+	uint32_t capacity;        /* BLOCK flow-control limit, 1..2^24 */
+	uint32_t msg_size;
+	uint32_t slot_size;       /* round64(16 + msg_size) */
+	uint32_t nslots;          /* power of two >= capacity */
+	uint32_t mode;
+	uint32_t sub_max;         /* FAB_TOPIC_SUBS_MAX */
+	uint64_t subs_off;        /* FAB_TOPIC_SUBS_OFF */
+	uint64_t slots_off;       /* FAB_TOPIC_SLOTS_OFF */
+	uint64_t start_pos;       /* first position (0 unless a test chose one) */
+	char name[64];
+	uint8_t pad0[120]; /* to offset 256 */
+	/* publishers' line: the next position to claim (a hint; the slot
+	 * states are the truth) and the count of committed messages */
+	_Atomic uint64_t tail;
+	_Atomic uint64_t published;
+	uint8_t pad1[FAB_LINE - 16];
+	/* subscription line: read by every publish, written by subscribe */
+	_Atomic uint32_t sub_gen;   /* bumped (seq_cst) by every subscribe */
+	_Atomic uint32_t sub_hiwat; /* 1 + highest subscriber index ever used */
+	uint8_t pad2[FAB_LINE - 8];
+	/* subscribers sleep on data_futex; publishers wake it on commit */
+	_Atomic uint32_t data_futex;
+	_Atomic uint32_t data_waiters; /* gauge: subscribers in the sleep loop */
+	uint8_t pad3[FAB_LINE - 8];
+	/* publishers sleep on space_futex; BLOCK subscribers wake it */
+	_Atomic uint32_t space_futex;
+	_Atomic uint32_t space_waiters; /* gauge: publishers in the sleep loop */
+	uint8_t pad4[FAB_LINE - 8];
+	/* slow-path counters */
+	_Atomic uint64_t dropped_total; /* positions lost by lapped subscribers */
+	_Atomic uint64_t pruned;        /* dead subscribers removed */
+	_Atomic uint64_t recovered;     /* slots of dead publishers turned SKIP */
+	_Atomic uint64_t futex_waits;
+	_Atomic uint64_t futex_wakes;
+	_Atomic uint64_t subscribes;    /* subscriptions made since creation */
+	uint64_t resv[10];
+} fab_topic_hdr;
+_Static_assert(offsetof(fab_topic_hdr, version) == 8, "topic version offset");
+_Static_assert(offsetof(fab_topic_hdr, total_size) == 16, "topic total_size offset");
+_Static_assert(offsetof(fab_topic_hdr, capacity) == 24, "topic capacity offset");
+_Static_assert(offsetof(fab_topic_hdr, nslots) == 36, "topic nslots offset");
+_Static_assert(offsetof(fab_topic_hdr, subs_off) == 48, "topic subs_off offset");
+_Static_assert(offsetof(fab_topic_hdr, slots_off) == 56, "topic slots_off offset");
+_Static_assert(offsetof(fab_topic_hdr, start_pos) == 64, "topic start_pos offset");
+_Static_assert(offsetof(fab_topic_hdr, name) == 72, "topic name offset");
+_Static_assert(offsetof(fab_topic_hdr, tail) == 256, "topic tail offset");
+_Static_assert(offsetof(fab_topic_hdr, sub_gen) == 384, "topic sub_gen offset");
+_Static_assert(offsetof(fab_topic_hdr, data_futex) == 512, "topic data futex offset");
+_Static_assert(offsetof(fab_topic_hdr, space_futex) == 640, "topic space futex offset");
+_Static_assert(offsetof(fab_topic_hdr, dropped_total) == 768, "topic counters offset");
+_Static_assert(sizeof(fab_topic_hdr) == 896, "topic header size");
+_Static_assert(sizeof(fab_topic_hdr) <= FAB_TOPIC_SUBS_OFF, "topic header fits one page");
+
+/*
+ * Subscriber entry, one 128-byte line each, written by its subscriber (and
+ * by whoever prunes it); publishers read sw and cursor of BLOCK entries.
+ *   sw: bits 32..63 claim generation, 16..31 owner tag, 8..15 policy
+ *       (FAB_SUB_BLOCK | FAB_SUB_DROP), 0..7 state; changed only by CAS.
+ *   cursor: the next position this subscriber reads (store-released after
+ *       each copy, so a publisher that sees it may reuse older slots).
+ */
+#define FAB_TSUB_FREE 0u
+#define FAB_TSUB_JOINING 1u /* claimed, cursor being set */
+#define FAB_TSUB_ACTIVE 2u
+#define FAB_TSUB_MAKE(gen, tag, policy, st)                                     \
+	(((uint64_t)(gen) << 32) | ((uint64_t)((tag) & 0xffffu) << 16) |      \
+	 ((uint64_t)((policy) & 0xffu) << 8) | ((uint64_t)(st) & 0xffu))
+#define FAB_TSUB_GEN(w) ((uint32_t)((w) >> 32))
+#define FAB_TSUB_TAG(w) ((uint32_t)((w) >> 16) & 0xffffu)
+#define FAB_TSUB_POLICY(w) ((uint32_t)((w) >> 8) & 0xffu)
+#define FAB_TSUB_STATE(w) ((uint32_t)(w) & 0xffu)
+
+typedef struct fab_topic_sub {
+	_Atomic uint64_t sw;
+	_Atomic uint64_t cursor;
+	_Atomic uint64_t delivered; /* messages received */
+	_Atomic uint64_t dropped;   /* positions lost when lapped (DROP) */
+	_Atomic int64_t joined_ns;  /* CLOCK_REALTIME of the subscribe */
+	uint64_t resv[11];
+} fab_topic_sub;
+_Static_assert(sizeof(fab_topic_sub) == FAB_LINE, "topic subscriber entry size");
+_Static_assert(offsetof(fab_topic_sub, cursor) == 8, "topic subscriber cursor offset");
+_Static_assert(FAB_TOPIC_SUBS_OFF + FAB_TOPIC_SUBS_MAX * sizeof(fab_topic_sub) ==
+		       FAB_TOPIC_SLOTS_OFF,
+	       "topic slots follow the subscriber table");
+_Static_assert(FAB_TOPIC_SLOTS_OFF % 4096 == 0, "topic slots page-aligned");
+
+/* ==== end of topic segment ============================================== */
 
 #endif /* FAB_LAYOUT_H */

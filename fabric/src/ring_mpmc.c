@@ -121,8 +121,11 @@ int fab__mpmc_claim(fab_chan *ch, uint64_t *pos, fab__block *blk)
 			continue;
 		}
 		if (FAB_SW_SAMEPOS(w, p - ch->nslots)) {
-			/* The previous lap is still being read out of this slot. */
-			if (FAB_SW_STATE(w) == FAB_SLOT_READING)
+			/* The previous lap is still being read out of this slot
+			 * (or, at-least-once, leased, given back and waiting for
+			 * redelivery, or being given back). */
+			if (FAB_SW_STATE(w) == FAB_SLOT_READING ||
+			    FAB_SW_STATE(w) == FAB_SLOT_RETURNING)
 				blk->behind_tag = FAB_SW_TAG(w);
 			if (load_acquire(&hd->tail) != p)
 				continue;
@@ -141,18 +144,23 @@ void fab__mpmc_fill(fab_chan *ch, uint64_t pos, const void *msg, size_t len)
 	fab_mslot *s = fab__mslot(ch, pos);
 	s->len = (uint32_t)len;
 	if (len)
-		memcpy(s + 1, msg, len);
+		memcpy((uint8_t *)s + ch->mhdr, msg, len);
 }
 
 void *fab__mpmc_slot_payload(fab_chan *ch, uint64_t pos)
 {
-	return fab__mslot(ch, pos) + 1;
+	return (uint8_t *)fab__mslot(ch, pos) + ch->mhdr;
 }
 
 int fab__mpmc_commit(fab_chan *ch, uint64_t pos, size_t len)
 {
 	fab_mslot *s = fab__mslot(ch, pos);
 	s->len = (uint32_t)len;
+	if (ch->delivery == FAB_AT_LEAST_ONCE) {
+		fab_mslot_alo *a = (fab_mslot_alo *)s;
+		s->returns = 0;
+		a->enqueue_ns = a->origin_ns = fab__now_ns();
+	}
 	/* After our seq_cst claim: a close that completed before the claim is
 	 * seen here, and then the position carries no message. */
 	if (unlikely(load_seq_cst(&ch->hdr->closed))) {
@@ -235,7 +243,10 @@ int fab__mpmc_take(fab_chan *ch, uint64_t *pos, size_t cap, fab__block *blk)
 			fab__bump(&hd->head, q); /* consumed already; hint is stale */
 			continue;
 		} else if (FAB_SW_SAMEPOS(w, q - ch->nslots) &&
-			   FAB_SW_STATE(w) == FAB_SLOT_READING) {
+			   (FAB_SW_STATE(w) == FAB_SLOT_READING ||
+			    FAB_SW_STATE(w) == FAB_SLOT_RETURNING ||
+			    (FAB_SW_STATE(w) == FAB_SLOT_FULL &&
+			     ch->delivery == FAB_AT_LEAST_ONCE))) {
 			/* A receiver of the previous lap is still copying out of
 			 * this slot, so no producer can have written position q:
 			 * empty.  (If that receiver died, the producer that needs
@@ -257,7 +268,7 @@ const void *fab__mpmc_payload(fab_chan *ch, uint64_t pos, size_t *len)
 	fab_mslot *s = fab__mslot(ch, pos);
 	uint32_t l = s->len;
 	*len = l <= ch->msg_size ? l : ch->msg_size; /* bounded even if scribbled */
-	return s + 1;
+	return (uint8_t *)s + ch->mhdr;
 }
 
 void fab__mpmc_free(fab_chan *ch, uint64_t pos)
@@ -298,7 +309,8 @@ uint64_t fab__mpmc_recover(fab_chan *ch, fab_fabric *fab, int only_tag)
 		fab_mslot *s = (fab_mslot *)(ch->slots + (size_t)i * ch->slot_size);
 		uint64_t w = load_acquire(&s->state);
 		uint32_t st = FAB_SW_STATE(w), t = FAB_SW_TAG(w);
-		if (!t || (st != FAB_SLOT_WRITING && st != FAB_SLOT_READING))
+		if (!t || (st != FAB_SLOT_WRITING && st != FAB_SLOT_READING &&
+			   st != FAB_SLOT_RETURNING))
 			continue;
 		int is_dead;
 		if (only_tag) {
@@ -330,6 +342,13 @@ uint64_t fab__mpmc_recover(fab_chan *ch, fab_fabric *fab, int only_tag)
 			p -= 1ULL << FAB_SEQ_BITS;
 		else if (p + (1ULL << 44) < h)
 			p += 1ULL << FAB_SEQ_BITS;
+		if (st != FAB_SLOT_WRITING && ch->delivery == FAB_AT_LEAST_ONCE) {
+			/* A dead lessee (or a returner that died giving a lease
+			 * back): the message goes back for redelivery, or to
+			 * the dead letter. */
+			fixed += (uint64_t)fab__mpmc_return(ch, p, w);
+			continue;
+		}
 		uint64_t nw = st == FAB_SLOT_WRITING ? FAB_SW_MAKE(p, FAB_SLOT_SKIP, 0)
 						     : FAB_SW_MAKE(p + ch->nslots, FAB_SLOT_FREE, 0);
 		if (cas(&s->state, &w, nw)) {
@@ -355,7 +374,8 @@ int fab__mpmc_validate(fab_chan *ch)
 	for (uint32_t i = 0; i < ch->nslots; i++) {
 		fab_mslot *s = (fab_mslot *)(ch->slots + (size_t)i * ch->slot_size);
 		uint64_t w = load_acquire(&s->state);
-		if (FAB_SW_STATE(w) > FAB_SLOT_SKIP)
+		if (FAB_SW_STATE(w) > FAB_SLOT_RETURNING ||
+		    (FAB_SW_STATE(w) == FAB_SLOT_RETURNING && ch->delivery != FAB_AT_LEAST_ONCE))
 			return fab__err(FAB_ECORRUPT, "channel %s: slot %u bad state", ch->name, i);
 		if (FAB_SW_STATE(w) == FAB_SLOT_FULL && s->len > ch->msg_size)
 			return fab__err(FAB_ECORRUPT, "channel %s: slot %u bad length", ch->name, i);
@@ -364,4 +384,204 @@ int fab__mpmc_validate(fab_chan *ch)
 					ch->name, i, (unsigned long long)(FAB_SW_SEQ(w) & ch->mask));
 	}
 	return 0;
+}
+
+/* ---- at-least-once ------------------------------------------------------- */
+
+/*
+ * Leases.  A receive on an at-least-once channel takes FULL(p) to
+ * READING(p, tag) exactly as an at-most-once receive does, but the slot is
+ * not freed after the copy: it stays READING (leased to the receiving
+ * handle; the tag names its process) until
+ *   ack:      READING(p, me)  --store--> FREE(p + nslots)
+ *   give back READING(p, x)   --CAS--> RETURNING(p, me) --> FULL(p)
+ *             (nack by the holder; recovery when x is dead), or, after
+ *             max_deliveries returns, a copy to the dead-letter channel
+ *             and FREE(p + nslots).
+ * A given-back FULL(p) lies behind head; receivers look for such messages
+ * first (fab__mpmc_take_returned) whenever the `returned` gauge is not 0,
+ * so redeliveries go ahead of new messages.  They scan [redo_low, head):
+ * every position below redo_low is finished (FREE of a later lap), and a
+ * scanner moves redo_low past the finished positions it walks over.  A
+ * leased or given-back position is never finished, so redo_low never
+ * passes one, and a give-back never needs to lower it.
+ *
+ * Producers that reach a slot whose previous lap is leased, being given
+ * back or waiting for redelivery wait for it (fab__mpmc_claim): a lease
+ * occupies its slot, as the message itself still does.
+ */
+
+static uint64_t fab__redo_start(fab_chan *ch, uint64_t h)
+{
+	uint64_t lo = load_acquire(&ch->hdr->redo_low);
+	/* Anything a lap or more behind head is finished (a producer could
+	 * only have reused its slot after that), and a scribbled hint must not
+	 * send us scanning: clamp to one lap. */
+	if ((int64_t)(h - lo) > (int64_t)ch->nslots || (int64_t)(h - lo) < 0)
+		lo = h - ch->nslots;
+	return lo;
+}
+
+int fab__mpmc_take_returned(fab_chan *ch, uint64_t *pos, size_t cap, fab__block *blk)
+{
+	fab_chan_hdr *hd = ch->hdr;
+	uint32_t tag = ch->fab->tag;
+	blk->behind_tag = 0;
+	uint64_t h = load_acquire(&hd->head);
+	uint64_t lo = fab__redo_start(ch, h), q = lo;
+	bool finished_run = true; /* every position in [lo, q) is finished */
+	for (; q != h; q++) {
+		fab_mslot *s = fab__mslot(ch, q);
+		uint64_t w = load_acquire(&s->state);
+		if (FAB_SW_SAMEPOS(w, q) && FAB_SW_STATE(w) == FAB_SLOT_FULL) {
+			uint32_t len = s->len;
+			if (len > ch->msg_size) {
+				/* Scribbled: drop it (as fab__mpmc_take does). */
+				if (cas(&s->state, &w, FAB_SW_MAKE(q + ch->nslots, FAB_SLOT_FREE, 0)))
+					atomic_fetch_sub_explicit(&hd->returned, 1,
+								  memory_order_relaxed);
+				return fab__err(FAB_ECORRUPT, "channel %s: message length %u",
+						ch->name, len);
+			}
+			if (len > cap) {
+				if (load_acquire(&s->state) != w)
+					continue;
+				return fab__err(FAB_EMSGSIZE, "message of %u bytes, buffer of %zu", len,
+						cap);
+			}
+			/* Acquire on success: the returner's writes (returns
+			 * count) and the producer's payload are visible. */
+			if (atomic_compare_exchange_strong_explicit(
+				    &s->state, &w, FAB_SW_MAKE(q, FAB_SLOT_READING, tag),
+				    memory_order_acq_rel, memory_order_relaxed)) {
+				/* The caller takes it off the `returned` gauge
+				 * (it does so for any given-back message it gets,
+				 * however it found it). */
+				*pos = q;
+				return 0;
+			}
+			finished_run = false;
+			continue;
+		}
+		if (finished_run && (FAB_SW_SAMEPOS(w, q + ch->nslots) ||
+				     (FAB_SW_SAMEPOS(w, q) && FAB_SW_STATE(w) == FAB_SLOT_SKIP)))
+			continue; /* finished: acked, dead-lettered or skipped */
+		if (finished_run && q != lo) {
+			/* Move the mark past the finished run (if nobody moved it
+			 * meanwhile; a stale mark only costs a longer scan). */
+			uint64_t seen = lo;
+			cas(&hd->redo_low, &seen, q);
+		}
+		finished_run = false;
+	}
+	if (finished_run && q != lo) {
+		uint64_t seen = lo;
+		cas(&hd->redo_low, &seen, q);
+	}
+	return FAB_EAGAIN;
+}
+
+/* Open (once) the channel's dead-letter channel and pass the message on.
+ * 1 if it was moved, 0 if it had to be dropped. */
+static int fab__dead_letter(fab_chan *ch, const void *msg, size_t len)
+{
+	if (!ch->dead_letter[0])
+		return 0;
+	if (!ch->dlq && fab_chan_open(ch->fab, ch->dead_letter, FAB_SEND, &ch->dlq) != 0) {
+		ch->dlq = NULL;
+		return 0;
+	}
+	/* Never block here: this runs inside nack and recovery. */
+	return fab_try_send(ch->dlq, msg, len) == 0;
+}
+
+int fab__mpmc_return(fab_chan *ch, uint64_t pos, uint64_t word)
+{
+	fab_chan_hdr *hd = ch->hdr;
+	fab_mslot *s = fab__mslot(ch, pos);
+	uint64_t w = word;
+	/* Acquire: the previous owner's reads (and, for a RETURNING word, the
+	 * dead returner's writes) happen before ours. */
+	if (!atomic_compare_exchange_strong_explicit(
+		    &s->state, &w, FAB_SW_MAKE(pos, FAB_SLOT_RETURNING, ch->fab->tag),
+		    memory_order_acq_rel, memory_order_relaxed))
+		return 0;
+	/* A taker's head bump may be missing (it was killed right after its
+	 * claim): do it, so the message lies behind head before it is FULL. */
+	fab__bump(&hd->head, pos);
+	uint32_t n = s->returns + 1;
+	if (n == 0)
+		n = UINT32_MAX;
+	s->returns = n;
+	if (n >= ch->max_deliveries) {
+		/* Poison: it has been handed out max_deliveries times and never
+		 * acked.  Move it to the dead letter (or drop it, counted). */
+		uint32_t len = s->len <= ch->msg_size ? s->len : ch->msg_size;
+		if (fab__dead_letter(ch, (uint8_t *)s + ch->mhdr, len))
+			fetch_add_relaxed(&hd->dead_lettered, 1);
+		else
+			fetch_add_relaxed(&hd->dead_dropped, 1);
+		/* Release: our reads of the payload finish before a producer of
+		 * the next lap writes. */
+		store_release(&s->state, FAB_SW_MAKE(pos + ch->nslots, FAB_SLOT_FREE, 0));
+		fab__wake_senders(ch);
+		fab__wake_receivers(ch); /* a drain may have waited for this lease */
+		return 1;
+	}
+	/* Count it before it can be taken, so the gauge never undercounts:
+	 * receivers scan while it is not 0. */
+	fetch_add_seq_cst(&hd->returned, 1);
+	/* Release: `returns` is visible to the receiver that takes it. */
+	store_release(&s->state, FAB_SW_MAKE(pos, FAB_SLOT_FULL, ch->fab->tag));
+	fab__wake_receivers(ch);
+	return 1;
+}
+
+int fab__mpmc_ack(fab_chan *ch, uint64_t pos)
+{
+	fab_mslot *s = fab__mslot(ch, pos);
+	uint64_t w = FAB_SW_MAKE(pos, FAB_SLOT_READING, ch->fab->tag);
+	/* Release: our reads of the payload finish before a producer of the
+	 * next lap writes (pairs with fab__mpmc_claim's acquire). */
+	if (!atomic_compare_exchange_strong_explicit(&s->state, &w,
+						     FAB_SW_MAKE(pos + ch->nslots, FAB_SLOT_FREE, 0),
+						     memory_order_release, memory_order_relaxed))
+		return fab__err(FAB_ECORRUPT, "channel %s: lease at %llu is no longer ours (%#llx)",
+				ch->name, (unsigned long long)pos, (unsigned long long)w);
+	return 0;
+}
+
+uint64_t fab__mpmc_foreign_leases(fab_chan *ch, uint32_t *tag)
+{
+	uint64_t h = load_acquire(&ch->hdr->head);
+	uint64_t n = 0;
+	*tag = 0;
+	for (uint64_t q = fab__redo_start(ch, h); q != h; q++) {
+		uint64_t w = load_acquire(&fab__mslot(ch, q)->state);
+		if (!FAB_SW_SAMEPOS(w, q))
+			continue;
+		uint32_t st = FAB_SW_STATE(w);
+		if (st != FAB_SLOT_READING && st != FAB_SLOT_RETURNING && st != FAB_SLOT_FULL)
+			continue;
+		bool mine = false;
+		for (uint32_t k = 0; k < ch->nleases && !mine; k++)
+			mine = ch->leases[(ch->lease_first + k) % ch->max_inflight] == q;
+		if (mine)
+			continue;
+		n++;
+		if (!*tag && st != FAB_SLOT_FULL)
+			*tag = FAB_SW_TAG(w);
+	}
+	return n;
+}
+
+uint64_t fab__mpmc_leased(fab_chan *ch)
+{
+	uint64_t n = 0;
+	for (uint32_t i = 0; i < ch->nslots; i++) {
+		fab_mslot *s = (fab_mslot *)(ch->slots + (size_t)i * ch->slot_size);
+		if (FAB_SW_STATE(load_relaxed(&s->state)) == FAB_SLOT_READING)
+			n++;
+	}
+	return n;
 }

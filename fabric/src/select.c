@@ -161,6 +161,13 @@ int fab_select(fab_case *cases, int n, fab_ctx *ctx, unsigned flags)
 		s.order[j] = (uint8_t)i;
 		s.nlive++;
 	}
+	/* Every argument is valid: this call is the next receive of each
+	 * at-least-once handle it receives on (the implicit ack). */
+	for (int k = 0; k < s.nlive; k++) {
+		fab_case *c = &cases[s.order[k]];
+		if (c->op == FAB_OP_RECV && (rc = fab__alo_begin_recv(c->ch)))
+			return rc;
+	}
 	if (s.nlive == 0) {
 		if (flags & FAB_NONBLOCK)
 			return fab__err_none(FAB_EAGAIN);

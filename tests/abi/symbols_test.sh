@@ -20,6 +20,7 @@ trap 'rm -rf "$tmp"' EXIT
 sed -e 's#/\*.*\*/##g' -e 's/#.*//' "$map" | awk '
   /global:/ { g = 1; sub(/.*global:/, "") }
   /local:/  { g = 0 }
+  g && /}/ { sub(/}.*/, ""); gsub(/[;{]/, " "); for (i = 1; i <= NF; i++) print $i; g = 0; next }
   g { gsub(/[;{}]/, " "); for (i = 1; i <= NF; i++) print $i }
 ' | sort -u > "$tmp/map"
 # Version nodes ("FAB_1.0 {").

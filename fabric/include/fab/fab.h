@@ -141,7 +141,14 @@ typedef struct fab_stats {
 	uint64_t futex_waits;     /* times a caller slept on this channel */
 	uint64_t futex_wakes;     /* FUTEX_WAKE calls issued for this channel */
 	uint64_t recovered;       /* slots reclaimed from dead processes */
-	uint64_t resv[8];
+	/* at-least-once (0 on other channels), since 1.1 */
+	uint64_t leased;          /* messages leased to receivers now */
+	uint64_t acked;           /* leases finished by ack (explicit or implicit) */
+	uint64_t nacked;          /* leases given back by fab_nack */
+	uint64_t redelivered;     /* deliveries of a message given back before */
+	uint64_t dead_lettered;   /* poison messages moved to the dead-letter channel */
+	uint64_t dead_dropped;    /* poison messages with nowhere to go: dropped */
+	uint64_t resv[2];
 } fab_stats;
 
 /* One message of a batch: for sends base/len is the message; for receives
@@ -214,6 +221,15 @@ int fab_ctx_err(fab_ctx *ctx);
 int fab_ctx_reason(fab_ctx *ctx);
 int fab_ctx_wait(fab_ctx *ctx);
 void fab_ctx_release(fab_ctx *ctx);
+
+/* at-least-once channels (since 1.1): a received message is leased to the
+ * receiving handle until fab_ack, the handle's next receive once it holds
+ * max_inflight leases (implicit ack), or fab_nack (give it back now).  Both
+ * act on the handle's oldest lease.  fab_recv_info describes the last
+ * message received through the handle. */
+int fab_ack(fab_chan *ch);
+int fab_nack(fab_chan *ch);
+int fab_recv_info(fab_chan *ch, fab_msg_info *info);
 
 /* select (since 1.1): Go's select over send and receive cases.  Returns the
  * index of the case that proceeded (its `result` holds the received length,

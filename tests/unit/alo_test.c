@@ -1,0 +1,520 @@
+/*
+ * alo_test.c - unit suite for at-least-once channels: leases, fab_ack,
+ * fab_nack, implicit ack, max_inflight, fab_recv_info, redelivery after a
+ * consumer dies, poison messages and the dead letter, the drain of a closed
+ * channel waiting for leases, zero-copy, select, and the errors.
+ *
+ * What a user relies on: a received message is not gone until it is acked;
+ * a message given back (nack, a dead consumer, a released handle) comes
+ * again, ahead of new ones, flagged as redelivered with its delivery count;
+ * a message handed out max_deliveries times without an ack goes to the
+ * dead-letter channel (or is dropped and counted); the counters say so.
+ */
+#include "unit.h"
+
+#include <signal.h>
+
+#define MS 1000000LL
+
+static fab_chan_opts alo(uint32_t kind, uint32_t cap, uint32_t inflight, uint32_t maxdel,
+			 const char *dl)
+{
+	fab_chan_opts o = ut_opts(kind, cap, 32);
+	o.delivery = FAB_AT_LEAST_ONCE;
+	o.max_inflight = inflight;
+	o.max_deliveries = maxdel;
+	o.dead_letter = dl;
+	return o;
+}
+
+static fab_chan *mk(const char *name, fab_chan_opts o)
+{
+	fab_chan *c = NULL;
+	UT_RC(fab_chan_create(fab, name, &o, &c), 0);
+	ck_assert_ptr_nonnull(c);
+	return c;
+}
+
+static fab_stats stats(fab_chan *c)
+{
+	fab_stats st;
+	memset(&st, 0, sizeof st);
+	st.size = sizeof st;
+	UT_RC(fab_chan_stats(c, &st), 0);
+	return st;
+}
+
+static void send_str(fab_chan *c, const char *m)
+{
+	UT_RC(fab_send(c, m, strlen(m), NULL), 0);
+}
+
+/* Receive and check the text; returns the delivery count. */
+static uint32_t recv_str(fab_chan *c, const char *want)
+{
+	char buf[32];
+	ssize_t n = fab_recv(c, buf, sizeof buf, NULL);
+	ck_assert_msg(n == (ssize_t)strlen(want), "recv = %zd (%s), want \"%s\"", n, ut_name(n),
+		      want);
+	ck_assert_mem_eq(buf, want, (size_t)n);
+	fab_msg_info mi;
+	memset(&mi, 0, sizeof mi);
+	mi.size = sizeof mi;
+	UT_RC(fab_recv_info(c, &mi), 0);
+	ck_assert_uint_eq(mi.redelivered, mi.deliveries > 1);
+	return mi.deliveries;
+}
+
+static fab_fabric *child_fabric(int code)
+{
+	fab_fabric *f = NULL;
+	alarm(20);
+	CHILD_RC(fab_fabric_open(fname, 0, &f), 0, code);
+	return f;
+}
+
+/* ---- options and errors ------------------------------------------------- */
+
+START_TEST(t_options)
+{
+	fab_chan *c = NULL;
+	fab_chan_opts o = ut_opts(FAB_MPMC, 4, 32);
+	o.max_inflight = 2; /* at-most-once */
+	UT_RC(fab_chan_create(fab, "x", &o, &c), FAB_EINVAL);
+	o = ut_opts(FAB_MPMC, 4, 32);
+	o.dead_letter = "d";
+	UT_RC(fab_chan_create(fab, "x", &o, &c), FAB_EINVAL);
+	o = alo(FAB_MPMC, 4, 2000, 0, NULL);
+	UT_RC(fab_chan_create(fab, "x", &o, &c), FAB_EINVAL);
+	o = alo(FAB_MPMC, 4, 1, 5000, NULL);
+	UT_RC(fab_chan_create(fab, "x", &o, &c), FAB_EINVAL);
+	o = alo(FAB_MPMC, 4, 1, 5, "x");
+	UT_RC(fab_chan_create(fab, "x", &o, &c), FAB_EINVAL); /* its own dead letter */
+	o = alo(FAB_MPMC, 4, 1, 5, "bad.name");
+	UT_RC(fab_chan_create(fab, "x", &o, &c), FAB_EINVAL);
+	o = ut_opts(FAB_MPMC, 4, 32);
+	o.delivery = 9;
+	UT_RC(fab_chan_create(fab, "x", &o, &c), FAB_EINVAL);
+
+	c = mk("a", alo(FAB_MPMC, 4, 0, 0, NULL));
+	fab_stats st = stats(c);
+	ck_assert_uint_eq(st.delivery, FAB_AT_LEAST_ONCE);
+	fab_msg_info mi;
+	memset(&mi, 0, sizeof mi);
+	mi.size = sizeof mi;
+	UT_RC(fab_recv_info(c, &mi), FAB_ENOENT);
+	UT_RC(fab_ack(c), FAB_EINVAL); /* no lease */
+	UT_RC(fab_nack(c), FAB_EINVAL);
+	UT_RC(fab_ack(NULL), FAB_EINVAL);
+	mi.size = 4;
+	send_str(c, "m");
+	recv_str(c, "m");
+	UT_RC(fab_recv_info(c, &mi), FAB_EINVAL); /* size not set */
+	UT_RC(fab_recv_info(c, NULL), FAB_EINVAL);
+	fab_chan_release(c);
+
+	/* ack on an at-most-once channel: a clear error. */
+	fab_chan *m = NULL;
+	o = ut_opts(FAB_MPMC, 4, 32);
+	UT_RC(fab_chan_create(fab, "amo", &o, &m), 0);
+	send_str(m, "z");
+	char buf[8];
+	UT_RC(fab_recv(m, buf, sizeof buf, NULL), 1);
+	UT_RC(fab_ack(m), FAB_EINVAL);
+	ck_assert_msg(strstr(fab_errmsg(), "at-most-once") != NULL, "errmsg: %s", fab_errmsg());
+	UT_RC(fab_nack(m), FAB_EINVAL);
+	mi.size = sizeof mi;
+	UT_RC(fab_recv_info(m, &mi), FAB_EINVAL);
+	fab_chan_release(m);
+}
+END_TEST
+
+/* ---- leases --------------------------------------------------------------- */
+
+START_TEST(t_lease_and_implicit_ack)
+{
+	uint32_t kind = _i ? FAB_SPSC : FAB_MPMC;
+	fab_chan *c = mk("a", alo(kind, 8, 0, 0, NULL));
+	int64_t t0 = ft_now_ns();
+	send_str(c, "one");
+	send_str(c, "two");
+	send_str(c, "three");
+	ck_assert_uint_eq(recv_str(c, "one"), 1);
+	fab_msg_info mi;
+	memset(&mi, 0, sizeof mi);
+	mi.size = sizeof mi;
+	UT_RC(fab_recv_info(c, &mi), 0);
+	ck_assert_int_ge(mi.enqueue_ns, t0);
+	ck_assert_int_le(mi.enqueue_ns, ft_now_ns());
+	fab_stats st = stats(c);
+	ck_assert_uint_eq(st.leased, 1);
+	ck_assert_uint_eq(st.acked, 0);
+	ck_assert_uint_eq(fab_chan_len(c), 2);
+	/* The next receive acks "one" (max_inflight 1). */
+	ck_assert_uint_eq(recv_str(c, "two"), 1);
+	st = stats(c);
+	ck_assert_uint_eq(st.leased, 1);
+	ck_assert_uint_eq(st.acked, 1);
+	UT_RC(fab_ack(c), 0);
+	st = stats(c);
+	ck_assert_uint_eq(st.leased, 0);
+	ck_assert_uint_eq(st.acked, 2);
+	UT_RC(fab_ack(c), FAB_EINVAL); /* nothing left to ack */
+	recv_str(c, "three");
+	fab_chan_release(c); /* gives "three" back */
+	fab_chan *r = NULL;
+	UT_RC(fab_chan_open(fab, "a", FAB_RECV, &r), 0);
+	ck_assert_uint_eq(recv_str(r, "three"), 2);
+	UT_RC(fab_ack(r), 0);
+	st = stats(r);
+	ck_assert_uint_eq(st.leased, 0);
+	ck_assert_uint_eq(st.redelivered, 1);
+	ck_assert_uint_eq(st.acked, 3);
+	fab_chan_release(r);
+}
+END_TEST
+
+START_TEST(t_nack_redelivers_first)
+{
+	fab_chan *c = mk("a", alo(FAB_MPMC, 8, 0, 0, NULL));
+	send_str(c, "a");
+	send_str(c, "b");
+	send_str(c, "c");
+	recv_str(c, "a");
+	UT_RC(fab_nack(c), 0);
+	fab_stats st = stats(c);
+	ck_assert_uint_eq(st.nacked, 1);
+	ck_assert_uint_eq(st.leased, 0);
+	ck_assert_uint_eq(fab_chan_len(c), 3);
+	/* The given-back message comes again, ahead of the new ones. */
+	ck_assert_uint_eq(recv_str(c, "a"), 2);
+	UT_RC(fab_nack(c), 0);
+	ck_assert_uint_eq(recv_str(c, "a"), 3);
+	UT_RC(fab_ack(c), 0);
+	ck_assert_uint_eq(recv_str(c, "b"), 1);
+	ck_assert_uint_eq(recv_str(c, "c"), 1);
+	UT_RC(fab_ack(c), 0);
+	st = stats(c);
+	ck_assert_uint_eq(st.redelivered, 2);
+	ck_assert_uint_eq(st.acked, 3);
+	ck_assert_uint_eq(st.leased, 0);
+	ck_assert_uint_eq(fab_chan_len(c), 0);
+	fab_chan_release(c);
+}
+END_TEST
+
+/* The messages of one receive call are leased together: a batch takes at
+ * most max_inflight; fab_ack / fab_nack settle all of them; the next
+ * receive acks them implicitly. */
+static int batch(fab_chan *c, char (*bufs)[32], unsigned n)
+{
+	fab_iov v[8];
+	for (unsigned i = 0; i < n; i++)
+		v[i].base = bufs[i], v[i].len = 32;
+	return fab_recv_batch(c, v, n, NULL);
+}
+
+START_TEST(t_max_inflight)
+{
+	fab_chan *c = mk("a", alo(FAB_MPMC, 8, 3, 0, NULL));
+	const char *m[] = {"m0", "m1", "m2", "m3", "m4"};
+	for (int i = 0; i < 5; i++)
+		send_str(c, m[i]);
+	char b[8][32];
+	UT_RC(batch(c, b, 5), 3); /* at most max_inflight */
+	ck_assert_mem_eq(b[0], "m0", 2);
+	ck_assert_mem_eq(b[2], "m2", 2);
+	fab_stats st = stats(c);
+	ck_assert_uint_eq(st.leased, 3);
+	UT_RC(fab_nack(c), 0); /* all three back */
+	st = stats(c);
+	ck_assert_uint_eq(st.leased, 0);
+	ck_assert_uint_eq(st.nacked, 3);
+	UT_RC(batch(c, b, 3), 3);
+	ck_assert_mem_eq(b[0], "m0", 2);
+	ck_assert_mem_eq(b[1], "m1", 2);
+	ck_assert_mem_eq(b[2], "m2", 2);
+	/* The next receive acks the batch. */
+	ck_assert_uint_eq(recv_str(c, "m3"), 1);
+	st = stats(c);
+	ck_assert_uint_eq(st.leased, 1);
+	ck_assert_uint_eq(st.acked, 3);
+	ck_assert_uint_eq(st.redelivered, 3);
+	UT_RC(fab_ack(c), 0);
+	UT_RC(fab_ack(c), FAB_EINVAL);
+	recv_str(c, "m4");
+	UT_RC(fab_ack(c), 0);
+	st = stats(c);
+	ck_assert_uint_eq(st.leased, 0);
+	ck_assert_uint_eq(st.acked, 5);
+	fab_chan_release(c);
+}
+END_TEST
+
+/* A lease occupies its slot: the queue is empty (len 0) while both
+ * messages are leased, yet a producer a lap ahead waits for the slot. */
+START_TEST(t_lease_holds_slot)
+{
+	fab_chan *c = mk("a", alo(FAB_MPMC, 2, 2, 0, NULL));
+	send_str(c, "a");
+	send_str(c, "b");
+	char b[8][32];
+	UT_RC(batch(c, b, 2), 2);
+	ck_assert_uint_eq(fab_chan_len(c), 0);
+	UT_RC(fab_try_send(c, "c", 1), FAB_EAGAIN); /* its slot is still leased */
+	UT_RC(fab_ack(c), 0);
+	UT_RC(fab_try_send(c, "c", 1), 0);
+	UT_RC(fab_try_send(c, "d", 1), 0);
+	UT_RC(fab_try_send(c, "e", 1), FAB_EAGAIN); /* full: capacity 2 */
+	recv_str(c, "c");
+	recv_str(c, "d");
+	UT_RC(fab_ack(c), 0);
+	fab_chan_release(c);
+}
+END_TEST
+
+/* ---- poison messages -------------------------------------------------------- */
+
+START_TEST(t_poison_to_dead_letter)
+{
+	fab_chan *dl = mk("dlq", ut_opts(FAB_MPMC, 4, 32));
+	fab_chan *c = mk("a", alo(FAB_MPMC, 4, 1, 3, "dlq"));
+	send_str(c, "poison");
+	send_str(c, "fine");
+	for (uint32_t k = 1; k <= 3; k++) {
+		ck_assert_uint_eq(recv_str(c, "poison"), k);
+		UT_RC(fab_nack(c), 0);
+	}
+	fab_stats st = stats(c);
+	ck_assert_uint_eq(st.dead_lettered, 1);
+	ck_assert_uint_eq(st.dead_dropped, 0);
+	recv_str(c, "fine");
+	UT_RC(fab_ack(c), 0);
+	char buf[32];
+	UT_RC(fab_recv(dl, buf, sizeof buf, NULL), 6);
+	ck_assert_mem_eq(buf, "poison", 6);
+	UT_RC(fab_try_recv(c, buf, sizeof buf), FAB_EAGAIN);
+	fab_chan_release(c);
+	fab_chan_release(dl);
+
+	/* No dead-letter channel: dropped, and counted. */
+	c = mk("b", alo(FAB_MPMC, 4, 1, 1, NULL));
+	send_str(c, "p");
+	recv_str(c, "p");
+	UT_RC(fab_nack(c), 0);
+	st = stats(c);
+	ck_assert_uint_eq(st.dead_dropped, 1);
+	ck_assert_uint_eq(fab_chan_len(c), 0);
+	fab_chan_release(c);
+	/* A dead-letter channel that does not exist: dropped, counted. */
+	c = mk("c", alo(FAB_MPMC, 4, 1, 1, "nowhere"));
+	send_str(c, "p");
+	recv_str(c, "p");
+	UT_RC(fab_nack(c), 0);
+	ck_assert_uint_eq(stats(c).dead_dropped, 1);
+	fab_chan_release(c);
+}
+END_TEST
+
+/* ---- dead consumers ------------------------------------------------------------ */
+
+static int child_take_and_die(void *arg)
+{
+	int n = *(int *)arg;
+	fab_fabric *f = child_fabric(10);
+	fab_chan *c = NULL;
+	CHILD_RC(fab_chan_open(f, "a", FAB_RECV, &c), 0, 11);
+	char buf[4][32];
+	fab_iov v[4];
+	for (int i = 0; i < n && i < 4; i++)
+		v[i].base = buf[i], v[i].len = sizeof buf[i];
+	CHILD_RC(fab_recv_batch(c, v, (unsigned)n, NULL), n, 12);
+	raise(SIGKILL); /* dies holding its leases */
+	return 13;
+}
+
+START_TEST(t_dead_consumer_redelivered)
+{
+	fab_chan *c = mk("a", alo(FAB_MPMC, 8, 2, 0, NULL));
+	send_str(c, "x");
+	send_str(c, "y");
+	send_str(c, "z");
+	int two = 2;
+	pid_t p = ft_spawn(child_take_and_die, &two);
+	ck_assert_int_eq(ft_wait(p), 128 + SIGKILL);
+	fab_stats st = stats(c);
+	ck_assert_uint_eq(st.leased, 2);
+	ck_assert_int_ge(fab_fabric_recover(fab), 1);
+	ck_assert_int_ge(fab_fabric_recover(fab), 0); /* idempotent */
+	st = stats(c);
+	ck_assert_uint_eq(st.leased, 0);
+	ck_assert_uint_eq(fab_chan_len(c), 3);
+	/* Redeliveries first, in position order, then the new one. */
+	ck_assert_uint_eq(recv_str(c, "x"), 2);
+	ck_assert_uint_eq(recv_str(c, "y"), 2);
+	ck_assert_uint_eq(recv_str(c, "z"), 1);
+	UT_RC(fab_ack(c), 0);
+	st = stats(c);
+	ck_assert_uint_eq(st.acked, 3);
+	ck_assert_uint_eq(st.redelivered, 2);
+	fab_chan_release(c);
+}
+END_TEST
+
+/* A closed channel is not drained while another handle holds a lease: the
+ * drain waits for it, and gets it back if its holder dies (no explicit
+ * recovery call: the waiter watches the holder's liveness). */
+START_TEST(t_drain_waits_for_leases)
+{
+	fab_chan *c = mk("a", alo(FAB_MPMC, 8, 1, 0, NULL));
+	send_str(c, "last");
+	int one = 1;
+	pid_t p = ft_spawn(child_take_and_die, &one);
+	ck_assert_int_eq(ft_wait(p), 128 + SIGKILL);
+	UT_RC(fab_chan_close(c), 0);
+	/* Blocking receive: finds the dead holder and gets the message. */
+	ck_assert_uint_eq(recv_str(c, "last"), 2);
+	UT_RC(fab_ack(c), 0);
+	char buf[8];
+	UT_RC(fab_recv(c, buf, sizeof buf, NULL), FAB_ECLOSED);
+	fab_chan_release(c);
+}
+END_TEST
+
+static int child_hold_then_ack(void *arg)
+{
+	(void)arg;
+	fab_fabric *f = child_fabric(20);
+	fab_chan *c = NULL;
+	CHILD_RC(fab_chan_open(f, "a", FAB_RECV, &c), 0, 21);
+	char buf[32];
+	CHILD_CHECK(fab_recv(c, buf, sizeof buf, NULL) == 4, 22);
+	ut_sleep_ms(150);
+	CHILD_RC(fab_ack(c), 0, 23);
+	fab_chan_release(c);
+	fab_fabric_close(f);
+	return 0;
+}
+
+START_TEST(t_drain_waits_for_live_lease)
+{
+	fab_chan *c = mk("a", alo(FAB_MPMC, 8, 1, 0, NULL));
+	send_str(c, "held");
+	pid_t p = ft_spawn(child_hold_then_ack, NULL);
+	/* Wait until the child holds it. */
+	int64_t end = ft_now_ns() + 5000 * MS;
+	while (stats(c).leased == 0 && ft_now_ns() < end)
+		ut_sleep_ms(1);
+	UT_RC(fab_chan_close(c), 0);
+	char buf[8];
+	UT_RC(fab_try_recv(c, buf, sizeof buf), FAB_EAGAIN); /* not drained yet */
+	UT_RC(fab_recv(c, buf, sizeof buf, NULL), FAB_ECLOSED); /* after the ack */
+	UT_CHILD_OK(p);
+	ck_assert_uint_eq(stats(c).acked, 1);
+	fab_chan_release(c);
+}
+END_TEST
+
+/* ---- zero-copy, select, unbuffered ---------------------------------------------- */
+
+START_TEST(t_acquire)
+{
+	fab_chan *c = mk("a", alo(FAB_MPMC, 4, 1, 0, NULL));
+	send_str(c, "zc");
+	const void *m;
+	size_t len;
+	UT_RC(fab_recv_acquire(c, &m, &len, NULL), 0);
+	ck_assert_uint_eq(len, 2);
+	ck_assert_mem_eq(m, "zc", 2);
+	ck_assert_uint_eq(stats(c).leased, 1);
+	UT_RC(fab_nack(c), 0); /* back, unread */
+	UT_RC(fab_recv_acquire(c, &m, &len, NULL), 0);
+	ck_assert_mem_eq(m, "zc", 2);
+	UT_RC(fab_recv_release(c), 0); /* the borrow and the lease end */
+	fab_stats st = stats(c);
+	ck_assert_uint_eq(st.leased, 0);
+	ck_assert_uint_eq(st.acked, 1);
+	fab_chan_release(c);
+}
+END_TEST
+
+START_TEST(t_select_leases)
+{
+	fab_chan *c = mk("a", alo(FAB_MPMC, 4, 1, 0, NULL));
+	fab_chan *e = mk("e", ut_opts(FAB_MPMC, 4, 32));
+	send_str(c, "s1");
+	send_str(c, "s2");
+	char b1[32], b2[32];
+	fab_case cs[2];
+	memset(cs, 0, sizeof cs);
+	cs[0].ch = e, cs[0].op = FAB_OP_RECV, cs[0].recv_buf = b1, cs[0].recv_cap = sizeof b1;
+	cs[1].ch = c, cs[1].op = FAB_OP_RECV, cs[1].recv_buf = b2, cs[1].recv_cap = sizeof b2;
+	UT_RC(fab_select(cs, 2, NULL, 0), 1);
+	ck_assert_int_eq(cs[1].result, 2);
+	ck_assert_uint_eq(stats(c).leased, 1);
+	UT_RC(fab_nack(c), 0);
+	UT_RC(fab_select(cs, 2, NULL, 0), 1);
+	ck_assert_mem_eq(b2, "s1", 2);
+	fab_msg_info mi;
+	memset(&mi, 0, sizeof mi);
+	mi.size = sizeof mi;
+	UT_RC(fab_recv_info(c, &mi), 0);
+	ck_assert_uint_eq(mi.deliveries, 2);
+	UT_RC(fab_select(cs, 2, NULL, 0), 1); /* implicit ack of s1 */
+	ck_assert_mem_eq(b2, "s2", 2);
+	UT_RC(fab_ack(c), 0);
+	ck_assert_uint_eq(stats(c).acked, 2);
+	fab_chan_release(c);
+	fab_chan_release(e);
+}
+END_TEST
+
+static int child_send_one(void *arg)
+{
+	(void)arg;
+	fab_fabric *f = child_fabric(30);
+	fab_chan *c = NULL;
+	CHILD_RC(fab_chan_open(f, "u", FAB_SEND, &c), 0, 31);
+	CHILD_RC(fab_send(c, "rv", 2, NULL), 0, 32);
+	fab_chan_release(c);
+	fab_fabric_close(f);
+	return 0;
+}
+
+START_TEST(t_unbuffered)
+{
+	fab_chan *u = mk("u", alo(FAB_MPMC, 0, 1, 0, NULL));
+	pid_t p = ft_spawn(child_send_one, NULL);
+	recv_str(u, "rv");
+	UT_CHILD_OK(p); /* the send completed once the message was leased */
+	UT_RC(fab_ack(u), 0);
+	fab_chan_release(u);
+}
+END_TEST
+
+static Suite *alo_suite(void)
+{
+	Suite *s = suite_create("alo");
+	TCase *tc = tcase_create("alo");
+	tcase_set_timeout(tc, 30);
+	tcase_add_checked_fixture(tc, ut_fabric_setup, ut_fabric_teardown);
+	tcase_add_test(tc, t_options);
+	tcase_add_loop_test(tc, t_lease_and_implicit_ack, 0, 2);
+	tcase_add_test(tc, t_nack_redelivers_first);
+	tcase_add_test(tc, t_max_inflight);
+	tcase_add_test(tc, t_lease_holds_slot);
+	tcase_add_test(tc, t_poison_to_dead_letter);
+	tcase_add_test(tc, t_dead_consumer_redelivered);
+	tcase_add_test(tc, t_drain_waits_for_leases);
+	tcase_add_test(tc, t_drain_waits_for_live_lease);
+	tcase_add_test(tc, t_acquire);
+	tcase_add_test(tc, t_select_leases);
+	tcase_add_test(tc, t_unbuffered);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return ut_main(alo_suite(), "alo");
+}
