@@ -42,6 +42,7 @@
 
 #define fence_seq_cst() atomic_thread_fence(memory_order_seq_cst)
 #define fence_acquire() atomic_thread_fence(memory_order_acquire)
+#define fence_release() atomic_thread_fence(memory_order_release)
 
 static inline void cpu_relax(void)
 {

@@ -135,7 +135,10 @@ static int fab__wait(fab_chan *ch, int dir_recv, fab_ctx *ctx, fab__try_fn try, 
 	_Atomic uint32_t *word = dir_recv ? &h->recv_futex : &h->send_futex;
 	_Atomic uint32_t *waiters = dir_recv ? &h->recv_waiters : &h->send_waiters;
 	fetch_add_relaxed(waiters, 1); /* a gauge for fabctl and stats */
-	int64_t poll_ns = 1000000;     /* liveness poll when behind another's slot */
+	/* Liveness poll when behind another's slot: the first after 1 ms, then
+	 * doubling to 100 ms.  The due time is kept across wake-ups, so a
+	 * waiter woken often (later commits) still polls on time. */
+	int64_t poll_ns = 1000000, next_poll = 0;
 	for (;;) {
 		/* Dekker, sleeper half: set the sleepers bit (seq_cst RMW), make
 		 * it visible to every waker (membarrier, only when we set it:
@@ -154,13 +157,22 @@ static int fab__wait(fab_chan *ch, int dir_recv, fab_ctx *ctx, fab__try_fn try, 
 		ws.word[0] = word;
 		ws.val[0] = v;
 		fab__ctx_arm(ctx, &ws);
-		int64_t poll_deadline = INT64_MAX;
 		if (blk.behind_tag) {
-			poll_deadline = fab__now_ns() + poll_ns;
-			if (poll_deadline < ws.deadline_ns)
-				ws.deadline_ns = poll_deadline;
-			if (poll_ns < 100000000)
-				poll_ns *= 2;
+			int64_t now = fab__now_ns();
+			if (next_poll == 0)
+				next_poll = now + poll_ns;
+			if (now >= next_poll) {
+				if (!fab__tag_alive(ch->fab, blk.behind_tag))
+					fab__chan_recover(ch, ch->fab, blk.behind_tag);
+				if (poll_ns < 100000000)
+					poll_ns *= 2;
+				next_poll = now + poll_ns;
+				continue; /* look again at once */
+			}
+			if (next_poll < ws.deadline_ns)
+				ws.deadline_ns = next_poll;
+		} else {
+			next_poll = 0;
 		}
 		fetch_add_relaxed(&h->futex_waits, 1);
 		int wr = fab__futex_waitv(&ws);
@@ -168,9 +180,6 @@ static int fab__wait(fab_chan *ch, int dir_recv, fab_ctx *ctx, fab__try_fn try, 
 			r = wr;
 			break;
 		}
-		if (blk.behind_tag && fab__now_ns() >= poll_deadline &&
-		    !fab__tag_alive(ch->fab, blk.behind_tag))
-			fab__chan_recover(ch, ch->fab, blk.behind_tag);
 		/* Woken: look before re-arming.  The waker usually published
 		 * what we wait for, and re-arming costs a membarrier (~7 us
 		 * here) that would double a sleeping round trip. */
@@ -325,6 +334,10 @@ int fab__chan_map(fab_fabric *fab, const char *name, fab_chan *ch)
 	if ((rc = fab__seg_wait_version(&h->version, &v)))
 		goto fail;
 	rc = FAB_ECORRUPT;
+	if (h->magic == FAB_TOPIC_MAGIC) {
+		rc = fab__err(FAB_EINVAL, "%s is a topic, not a channel (fab_topic_open)", name);
+		goto fail;
+	}
 	if (h->magic != FAB_CHAN_MAGIC) {
 		fab__err(rc, "channel %s: bad magic", name);
 		goto fail;

@@ -13,6 +13,8 @@
  */
 #include "internal.h"
 
+#include <sched.h>
+
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,6 +214,48 @@ static void fab__ctx_cancel_tree(fab_fabric *fab, uint32_t root, uint32_t code, 
 	}
 }
 
+/*
+ * Two processes may create one name at once.  Each writes its entry
+ * (CREATING, name, owner), fences, then looks for the other: a LIVE entry of
+ * the name means it exists; a CREATING one of a live creator at a lower
+ * index wins; one at a higher index is waited for (it sees us and yields,
+ * or goes LIVE and we yield).  A creator that died never goes LIVE.  So
+ * exactly one succeeds (the protocol of limiter.c's fab__lim_resolve).
+ */
+static int fab__ctx_resolve(fab_fabric *fab, uint32_t i, const char *name)
+{
+	int64_t give_up = 0;
+	for (uint32_t j = 0; j < FAB_MAX_CTXS; j++) {
+		if (j == i)
+			continue;
+		fab_ctx_ent *e = &fab->ctxs[j];
+		for (;;) {
+			/* Acquire: pairs with the other creator's CAS and release
+			 * of the state, so its name is visible. */
+			uint32_t st = load_acquire(&e->state);
+			if (st != FAB_ENT_CREATING && st != FAB_ENT_LIVE)
+				break;
+			if (strncmp(e->name, name, sizeof e->name) != 0)
+				break;
+			if (st == FAB_ENT_LIVE)
+				return fab__err(FAB_EEXIST, "context %s exists", name);
+			uint32_t owner = load_relaxed(&e->owner);
+			if (owner == 0 || !fab__tag_alive(fab, owner))
+				break; /* its creator died (or is not yet owner): never LIVE */
+			if (j < i)
+				return fab__err(FAB_EEXIST, "context %s is being created", name);
+			int64_t now = fab__now_ns();
+			if (!give_up)
+				give_up = now + 5000000000LL;
+			if (now >= give_up)
+				return fab__err(FAB_EBUSY, "context %s: a concurrent creator does not finish",
+						name);
+			sched_yield();
+		}
+	}
+	return 0;
+}
+
 int fab_ctx_create(fab_fabric *fab, const char *name, fab_ctx *parent, fab_ctx **out)
 {
 	int rc;
@@ -243,6 +287,16 @@ int fab_ctx_create(fab_fabric *fab, const char *name, fab_ctx *parent, fab_ctx *
 		store_relaxed(&e->cancel, 0);
 		store_relaxed(&e->reason, 0);
 		store_relaxed(&e->parent, parent ? parent->idx + 1 : 0);
+		/* Our CREATING entry and its name before our scan for another
+		 * creator of the name; pairs with the same fence in theirs
+		 * (Dekker: at least one of us sees the other). */
+		atomic_thread_fence(memory_order_seq_cst);
+		if ((rc = fab__ctx_resolve(fab, i, name))) {
+			store_relaxed(&e->owner, 0);
+			store_release(&e->state, FAB_ENT_FREE);
+			free(c);
+			return rc;
+		}
 		uint64_t gen = atomic_fetch_add_explicit(&e->gen, 1, memory_order_relaxed) + 1;
 		/* Release: name, words and parent are visible before LIVE. */
 		store_release(&e->state, FAB_ENT_LIVE);
@@ -250,14 +304,6 @@ int fab_ctx_create(fab_fabric *fab, const char *name, fab_ctx *parent, fab_ctx *
 		 * cancelled check below); pairs with the fence in
 		 * fab__ctx_cancel_tree. */
 		atomic_thread_fence(memory_order_seq_cst);
-		/* Two creators of one name may both have passed the check above;
-		 * the later index yields. */
-		int other = fab__ctx_find(fab, name, i);
-		if (other >= 0 && (uint32_t)other < i) {
-			store_release(&e->state, FAB_ENT_FREE);
-			free(c);
-			return fab__err(FAB_EEXIST, "context %s exists", name);
-		}
 		c->fab = fab;
 		c->idx = i;
 		c->gen = gen;

@@ -71,8 +71,14 @@ static int fab__pid_alive(uint32_t pid, uint64_t start)
 		return 0;
 	char st = 0;
 	uint64_t now_start = fab__proc_start_time((int)pid, &st);
-	if (now_start == 0)
-		return 0;
+	if (now_start == 0) {
+		/* The pid exists (kill did not say ESRCH) but /proc does not
+		 * show it to us (hidepid, another user): we cannot tell a reuse
+		 * from the original, so say alive.  Repairing a live process's
+		 * slots would corrupt its work; a dead one waits until someone
+		 * who can see it (fabd) recovers. */
+		return 1;
+	}
 	if (st == 'Z' || st == 'X')
 		return 0; /* killed, not yet reaped: it will never touch shm again */
 	if (start && now_start != start)

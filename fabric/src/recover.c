@@ -124,12 +124,27 @@ int fab_fabric_recover(fab_fabric *fab)
 			repaired += (int)fab__chan_recover(&tmp, fab, dead_tags[k]);
 		fab__chan_unmap(&tmp);
 	}
+	/* Context and limiter entries whose creator died before LIVE.  An
+	 * entry's owner is 0 whenever it is FREE and while a new creator has
+	 * claimed it but not yet written its tag; 0 counts as alive, so a
+	 * stale owner from an earlier life is never taken for this one's. */
 	for (uint32_t i = 0; i < FAB_MAX_CTXS; i++) {
 		fab_ctx_ent *e = &fab->ctxs[i];
 		uint32_t st = FAB_ENT_CREATING;
-		if (load_relaxed(&e->state) == FAB_ENT_CREATING &&
-		    !fab__tag_alive(fab, load_relaxed(&e->owner)))
-			cas(&e->state, &st, FAB_ENT_FREE);
+		uint32_t owner;
+		if (load_acquire(&e->state) == FAB_ENT_CREATING &&
+		    (owner = load_relaxed(&e->owner)) != 0 && !fab__tag_alive(fab, owner) &&
+		    cas(&e->state, &st, FAB_ENT_FREE))
+			cas(&e->owner, &owner, 0);
+	}
+	for (uint32_t i = 0; i < FAB_MAX_LIMS; i++) {
+		fab_lim_ent *e = &fab->lims[i];
+		uint32_t st = FAB_ENT_CREATING;
+		uint32_t owner;
+		if (load_acquire(&e->state) == FAB_ENT_CREATING &&
+		    (owner = load_relaxed(&e->owner)) != 0 && !fab__tag_alive(fab, owner) &&
+		    cas(&e->state, &st, FAB_ENT_FREE))
+			cas(&e->owner, &owner, 0);
 	}
 	/* Last: free the dead entries.  The CAS includes the generation, so an
 	 * entry freed and re-claimed by someone else meanwhile is left alone. */

@@ -220,7 +220,10 @@ int fab_select(fab_case *cases, int n, fab_ctx *ctx, unsigned flags)
 		fetch_add_relaxed(waiters, 1); /* a gauge for fabctl and stats */
 		nw++;
 	}
-	int64_t poll_ns = 1000000; /* liveness poll when behind another's slot */
+	/* Liveness poll when behind another's slot (see fab__wait in chan.c):
+	 * due 1 ms after it is first seen, then doubling to 100 ms, kept
+	 * across wake-ups. */
+	int64_t poll_ns = 1000000, next_poll = 0;
 	for (;;) {
 		/* Dekker, sleeper half, on every word; then the last look. */
 		for (int m = 0; m < nw; m++)
@@ -234,24 +237,29 @@ int fab_select(fab_case *cases, int n, fab_ctx *ctx, unsigned flags)
 		ws.n = nw;
 		ws.deadline_ns = INT64_MAX;
 		fab__ctx_arm(ctx, &ws);
-		int64_t poll_deadline = INT64_MAX;
-		uint32_t behind = s.behind_tag;
-		int behind_case = s.behind_case;
-		if (behind) {
-			poll_deadline = fab__now_ns() + poll_ns;
-			if (poll_deadline < ws.deadline_ns)
-				ws.deadline_ns = poll_deadline;
-			if (poll_ns < 100000000)
-				poll_ns *= 2;
+		if (s.behind_tag) {
+			int64_t now = fab__now_ns();
+			if (next_poll == 0)
+				next_poll = now + poll_ns;
+			if (now >= next_poll) {
+				fab_case *bc = &cases[s.behind_case];
+				if (!fab__tag_alive(bc->ch->fab, s.behind_tag))
+					fab__case_recover(bc, s.behind_tag);
+				if (poll_ns < 100000000)
+					poll_ns *= 2;
+				next_poll = now + poll_ns;
+				continue; /* look again at once */
+			}
+			if (next_poll < ws.deadline_ns)
+				ws.deadline_ns = next_poll;
+		} else {
+			next_poll = 0;
 		}
 		int wr = fab__futex_waitv(&ws);
 		if (wr == FAB_ESYS) {
 			r = wr;
 			break;
 		}
-		if (behind && fab__now_ns() >= poll_deadline &&
-		    !fab__tag_alive(cases[behind_case].ch->fab, behind))
-			fab__case_recover(&cases[behind_case], behind);
 		/* Woken: look before re-arming (see fab__wait). */
 		if ((r = fab__sel_pass(&s)) != FAB_EAGAIN)
 			break;

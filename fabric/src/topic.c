@@ -73,12 +73,6 @@
 #define FAB__T_POLL_MIN_NS 1000000LL
 #define FAB__T_POLL_MAX_NS 100000000LL
 
-/* The seqlock writer's half: the WRITING claim becomes visible before any
- * payload byte (a CAS is a release of what came before, not of what
- * follows).  A compiler barrier on x86.  (Belongs in atomic.h, which this
- * change may not touch.) */
-#define fence_release() atomic_thread_fence(memory_order_release)
-
 /* ---- handles ------------------------------------------------------------- */
 
 /* A mapped, validated topic segment: the immutable header fields are copied
