@@ -4,11 +4,14 @@
  * small helpers (clock, spin hint, futex, histogram, record stamps) that every
  * mechanism uses so that all of them are measured the same way.
  *
- * A "run" is one mechanism measured once in one shape (a ping-pong or a
- * stream of messages from producers to consumers).  The parent (run.c) sets it
- * up, forks the processes, releases them together, waits for them with a
- * watchdog and collects what they wrote into struct shared.  fab_bench.c
- * repeats runs in interleaved rounds and reports medians and ratios.
+ * A "run" is one mechanism measured once in one shape: a ping-pong, a
+ * stream of messages from producers to consumers, a broadcast from one
+ * publisher to subscribers that each get every message, or processes that
+ * each call one operation in a loop (the cost of a call).  The parent
+ * (run.c) sets it up, forks the processes, releases them together, waits
+ * for them with a watchdog and collects what they wrote into struct shared.
+ * fab_bench.c repeats runs in interleaved rounds and reports medians and
+ * ratios.
  */
 #ifndef FAB_BENCH_H
 #define FAB_BENCH_H
@@ -25,7 +28,8 @@
 
 #include <fab/fab.h>
 
-#define BENCH_MAXCHILD 8      /* processes of one run */
+#define BENCH_MAXSUB 16       /* subscribers of one broadcast */
+#define BENCH_MAXCHILD (1 + BENCH_MAXSUB) /* processes of one run */
 #define BENCH_MAXPROD 4       /* producers of one stream */
 #define BENCH_PP_MSG 32       /* bytes of a ping-pong record */
 #define BENCH_PP_CAP 64       /* depth of each ping-pong queue */
@@ -37,7 +41,10 @@
 #define BENCH_SEQ_MASK ((UINT64_C(1) << BENCH_TAG_SHIFT) - 1)
 #define BENCH_END UINT64_MAX
 
-enum bench_shape { SHAPE_PP, SHAPE_STREAM };
+/* SHAPE_BCAST: slot 0 publishes, slots 1..ncons each receive every
+ * message.  SHAPE_CALLS: nprod processes (ncons = 0) each call one
+ * operation until the deadline; the figure is the time per call. */
+enum bench_shape { SHAPE_PP, SHAPE_STREAM, SHAPE_BCAST, SHAPE_CALLS };
 
 /* How a ping-pong waits: spinning on try_ calls, the library's default (spin
  * briefly, then sleep), or with a peer that delays each answer long enough
@@ -61,7 +68,9 @@ struct pp_rec {
 _Static_assert(sizeof(struct pp_rec) == BENCH_PP_MSG, "ping-pong record size");
 
 /* What one child reports.  Slots: ping-pong 0 = initiator, 1 = responder;
- * streams 0..nprod-1 = producers, nprod.. = consumers. */
+ * streams 0..nprod-1 = producers, nprod.. = consumers (a broadcast has one
+ * producer, the publisher, and its subscribers as consumers); calls
+ * 0..nprod-1 = the callers (count = calls, t_start..t_end their loop). */
 struct child_out {
 	int32_t done;                  /* set once the fields below are final */
 	char err[BENCH_ERRLEN];        /* why the child failed, if it did */
@@ -74,6 +83,8 @@ struct child_out {
 	int64_t cpu_ns, wall_ns;       /* MODE_IDLE consumer: CPU used while blocked */
 	uint64_t futex_waits, futex_wakes, fab_sent; /* fab's counters, or counted */
 	int32_t have_futex;            /* futex_* above are meaningful */
+	/* fab's at-least-once counters (fab_chan_stats), with have_futex */
+	uint64_t fab_acked, fab_leased, fab_redelivered, fab_nacked;
 };
 
 /* The memory a run's processes share (MAP_SHARED, zeroed before each run). */
@@ -82,6 +93,7 @@ struct shared {
 	_Atomic uint32_t go;           /* futex word: 1 = start */
 	_Atomic uint32_t done;         /* producers that finished (baselines) */
 	_Atomic uint32_t cons_left;    /* consumers still running (fab) */
+	_Atomic uint32_t calls_left;   /* SHAPE_CALLS: callers still calling */
 	int64_t deadline;              /* CLOCK_MONOTONIC ns: stop sending */
 	struct child_out out[BENCH_MAXCHILD];
 
@@ -94,6 +106,9 @@ struct shared {
 	uint32_t fx_pad;
 	int64_t fx_t;                  /* sender's stamp, published by fx_word */
 	int64_t fx_lat;                /* answering side's one-way latency */
+	/* The atomic baseline of the limiter cells: one word, alone. */
+	_Alignas(128) _Atomic uint64_t faa_word;
+	char faa_pad[120];
 };
 
 struct cvq;
@@ -102,7 +117,9 @@ struct cvq;
 struct run {
 	enum bench_shape shape;
 	enum bench_mode mode;
-	unsigned fab_kind;             /* FAB_SPSC or FAB_MPMC (fab streams) */
+	unsigned fab_kind;             /* FAB_SPSC or FAB_MPMC (fab channels) */
+	uint32_t delivery;             /* fab channels: 0 (at-most-once) or
+					  FAB_AT_LEAST_ONCE */
 	size_t msg;                    /* bytes per message */
 	unsigned nprod, ncons;
 	uint32_t capacity;             /* queue depth: fab, mq (if allowed), mutex+cv */
@@ -134,7 +151,7 @@ struct mech {
 };
 
 extern const struct mech mech_fab, mech_cacheline, mech_lines2, mech_futex, mech_pipe,
-	mech_socket, mech_mq, mech_mutexcv;
+	mech_socket, mech_mq, mech_mutexcv, mech_topic, mech_limiter, mech_atomic;
 
 /* The fabric every fab run uses: its name (set once by main) and the
  * parent's handle (NULL if it could not be opened). */

@@ -13,8 +13,19 @@
  * duplicated, reordered or torn message, a crash, a hang) is reported as
  * FAILED, never as a figure, and makes the exit status 1.
  *
+ * Besides channels against their alternatives, three groups price fab's
+ * other objects against fab itself or against the hardware: "topic" (a
+ * broadcast to 1, 4 and 16 subscriber processes against a 1:1 channel),
+ * "limiter" (one fab_limiter_try, alone and with two processes, against an
+ * atomic fetch_add) and "alo" (at-least-once delivery against at-most-once,
+ * in throughput and round trip).  A group may mix figures (alo: messages/s
+ * and round trips); its table then has one section per figure, and each of
+ * these cells names the cell of its group it is compared with (cell.ref).
+ *
  * The groups, the shape of each and the method are described in --help and
- * in the report's header lines; see also drivers.c for how latency is timed.
+ * in the report's header lines; see also drivers.c for how latency is timed,
+ * mech_topic.c for how a broadcast ends and is checked, and mech_limiter.c
+ * for how the cost of a call is taken.
  */
 #include "bench.h"
 
@@ -35,11 +46,15 @@
 
 char bench_fabric[FAB_NAME_MAX + 1];
 
-enum group_id { G_RTT, G_SLEEP, G_T8, G_T64, G_T1K, G_MPMC, G_IDLE, G_SEL, G_N };
+enum group_id {
+	G_RTT, G_SLEEP, G_T8, G_T64, G_T1K, G_MPMC, G_IDLE, G_SEL, G_TOPIC, G_LIM, G_ALO, G_N
+};
 
-/* What a group's figure is: a ping-pong's latency (ns, p50 and p99), a
- * stream's throughput (messages/s), or the CPU share of a blocked receiver. */
-enum group_kind { K_TPUT, K_LAT, K_IDLE };
+/* What a figure is: a ping-pong's latency (ns, p50 and p99), a stream's
+ * throughput (messages/s), the CPU share of a blocked receiver, a
+ * broadcast's throughput (messages published/s), or the cost of one call
+ * (ns per call per process).  K_GROUP: a cell's figure is its group's. */
+enum group_kind { K_GROUP, K_TPUT, K_LAT, K_IDLE, K_BCAST, K_NS };
 
 struct group {
 	const char *name;
@@ -50,6 +65,11 @@ struct group {
 	const char *refs[5];   /* ratio columns, by mechanism name */
 	char note[4][BENCH_ERRLEN];
 	unsigned nnote;
+	/* Groups without refs: the heading of the one ratio column (after
+	 * its "x"), in which each cell is compared with the cell it names
+	 * (cell.ref); and a line on the method. */
+	const char *refcol;
+	const char *how;
 };
 
 static struct group groups[G_N] = {
@@ -69,6 +89,22 @@ static struct group groups[G_N] = {
 	  { NULL } },
 	{ "select", "Receiving through fab_select, 64-byte messages, 1 producer -> 1 consumer",
 	  K_TPUT, 64, 1, 1, { "fab-recv", NULL } },
+	{ .name = "topic", .kind = K_BCAST, .msg = 64, .nprod = 1, .ncons = 1,
+	  .title = "Broadcast throughput, 64-byte messages, 1 publisher -> N subscribers",
+	  .refcol = "chan-1",
+	  .how = "topic: FAB_SUB_BLOCK subscribers (nothing dropped), each checks every "
+		 "message; chan-1: an SPSC channel 1 -> 1" },
+	{ .name = "limiter", .kind = K_NS, .nprod = 1,
+	  .title = "Cost of one uncontended / contended fab_limiter_try, against an atomic fetch_add",
+	  .refcol = "atomic",
+	  .how = "one limiter (rate 1e9/s, burst 2^24-1: never refuses) or one shared word; "
+		 "-1: one process, -2: two processes on one object" },
+	{ .name = "alo", .kind = K_TPUT, .msg = 64, .nprod = 1, .ncons = 1,
+	  .title = "The price of at-least-once: fab MPMC channel, at-most-once (amo) vs "
+		   "at-least-once (alo)",
+	  .refcol = "amo",
+	  .how = "alo: max_inflight 1, each fab_recv acks the message the previous one leased; "
+		 "every message acked once, none redelivered" },
 };
 
 enum cell_state { CELL_OK, CELL_UNAVAIL, CELL_FAILED };
@@ -89,9 +125,17 @@ struct cell {
 	double fx[MAXROUNDS];         /* futex calls per message / round trip, or -1 */
 	double cnt[MAXROUNDS];        /* round trips or messages of each round */
 	double med, lo, hi, med99, lo99, hi99, fxmed;
+	/* The cells of the topic, limiter and alo groups set these. */
+	enum group_kind fk;           /* the cell's figure if not its group's */
+	unsigned nproc;               /* subscribers (topic), callers (limiter) */
+	uint32_t delivery;            /* fab channels: FAB_AT_LEAST_ONCE or 0 */
+	const char *ref;              /* the cell of its group it is compared with */
 };
 
 #define C(g, n, m, mode, kind) { g, n, &m, mode, kind }
+#define CX(g_, n_, m_, mode_, kind_, fk_, nproc_, dlv_, ref_)                             \
+	{ .g = g_, .mname = n_, .m = &m_, .mode = mode_, .kind = kind_, .fk = fk_,     \
+	  .nproc = nproc_, .delivery = dlv_, .ref = ref_ }
 static struct cell cells[] = {
 	C(G_RTT, "fab-spin", mech_fab, MODE_SPIN, FAB_SPSC),
 	C(G_RTT, "fab", mech_fab, MODE_DEFAULT, FAB_SPSC),
@@ -128,6 +172,20 @@ static struct cell cells[] = {
 	C(G_SEL, "fab-recv", mech_fab, MODE_DEFAULT, FAB_SPSC),
 	C(G_SEL, "select-1", mech_fab, MODE_SEL1, FAB_SPSC),
 	C(G_SEL, "select-4", mech_fab, MODE_SEL4, FAB_SPSC),
+	CX(G_TOPIC, "chan-1", mech_fab, MODE_DEFAULT, FAB_SPSC, K_GROUP, 1, 0, "chan-1"),
+	CX(G_TOPIC, "topic-1", mech_topic, MODE_DEFAULT, 0, K_GROUP, 1, 0, "chan-1"),
+	CX(G_TOPIC, "topic-4", mech_topic, MODE_DEFAULT, 0, K_GROUP, 4, 0, "chan-1"),
+	CX(G_TOPIC, "topic-16", mech_topic, MODE_DEFAULT, 0, K_GROUP, 16, 0, "chan-1"),
+	CX(G_LIM, "fab-try-1", mech_limiter, MODE_DEFAULT, 0, K_GROUP, 1, 0, "atomic-1"),
+	CX(G_LIM, "atomic-1", mech_atomic, MODE_DEFAULT, 0, K_GROUP, 1, 0, "atomic-1"),
+	CX(G_LIM, "fab-try-2", mech_limiter, MODE_DEFAULT, 0, K_GROUP, 2, 0, "atomic-2"),
+	CX(G_LIM, "atomic-2", mech_atomic, MODE_DEFAULT, 0, K_GROUP, 2, 0, "atomic-2"),
+	CX(G_ALO, "tput-amo", mech_fab, MODE_DEFAULT, FAB_MPMC, K_GROUP, 0, 0, "tput-amo"),
+	CX(G_ALO, "tput-alo", mech_fab, MODE_DEFAULT, FAB_MPMC, K_GROUP, 0, FAB_AT_LEAST_ONCE,
+	   "tput-amo"),
+	CX(G_ALO, "rtt-amo", mech_fab, MODE_DEFAULT, FAB_MPMC, K_LAT, 0, 0, "rtt-amo"),
+	CX(G_ALO, "rtt-alo", mech_fab, MODE_DEFAULT, FAB_MPMC, K_LAT, 0, FAB_AT_LEAST_ONCE,
+	   "rtt-amo"),
 };
 #define NCELLS (sizeof cells / sizeof cells[0])
 
@@ -302,6 +360,33 @@ static void aggregate(struct cell *c)
 	c->fxmed = k ? median(f, k, NULL, NULL) : -1;
 }
 
+static enum group_kind cell_kind(const struct cell *c)
+{
+	return c->fk != K_GROUP ? c->fk : groups[c->g].kind;
+}
+
+/* The processes a cell's figure is about: subscribers of a broadcast,
+ * callers of a calls cell, consumers of a stream. */
+static unsigned cell_procs(const struct cell *c)
+{
+	return c->nproc ? c->nproc : groups[c->g].ncons;
+}
+
+static enum bench_shape cell_shape(const struct cell *c)
+{
+	switch (cell_kind(c)) {
+	case K_LAT:
+		return SHAPE_PP;
+	case K_NS:
+		return SHAPE_CALLS;
+	case K_BCAST:
+		/* chan-1, the 1:1 channel of the topic group, is a stream. */
+		return c->m == &mech_topic ? SHAPE_BCAST : SHAPE_STREAM;
+	default:
+		return SHAPE_STREAM;
+	}
+}
+
 static struct cell *find_cell(int g, const char *mname)
 {
 	size_t i;
@@ -348,12 +433,20 @@ static void run_init(struct run *r, struct shared *sh, const struct cell *c)
 
 	memset(r, 0, sizeof *r);
 	r->sh = sh;
-	r->shape = g->kind == K_LAT ? SHAPE_PP : SHAPE_STREAM;
+	r->shape = cell_shape(c);
 	r->mode = c->mode;
 	r->fab_kind = c->kind;
+	r->delivery = c->delivery;
 	r->msg = g->msg;
 	r->nprod = g->nprod;
 	r->ncons = g->ncons;
+	if (r->shape == SHAPE_BCAST) {
+		r->nprod = 1;
+		r->ncons = cell_procs(c);
+	} else if (r->shape == SHAPE_CALLS) {
+		r->nprod = cell_procs(c);
+		r->ncons = 0;
+	}
 	r->capacity = opt.capacity;
 	r->duration_ns = opt.duration_ns;
 	r->delay_ns = g_delay_ns;
@@ -376,6 +469,7 @@ static double stream_result(const struct run *r, double *fx, char *why, size_t w
 	const struct shared *sh = r->sh;
 	uint64_t sent = 0, got = 0, cnt, sum;
 	int64_t t0 = INT64_MAX, t1 = INT64_MIN;
+	int have_stats = 0;
 	unsigned p, k;
 
 	*fx = -1;
@@ -402,6 +496,7 @@ static double stream_result(const struct run *r, double *fx, char *why, size_t w
 		if (sh->out[k].t_end > t1)
 			t1 = sh->out[k].t_end;
 		if (sh->out[k].have_futex) {
+			have_stats = 1;
 			if (sh->out[k].fab_sent != sent) {
 				snprintf(why, whylen,
 					 "fab_chan_stats says sent = %llu, the producers sent %llu",
@@ -412,7 +507,25 @@ static double stream_result(const struct run *r, double *fx, char *why, size_t w
 			if (sent)
 				*fx = (double)(sh->out[k].futex_waits + sh->out[k].futex_wakes) /
 				      (double)sent;
+			/* At-least-once: the final fab_recv acked the last
+			 * lease, and nothing may have been given back. */
+			if (r->delivery == FAB_AT_LEAST_ONCE &&
+			    (sh->out[k].fab_acked != sent || sh->out[k].fab_leased ||
+			     sh->out[k].fab_redelivered || sh->out[k].fab_nacked)) {
+				snprintf(why, whylen,
+					 "at-least-once counters after the drain: acked %llu of %llu sent, leased %llu, redelivered %llu, nacked %llu",
+					 (unsigned long long)sh->out[k].fab_acked,
+					 (unsigned long long)sent,
+					 (unsigned long long)sh->out[k].fab_leased,
+					 (unsigned long long)sh->out[k].fab_redelivered,
+					 (unsigned long long)sh->out[k].fab_nacked);
+				return -1;
+			}
 		}
+	}
+	if (r->delivery == FAB_AT_LEAST_ONCE && !have_stats) {
+		snprintf(why, whylen, "no consumer read the channel's counters");
+		return -1;
 	}
 	if (got != sent || sent == 0 || t1 <= t0) {
 		snprintf(why, whylen, "sent %llu, received %llu", (unsigned long long)sent,
@@ -420,6 +533,71 @@ static double stream_result(const struct run *r, double *fx, char *why, size_t w
 		return -1;
 	}
 	return (double)sent / ((double)(t1 - t0) / 1e9);
+}
+
+/* Checks a finished broadcast and returns messages published per second;
+ * -1 with why unless every subscriber received exactly what the publisher
+ * published (the subscribers checked order, tearing and the end record's
+ * count themselves; see mech_topic.c). */
+static double bcast_result(const struct run *r, char *why, size_t whylen)
+{
+	const struct shared *sh = r->sh;
+	const struct child_out *pub = &sh->out[0];
+	uint64_t n = pub->count;
+	int64_t t1 = INT64_MIN;
+	unsigned k;
+
+	for (k = 1; k <= r->ncons; k++) {
+		const struct child_out *o = &sh->out[k];
+
+		if (o->count != n || o->per_cnt[0] != n || o->per_sum[0] != tri(n)) {
+			snprintf(why, whylen,
+				 "the publisher published %llu messages, subscriber %u received %llu (sequence sum %llu, expected %llu)",
+				 (unsigned long long)n, k, (unsigned long long)o->per_cnt[0],
+				 (unsigned long long)o->per_sum[0], (unsigned long long)tri(n));
+			return -1;
+		}
+		if (o->t_end > t1)
+			t1 = o->t_end;
+	}
+	if (n == 0 || r->ncons == 0 || t1 <= pub->t_start) {
+		snprintf(why, whylen, "published %llu messages to %u subscribers",
+			 (unsigned long long)n, r->ncons);
+		return -1;
+	}
+	return (double)n / ((double)(t1 - pub->t_start) / 1e9);
+}
+
+/* Checks a finished calls run; returns the mean over the callers of each
+ * one's nanoseconds per call, with all callers' calls per second in *rate
+ * and their calls in *calls; -1 with why if a caller made none.  (The
+ * callers checked every call's result themselves: mech_limiter.c.) */
+static double calls_result(const struct run *r, double *rate, double *calls, char *why,
+			   size_t whylen)
+{
+	const struct shared *sh = r->sh;
+	int64_t t0 = INT64_MAX, t1 = INT64_MIN;
+	double ns = 0, total = 0;
+	unsigned k;
+
+	for (k = 0; k < r->nprod; k++) {
+		const struct child_out *o = &sh->out[k];
+
+		if (o->count == 0 || o->t_end <= o->t_start) {
+			snprintf(why, whylen, "caller %u made %llu calls", k,
+				 (unsigned long long)o->count);
+			return -1;
+		}
+		ns += (double)(o->t_end - o->t_start) / (double)o->count;
+		total += (double)o->count;
+		if (o->t_start < t0)
+			t0 = o->t_start;
+		if (o->t_end > t1)
+			t1 = o->t_end;
+	}
+	*rate = total / ((double)(t1 - t0) / 1e9);
+	*calls = total;
+	return ns / r->nprod;
 }
 
 /* Runs cell c once; returns -2 if interrupted, else 0. */
@@ -488,7 +666,26 @@ static int run_cell(struct cell *c, struct shared *sh, unsigned round)
 		c->n++;
 		return 0;
 	}
-	v = stream_result(&r, &fx, err, sizeof err);
+	if (r.shape == SHAPE_CALLS) {
+		double rate, ncalls;
+
+		v = calls_result(&r, &rate, &ncalls, err, sizeof err);
+		if (v < 0) {
+			cell_fail(c, round, "%s", err);
+			return 0;
+		}
+		c->v[c->n] = v;
+		c->v99[c->n] = rate; /* all callers' calls/s, as p99's slot */
+		c->fx[c->n] = -1;
+		c->cnt[c->n] = ncalls;
+		c->n++;
+		return 0;
+	}
+	fx = -1;
+	if (r.shape == SHAPE_BCAST)
+		v = bcast_result(&r, err, sizeof err);
+	else
+		v = stream_result(&r, &fx, err, sizeof err);
 	if (v < 0) {
 		cell_fail(c, round, "%s", err);
 		return 0;
@@ -496,7 +693,8 @@ static int run_cell(struct cell *c, struct shared *sh, unsigned round)
 	c->v[c->n] = v;
 	c->v99[c->n] = NAN;
 	c->fx[c->n] = fx;
-	c->cnt[c->n] = v * (double)opt.duration_ns / 1e9;
+	c->cnt[c->n] = r.shape == SHAPE_BCAST ? (double)sh->out[0].count :
+						 v * (double)opt.duration_ns / 1e9;
 	c->n++;
 	return 0;
 }
@@ -593,97 +791,186 @@ static const char *state_text(const struct cell *c)
 	return c->state == CELL_FAILED ? "FAILED" : "n/a";
 }
 
-static void print_group(int gi)
+/* A group's ratio columns: one per name in its refs, or (groups without
+ * refs) one, refcol, in which each cell is compared with the cell it names. */
+static unsigned ratio_cols(const struct group *g)
+{
+	unsigned n = 0;
+
+	if (!g->refs[0])
+		return g->refcol ? 1 : 0;
+	while (n < 5 && g->refs[n])
+		n++;
+	return n;
+}
+
+/* The mechanism cell c is compared with in column i, or NULL. */
+static const char *col_ref(const struct group *g, const struct cell *c, unsigned i)
+{
+	return g->refs[0] ? g->refs[i] : c->ref;
+}
+
+/* Column i's heading (after its "x"). */
+static const char *col_name(const struct group *g, unsigned i)
+{
+	return g->refs[0] ? g->refs[i] : g->refcol;
+}
+
+static double col_ratio(int gi, const struct cell *c, unsigned i, int p99)
+{
+	const char *ref = col_ref(&groups[gi], c, i);
+
+	return ref ? ratio(c, find_cell(gi, ref), p99) : NAN;
+}
+
+/* A latency ratio column shows p50/p99 against the floors and against the
+ * cell's own reference (alo), p50 only against the kernel mechanisms. */
+static int lat_col_wide(const struct group *g, unsigned i)
+{
+	if (!g->refs[0])
+		return 1;
+	return !strcmp(g->refs[i], "cacheline") || !strcmp(g->refs[i], "futex");
+}
+
+/* Prints the header lines and the rows of the cells of group gi whose
+ * figure is k. */
+static void print_section(int gi, enum group_kind k)
 {
 	const struct group *g = &groups[gi];
-	const char *const *refs = g->refs;
+	unsigned i, nr = ratio_cols(g);
 	char spread[64], buf[64];
-	unsigned i, nr = 0;
-	size_t k;
-	int any = 0;
+	size_t j;
 
-	for (k = 0; k < NCELLS; k++)
-		any |= cells[k].g == gi && cells[k].selected;
-	if (!any)
-		return;
-	while (nr < 5 && refs[nr])
-		nr++;
-	printf("\n== %s: %s\n", g->name, g->title);
-	if (g->kind == K_LAT) {
+	if (k == K_LAT) {
 		printf("   %u-byte record each way; microseconds per round trip\n", BENCH_PP_MSG);
 		if (gi == G_SLEEP)
 			printf("   %s; figure = sum of the two one-way latencies (stamp before send -> receive returned)\n",
 			       g_delay_note);
 		printf("   %-10s %9s %17s %9s", "mechanism", "p50 us", "(p50 min..max)", "p99 us");
 		for (i = 0; i < nr; i++) {
-			snprintf(buf, sizeof buf, "x%s%s", refs[i],
-				 strcmp(refs[i], "cacheline") && strcmp(refs[i], "futex") ?
-					 "" : " p50/p99");
-			printf(" %*s", strcmp(refs[i], "cacheline") && strcmp(refs[i], "futex") ?
-					       8 : 17, buf);
+			snprintf(buf, sizeof buf, "x%s%s", col_name(g, i),
+				 lat_col_wide(g, i) ? " p50/p99" : "");
+			printf(" %*s", lat_col_wide(g, i) ? 17 : 8, buf);
 		}
 		printf(" %9s\n", "futex/rt");
-	} else if (g->kind == K_IDLE) {
+	} else if (k == K_IDLE) {
 		printf("   nothing is sent; the producer closes the channel after %.0f ms; CPU time of the\n"
 		       "   receiver's one fab_recv call (its spin before sleeping included) / wall time\n",
 		       (double)opt.duration_ns / 1e6);
 		printf("   %-10s %9s %17s %9s %9s\n", "mechanism", "CPU %", "(min..max)", "CPU us",
 		       "sleeps");
+	} else if (k == K_BCAST) {
+		printf("   capacity %u messages; millions of messages published/s, and delivered/s (x subscribers);\n"
+		       "   %s\n", opt.capacity,
+		       g_cpu[0] >= 0 ? "1 -> 1 pinned to two CPUs, 1 -> 4 and 1 -> 16 left to the scheduler" :
+				       "not pinned");
+		snprintf(buf, sizeof buf, "x%s", col_name(g, 0));
+		printf("   %-10s %4s %9s %17s %9s %10s %9s\n", "mechanism", "subs", "M msg/s",
+		       "(min..max)", buf, "M deliv/s", "futex/msg");
+	} else if (k == K_NS) {
+		printf("   nanoseconds per call, per process (mean of the processes); %s\n",
+		       g_cpu[0] >= 0 ? "pinned, two processes to two CPUs" : "not pinned");
+		snprintf(buf, sizeof buf, "x%s", col_name(g, 0));
+		printf("   %-10s %5s %9s %17s %9s %11s\n", "mechanism", "procs", "ns/call",
+		       "(min..max)", buf, "M calls/s");
 	} else {
-		printf("   capacity %u messages (fab, mq if permitted, mutex-cv); millions of messages/s\n",
-		       opt.capacity);
+		printf("   capacity %u messages%s; millions of messages/s\n", opt.capacity,
+		       g->refs[0] ? " (fab, mq if permitted, mutex-cv)" : "");
 		printf("   %-10s %9s %17s", "mechanism", "M msg/s", "(min..max)");
 		for (i = 0; i < nr; i++) {
-			snprintf(buf, sizeof buf, "x%s", refs[i]);
+			snprintf(buf, sizeof buf, "x%s", col_name(g, i));
 			printf(" %9s", buf);
 		}
 		printf(" %9s\n", "futex/msg");
 	}
-	for (k = 0; k < NCELLS; k++) {
-		const struct cell *c = &cells[k];
+	for (j = 0; j < NCELLS; j++) {
+		const struct cell *c = &cells[j];
 
-		if (c->g != gi || !c->selected)
+		if (c->g != gi || !c->selected || cell_kind(c) != k)
 			continue;
 		if (c->state != CELL_OK || c->n == 0) {
 			printf("   %-10s %9s   %s\n", c->mname, state_text(c),
 			       c->why[0] ? c->why : "not measured");
 			continue;
 		}
-		if (g->kind == K_LAT) {
+		if (k == K_LAT) {
 			snprintf(spread, sizeof spread, "(%s..%s)", num(c->lo / 1e3),
 				 num(c->hi / 1e3));
 			printf("   %-10s %9s %17s %9s", c->mname, num(c->med / 1e3), spread,
 			       num(c->med99 / 1e3));
 			for (i = 0; i < nr; i++) {
-				const struct cell *ref = find_cell(gi, refs[i]);
-
-				if (strcmp(refs[i], "cacheline") && strcmp(refs[i], "futex")) {
-					printf(" %8s", num(ratio(c, ref, 0)));
+				if (!lat_col_wide(g, i)) {
+					printf(" %8s", num(col_ratio(gi, c, i, 0)));
 				} else {
-					snprintf(buf, sizeof buf, "%s/%s", num(ratio(c, ref, 0)),
-						 num(ratio(c, ref, 1)));
+					snprintf(buf, sizeof buf, "%s/%s", num(col_ratio(gi, c, i, 0)),
+						 num(col_ratio(gi, c, i, 1)));
 					printf(" %17s", buf);
 				}
 			}
 			printf(" %9s\n", c->fxmed >= 0 ? num(c->fxmed) : "");
-		} else if (g->kind == K_IDLE) {
+		} else if (k == K_IDLE) {
 			snprintf(spread, sizeof spread, "(%s..%s)", num(c->lo), num(c->hi));
 			printf("   %-10s %9s %17s %9s %9s\n", c->mname, num(c->med), spread,
 			       num(c->med99 / 1e3), c->fxmed >= 0 ? num(c->fxmed) : "");
+		} else if (k == K_BCAST) {
+			snprintf(spread, sizeof spread, "(%s..%s)", num(c->lo / 1e6),
+				 num(c->hi / 1e6));
+			printf("   %-10s %4u %9s %17s %9s %10s %9s\n", c->mname, cell_procs(c),
+			       num(c->med / 1e6), spread, num(col_ratio(gi, c, 0, 0)),
+			       num(c->med * cell_procs(c) / 1e6),
+			       c->fxmed >= 0 ? num(c->fxmed) : "");
+		} else if (k == K_NS) {
+			snprintf(spread, sizeof spread, "(%s..%s)", num(c->lo), num(c->hi));
+			printf("   %-10s %5u %9s %17s %9s %11s\n", c->mname, cell_procs(c),
+			       num(c->med), spread, num(col_ratio(gi, c, 0, 0)),
+			       num(c->med99 / 1e6));
 		} else {
 			snprintf(spread, sizeof spread, "(%s..%s)", num(c->lo / 1e6),
 				 num(c->hi / 1e6));
 			printf("   %-10s %9s %17s", c->mname, num(c->med / 1e6), spread);
 			for (i = 0; i < nr; i++)
-				printf(" %9s", num(ratio(c, find_cell(gi, refs[i]), 0)));
+				printf(" %9s", num(col_ratio(gi, c, i, 0)));
 			printf(" %9s\n", c->fxmed >= 0 ? num(c->fxmed) : "");
 		}
+	}
+}
+
+static void print_group(int gi)
+{
+	const struct group *g = &groups[gi];
+	enum group_kind seen[8];
+	unsigned i, ns = 0;
+	size_t k;
+
+	for (k = 0; k < NCELLS; k++) {
+		enum group_kind ck;
+
+		if (cells[k].g != gi || !cells[k].selected)
+			continue;
+		ck = cell_kind(&cells[k]);
+		for (i = 0; i < ns && seen[i] != ck; i++)
+			;
+		if (i == ns && ns < 8)
+			seen[ns++] = ck;
+	}
+	if (!ns)
+		return;
+	printf("\n== %s: %s\n", g->name, g->title);
+	if (g->how)
+		printf("   %s\n", g->how);
+	/* One section per figure, in the order of the group's cells. */
+	for (i = 0; i < ns; i++) {
+		if (i)
+			printf("\n");
+		print_section(gi, seen[i]);
 	}
 	for (i = 0; i < g->nnote; i++)
 		printf("   note: %s\n", g->note[i]);
 }
 
-/* The targets of issue 2, each a ratio measured in this run. */
+/* The targets of issue 2 (channels) and issue 3 (at-least-once within 2x of
+ * at-most-once), each a ratio measured in this run.  The topic and limiter
+ * groups have no numeric target: issue 4 asks for their table only. */
 struct target {
 	const char *what;
 	int g;
@@ -705,6 +992,8 @@ static const struct target targets[] = {
 	{ "futex calls/msg <= 0.01, SPSC 64 B", G_T64, "fab-spsc", NULL, 0, 1, 1, 0.01 },
 	{ "futex calls/msg <= 0.01, MPMC 4x4", G_MPMC, "fab-mpmc", NULL, 0, 1, 1, 0.01 },
 	{ "idle blocked receiver ~0% CPU (<= 1%)", G_IDLE, "fab-spsc", NULL, 0, 1, 0, 1 },
+	{ "at-least-once throughput >= 0.5x at-most-once", G_ALO, "tput-alo", "tput-amo", 0, 0, 0,
+	  0.5 },
 };
 #define NTARGETS (sizeof targets / sizeof targets[0])
 
@@ -736,7 +1025,7 @@ static void print_targets(void)
 		if (isnan(v))
 			continue;
 		if (!shown++)
-			printf("\n== targets (issue 2), ratios from this run\n");
+			printf("\n== targets (issues 2 and 3), ratios from this run\n");
 		printf("   %-46s %10s  %s\n", targets[i].what, num(v),
 		       target_met(&targets[i], v) ? "met" : "MISSED");
 	}
@@ -766,8 +1055,33 @@ static void json_num(double v)
 		printf("%.6g", v);
 }
 
+/* The names a figure of kind k goes by in the JSON document. */
+static const char *kind_unit(enum group_kind k)
+{
+	switch (k) {
+	case K_LAT:
+		return "ns per round trip";
+	case K_IDLE:
+		return "percent of a CPU";
+	case K_BCAST:
+		return "messages published/s";
+	case K_NS:
+		return "ns per call per process";
+	default:
+		return "messages/s";
+	}
+}
+
+static const char *kind_key(enum group_kind k)
+{
+	return k == K_LAT ? "p50_ns" : k == K_IDLE ? "cpu_percent" :
+	       k == K_NS ? "ns_per_call" : "msgs_per_s";
+}
+
 static void print_json(const struct load_diff *ld)
 {
+	enum group_kind ck;
+	const char *sep;
 	unsigned i, j;
 	size_t k;
 	int first = 1;
@@ -798,9 +1112,11 @@ static void print_json(const struct load_diff *ld)
 		printf(",\"title\":");
 		json_str(g->title);
 		printf(",\"unit\":\"%s\",\"msg_bytes\":%zu,\"producers\":%u,\"consumers\":%u,\"notes\":[",
-		       g->kind == K_LAT ? "ns per round trip" :
-		       g->kind == K_IDLE ? "percent of a CPU" : "messages/s", g->msg, g->nprod,
-		       g->ncons);
+		       kind_unit(g->kind), g->msg, g->nprod, g->ncons);
+		if (g->how) {
+			json_str(g->how);
+			printf("%s", g->nnote || i == G_SLEEP ? "," : "");
+		}
 		for (j = 0; j < g->nnote; j++) {
 			printf("%s", j ? "," : "");
 			json_str(g->note[j]);
@@ -828,19 +1144,35 @@ static void print_json(const struct load_diff *ld)
 				printf(",\"reason\":");
 				json_str(c->why);
 			}
+			ck = cell_kind(c);
+			printf(",\"unit\":");
+			json_str(kind_unit(ck));
+			if (ck == K_BCAST)
+				printf(",\"subscribers\":%u", cell_procs(c));
+			if (ck == K_NS)
+				printf(",\"processes\":%u", cell_procs(c));
+			if (c->delivery)
+				printf(",\"delivery\":\"at-least-once\"");
 			if (c->state == CELL_OK && c->n) {
-				printf(",\"%s\":", g->kind == K_LAT ? "p50_ns" :
-						   g->kind == K_IDLE ? "cpu_percent" : "msgs_per_s");
+				printf(",\"%s\":", kind_key(ck));
 				json_num(c->med);
 				printf(",\"min\":");
 				json_num(c->lo);
 				printf(",\"max\":");
 				json_num(c->hi);
-				if (g->kind == K_IDLE) {
+				if (ck == K_IDLE) {
 					printf(",\"cpu_us\":");
 					json_num(c->med99 / 1e3);
 				}
-				if (g->kind == K_LAT) {
+				if (ck == K_BCAST) {
+					printf(",\"deliveries_per_s\":");
+					json_num(c->med * cell_procs(c));
+				}
+				if (ck == K_NS) {
+					printf(",\"calls_per_s\":");
+					json_num(c->med99);
+				}
+				if (ck == K_LAT) {
 					printf(",\"p99_ns\":");
 					json_num(c->med99);
 					printf(",\"p99_min\":");
@@ -848,43 +1180,54 @@ static void print_json(const struct load_diff *ld)
 					printf(",\"p99_max\":");
 					json_num(c->hi99);
 				}
-				printf(",\"%s\":", g->kind == K_LAT ? "futex_calls_per_round_trip" :
-						   g->kind == K_IDLE ? "futex_sleeps" :
-								       "futex_calls_per_msg");
-				json_num(c->fxmed >= 0 ? c->fxmed : NAN);
+				if (ck != K_NS) {
+					printf(",\"%s\":", ck == K_LAT ? "futex_calls_per_round_trip" :
+							   ck == K_IDLE ? "futex_sleeps" :
+									  "futex_calls_per_msg");
+					json_num(c->fxmed >= 0 ? c->fxmed : NAN);
+				}
 				printf(",\"ratios\":{");
-				for (j = 0; j < 5 && g->refs[j]; j++) {
-					const struct cell *ref = find_cell((int)i, g->refs[j]);
+				for (j = 0, sep = ""; j < ratio_cols(g); j++) {
+					const char *rn = col_ref(g, c, j);
 
-					printf("%s", j ? "," : "");
-					json_str(g->refs[j]);
+					if (!rn)
+						continue;
+					printf("%s", sep);
+					sep = ",";
+					json_str(rn);
 					printf(":");
-					if (g->kind == K_LAT) {
+					if (ck == K_LAT) {
 						printf("{\"p50\":");
-						json_num(ratio(c, ref, 0));
+						json_num(col_ratio((int)i, c, j, 0));
 						printf(",\"p99\":");
-						json_num(ratio(c, ref, 1));
+						json_num(col_ratio((int)i, c, j, 1));
 						printf("}");
 					} else {
-						json_num(ratio(c, ref, 0));
+						json_num(col_ratio((int)i, c, j, 0));
 					}
 				}
 				printf("},\"rounds\":[");
 				for (j = 0; j < c->n; j++) {
 					printf("%s{\"value\":", j ? "," : "");
 					json_num(c->v[j]);
-					if (g->kind == K_LAT) {
+					if (ck == K_LAT) {
 						printf(",\"p99\":");
 						json_num(c->v99[j]);
 						printf(",\"round_trips\":");
-					} else if (g->kind == K_IDLE) {
+					} else if (ck == K_IDLE) {
 						printf(",\"seconds\":");
+					} else if (ck == K_NS) {
+						printf(",\"calls_per_s\":");
+						json_num(c->v99[j]);
+						printf(",\"calls\":");
 					} else {
 						printf(",\"messages\":");
 					}
 					json_num(c->cnt[j]);
-					printf(",\"futex\":");
-					json_num(c->fx[j] >= 0 ? c->fx[j] : NAN);
+					if (ck != K_NS) {
+						printf(",\"futex\":");
+						json_num(c->fx[j] >= 0 ? c->fx[j] : NAN);
+					}
 					printf("}");
 				}
 				printf("]");
@@ -932,10 +1275,19 @@ static void usage(FILE *f)
 		"             one producer process -> one consumer process, messages/s\n"
 		"  mpmc4x4    4 producers x 4 consumers (8 processes), 64-byte messages\n"
 		"  idle       CPU share of a receiver blocked on an empty channel (fab only)\n"
+		"  select     receiving through fab_select over 1 and 4 channels vs fab_recv\n"
+		"  topic      broadcast, 64-byte messages, one publisher -> 1, 4, 16 subscriber\n"
+		"             processes (FAB_SUB_BLOCK); messages published/s and deliveries/s,\n"
+		"             against a 1:1 SPSC channel (chan-1)\n"
+		"  limiter    ns per fab_limiter_try (a limiter that never refuses), by one\n"
+		"             process and by two on one limiter, against an atomic fetch_add\n"
+		"  alo        at-least-once vs at-most-once on an MPMC channel: 1 -> 1\n"
+		"             throughput (64 B) and default-mode round trip\n"
 		"\n"
 		"Every message carries its producer and sequence number; consumers check\n"
 		"order and counts, and a run that loses, duplicates or tears a message is\n"
-		"reported as FAILED (exit status 1), never as a figure.\n"
+		"reported as FAILED (exit status 1), never as a figure; so is a limiter\n"
+		"call that does not return 0.\n"
 		"\n"
 		"options:\n"
 		"  --quick            3 rounds of 150 ms per cell (well under a minute)\n"
@@ -947,7 +1299,7 @@ static void usage(FILE *f)
 		"  --json             print one JSON document with every cell\n"
 		"  --capacity N       queue depth in the throughput groups (default 1024)\n"
 		"  --sleep-delay US   rtt-sleep's delay instead of calibrating it\n"
-		"  --no-pin           do not pin the two processes of 1:1 shapes to two CPUs\n"
+		"  --no-pin           do not pin shapes of one or two processes (1:1: two CPUs)\n"
 		"  -h, --help         this text\n"
 		"\n"
 		"exit status: 0 all measured, 1 a cell failed, 2 usage, 130 interrupted\n");
@@ -1108,12 +1460,19 @@ int main(int argc, char **argv)
 	}
 	pick_cpus();
 	if (g_ncpu < 2) {
-		/* Two spinning processes on one CPU measure the scheduler. */
+		/* Two spinning processes on one CPU measure the scheduler, and
+		 * two callers on one CPU take turns rather than contend. */
 		for (k = 0; k < NCELLS; k++) {
-			if (cells[k].mode == MODE_SPIN && cells[k].selected) {
+			if (!cells[k].selected)
+				continue;
+			if (cells[k].mode == MODE_SPIN) {
 				cells[k].state = CELL_UNAVAIL;
 				snprintf(cells[k].why, sizeof cells[k].why,
 					 "needs 2 CPUs (spinning peers)");
+			} else if (cell_kind(&cells[k]) == K_NS && cell_procs(&cells[k]) > 1) {
+				cells[k].state = CELL_UNAVAIL;
+				snprintf(cells[k].why, sizeof cells[k].why,
+					 "needs 2 CPUs (contending callers)");
 			}
 		}
 	}
@@ -1176,9 +1535,11 @@ int main(int argc, char **argv)
 	} else {
 		printf("fab-bench: libfab %s, %u CPUs, %s, %u rounds x %.0f ms per cell, interleaved; medians over rounds\n",
 		       fab_version(), g_ncpu,
-		       g_cpu[0] >= 0 ? "1:1 shapes pinned to two CPUs" : "not pinned",
+		       g_cpu[0] >= 0 ? "shapes of 1 or 2 processes pinned (1:1 to two CPUs)" :
+				       "not pinned",
 		       opt.rounds, (double)opt.duration_ns / 1e6);
-		printf("ratios: latency x = this / that (lower is faster); throughput x = this / that (higher is faster)\n");
+		printf("ratios: latency x = this / that (lower is faster); throughput x = this / that (higher is faster);\n"
+		       "        cost per call x = this / that (lower is cheaper)\n");
 		for (k = 0; k < G_N; k++)
 			print_group((int)k);
 		print_targets();

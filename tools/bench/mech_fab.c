@@ -12,6 +12,16 @@
  * channel closes when all of them did) and consumers drain to FAB_ECLOSED.
  * The last consumer reads the channel's counters for the futex figure.
  *
+ * At-least-once (r->delivery, the "alo" group): the same loops on an MPMC
+ * channel created with FAB_AT_LEAST_ONCE and the default max_inflight of 1,
+ * so each fab_recv first acks the message the previous one leased (the
+ * implicit ack) and the final fab_recv, which returns FAB_ECLOSED, acks the
+ * last message.  The last consumer's counters must then show every message
+ * acked, none leased, none given back or redelivered (stream_result checks
+ * them).  In a ping-pong each side acks its last lease explicitly with
+ * fab_ack before it releases its handles, which would otherwise give the
+ * message back for redelivery.
+ *
  * The parent creates each run's channels with fresh names and releases its
  * handles before forking (an SPSC end may be held once); children open the
  * fabric themselves, since handles do not survive fork.
@@ -74,7 +84,8 @@ static int fab_setup(struct run *r, char *why, size_t whylen)
 	if (r->shape == SHAPE_PP) {
 		o.capacity = BENCH_PP_CAP;
 		o.msg_size = BENCH_PP_MSG;
-		o.kind = FAB_SPSC;
+		o.kind = r->fab_kind ? r->fab_kind : FAB_SPSC;
+		o.delivery = r->delivery;
 		o.producers = 1;
 		snprintf(r->chan[0], sizeof r->chan[0], "pp%u-ping", serial);
 		snprintf(r->chan[1], sizeof r->chan[1], "pp%u-pong", serial);
@@ -87,6 +98,7 @@ static int fab_setup(struct run *r, char *why, size_t whylen)
 	o.capacity = r->capacity;
 	o.msg_size = (uint32_t)r->msg;
 	o.kind = r->fab_kind;
+	o.delivery = r->delivery;
 	o.producers = r->nprod;
 	snprintf(r->chan[0], sizeof r->chan[0], "st%u", serial);
 	if (create(r, 0, &o, why, whylen)) {
@@ -156,6 +168,10 @@ static void take_stats(struct run *r, unsigned slot, fab_chan *const *chs, unsig
 		o->futex_waits += st.futex_waits;
 		o->futex_wakes += st.futex_wakes;
 		o->fab_sent += st.sent;
+		o->fab_acked += st.acked;
+		o->fab_leased += st.leased;
+		o->fab_redelivered += st.redelivered;
+		o->fab_nacked += st.nacked;
 	}
 	o->have_futex = 1;
 }
@@ -174,6 +190,15 @@ static int fab_pp(struct run *r, fab_fabric *f, enum bench_role role, unsigned s
 			return 1;
 	}
 	rc = drive_pp(r, &xp_fab, role, slot);
+	if (rc == 0 && r->delivery == FAB_AT_LEAST_ONCE) {
+		/* The last message received (the pinger's last answer, the
+		 * ponger's end record) is still leased: ack it. */
+		int k = role == ROLE_PING ? 1 : 0;
+		int a = fab_ack(g_ch[k]);
+
+		if (a != 0)
+			rc = (fail_rc(r, slot, "fab_ack", a), 1);
+	}
 	if (rc == 0 && role == ROLE_PING)
 		take_stats(r, slot, g_ch, 2);
 	fab_chan_release(g_ch[0]);

@@ -1,14 +1,14 @@
 /*
  * run.c - executes one measured run: sets the mechanism up, forks its
- * processes (pinned for 1:1 shapes), releases them together through a futex
- * barrier, waits for them under a watchdog, and tears everything down again,
- * on success and on every error path.  Also the parent's signal handling:
- * SIGCHLD is blocked and taken with sigtimedwait; SIGINT/SIGTERM/SIGHUP only
- * set a flag, which the waits look at every 100 ms, so an interrupt is
- * acted on at a well-defined point (children killed and reaped, then main
- * destroys the fabric).  A second interrupt means the parent is stuck
- * somewhere else: the handler kills the children and exits at once (the
- * next run removes the fabric left behind).
+ * processes (pinned when there are one or two), releases them together
+ * through a futex barrier, waits for them under a watchdog, and tears
+ * everything down again, on success and on every error path.  Also the
+ * parent's signal handling: SIGCHLD is blocked and taken with sigtimedwait;
+ * SIGINT/SIGTERM/SIGHUP only set a flag, which the waits look at every
+ * 100 ms, so an interrupt is acted on at a well-defined point (children
+ * killed and reaped, then main destroys the fabric).  A second interrupt
+ * means the parent is stuck somewhere else: the handler kills the children
+ * and exits at once (the next run removes the fabric left behind).
  */
 #include "bench.h"
 
@@ -257,6 +257,10 @@ static const char *role_name(const struct run *r, unsigned slot)
 {
 	if (r->shape == SHAPE_PP)
 		return slot == 0 ? "pinger" : "ponger";
+	if (r->shape == SHAPE_BCAST)
+		return slot == 0 ? "publisher" : "subscriber";
+	if (r->shape == SHAPE_CALLS)
+		return "caller";
 	return slot < r->nprod ? "producer" : "consumer";
 }
 
@@ -280,6 +284,7 @@ int run_exec(struct run *r, const struct mech *m, char *err, size_t errlen)
 	memset(r->sh, 0, sizeof *r->sh);
 	n = r->shape == SHAPE_PP ? 2 : r->nprod + r->ncons;
 	atomic_store(&r->sh->cons_left, r->ncons);
+	atomic_store(&r->sh->calls_left, r->shape == SHAPE_CALLS ? r->nprod : 0);
 	rc = m->setup(r, err, errlen);
 	if (rc != 0)
 		return rc > 0 ? 1 : -1;
@@ -295,7 +300,9 @@ int run_exec(struct run *r, const struct mech *m, char *err, size_t errlen)
 			role = i == 0 ? ROLE_PING : ROLE_PONG;
 		else
 			role = i < r->nprod ? ROLE_PROD : ROLE_CONS;
-		if (n == 2)
+		/* Shapes of one or two processes are pinned (one CPU each);
+		 * larger ones are left to the scheduler. */
+		if (n <= 2)
 			cpu = r->cpu[i];
 		pid = fork();
 		if (pid < 0) {
@@ -338,7 +345,7 @@ int run_exec(struct run *r, const struct mech *m, char *err, size_t errlen)
 		/* Pairs with barrier_wait's acquire: publishes the deadline. */
 		atomic_store_explicit(&r->sh->go, 1, memory_order_release);
 		futex_wake(&r->sh->go, INT_MAX);
-		/* Watchdog: generous, since 8 processes share 2 CPUs and a
+		/* Watchdog: generous, since 17 processes share 2 CPUs and a
 		 * sleeping ping-pong may run a little past its deadline. */
 		limit = t_go + r->duration_ns + (int64_t)30 * 1000000000;
 		for (;;) {
