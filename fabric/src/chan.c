@@ -403,10 +403,6 @@ fail:
 
 void fab__chan_unmap(fab_chan *ch)
 {
-	if (ch->dlq) {
-		fab_chan_release(ch->dlq);
-		ch->dlq = NULL;
-	}
 	fab__seg_unmap(&ch->seg);
 	ch->hdr = NULL;
 }
@@ -1191,8 +1187,9 @@ static int fab__alo_take(fab_chan *ch, fab__recv_arg *arg, fab__block *blk)
 				ch->max_inflight);
 	size_t cap = (arg->msg || (!arg->buf && !arg->cap)) ? SIZE_MAX : arg->cap;
 	r = FAB_EAGAIN;
-	/* Acquire: pairs with the returner's seq_cst increment. */
-	if (load_acquire(&ch->hdr->returned) != 0)
+	/* Acquire: pairs with the returner's seq_cst increment.  A draining
+	 * receiver (closed channel) always looks: the gauge is only a hint. */
+	if (load_acquire(&ch->hdr->returned) != 0 || load_relaxed(&ch->hdr->closed))
 		r = fab__mpmc_take_returned(ch, &arg->pos, cap, blk);
 	if (r == FAB_EAGAIN)
 		r = fab__mpmc_take(ch, &arg->pos, cap, blk);
@@ -1323,8 +1320,7 @@ static int fab__try_recv_once(fab_chan *ch, void *a, fab__block *blk)
 			/* Not drained while another handle's lease may still come
 			 * back: wait for it (watching its owner's liveness). */
 			uint32_t tag = 0;
-			if (load_acquire(&ch->hdr->returned) != 0 ||
-			    fab__mpmc_foreign_leases(ch, &tag) != 0) {
+			if (fab__mpmc_foreign_leases(ch, &tag) != 0) {
 				blk->behind_tag = tag;
 				return FAB_EAGAIN;
 			}
@@ -1540,10 +1536,9 @@ static uint64_t fab__chan_len_raw(fab_chan *ch)
 	if (d < 0)
 		d = 0;
 	if (ch->delivery == FAB_AT_LEAST_ONCE) {
-		/* Given-back messages wait behind head for redelivery. */
-		uint64_t r = load_acquire(&ch->hdr->returned);
-		if (r <= ch->nslots)
-			d += (int64_t)r;
+		/* Given-back messages wait behind head for redelivery (counted
+		 * from the slots: the `returned` gauge is only a hint). */
+		d += (int64_t)fab__mpmc_returned_now(ch);
 	}
 	if (d > (int64_t)ch->capacity)
 		d = ch->capacity;
@@ -1618,9 +1613,8 @@ int fab_chan_stats(fab_chan *ch, fab_stats *st)
 		s.redelivered = load_relaxed(&h->redelivered);
 		s.dead_lettered = load_relaxed(&h->dead_lettered);
 		s.dead_dropped = load_relaxed(&h->dead_dropped);
-		uint64_t returned = load_relaxed(&h->returned);
-		uint64_t gone = s.leased + (returned <= ch->nslots ? returned : 0) +
-				s.dead_lettered + s.dead_dropped;
+		uint64_t gone = s.leased + fab__mpmc_returned_now(ch) + s.dead_lettered +
+				s.dead_dropped;
 		s.acked = s.received > gone ? s.received - gone : 0;
 	}
 	size_t n = st->size < sizeof s ? st->size : sizeof s;

@@ -196,7 +196,6 @@ struct fab_chan {
 	uint32_t lease_first, nleases;
 	bool have_info;          /* info describes the last message received */
 	fab_msg_info info;
-	fab_chan *dlq;           /* the dead-letter channel, opened when first needed */
 	char name[FAB_NAME_MAX + 1];
 };
 
@@ -236,6 +235,7 @@ int fab__mpmc_ack(fab_chan *ch, uint64_t pos);
  * the first such owner in *tag; for "closed and drained" */
 uint64_t fab__mpmc_foreign_leases(fab_chan *ch, uint32_t *tag);
 uint64_t fab__mpmc_leased(fab_chan *ch); /* READING slots now (stats) */
+uint64_t fab__mpmc_returned_now(fab_chan *ch); /* given back, waiting (len, stats) */
 int fab__mpmc_validate(fab_chan *ch);
 
 /* wake the other side if someone announced a sleep (Dekker, waker half) */

@@ -427,6 +427,9 @@ int fab__mpmc_take_returned(fab_chan *ch, uint64_t *pos, size_t cap, fab__block 
 	fab_chan_hdr *hd = ch->hdr;
 	uint32_t tag = ch->fab->tag;
 	blk->behind_tag = 0;
+	/* Acquire: read before the scan (see the reset at the end). */
+	uint64_t g = load_acquire(&hd->returned);
+	bool busy = false; /* a given-back message in flight (RETURNING, FULL) */
 	uint64_t h = load_acquire(&hd->head);
 	uint64_t lo = fab__redo_start(ch, h), q = lo;
 	bool finished_run = true; /* every position in [lo, q) is finished */
@@ -460,9 +463,12 @@ int fab__mpmc_take_returned(fab_chan *ch, uint64_t *pos, size_t cap, fab__block 
 				*pos = q;
 				return 0;
 			}
+			busy = true;
 			finished_run = false;
 			continue;
 		}
+		if (FAB_SW_SAMEPOS(w, q) && FAB_SW_STATE(w) == FAB_SLOT_RETURNING)
+			busy = true;
 		if (finished_run && (FAB_SW_SAMEPOS(w, q + ch->nslots) ||
 				     (FAB_SW_SAMEPOS(w, q) && FAB_SW_STATE(w) == FAB_SLOT_SKIP)))
 			continue; /* finished: acked, dead-lettered or skipped */
@@ -478,21 +484,44 @@ int fab__mpmc_take_returned(fab_chan *ch, uint64_t *pos, size_t cap, fab__block 
 		uint64_t seen = lo;
 		cas(&hd->redo_low, &seen, q);
 	}
+	/* Nothing given back is in flight, yet the gauge says so: a taker
+	 * died between its claim and its decrement.  Every give-back makes
+	 * its slot RETURNING before it counts, so one counted before our load
+	 * of g was visible to the scan; reset from exactly g (a give-back
+	 * since then changed it and the CAS fails).  A taker's late decrement
+	 * after the reset only makes the gauge read high (a wasted scan) until
+	 * the next reset. */
+	if (!busy && g != 0)
+		cas(&hd->returned, &g, 0);
 	return FAB_EAGAIN;
 }
 
-/* Open (once) the channel's dead-letter channel and pass the message on.
- * 1 if it was moved, 0 if it had to be dropped. */
+uint64_t fab__mpmc_returned_now(fab_chan *ch)
+{
+	uint64_t h = load_acquire(&ch->hdr->head), n = 0;
+	for (uint64_t q = fab__redo_start(ch, h); q != h; q++) {
+		uint64_t w = load_acquire(&fab__mslot(ch, q)->state);
+		if (FAB_SW_SAMEPOS(w, q) &&
+		    (FAB_SW_STATE(w) == FAB_SLOT_FULL || FAB_SW_STATE(w) == FAB_SLOT_RETURNING))
+			n++;
+	}
+	return n;
+}
+
+/* Pass a poison message on to the channel's dead letter.  The channel is
+ * opened for each message (poison is rare): a handle kept open would go on
+ * sending into a dead-letter channel that was destroyed and created again,
+ * and would keep an spsc dead letter's send end from everyone else.  1 if
+ * it was moved, 0 if it had to be dropped. */
 static int fab__dead_letter(fab_chan *ch, const void *msg, size_t len)
 {
-	if (!ch->dead_letter[0])
+	fab_chan *dl = NULL;
+	if (!ch->dead_letter[0] || fab_chan_open(ch->fab, ch->dead_letter, FAB_SEND, &dl) != 0)
 		return 0;
-	if (!ch->dlq && fab_chan_open(ch->fab, ch->dead_letter, FAB_SEND, &ch->dlq) != 0) {
-		ch->dlq = NULL;
-		return 0;
-	}
 	/* Never block here: this runs inside nack and recovery. */
-	return fab_try_send(ch->dlq, msg, len) == 0;
+	int moved = fab_try_send(dl, msg, len) == 0;
+	fab_chan_release(dl);
+	return moved;
 }
 
 int fab__mpmc_return(fab_chan *ch, uint64_t pos, uint64_t word)

@@ -52,7 +52,7 @@ enum bench_shape { SHAPE_PP, SHAPE_STREAM, SHAPE_BCAST, SHAPE_CALLS };
  * MODE_IDLE is a stream in which nothing is sent: the consumer blocks on
  * the empty channel until the producer closes it at the deadline, and
  * reports the CPU time it used meanwhile. */
-enum bench_mode { MODE_SPIN, MODE_DEFAULT, MODE_SLEEP, MODE_IDLE, MODE_SEL1, MODE_SEL4 };
+enum bench_mode { MODE_SPIN, MODE_DEFAULT, MODE_SLEEP, MODE_IDLE, MODE_SEL1, MODE_SEL4, MODE_BATCH };
 
 enum bench_role { ROLE_PING, ROLE_PONG, ROLE_PROD, ROLE_CONS };
 

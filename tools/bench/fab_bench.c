@@ -154,6 +154,7 @@ static struct cell cells[] = {
 	C(G_SLEEP, "mutex-cv", mech_mutexcv, MODE_SLEEP, 0),
 #define TPUT(g)                                                   \
 	C(g, "fab-spsc", mech_fab, MODE_DEFAULT, FAB_SPSC),       \
+	C(g, "spsc-batch", mech_fab, MODE_BATCH, FAB_SPSC),       \
 	C(g, "fab-mpmc", mech_fab, MODE_DEFAULT, FAB_MPMC),       \
 	C(g, "pipe", mech_pipe, MODE_DEFAULT, 0),                 \
 	C(g, "socket", mech_socket, MODE_DEFAULT, 0),             \

@@ -247,6 +247,53 @@ static int fab_idle(struct run *r, fab_chan *ch, enum bench_role role, unsigned 
 	return 0;
 }
 
+/* MODE_BATCH: whole messages through fab_send_batch / fab_recv_batch, up to
+ * BENCH_BATCH per call; every record is still stamped and checked. */
+#define BENCH_BATCH 32
+
+static int fab_produce_batch(struct run *r, fab_chan *ch, unsigned slot)
+{
+	struct child_out *o = &r->sh->out[slot];
+	const size_t msg = r->msg;
+	unsigned char *buf = bench_buf_alloc(msg * BENCH_BATCH);
+	fab_iov v[BENCH_BATCH];
+	int64_t deadline;
+	uint64_t seq = 0;
+	unsigned i;
+	int rc;
+
+	if (!buf)
+		return child_fail(r, slot, "out of memory");
+	barrier_wait(r);
+	deadline = r->sh->deadline;
+	o->t_start = now_ns();
+	while (now_ns() < deadline) {
+		for (i = 0; i < BENCH_BATCH; i++) {
+			v[i].base = buf + i * msg;
+			v[i].len = msg;
+			rec_stamp(v[i].base, msg, rec_tag(slot, seq + i));
+		}
+		for (i = 0; i < BENCH_BATCH;) {
+			rc = fab_send_batch(ch, v + i, BENCH_BATCH - i, NULL);
+			if (rc <= 0) {
+				fail_rc(r, slot, "fab_send_batch", rc);
+				free(buf);
+				return 1;
+			}
+			i += (unsigned)rc;
+		}
+		seq += BENCH_BATCH;
+	}
+	o->count = seq;
+	free(buf);
+	rc = fab_chan_close(ch);
+	if (rc != 0) {
+		fail_rc(r, slot, "fab_chan_close", rc);
+		return 1;
+	}
+	return 0;
+}
+
 static int fab_produce(struct run *r, fab_chan *ch, unsigned slot)
 {
 	struct child_out *o = &r->sh->out[slot];
@@ -369,7 +416,46 @@ static int fab_consume(struct run *r, fab_chan *ch, unsigned slot)
 		}
 	}
 	barrier_wait(r);
-	for (;;) {
+	if (r->mode == MODE_BATCH) {
+		unsigned char *bb = bench_buf_alloc(msg * BENCH_BATCH);
+		fab_iov v[BENCH_BATCH];
+		int k, j;
+
+		if (!bb) {
+			free(buf);
+			return child_fail(r, slot, "out of memory");
+		}
+		for (;;) {
+			for (j = 0; j < BENCH_BATCH; j++) {
+				v[j].base = bb + (size_t)j * msg;
+				v[j].len = msg;
+			}
+			k = fab_recv_batch(ch, v, BENCH_BATCH, NULL);
+			if (k == FAB_ECLOSED)
+				break;
+			if (k <= 0) {
+				fail_rc(r, slot, "fab_recv_batch", k);
+				free(bb);
+				free(buf);
+				return 1;
+			}
+			for (j = 0; j < k; j++) {
+				if (v[j].len != msg) {
+					free(bb);
+					free(buf);
+					return child_fail(r, slot, "batch record of %zu bytes, sent %zu",
+							  v[j].len, msg);
+				}
+				if (cons_check_rec(&c, v[j].base, msg, why, sizeof why) < 0) {
+					free(bb);
+					free(buf);
+					return child_fail(r, slot, "%s", why);
+				}
+			}
+		}
+		free(bb);
+	}
+	for (; r->mode != MODE_BATCH;) {
 		n = r->mode == MODE_SEL1 || r->mode == MODE_SEL4 ? sel_recv(r) : fab_recv(ch, buf, msg, NULL);
 		if (n == FAB_ECLOSED)
 			break;
@@ -421,6 +507,8 @@ static int fab_child(struct run *r, enum bench_role role, unsigned slot)
 	} else {
 		if (r->mode == MODE_IDLE)
 			rc = fab_idle(r, ch, role, slot);
+		else if (role == ROLE_PROD && r->mode == MODE_BATCH)
+			rc = fab_produce_batch(r, ch, slot);
 		else if (role == ROLE_PROD)
 			rc = fab_produce(r, ch, slot);
 		else

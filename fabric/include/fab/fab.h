@@ -222,11 +222,11 @@ int fab_ctx_reason(fab_ctx *ctx);
 int fab_ctx_wait(fab_ctx *ctx);
 void fab_ctx_release(fab_ctx *ctx);
 
-/* at-least-once channels (since 1.1): a received message is leased to the
- * receiving handle until fab_ack, the handle's next receive once it holds
- * max_inflight leases (implicit ack), or fab_nack (give it back now).  Both
- * act on the handle's oldest lease.  fab_recv_info describes the last
- * message received through the handle. */
+/* at-least-once channels (since 1.1): the messages a receive call returns
+ * (one, or a batch of at most max_inflight) are leased to the receiving
+ * handle until fab_ack, fab_nack (give them back now) or the handle's next
+ * receive call (implicit ack); both settle every lease the handle holds.
+ * fab_recv_info describes the last message received through the handle. */
 int fab_ack(fab_chan *ch);
 int fab_nack(fab_chan *ch);
 int fab_recv_info(fab_chan *ch, fab_msg_info *info);
