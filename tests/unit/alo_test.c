@@ -363,6 +363,69 @@ START_TEST(t_dead_consumer_redelivered)
 }
 END_TEST
 
+/* Two processes recover the same dead holder's 48 leases at the same
+ * moment: every message comes back exactly once (one give-back each). */
+static _Atomic int *go_flag;
+
+static int child_recover_at_go(void *arg)
+{
+	(void)arg;
+	fab_fabric *f = child_fabric(40);
+	while (!atomic_load(go_flag))
+		;
+	CHILD_CHECK(fab_fabric_recover(f) >= 0, 41);
+	fab_fabric_close(f);
+	return 0;
+}
+
+static int child_take_batch_and_die(void *arg)
+{
+	(void)arg;
+	fab_fabric *f = child_fabric(42);
+	fab_chan *c = NULL;
+	CHILD_RC(fab_chan_open(f, "a", FAB_RECV, &c), 0, 43);
+	static char buf[48][32];
+	fab_iov v[48];
+	for (int i = 0; i < 48; i++)
+		v[i].base = buf[i], v[i].len = sizeof buf[i];
+	CHILD_RC(fab_recv_batch(c, v, 48, NULL), 48, 44);
+	raise(SIGKILL);
+	return 45;
+}
+
+START_TEST(t_concurrent_recovery)
+{
+	fab_chan *c = mk("a", alo(FAB_MPMC, 64, 64, 0, NULL));
+	char m[8];
+	for (int i = 0; i < 48; i++) {
+		snprintf(m, sizeof m, "%d", i);
+		send_str(c, m);
+	}
+	go_flag = ut_shared(sizeof *go_flag);
+	ck_assert_int_eq(ft_wait(ft_spawn(child_take_batch_and_die, NULL)), 128 + SIGKILL);
+	ck_assert_uint_eq(stats(c).leased, 48);
+	pid_t a = ft_spawn(child_recover_at_go, NULL), b = ft_spawn(child_recover_at_go, NULL);
+	ut_sleep_ms(20);
+	atomic_store(go_flag, 1);
+	UT_CHILD_OK(a);
+	UT_CHILD_OK(b);
+	fab_stats st = stats(c);
+	ck_assert_uint_eq(st.leased, 0);
+	ck_assert_uint_eq(fab_chan_len(c), 48);
+	for (int i = 0; i < 48; i++) {
+		snprintf(m, sizeof m, "%d", i);
+		ck_assert_uint_eq(recv_str(c, m), 2); /* given back exactly once */
+	}
+	UT_RC(fab_ack(c), 0);
+	char buf[8];
+	UT_RC(fab_try_recv(c, buf, sizeof buf), FAB_EAGAIN);
+	st = stats(c);
+	ck_assert_uint_eq(st.redelivered, 48);
+	ck_assert_uint_eq(st.acked, 48);
+	fab_chan_release(c);
+}
+END_TEST
+
 /* A closed channel is not drained while another handle holds a lease: the
  * drain waits for it, and gets it back if its holder dies (no explicit
  * recovery call: the waiter watches the holder's liveness). */
@@ -567,6 +630,7 @@ static Suite *alo_suite(void)
 	tcase_add_test(tc, t_lease_holds_slot);
 	tcase_add_test(tc, t_poison_to_dead_letter);
 	tcase_add_test(tc, t_dead_consumer_redelivered);
+	tcase_add_test(tc, t_concurrent_recovery);
 	tcase_add_test(tc, t_drain_waits_for_leases);
 	tcase_add_test(tc, t_drain_waits_for_live_lease);
 	tcase_add_test(tc, t_gauge_heals);
