@@ -1,6 +1,7 @@
 /*
  * fabric.c - a fabric: the control segment /dev/shm/fab.<name> with the
- * process table, the channel registry and the context table.  Opening a
+ * process table, the channel registry, the context, limiter and stage
+ * tables.  Opening a
  * fabric validates the segment (magic, layout version, sizes against the
  * file) and claims a process-table entry; closing releases it.
  *
@@ -76,6 +77,8 @@ static void fab__ctl_init(fab_ctl_hdr *h, const char *name)
 	h->ctxs_off = FAB_CTL_CTXS_OFF;
 	h->lims_off = FAB_CTL_LIMS_OFF;
 	h->max_lims = FAB_MAX_LIMS;
+	h->stages_off = FAB_CTL_STAGES_OFF;
+	h->max_stages = FAB_MAX_STAGES;
 	h->created_ns = fab__realtime_ns();
 	snprintf(h->name, sizeof h->name, "%s", name);
 	/* Pairs with fab__seg_wait_version's load_acquire: the header (and the
@@ -105,7 +108,8 @@ static int fab__ctl_validate(fab_fabric *fab)
 	    h->max_chans != FAB_MAX_CHANS || h->max_ctxs != FAB_MAX_CTXS ||
 	    h->procs_off != FAB_CTL_PROCS_OFF || h->chans_off != FAB_CTL_CHANS_OFF ||
 	    h->ctxs_off != FAB_CTL_CTXS_OFF || h->lims_off != FAB_CTL_LIMS_OFF ||
-	    h->max_lims != FAB_MAX_LIMS)
+	    h->max_lims != FAB_MAX_LIMS || h->stages_off != FAB_CTL_STAGES_OFF ||
+	    h->max_stages != FAB_MAX_STAGES)
 		return fab__err(FAB_ECORRUPT, "fabric %s: header sizes do not match the segment",
 				fab->name);
 	uint8_t *b = fab->ctl.base;

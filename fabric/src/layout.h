@@ -12,7 +12,7 @@
  * Two kinds of segment:
  *   /dev/shm/fab.<fabric>            control: process table, channel registry
  *                                    (channels and topics), context table,
- *                                    limiter table
+ *                                    limiter table, stage table
  *   /dev/shm/fab.<fabric>.<channel>  one channel: header, attach table, ring
  */
 #ifndef FAB_LAYOUT_H
@@ -33,6 +33,7 @@
 #define FAB_MAX_CHANS 1024u
 #define FAB_MAX_CTXS 1024u
 #define FAB_MAX_LIMS 256u
+#define FAB_MAX_STAGES 256u
 #define FAB_ATTACH_MAX 1024u   /* handles attached to one channel */
 #define FAB_LINE 128u          /* false-sharing unit (adjacent-line prefetch) */
 
@@ -127,6 +128,39 @@ typedef struct fab_lim_ent {
 _Static_assert(sizeof(fab_lim_ent) == 128, "limiter entry size");
 _Static_assert(offsetof(fab_lim_ent, seq) % 4 == 0, "limiter futex word aligned");
 
+/*
+ * A stage (since layout 1.1, docs/stage.md): one entry per stage name,
+ * found or created by fab_stage_open and never freed (as limiters), so
+ * fabd and fabctl can read a stage's error counters with no broker state.
+ *
+ * Claim protocol: `owner` is the claim word.  A creator CASes it 0 -> its
+ * tag (or a dead creator's tag -> its own: takeover), writes `name`, then
+ * store-releases `state` LIVE.  Entries are claimed in index order and
+ * never freed, so every opener of one name scans the same sequence and
+ * waits on a CREATING entry until it turns LIVE (or its creator is dead):
+ * exactly one entry per name.  The counters are plain relaxed counters.
+ */
+typedef struct fab_stage_ent {
+	_Atomic uint32_t state;  /* FAB_ENT_FREE | FAB_ENT_LIVE (no CREATING value: owner != 0) */
+	_Atomic uint32_t owner;  /* tag of the creator; 0 = free */
+	_Atomic uint64_t gen;    /* bumped when the entry goes LIVE */
+	char name[64];           /* NUL-terminated stage name */
+	_Atomic uint64_t errors;         /* fab_stage_error calls, all replicas */
+	_Atomic uint64_t errors_dropped; /* of those, records the error channel refused */
+	_Atomic uint64_t opens;          /* fab_stage_open calls (replica starts) */
+	_Atomic uint32_t replicas_seen;  /* 1 + the highest replica index opened */
+	_Atomic int32_t last_code;       /* code of the last fab_stage_error */
+	_Atomic int64_t last_error_ns;   /* CLOCK_REALTIME of the last fab_stage_error */
+	uint64_t resv[1];
+} fab_stage_ent;
+_Static_assert(sizeof(fab_stage_ent) == 128, "stage entry size");
+_Static_assert(offsetof(fab_stage_ent, name) == 16, "stage name offset");
+_Static_assert(offsetof(fab_stage_ent, errors) == 80, "stage errors offset");
+_Static_assert(offsetof(fab_stage_ent, errors_dropped) == 88, "stage dropped offset");
+_Static_assert(offsetof(fab_stage_ent, opens) == 96, "stage opens offset");
+_Static_assert(offsetof(fab_stage_ent, replicas_seen) == 104, "stage replicas offset");
+_Static_assert(offsetof(fab_stage_ent, last_error_ns) == 112, "stage last error offset");
+
 typedef struct fab_ctl_hdr {
 	uint64_t magic;
 	_Atomic uint32_t version; /* store-released last by the creator */
@@ -144,17 +178,26 @@ typedef struct fab_ctl_hdr {
 	uint64_t lims_off; /* since layout 1.1 */
 	uint32_t max_lims;
 	uint32_t resv32;
-	uint64_t resv[13];
+	uint64_t stages_off; /* since layout 1.1 */
+	uint32_t max_stages;
+	uint32_t resv32b;
+	uint64_t resv[11];
 } fab_ctl_hdr;
 _Static_assert(sizeof(fab_ctl_hdr) == 256, "ctl header size");
 _Static_assert(offsetof(fab_ctl_hdr, version) == 8, "ctl version offset");
 _Static_assert(offsetof(fab_ctl_hdr, procs_off) == 40, "ctl procs_off offset");
+_Static_assert(offsetof(fab_ctl_hdr, lims_off) == 136, "ctl lims_off offset");
+_Static_assert(offsetof(fab_ctl_hdr, stages_off) == 152, "ctl stages_off offset");
+_Static_assert(offsetof(fab_ctl_hdr, max_stages) == 160, "ctl max_stages offset");
 
 #define FAB_CTL_PROCS_OFF 4096u
 #define FAB_CTL_CHANS_OFF (FAB_CTL_PROCS_OFF + FAB_MAX_PROCS * sizeof(fab_proc_ent))
 #define FAB_CTL_CTXS_OFF (FAB_CTL_CHANS_OFF + FAB_MAX_CHANS * sizeof(fab_chan_ent))
 #define FAB_CTL_LIMS_OFF (FAB_CTL_CTXS_OFF + FAB_MAX_CTXS * sizeof(fab_ctx_ent))
-#define FAB_CTL_SIZE (FAB_CTL_LIMS_OFF + FAB_MAX_LIMS * sizeof(fab_lim_ent))
+#define FAB_CTL_STAGES_OFF (FAB_CTL_LIMS_OFF + FAB_MAX_LIMS * sizeof(fab_lim_ent))
+#define FAB_CTL_SIZE (FAB_CTL_STAGES_OFF + FAB_MAX_STAGES * sizeof(fab_stage_ent))
+_Static_assert(FAB_CTL_STAGES_OFF == 364544, "stage table offset");
+_Static_assert(FAB_CTL_SIZE == 397312, "control segment size");
 
 /* ---- owner tags ------------------------------------------------------- */
 

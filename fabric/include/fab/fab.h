@@ -258,6 +258,41 @@ ssize_t fab_sub_recv(fab_sub *sub, void *buf, size_t cap, fab_ctx *ctx);
 uint64_t fab_sub_dropped(fab_sub *sub);
 void fab_sub_release(fab_sub *sub); /* a subscription starts at the next message published */
 
+/* stages (since 1.1, docs/stage.md): a stage process reads the environment
+ * a supervisor (fabd) sets -- FAB_FABRIC, FAB_STAGE, FAB_REPLICA, FAB_PORTS,
+ * FAB_CTX, FAB_ERRORS, FAB_PRODUCER_ID -- and gets its ports' channels, its
+ * context and an error channel.  A process started by hand with the same
+ * environment is a stage too. */
+
+/* The record fab_stage_error sends to the fabric's error channel: fixed
+ * layout, little-endian, 384 bytes; `size` first so it can grow (a reader
+ * accepts size >= the fields it knows). */
+#define FAB_STAGE_ERR_TEXT_MAX 256 /* bytes of text incl. the NUL */
+#define FAB_STAGE_ERR_TRUNCATED 0x1u /* flags: the text was cut to fit */
+typedef struct fab_stage_err {
+	uint32_t size;     /* sizeof(fab_stage_err) = 384 */
+	uint32_t flags;    /* FAB_STAGE_ERR_TRUNCATED */
+	int64_t time_ns;   /* CLOCK_REALTIME when reported */
+	uint32_t pid;      /* the reporting process */
+	uint32_t replica;  /* its replica index (FAB_REPLICA) */
+	int32_t code;      /* the caller's code */
+	uint32_t text_len; /* bytes of text before its NUL (< FAB_STAGE_ERR_TEXT_MAX) */
+	char stage[64];    /* the stage's name, NUL-terminated */
+	uint64_t resv[4];  /* zero */
+	char text[FAB_STAGE_ERR_TEXT_MAX]; /* the formatted message, NUL-terminated */
+} fab_stage_err;
+
+int fab_stage_open(fab_stage **out);
+fab_chan *fab_stage_in(fab_stage *st, const char *port);
+fab_chan *fab_stage_out(fab_stage *st, const char *port);
+fab_ctx *fab_stage_ctx(fab_stage *st);
+int fab_stage_error(fab_stage *st, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+	__attribute__((format(printf, 3, 4)))
+#endif
+	;
+void fab_stage_close(fab_stage *st);
+
 #ifdef __cplusplus
 }
 #endif
