@@ -1,30 +1,30 @@
 /* fabd.c - the fab broker: command line.
  *
  *   fabd check FILE   validate a topology file, run nothing
- *   fabd run FILE     run the fabric (not implemented yet: issue 5)
+ *   fabd run [--keep] FILE   run the fabric in the foreground (run.c)
  *
  * Exit codes: 0 valid / ran and stopped cleanly, 1 the topology has errors,
- * 2 usage error, 3 not implemented yet.
+ * 2 usage error, 4 a stage failed, 5 the fabric could not be set up,
+ * 6 replicas had to be killed at shutdown (docs/fabd.md).
  */
 #include <stdio.h>
 #include <string.h>
 
+#include "run.h"
 #include "topology.h"
-
-#define FABD_EXIT_OK 0
-#define FABD_EXIT_INVALID 1
-#define FABD_EXIT_USAGE 2
-#define FABD_EXIT_UNIMPLEMENTED 3
 
 static void usage(FILE *f)
 {
 	fputs("usage: fabd check FILE    validate a topology file (runs nothing)\n"
-	      "       fabd run FILE      run the fabric described by FILE (not implemented yet)\n"
+	      "       fabd run [--keep] FILE  run the fabric described by FILE in the foreground\n"
+	      "                          (--keep: leave its segments in /dev/shm at exit)\n"
 	      "       fabd --help | --version\n"
 	      "\n"
 	      "Errors are printed as FILE:LINE:COLUMN: message, every one of them.\n"
-	      "Exit status: 0 valid, 1 invalid topology, 2 usage error, 3 not implemented.\n"
-	      "The topology syntax is described in docs/topology.md.\n",
+	      "Exit status: 0 valid / ran and stopped cleanly, 1 invalid topology, 2 usage\n"
+	      "error, 4 a stage failed, 5 the fabric could not be set up, 6 replicas had to\n"
+	      "be killed at shutdown.\n"
+	      "The topology syntax is described in docs/topology.md, fabd run in docs/fabd.md.\n",
 	      f);
 }
 
@@ -68,16 +68,16 @@ static int cmd_check(const char *path)
 	return FABD_EXIT_OK;
 }
 
-static int cmd_run(const char *path)
+static int cmd_run(const char *path, int keep)
 {
-	/* Validate first so that `run` already reports a bad file the same way
-	 * `check` does; running is the rest of issue 5. */
+	/* Validate first, so that `run` reports a bad file as `check` does. */
 	fabd_topology *t;
 	if (load_or_report(path, &t) < 0)
 		return FABD_EXIT_INVALID;
+	fabd_run_opts o = { .keep = keep };
+	int code = fabd_run(t, &o);
 	fabd_topology_free(t);
-	fprintf(stderr, "fabd run: not implemented yet (issue 5)\n");
-	return FABD_EXIT_UNIMPLEMENTED;
+	return code;
 }
 
 int main(int argc, char **argv)
@@ -93,7 +93,9 @@ int main(int argc, char **argv)
 	if (argc == 3 && !strcmp(argv[1], "check"))
 		return cmd_check(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "run"))
-		return cmd_run(argv[2]);
+		return cmd_run(argv[2], 0);
+	if (argc == 4 && !strcmp(argv[1], "run") && !strcmp(argv[2], "--keep"))
+		return cmd_run(argv[3], 1);
 	if (argc >= 2 && strcmp(argv[1], "check") && strcmp(argv[1], "run"))
 		fprintf(stderr, "fabd: unknown command '%s'\n", argv[1]);
 	else if (argc >= 2)

@@ -64,9 +64,10 @@ expect 0 "$FABD" --help
 grep -q "fabd check FILE" "$TMP/out" || { echo "FAIL: --help"; fail=1; }
 expect 0 "$FABD" --version
 
-expect 3 "$FABD" run "$EXAMPLES/pipeline.yaml"
-same "$TMP/err" "fabd run: not implemented yet (issue 5)"
+# run validates first (running is tested by tests/broker/test_run.c).
 expect 1 "$FABD" run "$DATA/many.yaml"
+expect 1 "$FABD" run --keep "$DATA/many.yaml"
+expect 2 "$FABD" run --frob "$DATA/many.yaml"
 
 [ $fail = 0 ] && echo "fabd_cli: all passed"
 exit $fail
