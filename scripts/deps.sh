@@ -3,7 +3,7 @@
 # Safe to run repeatedly; needs root (or sudo) only when something is missing.
 set -euo pipefail
 
-PKGS=(build-essential cmake pkg-config check libsubunit-dev libyaml-dev python3)
+PKGS=(build-essential cmake pkg-config check libsubunit-dev libyaml-dev libmicrohttpd-dev liburing-dev python3)
 
 missing=()
 for p in "${PKGS[@]}"; do
