@@ -376,6 +376,55 @@ static int count_restart(fabd_stage_rt *st)
 	return st->nrestarts > st->cfg->intensity_max;
 }
 
+/* A replica that will not run again (failed under `restart: never`, its
+ * stage failed, or it died during a drain) can no longer close its out
+ * channels, and each of them waits for a close quorum of all its writers:
+ * without its share every stage downstream would wait for ever.  So fabd
+ * closes them in its name: a handle opened with FAB_PRODUCER_ID set to the
+ * replica's id counts as that producer, and a second close by one producer
+ * is FAB_ECLOSED, never counted twice (docs/channels.md "Close"), which makes
+ * this harmless for a replica that did close before it exited. */
+static void close_for(fabd_sup *r, fabd_replica *rep)
+{
+	const fabd_stage *s = rep->st->cfg;
+	char id[2 * FAB_NAME_MAX + 16];
+	snprintf(id, sizeof id, "%s.%u", s->name, rep->idx);
+	const char *old = getenv("FAB_PRODUCER_ID");
+	char *saved = old ? strdup(old) : NULL;
+	if (setenv("FAB_PRODUCER_ID", id, 1) < 0) {
+		free(saved);
+		return;
+	}
+	for (size_t i = 0; i < s->nports; i++) {
+		const fabd_port *p = &s->ports[i];
+		if (!p->out || p->target_kind != FABD_TARGET_CHANNEL)
+			continue; /* the error channel is never closed by stages */
+		const char *name = r->t->channels[p->target].name;
+		fab_chan *ch;
+		if (fab_chan_open(r->fab, name, FAB_SEND, &ch) < 0)
+			continue; /* e.g. already closed by the whole quorum */
+		int rc = fab_chan_close(ch);
+		if (rc == 0)
+			fprintf(stderr, "fabd: %s: closed channel %s for it\n", id, name);
+		else if (rc != FAB_ECLOSED)
+			fprintf(stderr, "fabd: %s: closing channel %s for it: %s\n", id, name,
+				fab_errmsg());
+		fab_chan_release(ch);
+	}
+	if (saved)
+		setenv("FAB_PRODUCER_ID", saved, 1);
+	else
+		unsetenv("FAB_PRODUCER_ID");
+	free(saved);
+}
+
+/* The replica will not run again. */
+static void finish(fabd_sup *r, fabd_replica *rep)
+{
+	rep->state = FABD_R_DONE;
+	close_for(r, rep);
+}
+
 static void schedule_restart(fabd_sup *r, fabd_replica *rep)
 {
 	const fabd_stage *s = rep->st->cfg;
@@ -391,7 +440,7 @@ static void schedule_restart(fabd_sup *r, fabd_replica *rep)
 	fabd_op *op = calloc(1, sizeof *op);
 	if (!op) {
 		fprintf(stderr, "fabd: %s.%u: out of memory, not restarted\n", s->name, rep->idx);
-		rep->state = FABD_R_DONE;
+		finish(r, rep);
 		return;
 	}
 	op->kind = FABD_OP_BACKOFF;
@@ -407,7 +456,7 @@ void fabd_replica_backoff_done(fabd_sup *r, fabd_replica *rep, uint64_t gen)
 	if (rep->state != FABD_R_BACKOFF || rep->gen != gen)
 		return; /* voided: drain started, or the state moved on */
 	if (r->phase) {
-		rep->state = FABD_R_DONE;
+		finish(r, rep);
 		return;
 	}
 	if (fabd_replica_spawn(r, rep) < 0) {
@@ -417,6 +466,7 @@ void fabd_replica_backoff_done(fabd_sup *r, fabd_replica *rep, uint64_t gen)
 		if (count_restart(rep->st)) {
 			rep->st->failed = 1;
 			r->stage_failed = 1;
+			close_for(r, rep);
 			fabd_begin_drain(r, "a stage could not be restarted");
 			return;
 		}
@@ -491,8 +541,8 @@ void fabd_replica_died(fabd_sup *r, fabd_replica *rep)
 	rep->last_failed = !ok;
 	if (r->phase) {
 		/* Draining: nothing is restarted; exit codes are informational. */
-		rep->state = FABD_R_DONE;
 		fprintf(stderr, "fabd: %s.%u: %s\n", s->name, rep->idx, what);
+		finish(r, rep);
 		return;
 	}
 	if (rep->restart_on_exit) {
@@ -506,7 +556,7 @@ void fabd_replica_died(fabd_sup *r, fabd_replica *rep)
 	if (!restart) {
 		fprintf(stderr, "fabd: %s.%u: %s%s\n", s->name, rep->idx, what,
 			ok ? "" : " (restart: never)");
-		rep->state = FABD_R_DONE;
+		finish(r, rep);
 		return;
 	}
 	fprintf(stderr, "fabd: %s.%u: %s\n", s->name, rep->idx, what);
@@ -516,7 +566,7 @@ void fabd_replica_died(fabd_sup *r, fabd_replica *rep)
 			(unsigned long long)(s->intensity_window_ns / 1000000));
 		rep->st->failed = 1;
 		r->stage_failed = 1;
-		rep->state = FABD_R_DONE;
+		finish(r, rep);
 		fabd_begin_drain(r, "a stage failed");
 		return;
 	}

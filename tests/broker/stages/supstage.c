@@ -1,0 +1,231 @@
+/* supstage.c - test stage for the supervision tests (test_supervise.c).
+ * ROLE selects what it does; every role first appends one start record
+ * "<stage> <replica> <pid>\n" to START_FILE (one O_APPEND write, so lines of
+ * concurrent processes do not mix) and counts its incarnation: the number of
+ * records of its own stage.replica in the file, this one included.
+ *
+ *   source  sends uint64 i = k..N-1 on "out", where k is the number of lines
+ *           already in SENT (a restarted source resumes); after each send that
+ *           returned 0 it appends "i\n" to SENT.  In its first incarnation,
+ *           when HOLD_AT is set and i reaches it, it creates the file HELD and
+ *           waits until the file RELEASE exists (or its context ends).  Then it
+ *           closes and exits 0.
+ *   worker  forwards "in" to "out" (acking after the send).  With CRASH=1,
+ *           its first incarnation waits for the files HELD and GO, receives
+ *           one message and exits 1 without acknowledging or forwarding it.
+ *           With CRASH_REPLICA=r, replica r's first incarnation exits 1 at
+ *           once, without closing its out channel.
+ *   sink    receives from "in" until closed; appends "v\n" to GOT for every
+ *           message before acking it.  In its first incarnation with
+ *           HOLD_AT=k, after recording the k-th message it creates SINK_HELD
+ *           and waits (unacked) for RELEASE.
+ *   exiter  no ports needed: while its incarnation is below STAY_AT it exits
+ *           with EXIT_CODE (default 0) at once; from STAY_AT on it waits for
+ *           its context to end and exits 0.
+ *
+ * Every wait here is for a file or the context; the test bounds them. */
+#include "stage_common.h"
+
+#include <fcntl.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *env_str(const char *name)
+{
+	const char *v = getenv(name);
+	return v && *v ? v : NULL;
+}
+
+static void append_line(const char *path, const char *line)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, line, strlen(line)) != (ssize_t)strlen(line)) {
+		perror(path);
+		exit(2);
+	}
+	close(fd);
+}
+
+static int exists(const char *path)
+{
+	return path && access(path, F_OK) == 0;
+}
+
+static void touch(const char *path)
+{
+	if (path)
+		write_file(path, "1\n");
+}
+
+static void nap(void)
+{
+	struct timespec ts = { 0, 1000000 };
+	nanosleep(&ts, NULL);
+}
+
+/* Wait until `path` exists or the context ends. */
+static void wait_file(const char *path, fab_ctx *ctx)
+{
+	while (path && !exists(path) && fab_ctx_err(ctx) == 0)
+		nap();
+}
+
+static unsigned long count_lines(const char *path, const char *prefix)
+{
+	FILE *f = path ? fopen(path, "r") : NULL;
+	unsigned long n = 0;
+	char line[256];
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof line, f))
+		if (!prefix || !strncmp(line, prefix, strlen(prefix)))
+			n++;
+	fclose(f);
+	return n;
+}
+
+static unsigned long record_start(void)
+{
+	const char *path = env_str("START_FILE");
+	const char *stage = env_str("FAB_STAGE"), *rep = env_str("FAB_REPLICA");
+	char me[160], line[200];
+	snprintf(me, sizeof me, "%s %s ", stage ? stage : "?", rep ? rep : "?");
+	snprintf(line, sizeof line, "%s%d\n", me, (int)getpid());
+	if (!path)
+		return 1;
+	append_line(path, line);
+	return count_lines(path, me);
+}
+
+static int source(fab_stage *st, unsigned long inc)
+{
+	fab_chan *out = fab_stage_out(st, "out");
+	fab_ctx *ctx = fab_stage_ctx(st);
+	const char *sent = env_str("SENT");
+	uint64_t n = env_u64("N", 0), i = count_lines(sent, NULL);
+	uint64_t hold = env_u64("HOLD_AT", UINT64_MAX);
+	char line[32];
+	for (;; i++) {
+		if (inc == 1 && i == hold) {
+			touch(env_str("HELD"));
+			wait_file(env_str("RELEASE"), ctx);
+		}
+		if (i >= n)
+			break;
+		int rc = fab_send(out, &i, sizeof i, ctx);
+		if (rc == FAB_ECANCELED || rc == FAB_ECLOSED)
+			break;
+		if (rc < 0) {
+			fprintf(stderr, "send: %s\n", fab_errmsg());
+			return 1;
+		}
+		snprintf(line, sizeof line, "%llu\n", (unsigned long long)i);
+		if (sent)
+			append_line(sent, line);
+	}
+	printf("source sent up to %llu\n", (unsigned long long)i);
+	fab_stage_close(st);
+	return 0;
+}
+
+static int worker(fab_stage *st, unsigned long inc)
+{
+	fab_chan *in = fab_stage_in(st, "in"), *out = fab_stage_out(st, "out");
+	fab_ctx *ctx = fab_stage_ctx(st);
+	int crash = inc == 1 && env_u64("CRASH", 0) == 1;
+	uint64_t v, n = 0;
+	const char *cr = env_str("CRASH_REPLICA"), *me = env_str("FAB_REPLICA");
+	if (inc == 1 && cr && me && !strcmp(cr, me)) {
+		fprintf(stderr, "exiting without a close on purpose\n");
+		_exit(1);
+	}
+	if (crash) {
+		wait_file(env_str("HELD"), ctx);
+		wait_file(env_str("GO"), ctx);
+	}
+	for (;;) {
+		ssize_t len = fab_recv(in, &v, sizeof v, ctx);
+		if (len == FAB_ECLOSED || len == FAB_ECANCELED)
+			break;
+		if (len < 0) {
+			fprintf(stderr, "recv: %s\n", fab_errmsg());
+			return 1;
+		}
+		if (crash) {
+			fprintf(stderr, "crashing on purpose\n");
+			_exit(1);
+		}
+		int rc = fab_send(out, &v, (size_t)len, ctx);
+		if (rc == FAB_ECANCELED)
+			break;
+		if (rc < 0) {
+			fprintf(stderr, "send: %s\n", fab_errmsg());
+			return 1;
+		}
+		fab_ack(in);
+		n++;
+	}
+	printf("worker forwarded %llu\n", (unsigned long long)n);
+	fab_stage_close(st);
+	return 0;
+}
+
+static int sink(fab_stage *st, unsigned long inc)
+{
+	fab_chan *in = fab_stage_in(st, "in");
+	fab_ctx *ctx = fab_stage_ctx(st);
+	const char *got = env_str("GOT");
+	uint64_t hold = inc == 1 ? env_u64("HOLD_AT", 0) : 0, count = 0, v;
+	char line[32];
+	for (;;) {
+		ssize_t len = fab_recv(in, &v, sizeof v, ctx);
+		if (len == FAB_ECLOSED || len == FAB_ECANCELED)
+			break;
+		if (len < 0) {
+			fprintf(stderr, "recv: %s\n", fab_errmsg());
+			return 1;
+		}
+		snprintf(line, sizeof line, "%llu\n", (unsigned long long)v);
+		if (got)
+			append_line(got, line);
+		if (++count == hold) {
+			touch(env_str("SINK_HELD"));
+			wait_file(env_str("RELEASE"), ctx);
+		}
+		fab_ack(in);
+	}
+	printf("sink got %llu\n", (unsigned long long)count);
+	fab_stage_close(st);
+	return 0;
+}
+
+static int exiter(fab_stage *st, unsigned long inc)
+{
+	if (inc < env_u64("STAY_AT", 1)) {
+		fab_stage_close(st);
+		return (int)env_u64("EXIT_CODE", 0);
+	}
+	fab_ctx_wait(fab_stage_ctx(st));
+	fab_stage_close(st);
+	return 0;
+}
+
+int main(void)
+{
+	unsigned long inc = record_start();
+	fab_stage *st = open_stage();
+	const char *role = env_str("ROLE");
+	if (!role)
+		role = "";
+	if (!strcmp(role, "source"))
+		return source(st, inc);
+	if (!strcmp(role, "worker"))
+		return worker(st, inc);
+	if (!strcmp(role, "sink"))
+		return sink(st, inc);
+	if (!strcmp(role, "exiter"))
+		return exiter(st, inc);
+	fprintf(stderr, "supstage: unknown ROLE '%s'\n", role);
+	return 2;
+}
