@@ -4,21 +4,34 @@
  *
  * The loop waits on: the signalfd (SIGTERM, SIGINT, SIGCHLD blocked), one
  * POLL_ADD per child pidfd, one READ per output pipe, and TIMEOUTs for
- * backoff delays and shutdown deadlines.  With nothing happening fabd sleeps
+ * backoff delays and shutdown deadlines; the control socket (control.c); and
+ * the pipe of the error reader thread.  With nothing happening fabd sleeps
  * in io_uring_submit_and_wait and uses no CPU.
+ *
+ * The error channel is read by a helper thread blocked in fab_recv (a
+ * futex wait; a library call cannot be put on the ring): it copies each
+ * record into a pipe, which the loop reads.  The metrics endpoint runs on
+ * libmicrohttpd's own thread (metrics.c) and is fed the stage figures
+ * whenever they change.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "control.h"
+#include "metrics.h"
 #include "run.h"
 
 /* ---- the fabric's objects ---- */
@@ -257,6 +270,220 @@ static void build_ports(const fabd_topology *t, fabd_stage_rt *st)
 	}
 }
 
+/* ---- replicas beyond a stage's count (scaled down, still stopping) ---- */
+
+static int retiring(const fabd_sup *r)
+{
+	int n = 0;
+	for (size_t i = 0; i < r->nstages; i++)
+		for (uint32_t j = r->stages[i].cfg->replicas; j < r->stages[i].reps_cap; j++)
+			n += r->stages[i].reps[j].state == FABD_R_RUNNING;
+	return n;
+}
+
+/* A scaled-down replica exited: reap it; it is not restarted. */
+static void retired_died(fabd_sup *r, fabd_replica *rep)
+{
+	siginfo_t si;
+	memset(&si, 0, sizeof si);
+	/* POLLIN on a pidfd means the process has exited: this does not block. */
+	while (waitid(P_PIDFD, (id_t)rep->pidfd, &si, WEXITED) < 0 && errno == EINTR)
+		;
+	close(rep->pidfd);
+	rep->pidfd = -1;
+	rep->pid = 0;
+	rep->gen++;
+	rep->state = FABD_R_DONE;
+	for (int i = 0; i < 16 && fab_fabric_recover(r->fab) > 0; i++)
+		;
+	if (si.si_code == CLD_EXITED)
+		fprintf(stderr, "fabd: %s.%u: stopped (scaled down), exit status %d\n",
+			rep->st->cfg->name, rep->idx, si.si_status);
+	else
+		fprintf(stderr, "fabd: %s.%u: stopped (scaled down) by signal %d\n",
+			rep->st->cfg->name, rep->idx, si.si_status);
+}
+
+/* Replicas scaled away never close their output channels, and the close
+ * quorum of a channel counts every replica of the file: once no replica of
+ * a writer stage is left running or waiting to restart, fabd closes its
+ * output channels on behalf of each replica it scaled away (producer id
+ * "<stage>.<j>", the one the replica had), so that the closes still
+ * propagate down the pipeline.  Channels written by more than one replica
+ * are mpmc (scale refuses spsc), so no spsc end is taken. */
+static void proxy_close(fabd_sup *r, fabd_stage_rt *st)
+{
+	if (!st->writer || st->cfg->replicas >= st->declared)
+		return;
+	for (uint32_t j = 0; j < st->reps_cap; j++) {
+		fabd_rstate s = st->reps[j].state;
+		if (s == FABD_R_RUNNING || (j < st->cfg->replicas && s == FABD_R_BACKOFF))
+			return;
+	}
+	for (uint32_t j = st->cfg->replicas; j < st->declared && j < 64; j++) {
+		if (st->proxy_closed & (1ull << j))
+			continue;
+		st->proxy_closed |= 1ull << j;
+		char id[FAB_NAME_MAX + 16];
+		snprintf(id, sizeof id, "%s.%u", st->cfg->name, j);
+		/* libfab reads the producer id from the environment when a
+		 * handle is made (ABI 1.1 has no call that takes it). */
+		setenv("FAB_PRODUCER_ID", id, 1);
+		for (size_t i = 0; i < st->cfg->nports; i++) {
+			const fabd_port *p = &st->cfg->ports[i];
+			if (!p->out || p->target_kind != FABD_TARGET_CHANNEL)
+				continue;
+			int dup = 0;
+			for (size_t k = 0; k < i; k++)
+				dup |= st->cfg->ports[k].out &&
+				       st->cfg->ports[k].target_kind == FABD_TARGET_CHANNEL &&
+				       st->cfg->ports[k].target == p->target;
+			if (dup)
+				continue;
+			const char *name = r->t->channels[p->target].name;
+			fab_chan *ch;
+			int rc = fab_chan_open(r->fab, name, FAB_SEND, &ch);
+			if (rc == 0) {
+				rc = fab_chan_close(ch);
+				fab_chan_release(ch);
+			}
+			if (rc < 0 && rc != FAB_ECLOSED)
+				fprintf(stderr, "fabd: closing %s for %s (scaled down): %s\n", name, id,
+					fab_errmsg());
+		}
+		unsetenv("FAB_PRODUCER_ID");
+	}
+}
+
+/* ---- the control verbs (control.c) ---- */
+
+fabd_stage_rt *fabd_stage_by_name(fabd_sup *r, const char *name)
+{
+	for (size_t i = 0; i < r->nstages; i++)
+		if (!strcmp(r->stages[i].cfg->name, name))
+			return &r->stages[i];
+	return NULL;
+}
+
+uint32_t fabd_stage_up_count(const fabd_stage_rt *st)
+{
+	uint32_t n = 0;
+	for (uint32_t j = 0; j < st->cfg->replicas; j++)
+		n += st->reps[j].state == FABD_R_RUNNING;
+	return n;
+}
+
+int fabd_scale(fabd_sup *r, fabd_stage_rt *st, uint32_t n, char *err, size_t en)
+{
+	fabd_stage *cfg = &st->mcfg;
+	if (r->phase) {
+		snprintf(err, en, "fabd is shutting down");
+		return -1;
+	}
+	if (n == 0 || n > st->reps_cap) {
+		snprintf(err, en, "N must be between 1 and %u", st->reps_cap);
+		return -1;
+	}
+	if (n > 1) {
+		/* A channel's kind is fixed when it is created: an spsc ring has
+		 * one sender end and one receiver end. */
+		for (size_t i = 0; i < cfg->nports; i++) {
+			const fabd_port *p = &cfg->ports[i];
+			if (p->target_kind != FABD_TARGET_CHANNEL ||
+			    r->t->channels[p->target].kind != FAB_SPSC)
+				continue;
+			snprintf(err, en,
+				 "cannot scale stage %s to %u replicas: its port %s is on spsc "
+				 "channel %s; declare `kind: mpmc` on channel %s in the topology "
+				 "(and restart fabd) to scale it",
+				 cfg->name, n, p->name, r->t->channels[p->target].name,
+				 r->t->channels[p->target].name);
+			return -1;
+		}
+	}
+	if (st->writer && n > st->declared) {
+		/* libfab fixes a channel's close quorum when it is created: more
+		 * producers than the file declared would close it early. */
+		snprintf(err, en,
+			 "cannot scale stage %s beyond the %u replicas of the file: the close "
+			 "quorum of its output channels counts them; declare `replicas: %u` "
+			 "(and scale down at run time) to allow it",
+			 cfg->name, st->declared, n);
+		return -1;
+	}
+	int live = 0;
+	for (uint32_t j = 0; j < cfg->replicas; j++)
+		live |= st->reps[j].state == FABD_R_RUNNING || st->reps[j].state == FABD_R_BACKOFF;
+	if (!live) {
+		/* Its outputs may be closed already: nothing to scale. */
+		snprintf(err, en, "stage %s has no running replica (it finished or failed)",
+			 cfg->name);
+		return -1;
+	}
+	uint32_t old = cfg->replicas;
+	for (uint32_t j = old; j < n; j++)
+		if (st->reps[j].state == FABD_R_RUNNING) {
+			snprintf(err, en, "replica %s.%u is still stopping; try again", cfg->name, j);
+			return -1;
+		}
+	if (n < old) {
+		cfg->replicas = n; /* from now on, run.c reaps the rest (retired_died) */
+		for (uint32_t j = n; j < old; j++) {
+			fabd_replica *rep = &st->reps[j];
+			if (rep->state == FABD_R_RUNNING) {
+				fabd_kill(rep, SIGTERM);
+			} else {
+				rep->state = FABD_R_DONE; /* voids a backoff timer */
+				rep->gen++;
+			}
+		}
+	} else {
+		cfg->replicas = n;
+		for (uint32_t j = old; j < n; j++) {
+			fabd_replica *rep = &st->reps[j];
+			rep->state = FABD_R_IDLE;
+			rep->gen++;
+			rep->attempt = 0;
+			rep->last_failed = 0;
+			rep->restart_on_exit = 0;
+			rep->started_ns = 0;
+			st->last_start[j] = 0; /* a new replica, not a restart */
+			if (fabd_replica_spawn(r, rep) < 0) {
+				rep->state = FABD_R_DONE;
+				fprintf(stderr, "fabd: %s.%u: could not be started\n", cfg->name, j);
+			}
+		}
+	}
+	fprintf(stderr, "fabd: control: stage %s scaled from %u to %u replicas\n", cfg->name, old,
+		n);
+	return 0;
+}
+
+int fabd_restart_stage(fabd_sup *r, fabd_stage_rt *st, char *err, size_t en)
+{
+	if (r->phase) {
+		snprintf(err, en, "fabd is shutting down");
+		return -1;
+	}
+	uint32_t n = 0;
+	for (uint32_t j = 0; j < st->cfg->replicas; j++) {
+		fabd_replica *rep = &st->reps[j];
+		if (rep->state == FABD_R_RUNNING) {
+			/* Restarted on exit like a strategy restart: not counted
+			 * against the intensity, after the stage's backoff. */
+			rep->restart_on_exit = 1;
+			fabd_kill(rep, SIGTERM);
+			n++;
+		}
+	}
+	if (!n) {
+		snprintf(err, en, "stage %s has no running replica", st->cfg->name);
+		return -1;
+	}
+	fprintf(stderr, "fabd: control: restarting stage %s (%u replicas)\n", st->cfg->name, n);
+	return 0;
+}
+
 /* ---- shutdown ---- */
 
 static void arm_deadline(fabd_sup *r, uint64_t ns)
@@ -279,7 +506,7 @@ static void shutdown_step(fabd_sup *r, const char *why)
 		fprintf(stderr, "fabd: draining (%s): cancelling the sources\n", why);
 		for (size_t i = 0; i < r->nstages; i++) {
 			fabd_stage_rt *st = &r->stages[i];
-			for (uint32_t j = 0; j < st->cfg->replicas; j++) {
+			for (uint32_t j = 0; j < st->reps_cap; j++) {
 				fabd_replica *rep = &st->reps[j];
 				if (rep->state == FABD_R_BACKOFF || rep->state == FABD_R_IDLE) {
 					rep->state = FABD_R_DONE; /* voids its timer */
@@ -300,12 +527,13 @@ static void shutdown_step(fabd_sup *r, const char *why)
 	case 2:
 		r->phase = 3;
 		r->phase_gen++;
-		if (fabd_running(r)) {
-			fprintf(stderr, "fabd: %s: killing %d replicas\n", why, fabd_running(r));
+		if (fabd_running(r) + retiring(r)) {
+			fprintf(stderr, "fabd: %s: killing %d replicas\n", why,
+				fabd_running(r) + retiring(r));
 			r->killed = 1;
 		}
 		for (size_t i = 0; i < r->nstages; i++)
-			for (uint32_t j = 0; j < r->stages[i].cfg->replicas; j++)
+			for (uint32_t j = 0; j < r->stages[i].reps_cap; j++)
 				fabd_kill(&r->stages[i].reps[j], SIGKILL);
 		break;
 	default:
@@ -317,6 +545,308 @@ void fabd_begin_drain(fabd_sup *r, const char *why)
 {
 	if (r->phase == 0)
 		shutdown_step(r, why);
+}
+
+void fabd_cancel_all(fabd_sup *r)
+{
+	if (r->phase == 0)
+		shutdown_step(r, "control: cancel");
+	if (r->phase == 1)
+		shutdown_step(r, "control: cancel");
+}
+
+/* ---- counters: a read-only snapshot (metrics exposition) ---- */
+
+char *fabd_snapshot(const fabd_sup *r)
+{
+	char *out = NULL;
+	size_t len;
+	if (fab_metrics_render(r->t->fabric, NULL, 0, &out, &len, NULL) < 0)
+		return NULL;
+	return out;
+}
+
+int fabd_snapshot_chan(const char *snap, const char *fabric, const char *metric,
+		       const char *chan, uint64_t *v)
+{
+	char key[FAB_NAME_MAX * 2 + 96];
+	snprintf(key, sizeof key, "\n%s{fabric=\"%s\",channel=\"%s\"} ", metric, fabric, chan);
+	const char *p = strstr(snap, key);
+	if (!p)
+		return -1;
+	*v = strtoull(p + strlen(key), NULL, 10);
+	return 0;
+}
+
+/* ---- stage figures: metrics ---- */
+
+/* Count restarts (a replica's start time moved on) and push the figures to
+ * the metrics endpoint when they changed. */
+static void refresh_figures(fabd_sup *r, fab_metrics_stage *fig)
+{
+	int changed = 0;
+	for (size_t i = 0; i < r->nstages; i++) {
+		fabd_stage_rt *st = &r->stages[i];
+		for (uint32_t j = 0; j < st->reps_cap; j++)
+			if (st->reps[j].started_ns != st->last_start[j]) {
+				if (st->last_start[j] && st->reps[j].started_ns)
+					st->restarts_total++;
+				st->last_start[j] = st->reps[j].started_ns;
+			}
+		proxy_close(r, st);
+		uint32_t up = fabd_stage_up_count(st);
+		fab_metrics_stage m = { .name = st->cfg->name,
+					.replicas = up,
+					.up = up > 0 && !st->failed,
+					.restarts = st->restarts_total };
+		if (fig && (fig[i].replicas != m.replicas || fig[i].up != m.up ||
+			    fig[i].restarts != m.restarts || !fig[i].name)) {
+			fig[i] = m;
+			changed = 1;
+		}
+	}
+	if (changed && r->metrics && fab_metrics_set_stages(r->metrics, fig, r->nstages) < 0)
+		fprintf(stderr, "fabd: metrics: %s\n", fab_metrics_errmsg());
+}
+
+static int start_metrics(fabd_sup *r)
+{
+	const fabd_topology *t = r->t;
+	if (!t->metrics.enabled)
+		return 0;
+	char listen[300];
+	if (strchr(t->metrics.host, ':'))
+		snprintf(listen, sizeof listen, "[%s]:%u", t->metrics.host, t->metrics.port);
+	else
+		snprintf(listen, sizeof listen, "%s:%u", t->metrics.host, t->metrics.port);
+	if (fab_metrics_start(listen, t->fabric, &r->metrics) < 0) {
+		fprintf(stderr, "fabd: metrics at %s: %s\n", listen, fab_metrics_errmsg());
+		r->metrics = NULL;
+		return -1;
+	}
+	fprintf(stderr, "fabd: metrics at http://%s/metrics (port %u)\n", listen,
+		fab_metrics_port(r->metrics));
+	return 0;
+}
+
+/* ---- the error channel ---- */
+
+struct fabd_errreader {
+	pthread_t th;
+	fab_fabric *fab; /* its own handle: the thread's */
+	fab_chan *ch;
+	fab_ctx *ctx;    /* local; cancelled to stop the thread */
+	size_t msg_size;
+	int rfd, wfd;
+	int started;
+	fabd_op op;
+	unsigned char part[sizeof(fab_stage_err)];
+	size_t plen;
+};
+
+static int forward(struct fabd_errreader *e, const void *msg, ssize_t n)
+{
+	fab_stage_err rec;
+	memset(&rec, 0, sizeof rec);
+	memcpy(&rec, msg, (size_t)n < sizeof rec ? (size_t)n : sizeof rec);
+	if ((size_t)n != sizeof rec)
+		rec.size = (uint32_t)n; /* not a record: the loop says so */
+	/* sizeof rec <= PIPE_BUF: each write is atomic, whole records only. */
+	ssize_t w;
+	while ((w = write(e->wfd, &rec, sizeof rec)) < 0 && errno == EINTR)
+		;
+	return w == (ssize_t)sizeof rec ? 0 : -1;
+}
+
+static void *err_thread(void *arg)
+{
+	struct fabd_errreader *e = arg;
+	void *buf = malloc(e->msg_size);
+	ssize_t n;
+	if (buf) {
+		while ((n = fab_recv(e->ch, buf, e->msg_size, e->ctx)) >= 0)
+			if (forward(e, buf, n) < 0)
+				break;
+		if (n != FAB_ECANCELED && n != FAB_ECLOSED && n < 0)
+			fprintf(stderr, "fabd: reading the error channel: %s\n", fab_errmsg());
+		/* Stopping: pass on what is queued still (stages that reported an
+		 * error just before exiting), at most one channel's worth. */
+		for (size_t i = 0; i < 65536; i++)
+			if ((n = fab_try_recv(e->ch, buf, e->msg_size)) < 0 || forward(e, buf, n) < 0)
+				break;
+	}
+	free(buf);
+	close(e->wfd);
+	e->wfd = -1;
+	return NULL;
+}
+
+static void arm_errpipe(fabd_sup *r)
+{
+	struct io_uring_sqe *sqe = fabd_sqe(r);
+	io_uring_prep_poll_add(sqe, r->errs->rfd, POLLIN);
+	io_uring_sqe_set_data(sqe, &r->errs->op);
+}
+
+/* Messages the stage has handled since fabd started: received on its input
+ * channels, or for a source (no input) sent on its output channels.  The
+ * error channel is not counted. */
+static uint64_t stage_msgs(const fabd_sup *r, const fabd_stage_rt *st, const char *snap)
+{
+	uint64_t sum = 0, v;
+	for (size_t i = 0; i < st->cfg->nports; i++) {
+		const fabd_port *p = &st->cfg->ports[i];
+		if (p->target_kind != FABD_TARGET_CHANNEL || p->out != st->source)
+			continue;
+		if (fabd_snapshot_chan(snap, r->t->fabric,
+				       st->source ? "fab_channel_sent_total" :
+						    "fab_channel_received_total",
+				       r->t->channels[p->target].name, &v) == 0)
+			sum += v;
+	}
+	return sum;
+}
+
+/* Warn (once per FABD_ERROR_WINDOW_NS) when errors / messages since fabd
+ * started passes the threshold.  Evaluated on the stage's first error and
+ * then at most every 100 ms while it keeps reporting. */
+static void ratio_check(fabd_sup *r, fabd_stage_rt *st)
+{
+	uint64_t now = fabd_now_ns();
+	if (st->err_warned_ns && now - st->err_warned_ns < FABD_ERROR_WINDOW_NS)
+		return;
+	if (st->err_eval_ns && now - st->err_eval_ns < 100000000ull)
+		return;
+	st->err_eval_ns = now;
+	char *snap = fabd_snapshot(r);
+	if (!snap)
+		return;
+	uint64_t m = stage_msgs(r, st, snap);
+	free(snap);
+	m = m > st->err_base ? m - st->err_base : 0;
+	if ((double)st->errors > r->opts.error_ratio * (double)m) {
+		st->err_warned_ns = now;
+		fprintf(stderr,
+			"fabd: warning: stage %s: error ratio %.2f%% (%llu errors / %llu messages) "
+			"is above %.2f%%\n",
+			st->cfg->name, m ? 100.0 * (double)st->errors / (double)m : 100.0,
+			(unsigned long long)st->errors, (unsigned long long)m,
+			100.0 * r->opts.error_ratio);
+	}
+}
+
+static void on_record(fabd_sup *r, const fab_stage_err *rec)
+{
+	if (rec->size != sizeof *rec) {
+		fprintf(stderr, "fabd: error channel: a message of %u bytes is not a "
+				"fab_stage_err record; ignored\n",
+			rec->size);
+		return;
+	}
+	char stage[sizeof rec->stage + 1], text[FAB_STAGE_ERR_TEXT_MAX];
+	size_t n = strnlen(rec->stage, sizeof rec->stage);
+	memcpy(stage, rec->stage, n);
+	stage[n] = 0;
+	size_t tl = rec->text_len < sizeof text - 1 ? rec->text_len : sizeof text - 1;
+	tl = strnlen(rec->text, tl);
+	for (size_t i = 0; i < tl; i++) /* one line, printable */
+		text[i] = (unsigned char)rec->text[i] < 0x20 || rec->text[i] == 0x7f ? ' ' :
+										  rec->text[i];
+	text[tl] = 0;
+	printf("%s.%u | error %d: %s%s\n", n ? stage : "?", rec->replica, rec->code, text,
+	       rec->flags & FAB_STAGE_ERR_TRUNCATED ? " [truncated]" : "");
+	fabd_stage_rt *st = fabd_stage_by_name(r, stage);
+	if (st) {
+		st->errors++;
+		ratio_check(r, st);
+	}
+}
+
+/* Read whatever whole records the pipe has; returns 0 at EOF. */
+static int errpipe_read(fabd_sup *r)
+{
+	struct fabd_errreader *e = r->errs;
+	for (;;) {
+		ssize_t k = read(e->rfd, e->part + e->plen, sizeof e->part - e->plen);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return 1; /* EAGAIN: wait for more */
+		if (k == 0)
+			return 0;
+		e->plen += (size_t)k;
+		if (e->plen == sizeof e->part) {
+			fab_stage_err rec;
+			memcpy(&rec, e->part, sizeof rec);
+			e->plen = 0;
+			on_record(r, &rec);
+		}
+	}
+}
+
+static int start_errreader(fabd_sup *r)
+{
+	if (r->t->errors.readers)
+		return 0; /* a stage consumes the error channel */
+	struct fabd_errreader *e = calloc(1, sizeof *e);
+	if (!e)
+		return -1;
+	r->errs = e;
+	e->rfd = e->wfd = -1;
+	e->msg_size = r->t->errors.msg_size;
+	int p[2];
+	if (fab_fabric_open(r->t->fabric, 0, &e->fab) < 0 ||
+	    fab_chan_open(e->fab, r->t->errors.name, FAB_RECV, &e->ch) < 0 ||
+	    fab_ctx_with_timeout(NULL, INT64_MAX, &e->ctx) < 0) {
+		fprintf(stderr, "fabd: error channel %s: %s\n", r->t->errors.name, fab_errmsg());
+		return -1;
+	}
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		perror("fabd: pipe");
+		return -1;
+	}
+	e->rfd = p[0];
+	e->wfd = p[1];
+	fcntl(e->rfd, F_SETFL, O_NONBLOCK);
+	/* The ratio's baseline: what the stages had handled before us. */
+	char *snap = fabd_snapshot(r);
+	for (size_t i = 0; snap && i < r->nstages; i++)
+		r->stages[i].err_base = stage_msgs(r, &r->stages[i], snap);
+	free(snap);
+	if (pthread_create(&e->th, NULL, err_thread, e) != 0) {
+		fprintf(stderr, "fabd: cannot start the error reader thread\n");
+		return -1;
+	}
+	e->started = 1;
+	e->op.kind = FABD_OP_ERRPIPE;
+	arm_errpipe(r);
+	return 0;
+}
+
+/* Stop the reader: it passes on what is still queued, then closes its end;
+ * every record up to there is logged. */
+static void stop_errreader(fabd_sup *r)
+{
+	struct fabd_errreader *e = r->errs;
+	if (!e)
+		return;
+	if (e->started) {
+		fab_ctx_cancel(e->ctx, 1);
+		fcntl(e->rfd, F_SETFL, 0);
+		while (errpipe_read(r))
+			;
+		pthread_join(e->th, NULL);
+	}
+	if (e->rfd >= 0)
+		close(e->rfd);
+	if (e->wfd >= 0)
+		close(e->wfd);
+	fab_chan_release(e->ch);
+	fab_ctx_release(e->ctx);
+	if (e->fab)
+		fab_fabric_close(e->fab);
+	free(e);
+	r->errs = NULL;
 }
 
 static void arm_signal(fabd_sup *r)
@@ -353,10 +883,22 @@ static void dispatch(fabd_sup *r, struct io_uring_cqe *cqe)
 		break;
 	case FABD_OP_PIDFD: {
 		fabd_replica *rep = op->obj;
-		if (rep->state == FABD_R_RUNNING && op->gen == rep->gen)
-			fabd_replica_died(r, rep);
+		if (rep->state == FABD_R_RUNNING && op->gen == rep->gen) {
+			if (rep->idx >= rep->st->cfg->replicas)
+				retired_died(r, rep);
+			else
+				fabd_replica_died(r, rep);
+		}
 		break;
 	}
+	case FABD_OP_ERRPIPE:
+		if (r->errs && errpipe_read(r))
+			arm_errpipe(r);
+		break;
+	case FABD_OP_CTL_LISTEN:
+	case FABD_OP_CTL_CONN:
+		fabd_control_event(r, op, cqe->res);
+		break;
 	case FABD_OP_PIPE:
 		fabd_pipe_read_done(r, op, cqe->res);
 		break;
@@ -379,14 +921,16 @@ static void teardown(fabd_sup *r)
 	for (size_t i = 0; i < r->nstages; i++) {
 		fabd_stage_rt *st = &r->stages[i];
 		if (st->reps)
-			for (uint32_t j = 0; j < st->cfg->replicas; j++)
+			for (uint32_t j = 0; j < st->reps_cap; j++)
 				if (st->reps[j].pidfd >= 0)
 					close(st->reps[j].pidfd);
 		free(st->reps);
+		free(st->last_start);
 		free(st->restarts);
 		fab_ctx_release(st->ctx);
 	}
 	free(r->stages);
+	free(r->fig);
 	fab_ctx_release(r->root);
 	if (r->fab)
 		fab_fabric_close(r->fab);
@@ -429,6 +973,10 @@ int fabd_run(const fabd_topology *t, const fabd_run_opts *o)
 	snprintf(seg, sizeof seg, "/dev/shm/fab.%s", t->fabric);
 	int existed = stat(seg, &sb) == 0;
 	int code = FABD_EXIT_SETUP;
+	/* The control socket first: a second fabd of this fabric finds the
+	 * first one answering there and stops before touching the fabric. */
+	if (fabd_control_start(r) < 0)
+		goto out;
 	if (fab_fabric_open(t->fabric, FAB_CREATE, &r->fab) < 0) {
 		fprintf(stderr, "fabd: fabric %s: %s\n", t->fabric, fab_errmsg());
 		goto out;
@@ -447,23 +995,34 @@ int fabd_run(const fabd_topology *t, const fabd_run_opts *o)
 		goto out;
 	for (size_t i = 0; i < t->nstages; i++) {
 		fabd_stage_rt *st = &r->stages[i];
-		st->cfg = &t->stages[i];
+		st->mcfg = t->stages[i]; /* shallow: ports and env stay t's */
+		st->cfg = &st->mcfg;
+		st->declared = st->cfg->replicas;
 		st->index = i;
-		st->reps = calloc(st->cfg->replicas, sizeof *st->reps);
-		if (!st->reps)
+		st->reps_cap = st->cfg->replicas > FABD_SCALE_MAX ? st->cfg->replicas :
+									FABD_SCALE_MAX;
+		st->reps = calloc(st->reps_cap, sizeof *st->reps);
+		st->last_start = calloc(st->reps_cap, sizeof *st->last_start);
+		if (!st->reps || !st->last_start)
 			goto out;
 		st->source = 1;
-		for (size_t p = 0; p < st->cfg->nports; p++)
+		for (size_t p = 0; p < st->cfg->nports; p++) {
 			if (!st->cfg->ports[p].out)
 				st->source = 0;
-		for (uint32_t j = 0; j < st->cfg->replicas; j++) {
+			else if (st->cfg->ports[p].target_kind == FABD_TARGET_CHANNEL)
+				st->writer = 1;
+		}
+		for (uint32_t j = 0; j < st->reps_cap; j++) {
 			st->reps[j].st = st;
 			st->reps[j].idx = j;
 			st->reps[j].pidfd = -1;
 		}
 		build_ports(t, st);
 	}
-	if (create_objects(r) < 0 || create_contexts(r) < 0)
+	if (!(r->fig = calloc(t->nstages + 1, sizeof *r->fig)))
+		goto out;
+	if (create_objects(r) < 0 || create_contexts(r) < 0 || start_metrics(r) < 0 ||
+	    start_errreader(r) < 0)
 		goto out;
 
 	arm_signal(r);
@@ -483,7 +1042,8 @@ int fabd_run(const fabd_topology *t, const fabd_run_opts *o)
 
 	/* Run until no replica is running or waiting to restart, and every
 	 * output pipe has been read to its end. */
-	while (fabd_pending(r) || r->live_pipes) {
+	refresh_figures(r, r->fig);
+	while (fabd_pending(r) || retiring(r) || r->live_pipes) {
 		struct io_uring_cqe *cqe;
 		rc = io_uring_submit_and_wait(&r->ring, 1);
 		if (rc < 0 && rc != -EINTR) {
@@ -496,7 +1056,9 @@ int fabd_run(const fabd_topology *t, const fabd_run_opts *o)
 			n++;
 		}
 		io_uring_cq_advance(&r->ring, n);
+		refresh_figures(r, r->fig);
 	}
+	stop_errreader(r); /* logs the records still queued */
 	for (size_t i = 0; i < r->nstages; i++)
 		for (uint32_t j = 0; j < r->stages[i].cfg->replicas; j++)
 			if (r->stages[i].reps[j].last_failed &&
@@ -512,8 +1074,13 @@ int fabd_run(const fabd_topology *t, const fabd_run_opts *o)
 						 "stopped: replicas had to be killed");
 
 out:
-	/* Timers still pending (a drain deadline) die with the ring. */
+	stop_errreader(r); /* (a setup failure) */
+	/* Timers still pending (a drain deadline) die with the ring; then no op
+	 * is in flight on the control sockets. */
 	io_uring_queue_exit(&r->ring);
+	fabd_control_stop(r);
+	fab_metrics_stop(r->metrics);
+	r->metrics = NULL;
 	while (r->timers.next && r->timers.next != &r->timers)
 		fabd_timer_done(r->timers.next);
 	teardown(r);

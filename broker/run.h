@@ -25,8 +25,13 @@
 #define FABD_EXIT_UNCLEAN 6      /* shutdown had to SIGKILL replicas past grace */
 
 typedef struct fabd_run_opts {
-	int keep; /* 1: leave the fabric's segments in /dev/shm at exit */
+	int keep;           /* 1: leave the fabric's segments in /dev/shm at exit */
+	double error_ratio; /* warn above this errors/messages ratio (0.01 = 1%) */
 } fabd_run_opts;
+
+#define FABD_ERROR_RATIO_DEFAULT 0.01
+#define FABD_ERROR_WINDOW_NS (10ull * 1000000000ull) /* at most one warning per stage per window */
+#define FABD_SCALE_MAX 64 /* `scale` goes up to this (or the file's count if larger): FAB_PRODUCERS_MAX */
 
 /* Run the fabric of `t` in the foreground until it completes, is drained by
  * SIGTERM/SIGINT, or a stage fails; returns one of the exit codes above. */
@@ -41,6 +46,9 @@ enum fabd_op_kind {
 	FABD_OP_PIPE,       /* read from a replica's stdout/stderr pipe */
 	FABD_OP_BACKOFF,    /* a replica's restart delay ended */
 	FABD_OP_DEADLINE,   /* a shutdown phase's deadline */
+	FABD_OP_ERRPIPE,    /* the error reader thread wrote records (run.c) */
+	FABD_OP_CTL_LISTEN, /* the control socket has a connection to accept (control.c) */
+	FABD_OP_CTL_CONN,   /* a control connection is readable (control.c) */
 };
 
 typedef struct fabd_op {
@@ -90,7 +98,27 @@ typedef struct fabd_stage_rt {
 	size_t nrestarts;
 	size_t restarts_cap;
 	int failed;
+	/* run.c: `cfg` points at `mcfg`, fabd's mutable copy of the stage, so
+	 * that `scale` can change cfg->replicas; reps has reps_cap
+	 * entries.  Replicas at idx >= replicas that still run are retiring
+	 * (scaled down): run.c reaps them, they are never restarted. */
+	fabd_stage mcfg;
+	uint32_t reps_cap;       /* entries in reps: max(replicas in the file, FABD_SCALE_MAX) */
+	uint32_t declared;       /* replicas in the file: the stage's share of its output
+				  * channels' close quorum */
+	int writer;              /* has an out port on a channel (not the error channel) */
+	uint64_t proxy_closed;   /* bit j: fabd closed the outputs as producer <stage>.<j> */
+	uint64_t restarts_total; /* spawns after the first of each replica */
+	uint64_t *last_start;    /* per replica: started_ns last seen */
+	uint64_t errors;         /* error records read from the error channel */
+	uint64_t err_base;       /* messages counted at fabd's start (ratio baseline) */
+	uint64_t err_warned_ns;  /* last ratio warning (0: none yet) */
+	uint64_t err_eval_ns;    /* last ratio evaluation */
 } fabd_stage_rt;
+
+struct fab_metrics;
+struct fabd_control;
+struct fabd_errreader;
 
 typedef struct fabd_sup {
 	const fabd_topology *t;
@@ -110,6 +138,10 @@ typedef struct fabd_sup {
 	int killed;            /* SIGKILL was needed */
 	int live_pipes;        /* pipe readers not yet at EOF */
 	fabd_op timers;        /* head of the list of timer ops in flight */
+	struct fab_metrics *metrics;       /* NULL when `metrics: off` */
+	struct fabd_control *control;      /* the control socket (control.c) */
+	struct fabd_errreader *errs;       /* NULL when a stage reads the error channel */
+	struct fab_metrics_stage *fig;     /* the stage figures last given to metrics */
 } fabd_sup;
 
 /* supervise.c */
@@ -129,5 +161,19 @@ void fabd_timer_done(fabd_op *op);
 
 /* run.c */
 void fabd_begin_drain(fabd_sup *r, const char *why);
+/* The control verbs (control.c parses, run.c acts).  Each returns 0, or -1
+ * with a message in err[0..n). */
+int fabd_scale(fabd_sup *r, fabd_stage_rt *st, uint32_t n, char *err, size_t en);
+int fabd_restart_stage(fabd_sup *r, fabd_stage_rt *st, char *err, size_t en);
+void fabd_cancel_all(fabd_sup *r);
+fabd_stage_rt *fabd_stage_by_name(fabd_sup *r, const char *name);
+uint32_t fabd_stage_up_count(const fabd_stage_rt *st); /* replicas running now */
+/* A read-only snapshot of the fabric's counters: its metrics exposition
+ * (fab_metrics_render; no handle is opened, so no spsc end is taken).
+ * free() it; NULL on failure. */
+char *fabd_snapshot(const fabd_sup *r);
+/* The value of `metric{fabric="F",channel="C"}` in a snapshot: 0 or -1. */
+int fabd_snapshot_chan(const char *snap, const char *fabric, const char *metric,
+		       const char *chan, uint64_t *v);
 
 #endif

@@ -1,0 +1,590 @@
+/* test_control.c - `fabd run` with its metrics endpoint, its error reader
+ * and its control socket (docs/fabd.md): fabd runs a small pipeline of the
+ * stage programs in tests/broker/stages/, the test scrapes /metrics with a
+ * plain TCP client, reads fabd's log for the error records and the ratio
+ * warning, and speaks the control protocol on the Unix socket.
+ *
+ * Nothing measures time: every wait is for an event (a line in the log, a
+ * figure in a reply), bounded only by the test's timeout.  Names derive
+ * from the runner's pid; the unchecked teardown (in the runner, also after
+ * a failed test) removes the fabric, the socket and the directory, and
+ * Check kills each test's process group (fabd and its stages).
+ */
+#include <arpa/inet.h>
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <fab/fab.h>
+
+static const char *const tags[] = { "m", "e", "q", "c", NULL };
+
+static pid_t runner(void)
+{
+	static pid_t p;
+	if (!p)
+		p = getenv("CK_FORK") && !strcmp(getenv("CK_FORK"), "no") ? getpid() : getppid();
+	return p;
+}
+
+static void names(const char *tag, pid_t rp, char *fabric, size_t fl, char *dir, size_t dl)
+{
+	snprintf(fabric, fl, "tctl-%s-%d", tag, (int)rp);
+	snprintf(dir, dl, "/tmp/fabd-ctl-%s-%d", tag, (int)rp);
+}
+
+/* rm -r of a directory two levels deep (dir/fab/<fabric>.sock). */
+static void rm_tree(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	struct dirent *e;
+	char p[512];
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+			if (unlink(p) < 0 && errno == EISDIR)
+				rm_tree(p);
+			else if (errno == EISDIR || errno == EPERM)
+				rm_tree(p);
+		}
+	closedir(d);
+	rmdir(dir);
+}
+
+static int segments_left(const char *fabric)
+{
+	char pre[128];
+	int n = snprintf(pre, sizeof pre, "fab.%s", fabric);
+	DIR *d = opendir("/dev/shm");
+	int left = 0;
+	struct dirent *e;
+	while (d && (e = readdir(d)))
+		if (!strncmp(e->d_name, pre, (size_t)n) &&
+		    (e->d_name[n] == 0 || e->d_name[n] == '.'))
+			left++;
+	if (d)
+		closedir(d);
+	return left;
+}
+
+static void teardown_all(void)
+{
+	char fabric[64], dir[256];
+	for (int i = 0; tags[i]; i++) {
+		names(tags[i], getpid(), fabric, sizeof fabric, dir, sizeof dir);
+		fab_fabric_destroy(fabric);
+		rm_tree(dir);
+	}
+}
+
+typedef struct tenv {
+	char fabric[64];
+	char dir[256];
+	char yaml[300];
+	char log[300];
+	char count[300];
+	char count2[300];
+	char sock[400];
+} tenv;
+
+static void setup_env(tenv *e, const char *tag)
+{
+	names(tag, runner(), e->fabric, sizeof e->fabric, e->dir, sizeof e->dir);
+	fab_fabric_destroy(e->fabric);
+	rm_tree(e->dir);
+	ck_assert_int_eq(mkdir(e->dir, 0700), 0);
+	snprintf(e->yaml, sizeof e->yaml, "%s/topology.yaml", e->dir);
+	snprintf(e->log, sizeof e->log, "%s/fabd.log", e->dir);
+	snprintf(e->count, sizeof e->count, "%s/count", e->dir);
+	snprintf(e->count2, sizeof e->count2, "%s/count2", e->dir);
+	/* fabd is started with XDG_RUNTIME_DIR=dir: its socket is here. */
+	snprintf(e->sock, sizeof e->sock, "%s/fab/%s.sock", e->dir, e->fabric);
+}
+
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_ge(fputs(text, f), 0);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	size_t cap = 1 << 16, n = 0;
+	char *b = malloc(cap + 1);
+	ck_assert_ptr_nonnull(b);
+	if (f) {
+		size_t k;
+		while ((k = fread(b + n, 1, cap - n, f)) > 0) {
+			n += k;
+			if (n == cap) {
+				cap *= 2;
+				b = realloc(b, cap + 1);
+				ck_assert_ptr_nonnull(b);
+			}
+		}
+		fclose(f);
+	}
+	b[n] = 0;
+	return b;
+}
+
+/* `fabd run [ARG] YAML` with XDG_RUNTIME_DIR=dir, output in the log. */
+static pid_t start_fabd(const tenv *e, const char *arg1, const char *arg2)
+{
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int fd = open(e->log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
+		if (fd < 0)
+			_exit(120);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		setenv("XDG_RUNTIME_DIR", e->dir, 1);
+		if (arg1)
+			execl(FABD_PATH, "fabd", "run", arg1, arg2, e->yaml, (char *)NULL);
+		else
+			execl(FABD_PATH, "fabd", "run", e->yaml, (char *)NULL);
+		_exit(121);
+	}
+	return pid;
+}
+
+static int wait_code(pid_t pid)
+{
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void nap(void)
+{
+	struct timespec ts = { 0, 2000000 };
+	nanosleep(&ts, NULL);
+}
+
+/* fabd must still be running while we wait for it. */
+static void alive(pid_t fabd, const tenv *e)
+{
+	int st;
+	if (waitpid(fabd, &st, WNOHANG) == fabd) {
+		char *c = slurp(e->log);
+		ck_abort_msg("fabd exited early (status %d): %s", st, c);
+	}
+}
+
+/* Wait for `needle` in the log. */
+static void wait_log(pid_t fabd, const tenv *e, const char *needle)
+{
+	for (;;) {
+		char *c = slurp(e->log);
+		int found = strstr(c, needle) != NULL;
+		free(c);
+		if (found)
+			return;
+		if (fabd > 0)
+			alive(fabd, e);
+		nap();
+	}
+}
+
+/* A TCP port that was free a moment ago. */
+static unsigned free_port(void)
+{
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(s, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	ck_assert_int_eq(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+	socklen_t l = sizeof a;
+	ck_assert_int_eq(getsockname(s, (struct sockaddr *)&a, &l), 0);
+	close(s);
+	return ntohs(a.sin_port);
+}
+
+/* GET /metrics over HTTP/1.0; the whole response, or NULL if not listening. */
+static char *scrape(unsigned port)
+{
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(s, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	if (connect(s, (struct sockaddr *)&a, sizeof a) < 0) {
+		close(s);
+		return NULL;
+	}
+	const char *req = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
+	ck_assert_int_eq(write(s, req, strlen(req)), (ssize_t)strlen(req));
+	size_t cap = 1 << 16, n = 0;
+	char *b = malloc(cap + 1);
+	ck_assert_ptr_nonnull(b);
+	ssize_t k;
+	while ((k = read(s, b + n, cap - n)) > 0) {
+		n += (size_t)k;
+		if (n == cap) {
+			cap *= 2;
+			b = realloc(b, cap + 1);
+			ck_assert_ptr_nonnull(b);
+		}
+	}
+	close(s);
+	b[n] = 0;
+	return b;
+}
+
+/* ---- the control socket ---- */
+
+static int ctl_connect(pid_t fabd, const tenv *e)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	ck_assert_uint_lt(strlen(e->sock), sizeof a.sun_path);
+	memcpy(a.sun_path, e->sock, strlen(e->sock) + 1);
+	for (;;) {
+		int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		ck_assert_int_ge(s, 0);
+		if (connect(s, (struct sockaddr *)&a, sizeof a) == 0)
+			return s;
+		close(s);
+		alive(fabd, e);
+		nap();
+	}
+}
+
+/* Send one request line, return the reply line (malloc'd, without '\n'). */
+static char *ctl(int s, const char *req)
+{
+	size_t l = strlen(req);
+	ck_assert_int_eq(write(s, req, l), (ssize_t)l);
+	ck_assert_int_eq(write(s, "\n", 1), 1);
+	size_t cap = 1 << 14, n = 0;
+	char *b = malloc(cap);
+	ck_assert_ptr_nonnull(b);
+	for (;;) {
+		ck_assert_uint_lt(n, cap - 1);
+		ssize_t k = read(s, b + n, 1);
+		ck_assert_int_eq(k, 1); /* fabd answers every line */
+		if (b[n] == '\n')
+			break;
+		n++;
+	}
+	b[n] = 0;
+	return b;
+}
+
+/* Ask for status until it contains `needle`. */
+static void wait_status(pid_t fabd, const tenv *e, int s, const char *needle)
+{
+	for (;;) {
+		char *r = ctl(s, "status");
+		ck_assert_msg(!strncmp(r, "{\"ok\":true,", 11), "status: %s", r);
+		int found = strstr(r, needle) != NULL;
+		free(r);
+		if (found)
+			return;
+		alive(fabd, e);
+		nap();
+	}
+}
+
+/* source -> jobs (mpmc) -> WORKER (2) -> results (mpmc) -> sink, metrics on
+ * `port` (0: off); `extra` is more YAML under stages:, `tail` after. */
+static void pipeline(const tenv *e, unsigned n, const char *worker, const char *worker_env,
+		     unsigned port, const char *extra, const char *tail)
+{
+	char y[4096], m[64];
+	if (port)
+		snprintf(m, sizeof m, "127.0.0.1:%u", port);
+	else
+		snprintf(m, sizeof m, "off");
+	snprintf(y, sizeof y,
+		 "fabric: %s\n"
+		 "channels:\n"
+		 "  jobs: { capacity: 8, msg_size: 8, kind: mpmc }\n"
+		 "  results: { capacity: 8, msg_size: 8, kind: mpmc }\n"
+		 "%s"
+		 "stages:\n"
+		 "  source:\n"
+		 "    run: %s/source\n"
+		 "    out: { out: jobs }\n"
+		 "    env: { N: \"%u\" }\n"
+		 "  worker:\n"
+		 "    run: %s/%s\n"
+		 "    replicas: 2\n"
+		 "    in: { in: jobs }\n"
+		 "    out: { out: results }\n"
+		 "    env: { %s }\n"
+		 "  sink:\n"
+		 "    run: %s/sink\n"
+		 "    in: { in: results }\n"
+		 "    env: { N: \"%u\", OUT: %s }\n"
+		 "%s"
+		 "metrics: { listen: \"%s\" }\n",
+		 e->fabric, tail, STAGE_DIR, n, STAGE_DIR, worker, worker_env, STAGE_DIR, n,
+		 e->count, extra, m);
+	write_text(e->yaml, y);
+}
+
+/* (m) /metrics of a running pipeline: a channel figure from the segments
+ * and fab_stage_replicas from fabd; then SIGTERM drains it. */
+START_TEST(t_metrics)
+{
+	tenv e;
+	setup_env(&e, "m");
+	pid_t fabd = -1;
+	unsigned port = 0;
+	/* The port was free when picked; if something took it meanwhile fabd
+	 * exits 5 and another one is tried. */
+	for (int attempt = 0; attempt < 5 && fabd < 0; attempt++) {
+		port = free_port();
+		pipeline(&e, 0, "worker", "", port, "", "");
+		fabd = start_fabd(&e, NULL, NULL);
+		for (;;) {
+			char *c = slurp(e.log);
+			int up = strstr(c, "fabd: metrics at http://") != NULL;
+			int failed = strstr(c, "fabd: metrics at 127") != NULL;
+			free(c);
+			if (up)
+				break;
+			if (failed) {
+				ck_assert_int_eq(wait_code(fabd), 5);
+				fabd = -1;
+				break;
+			}
+			alive(fabd, &e);
+			nap();
+		}
+	}
+	ck_assert_int_gt(fabd, 0);
+	char cap[256], rep[256], sent[256];
+	snprintf(cap, sizeof cap, "\nfab_channel_capacity{fabric=\"%s\",channel=\"jobs\"} 8\n",
+		 e.fabric);
+	snprintf(rep, sizeof rep, "\nfab_stage_replicas{fabric=\"%s\",stage=\"worker\"} 2\n",
+		 e.fabric);
+	snprintf(sent, sizeof sent, "\nfab_channel_sent_total{fabric=\"%s\",channel=\"results\"} ",
+		 e.fabric);
+	for (;;) {
+		char *b = scrape(port);
+		ck_assert_ptr_nonnull(b); /* fabd said it listens */
+		ck_assert_msg(!strncmp(b, "HTTP/1.", 7) && strstr(b, " 200 "), "reply: %.200s", b);
+		char *p = strstr(b, sent);
+		int ok = strstr(b, cap) && strstr(b, rep) && p && strtoull(p + strlen(sent), NULL, 10) > 0;
+		free(b);
+		if (ok)
+			break;
+		alive(fabd, &e);
+		nap();
+	}
+	ck_assert_int_eq(kill(fabd, SIGTERM), 0);
+	ck_assert_int_eq(wait_code(fabd), 0);
+	ck_assert_ptr_null(scrape(port)); /* stopped with fabd */
+	ck_assert_int_eq(segments_left(e.fabric), 0);
+}
+END_TEST
+
+/* (e) A stage that reports an error for every message: fabd logs each
+ * record with the stage prefix and warns that the ratio passed 1%. */
+START_TEST(t_errors)
+{
+	tenv e;
+	setup_env(&e, "e");
+	pipeline(&e, 50, "flaky", "EVERY: \"1\"", 0, "", "");
+	ck_assert_int_eq(wait_code(start_fabd(&e, NULL, NULL)), 0);
+	char *c = slurp(e.count);
+	ck_assert_str_eq(c, "count=50 dups=0 bad=0\n");
+	free(c);
+	c = slurp(e.log);
+	/* Every record is logged, the last ones too (read after the stages
+	 * exited); which replica reported which item is the scheduler's. */
+	for (unsigned i = 0; i < 50; i++) {
+		char want[64];
+		snprintf(want, sizeof want, " | error 42: bad item %u\n", i);
+		ck_assert_msg(strstr(c, want) != NULL, "missing %s in: %s", want, c);
+	}
+	ck_assert_msg(strstr(c, "worker.0 | error 42: bad item ") ||
+			      strstr(c, "worker.1 | error 42: bad item "),
+		      "log: %s", c);
+	ck_assert_msg(strstr(c, "fabd: warning: stage worker: error ratio ") != NULL, "log: %s", c);
+	ck_assert_msg(strstr(c, "is above 1.00%") != NULL, "log: %s", c);
+	free(c);
+	ck_assert_int_eq(segments_left(e.fabric), 0);
+}
+END_TEST
+
+/* (q) The threshold is a flag: at 100% (errors never exceed the messages
+ * received) there is no warning, the records are still logged. */
+START_TEST(t_errors_quiet)
+{
+	tenv e;
+	setup_env(&e, "q");
+	pipeline(&e, 20, "flaky", "EVERY: \"1\"", 0, "", "");
+	ck_assert_int_eq(wait_code(start_fabd(&e, "--error-ratio", "100")), 0);
+	char *c = slurp(e.log);
+	ck_assert_msg(strstr(c, " | error 42: bad item 19\n") != NULL, "log: %s", c);
+	ck_assert_msg(strstr(c, "warning") == NULL, "log: %s", c);
+	free(c);
+	ck_assert_int_eq(segments_left(e.fabric), 0);
+}
+END_TEST
+
+/* (c) The control protocol on a running pipeline. */
+START_TEST(t_control)
+{
+	tenv e;
+	setup_env(&e, "c");
+	char extra[1024];
+	snprintf(extra, sizeof extra,
+		 "  src2:\n"
+		 "    run: %s/source\n"
+		 "    out: { out: side }\n"
+		 "    limiters: [pace]\n"
+		 "  sink2:\n"
+		 "    run: %s/sink\n"
+		 "    in: { in: side }\n"
+		 "    env: { OUT: %s }\n",
+		 STAGE_DIR, STAGE_DIR, e.count2);
+	pipeline(&e, 0, "worker", "", 0, extra,
+		 "  side: { capacity: 4, msg_size: 8 }\n"
+		 "limiters:\n"
+		 "  pace: { rate: 100/s, burst: 2 }\n");
+	pid_t fabd = start_fabd(&e, NULL, NULL);
+	int s = ctl_connect(fabd, &e);
+
+	/* The socket's directory is private. */
+	char dir[320];
+	struct stat sb;
+	snprintf(dir, sizeof dir, "%s/fab", e.dir);
+	ck_assert_int_eq(stat(dir, &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 0777, 0700);
+
+	wait_status(fabd, &e, s, "{\"name\":\"worker\",\"replicas\":2,\"up\":2,");
+	char *r = ctl(s, "status");
+	ck_assert_msg(strstr(r, "{\"name\":\"jobs\",\"depth\":") && strstr(r, "\"capacity\":8}") &&
+			      strstr(r, "{\"name\":\"side\",\"depth\":"),
+		      "status: %s", r);
+	free(r);
+
+	/* scale down and up again, within the file's replicas (a writer) */
+	r = ctl(s, "scale worker 1");
+	ck_assert_str_eq(r, "{\"ok\":true,\"stage\":\"worker\",\"replicas\":1}");
+	free(r);
+	wait_status(fabd, &e, s, "{\"name\":\"worker\",\"replicas\":1,\"up\":1,\"restarts\":0,");
+	wait_log(fabd, &e, "fabd: worker.1: stopped (scaled down)");
+	r = ctl(s, "scale worker 2");
+	ck_assert_str_eq(r, "{\"ok\":true,\"stage\":\"worker\",\"replicas\":2}");
+	free(r);
+	wait_status(fabd, &e, s, "{\"name\":\"worker\",\"replicas\":2,\"up\":2,\"restarts\":0,");
+	r = ctl(s, "scale worker 3");
+	ck_assert_msg(strstr(r, "{\"ok\":false,") == r && strstr(r, "beyond the 2 replicas"), "%s",
+		      r);
+	free(r);
+
+	/* a reader scales beyond the file */
+	r = ctl(s, "scale sink 3");
+	ck_assert_str_eq(r, "{\"ok\":true,\"stage\":\"sink\",\"replicas\":3}");
+	free(r);
+	wait_status(fabd, &e, s, "{\"name\":\"sink\",\"replicas\":3,\"up\":3,");
+	r = ctl(s, "scale sink 1");
+	ck_assert_str_eq(r, "{\"ok\":true,\"stage\":\"sink\",\"replicas\":1}");
+	free(r);
+	wait_log(fabd, &e, "fabd: sink.1: stopped (scaled down)");
+	wait_log(fabd, &e, "fabd: sink.2: stopped (scaled down)");
+	wait_status(fabd, &e, s, "{\"name\":\"sink\",\"replicas\":1,\"up\":1,");
+
+	/* restart: each replica is replaced, counted as a restart */
+	r = ctl(s, "restart worker");
+	ck_assert_str_eq(r, "{\"ok\":true,\"stage\":\"worker\"}");
+	free(r);
+	wait_status(fabd, &e, s, "{\"name\":\"worker\",\"replicas\":2,\"up\":2,\"restarts\":2,");
+
+	/* down to 1 before the drain: fabd closes results for worker.1 */
+	r = ctl(s, "scale worker 1");
+	ck_assert_str_eq(r, "{\"ok\":true,\"stage\":\"worker\",\"replicas\":1}");
+	free(r);
+
+	/* a limiter's rate */
+	r = ctl(s, "limit pace 1000 4");
+	ck_assert_str_eq(r, "{\"ok\":true,\"limiter\":\"pace\",\"rate\":1000,\"burst\":4}");
+	free(r);
+	r = ctl(s, "limit pace 0");
+	ck_assert_msg(strstr(r, "{\"ok\":false,\"error\":\"RATE must be") == r, "%s", r);
+	free(r);
+
+	/* spsc: refused, saying what to declare */
+	r = ctl(s, "scale sink2 2");
+	ck_assert_msg(strstr(r, "{\"ok\":false,") == r && strstr(r, "spsc channel side") &&
+			      strstr(r, "declare `kind: mpmc`"),
+		      "%s", r);
+	free(r);
+
+	/* bad requests */
+	r = ctl(s, "frobnicate");
+	ck_assert_msg(strstr(r, "{\"ok\":false,\"error\":\"bad request 'frobnicate'") == r, "%s", r);
+	free(r);
+	r = ctl(s, "scale nosuch 2");
+	ck_assert_str_eq(r, "{\"ok\":false,\"error\":\"no such stage\"}");
+	free(r);
+	r = ctl(s, "scale worker x");
+	ck_assert_msg(strstr(r, "{\"ok\":false,") == r, "%s", r);
+	free(r);
+
+	/* a second fabd on the same fabric is refused, the first goes on */
+	tenv e2 = e;
+	snprintf(e2.log, sizeof e2.log, "%s/fabd2.log", e.dir);
+	ck_assert_int_eq(wait_code(start_fabd(&e2, NULL, NULL)), 5);
+	char *c = slurp(e2.log);
+	ck_assert_msg(strstr(c, "another fabd runs fabric") != NULL, "log: %s", c);
+	free(c);
+
+	/* drain: fabd exits 0, removes its socket and segments */
+	r = ctl(s, "drain");
+	ck_assert_str_eq(r, "{\"ok\":true,\"state\":\"draining\"}");
+	free(r);
+	ck_assert_int_eq(wait_code(fabd), 0);
+	close(s);
+	ck_assert_int_ne(access(e.sock, F_OK), 0);
+	char lock[420];
+	snprintf(lock, sizeof lock, "%s/fab/%s.lock", e.dir, e.fabric);
+	ck_assert_int_ne(access(lock, F_OK), 0);
+	ck_assert_int_eq(segments_left(e.fabric), 0);
+	c = slurp(e.log);
+	ck_assert_msg(strstr(c, "fabd: draining (control: drain)") != NULL, "log: %s", c);
+	/* closes propagated: no stage had to be cancelled */
+	ck_assert_msg(strstr(c, "root context") == NULL, "log: %s", c);
+	free(c);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("fabd_control");
+	TCase *tc = tcase_create("control");
+	tcase_add_unchecked_fixture(tc, NULL, teardown_all);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, t_metrics);
+	tcase_add_test(tc, t_errors);
+	tcase_add_test(tc, t_errors_quiet);
+	tcase_add_test(tc, t_control);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_ENV);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
