@@ -508,8 +508,18 @@ static void shutdown_step(fabd_sup *r, const char *why)
 			fabd_stage_rt *st = &r->stages[i];
 			for (uint32_t j = 0; j < st->reps_cap; j++) {
 				fabd_replica *rep = &st->reps[j];
-				if (rep->state == FABD_R_BACKOFF || rep->state == FABD_R_IDLE) {
-					rep->state = FABD_R_DONE; /* voids its timer */
+				if (rep->state == FABD_R_BACKOFF ||
+				    (rep->state == FABD_R_IDLE && j < st->cfg->replicas)) {
+					/* A replica of the pool that will not be
+					 * (re)started: done, and its share of the close
+					 * quorum closed, or the stages downstream would
+					 * wait for the drain time. */
+					rep->gen++; /* voids its timer */
+					fabd_finish(r, rep);
+				} else if (rep->state == FABD_R_IDLE) {
+					/* A slot beyond the replicas (room to scale):
+					 * never a producer, so nothing to close. */
+					rep->state = FABD_R_DONE;
 					rep->gen++;
 				}
 			}

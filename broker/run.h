@@ -152,6 +152,9 @@ void fabd_replica_died(fabd_sup *r, fabd_replica *rep);
 void fabd_replica_backoff_done(fabd_sup *r, fabd_replica *rep, uint64_t gen);
 void fabd_pipe_read_done(fabd_sup *r, fabd_op *op, int res);
 void fabd_kill(fabd_replica *rep, int sig);
+/* The replica will not run again: mark it done and close its share of its
+ * out channels' close quorum (supervise.c). */
+void fabd_finish(fabd_sup *r, fabd_replica *rep);
 int fabd_running(const fabd_sup *r);      /* replicas with a live process */
 int fabd_pending(const fabd_sup *r);      /* replicas running or in backoff */
 /* Arm a one-shot timer; `op` is malloc'd by the caller, owned by the list

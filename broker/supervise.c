@@ -418,8 +418,9 @@ static void close_for(fabd_sup *r, fabd_replica *rep)
 	free(saved);
 }
 
-/* The replica will not run again. */
-static void finish(fabd_sup *r, fabd_replica *rep)
+/* The replica will not run again: it is done, and fabd closes its share of
+ * its out channels' close quorum (close_for). */
+void fabd_finish(fabd_sup *r, fabd_replica *rep)
 {
 	rep->state = FABD_R_DONE;
 	close_for(r, rep);
@@ -440,7 +441,7 @@ static void schedule_restart(fabd_sup *r, fabd_replica *rep)
 	fabd_op *op = calloc(1, sizeof *op);
 	if (!op) {
 		fprintf(stderr, "fabd: %s.%u: out of memory, not restarted\n", s->name, rep->idx);
-		finish(r, rep);
+		fabd_finish(r, rep);
 		return;
 	}
 	op->kind = FABD_OP_BACKOFF;
@@ -456,7 +457,7 @@ void fabd_replica_backoff_done(fabd_sup *r, fabd_replica *rep, uint64_t gen)
 	if (rep->state != FABD_R_BACKOFF || rep->gen != gen)
 		return; /* voided: drain started, or the state moved on */
 	if (r->phase) {
-		finish(r, rep);
+		fabd_finish(r, rep);
 		return;
 	}
 	if (fabd_replica_spawn(r, rep) < 0) {
@@ -542,7 +543,7 @@ void fabd_replica_died(fabd_sup *r, fabd_replica *rep)
 	if (r->phase) {
 		/* Draining: nothing is restarted; exit codes are informational. */
 		fprintf(stderr, "fabd: %s.%u: %s\n", s->name, rep->idx, what);
-		finish(r, rep);
+		fabd_finish(r, rep);
 		return;
 	}
 	if (rep->restart_on_exit) {
@@ -556,7 +557,7 @@ void fabd_replica_died(fabd_sup *r, fabd_replica *rep)
 	if (!restart) {
 		fprintf(stderr, "fabd: %s.%u: %s%s\n", s->name, rep->idx, what,
 			ok ? "" : " (restart: never)");
-		finish(r, rep);
+		fabd_finish(r, rep);
 		return;
 	}
 	fprintf(stderr, "fabd: %s.%u: %s\n", s->name, rep->idx, what);
@@ -566,7 +567,7 @@ void fabd_replica_died(fabd_sup *r, fabd_replica *rep)
 			(unsigned long long)(s->intensity_window_ns / 1000000));
 		rep->st->failed = 1;
 		r->stage_failed = 1;
-		finish(r, rep);
+		fabd_finish(r, rep);
 		fabd_begin_drain(r, "a stage failed");
 		return;
 	}

@@ -29,7 +29,8 @@
 
 #include <fab/fab.h>
 
-static const char *const tags[] = { "all", "rest", "always", "never", "pool", "kill", NULL };
+static const char *const tags[] = { "all",  "rest", "always", "never",
+				     "pool", "kill", "drainb", NULL };
 
 /* The runner's pid: getppid() in a forked test, getpid() in the runner. */
 static pid_t runner(void)
@@ -489,6 +490,51 @@ START_TEST(t_never_pool)
 }
 END_TEST
 
+/* A drain that begins while a replica waits for its restart (a long
+ * backoff): that replica will not run again, so fabd closes its share of
+ * the out channel's quorum at once; the sink sees the close and the drain
+ * ends without waiting for the drain time (30 s here). */
+START_TEST(t_drain_during_backoff)
+{
+	tenv e;
+	setup_env(&e, "drainb");
+	char mid[2048];
+	snprintf(mid, sizeof mid,
+		 "  worker:\n"
+		 "    run: %s/supstage\n"
+		 "    in: { in: jobs }\n"
+		 "    out: { out: results }\n"
+		 "    replicas: 2\n"
+		 "    backoff: 60s\n"
+		 "    env: { ROLE: worker, START_FILE: %s, HELD: %s, GO: %s, CRASH_REPLICA: \"0\" }\n",
+		 STAGE_DIR, e.starts, e.held, e.go);
+	topology(&e,
+		 "  jobs: { capacity: 64, msg_size: 8, delivery: at-least-once, max_deliveries: 10 }\n"
+		 "  results: { capacity: 64, msg_size: 8 }\n",
+		 ", N: \"64\"", mid, "results", "", "shutdown: { drain: 30s, grace: 5s }\n");
+	pid_t fabd = start_fabd(&e);
+	char *log = NULL;
+	for (;;) { /* until worker.0 has crashed and waits for its restart */
+		free(log);
+		log = slurp(e.log);
+		if (strstr(log, "fabd: worker.0: exited with status 1"))
+			break;
+		nap();
+	}
+	free(log);
+	ck_assert_int_eq(kill(fabd, SIGTERM), 0);
+	int code = wait_code(fabd);
+	log = slurp(e.log);
+	ck_assert_msg(code == 0, "fabd exited %d; log:\n%s", code, log);
+	ck_assert_msg(strstr(log, "fabd: worker.0: closed channel results for it") != NULL,
+		      "log:\n%s", log);
+	ck_assert_msg(strstr(log, "drain time is over") == NULL, "log:\n%s", log);
+	free(log);
+	assert_exactly_once(e.got, N_MSG);
+	ck_assert_int_eq(segments_left(e.fabric), 0);
+}
+END_TEST
+
 /* (d) fabd SIGKILLed mid-pipeline: the source has confirmed 40 sends and is
  * parked, the sink recorded 15 and holds the 15th unacked.  Every stage
  * process dies by PDEATHSIG (reaped here, killed by SIGKILL), the segments
@@ -554,6 +600,7 @@ int main(void)
 	tcase_add_test(tc, t_never);
 	tcase_add_test(tc, t_never_pool);
 	tcase_add_test(tc, t_fabd_killed);
+	tcase_add_test(tc, t_drain_during_backoff);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);
