@@ -29,56 +29,14 @@
 
 #include <fab/fab.h>
 
-static const char *const tags[] = { "m", "e", "q", "c", NULL };
+#include "broker_test.h"
 
-static pid_t runner(void)
-{
-	static pid_t p;
-	if (!p)
-		p = getenv("CK_FORK") && !strcmp(getenv("CK_FORK"), "no") ? getpid() : getppid();
-	return p;
-}
+static const char *const tags[] = { "m", "e", "q", "c", NULL };
 
 static void names(const char *tag, pid_t rp, char *fabric, size_t fl, char *dir, size_t dl)
 {
 	snprintf(fabric, fl, "tctl-%s-%d", tag, (int)rp);
 	snprintf(dir, dl, "/tmp/fabd-ctl-%s-%d", tag, (int)rp);
-}
-
-/* rm -r of a directory two levels deep (dir/fab/<fabric>.sock). */
-static void rm_tree(const char *dir)
-{
-	DIR *d = opendir(dir);
-	if (!d)
-		return;
-	struct dirent *e;
-	char p[512];
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-			snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-			if (unlink(p) < 0 && errno == EISDIR)
-				rm_tree(p);
-			else if (errno == EISDIR || errno == EPERM)
-				rm_tree(p);
-		}
-	closedir(d);
-	rmdir(dir);
-}
-
-static int segments_left(const char *fabric)
-{
-	char pre[128];
-	int n = snprintf(pre, sizeof pre, "fab.%s", fabric);
-	DIR *d = opendir("/dev/shm");
-	int left = 0;
-	struct dirent *e;
-	while (d && (e = readdir(d)))
-		if (!strncmp(e->d_name, pre, (size_t)n) &&
-		    (e->d_name[n] == 0 || e->d_name[n] == '.'))
-			left++;
-	if (d)
-		closedir(d);
-	return left;
 }
 
 static void teardown_all(void)
@@ -115,36 +73,6 @@ static void setup_env(tenv *e, const char *tag)
 	snprintf(e->sock, sizeof e->sock, "%s/fab/%s.sock", e->dir, e->fabric);
 }
 
-static void write_text(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	ck_assert_int_ge(fputs(text, f), 0);
-	ck_assert_int_eq(fclose(f), 0);
-}
-
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	size_t cap = 1 << 16, n = 0;
-	char *b = malloc(cap + 1);
-	ck_assert_ptr_nonnull(b);
-	if (f) {
-		size_t k;
-		while ((k = fread(b + n, 1, cap - n, f)) > 0) {
-			n += k;
-			if (n == cap) {
-				cap *= 2;
-				b = realloc(b, cap + 1);
-				ck_assert_ptr_nonnull(b);
-			}
-		}
-		fclose(f);
-	}
-	b[n] = 0;
-	return b;
-}
-
 /* `fabd run [ARG] YAML` with XDG_RUNTIME_DIR=dir, output in the log. */
 static pid_t start_fabd(const tenv *e, const char *arg1, const char *arg2)
 {
@@ -164,21 +92,6 @@ static pid_t start_fabd(const tenv *e, const char *arg1, const char *arg2)
 		_exit(121);
 	}
 	return pid;
-}
-
-static int wait_code(pid_t pid)
-{
-	int st;
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			return -1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-static void nap(void)
-{
-	struct timespec ts = { 0, 2000000 };
-	nanosleep(&ts, NULL);
 }
 
 /* fabd must still be running while we wait for it. */

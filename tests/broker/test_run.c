@@ -23,54 +23,14 @@
 
 #include <fab/fab.h>
 
-static const char *const tags[] = { "a", "b", "c", "d", "e", NULL };
+#include "broker_test.h"
 
-/* The runner's pid: getppid() in a forked test, getpid() in the runner. */
-static pid_t runner(void)
-{
-	static pid_t p;
-	if (!p)
-		p = getenv("CK_FORK") && !strcmp(getenv("CK_FORK"), "no") ? getpid() : getppid();
-	return p;
-}
+static const char *const tags[] = { "a", "b", "c", "d", "e", NULL };
 
 static void names(const char *tag, pid_t rp, char *fabric, size_t fl, char *dir, size_t dl)
 {
 	snprintf(fabric, fl, "trun-%s-%d", tag, (int)rp);
 	snprintf(dir, dl, "/tmp/fabd-run-%s-%d", tag, (int)rp);
-}
-
-static void rm_dir(const char *dir)
-{
-	DIR *d = opendir(dir);
-	if (!d)
-		return;
-	struct dirent *e;
-	char p[512];
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-			snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-			unlink(p);
-		}
-	closedir(d);
-	rmdir(dir);
-}
-
-/* Segments /dev/shm/fab.<fabric> and fab.<fabric>.* still present. */
-static int segments_left(const char *fabric)
-{
-	char pre[128];
-	int n = snprintf(pre, sizeof pre, "fab.%s", fabric);
-	DIR *d = opendir("/dev/shm");
-	int left = 0;
-	struct dirent *e;
-	while (d && (e = readdir(d)))
-		if (!strncmp(e->d_name, pre, (size_t)n) &&
-		    (e->d_name[n] == 0 || e->d_name[n] == '.'))
-			left++;
-	if (d)
-		closedir(d);
-	return left;
 }
 
 static void teardown_all(void)
@@ -79,7 +39,7 @@ static void teardown_all(void)
 	for (int i = 0; tags[i]; i++) {
 		names(tags[i], getpid(), fabric, sizeof fabric, dir, sizeof dir);
 		fab_fabric_destroy(fabric);
-		rm_dir(dir);
+		rm_tree(dir);
 	}
 }
 
@@ -96,43 +56,12 @@ static void setup_env(tenv *e, const char *tag)
 {
 	names(tag, runner(), e->fabric, sizeof e->fabric, e->dir, sizeof e->dir);
 	fab_fabric_destroy(e->fabric);
-	rm_dir(e->dir);
+	rm_tree(e->dir);
 	ck_assert_int_eq(mkdir(e->dir, 0700), 0);
 	snprintf(e->yaml, sizeof e->yaml, "%s/topology.yaml", e->dir);
 	snprintf(e->log, sizeof e->log, "%s/fabd.log", e->dir);
 	snprintf(e->count, sizeof e->count, "%s/count", e->dir);
 	snprintf(e->crash, sizeof e->crash, "%s/crashes", e->dir);
-}
-
-static void write_text(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	ck_assert_int_ge(fputs(text, f), 0);
-	ck_assert_int_eq(fclose(f), 0);
-}
-
-/* Whole file as a malloc'd string ("" when absent). */
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	size_t cap = 1 << 16, n = 0;
-	char *b = malloc(cap + 1);
-	ck_assert_ptr_nonnull(b);
-	if (f) {
-		size_t k;
-		while ((k = fread(b + n, 1, cap - n, f)) > 0) {
-			n += k;
-			if (n == cap) {
-				cap *= 2;
-				b = realloc(b, cap + 1);
-				ck_assert_ptr_nonnull(b);
-			}
-		}
-		fclose(f);
-	}
-	b[n] = 0;
-	return b;
 }
 
 /* Start `fabd run YAML` with stdout and stderr in the log file. */
@@ -150,21 +79,6 @@ static pid_t start_fabd(const tenv *e)
 		_exit(121);
 	}
 	return pid;
-}
-
-static int wait_code(pid_t pid)
-{
-	int st;
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			return -1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-static void nap(void)
-{
-	struct timespec ts = { 0, 2000000 };
-	nanosleep(&ts, NULL);
 }
 
 /* source -> jobs -> worker (R replicas, or the crasher) -> results -> sink */
