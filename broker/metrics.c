@@ -276,6 +276,7 @@ static int mx_ctl_validate(const mx_seg *s, const char *fabric)
 	    h->procs_off != FAB_CTL_PROCS_OFF || h->chans_off != FAB_CTL_CHANS_OFF ||
 	    h->ctxs_off != FAB_CTL_CTXS_OFF || h->lims_off != FAB_CTL_LIMS_OFF ||
 	    h->max_lims != FAB_MAX_LIMS || h->stages_off != FAB_CTL_STAGES_OFF ||
+	    h->lhists_off != FAB_CTL_LHISTS_OFF ||
 	    h->max_stages != FAB_MAX_STAGES)
 		return mx_err(FAB_ECORRUPT, "fabric %s: header sizes do not match the segment",
 			      fabric);

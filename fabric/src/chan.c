@@ -46,6 +46,7 @@ static inline int fab__chan_check(fab_chan *ch, unsigned need)
 	if (unlikely(need && !(ch->role & need)))
 		return fab__err(FAB_EPERM, "channel %s: handle lacks the %s role", ch->name,
 				need == FAB_SEND ? "send" : "receive");
+	fab__pulse(ch->calls);
 	return 0;
 }
 
@@ -135,6 +136,10 @@ static int fab__wait(fab_chan *ch, int dir_recv, fab_ctx *ctx, fab__try_fn try, 
 	_Atomic uint32_t *word = dir_recv ? &h->recv_futex : &h->send_futex;
 	_Atomic uint32_t *waiters = dir_recv ? &h->recv_waiters : &h->send_waiters;
 	fetch_add_relaxed(waiters, 1); /* a gauge for fabctl and stats */
+	uint64_t what = FAB_WAIT_MAKE(FAB_WAIT_CHAN, dir_recv ? FAB_WAIT_RECV : FAB_WAIT_SEND, 1,
+				      ch->reg_idx);
+	fab__wait_mark(ch->fab, what);
+	int64_t slept_from = 0; /* the first futex sleep, for the wait histogram */
 	/* Liveness poll when behind another's slot: the first after 1 ms, then
 	 * doubling to 100 ms.  The due time is kept across wake-ups, so a
 	 * waiter woken often (later commits) still polls on time. */
@@ -175,6 +180,8 @@ static int fab__wait(fab_chan *ch, int dir_recv, fab_ctx *ctx, fab__try_fn try, 
 			next_poll = 0;
 		}
 		fetch_add_relaxed(&h->futex_waits, 1);
+		if (!slept_from)
+			slept_from = fab__now_ns();
 		int wr = fab__futex_waitv(&ws);
 		if (wr == FAB_ESYS) {
 			r = wr;
@@ -188,6 +195,9 @@ static int fab__wait(fab_chan *ch, int dir_recv, fab_ctx *ctx, fab__try_fn try, 
 			break;
 	}
 	atomic_fetch_sub_explicit(waiters, 1, memory_order_relaxed);
+	fab__wait_unmark(ch->fab, what);
+	if (slept_from)
+		fab__hist_add(dir_recv ? &h->recv_wait : &h->send_wait, fab__now_ns() - slept_from);
 	return r;
 }
 
@@ -383,6 +393,9 @@ int fab__chan_map(fab_fabric *fab, const char *name, fab_chan *ch)
 	ch->delivery = dlv;
 	ch->mhdr = dlv == FAB_AT_LEAST_ONCE ? (uint32_t)sizeof(fab_mslot_alo)
 					    : (uint32_t)sizeof(fab_mslot);
+	int ri = fab__reg_find(fab, name);
+	ch->reg_idx = ri >= 0 ? (uint32_t)ri : UINT32_MAX;
+	ch->calls = fab__calls(fab);
 	ch->max_inflight = dlv == FAB_AT_LEAST_ONCE ? mif : 0;
 	ch->max_deliveries = dlv == FAB_AT_LEAST_ONCE ? mdl : 0;
 	ch->dead_letter[0] = 0;
@@ -1127,7 +1140,7 @@ typedef struct fab__recv_arg {
 
 /* ---- at-least-once ------------------------------------------------------- */
 
-static int fab__lease_end(fab_chan *ch, uint64_t pos, int nack);
+static int fab__lease_end(fab_chan *ch, uint64_t pos, int nack, int64_t *now);
 
 /* Finish every lease the handle holds (the messages of its last receive
  * call), oldest first: ack, or give them back (nack).  The first error is
@@ -1135,11 +1148,12 @@ static int fab__lease_end(fab_chan *ch, uint64_t pos, int nack);
 static int fab__leases_end(fab_chan *ch, int nack)
 {
 	int rc = 0;
+	int64_t now = 0; /* read once for the latency of the whole batch */
 	while (ch->nleases) {
 		uint64_t pos = ch->leases[ch->lease_first];
 		ch->lease_first = (ch->lease_first + 1) % ch->max_inflight;
 		ch->nleases--;
-		int r = fab__lease_end(ch, pos, nack);
+		int r = fab__lease_end(ch, pos, nack, &now);
 		if (r && !rc)
 			rc = r;
 	}
@@ -1156,8 +1170,9 @@ int fab__alo_begin_recv(fab_chan *ch)
 	return fab__leases_end(ch, 0);
 }
 
-/* Finish one lease (already removed from the handle's list). */
-static int fab__lease_end(fab_chan *ch, uint64_t pos, int nack)
+/* Finish one lease (already removed from the handle's list).  An ack
+ * records the message's pipeline latency (now - its origin time). */
+static int fab__lease_end(fab_chan *ch, uint64_t pos, int nack, int64_t *now)
 {
 	if (nack) {
 		uint64_t w = FAB_SW_MAKE(pos, FAB_SLOT_READING, ch->fab->tag);
@@ -1167,7 +1182,16 @@ static int fab__lease_end(fab_chan *ch, uint64_t pos, int nack)
 		fetch_add_relaxed(&ch->hdr->nacked, 1);
 		return 0;
 	}
+	/* The lease is ours: the slot's header is stable until the ack. */
+	const fab_mslot_alo *a =
+		(const fab_mslot_alo *)((const uint8_t *)fab__mpmc_slot_payload(ch, pos) - ch->mhdr);
+	int64_t origin = a->origin_ns;
 	int rc = fab__mpmc_ack(ch, pos);
+	if (rc == 0 && origin) {
+		if (!*now)
+			*now = fab__now_ns();
+		fab__hist_add(&ch->hdr->latency, *now - origin);
+	}
 	fab__wake_senders(ch);
 	/* A drain (receivers of a closed channel) waits for every lease.
 	 * seq_cst load: see the Dekker argument in docs/delivery.md. */
@@ -1214,6 +1238,7 @@ static int fab__alo_take(fab_chan *ch, fab__recv_arg *arg, fab__block *blk)
 	ch->info.enqueue_ns = a->enqueue_ns;
 	ch->info.origin_ns = a->origin_ns;
 	ch->have_info = true;
+	fab__origin_ns = a->origin_ns; /* this thread's next send inherits it */
 	if (arg->msg) {
 		*arg->msg = p;
 		*arg->len = len;
@@ -1335,6 +1360,9 @@ static inline int fab__recv_check(fab_chan *ch)
 	int rc;
 	if ((rc = fab__chan_check(ch, FAB_RECV)))
 		return rc;
+	/* A receive forgets the last origin time; one from an at-least-once
+	 * channel sets it again (at-most-once slots carry no time). */
+	fab__origin_ns = 0;
 	if (unlikely(ch->acquired))
 		return fab__err(FAB_EINVAL, "channel %s: release the acquired message first", ch->name);
 	if (unlikely(ch->kind == FAB_SPSC && !(ch->end_word & 2))) {

@@ -388,6 +388,12 @@ int fab_ctx_err(fab_ctx *ctx)
 	int rc;
 	if ((rc = fab__ctx_valid(ctx)))
 		return rc;
+	/* A long computation that checks its context is alive (watchdog). */
+	for (fab_ctx *c = ctx; c; c = c->type == FAB__CTX_LOCAL ? c->parent : NULL)
+		if (c->type == FAB__CTX_SHARED) {
+			fab__pulse(fab__calls(c->fab));
+			break;
+		}
 	rc = fab__ctx_done(ctx);
 	return rc ? fab__ctx_fail(rc) : 0;
 }
@@ -407,15 +413,24 @@ int fab_ctx_wait(fab_ctx *ctx)
 	int rc;
 	if ((rc = fab__ctx_valid(ctx)))
 		return rc;
+	fab_fabric *fab = ctx->type == FAB__CTX_SHARED ? ctx->fab : NULL;
+	uint64_t what = fab ? FAB_WAIT_MAKE(FAB_WAIT_CTX, 0, 1, ctx->idx) : 0;
+	if (fab)
+		fab__wait_mark(fab, what);
 	for (;;) {
-		if ((rc = fab__ctx_done(ctx)))
-			return fab__ctx_fail(rc);
+		if ((rc = fab__ctx_done(ctx))) {
+			rc = fab__ctx_fail(rc);
+			break;
+		}
 		fab__waitset ws = {.n = 0, .deadline_ns = INT64_MAX};
 		fab__ctx_arm(ctx, &ws);
 		rc = fab__futex_waitv(&ws);
 		if (rc == FAB_ESYS)
-			return rc;
+			break;
 	}
+	if (fab)
+		fab__wait_unmark(fab, what);
+	return rc;
 }
 
 void fab_ctx_release(fab_ctx *ctx)

@@ -79,6 +79,7 @@ static void fab__ctl_init(fab_ctl_hdr *h, const char *name)
 	h->max_lims = FAB_MAX_LIMS;
 	h->stages_off = FAB_CTL_STAGES_OFF;
 	h->max_stages = FAB_MAX_STAGES;
+	h->lhists_off = FAB_CTL_LHISTS_OFF;
 	h->created_ns = fab__realtime_ns();
 	snprintf(h->name, sizeof h->name, "%s", name);
 	/* Pairs with fab__seg_wait_version's load_acquire: the header (and the
@@ -109,7 +110,7 @@ static int fab__ctl_validate(fab_fabric *fab)
 	    h->procs_off != FAB_CTL_PROCS_OFF || h->chans_off != FAB_CTL_CHANS_OFF ||
 	    h->ctxs_off != FAB_CTL_CTXS_OFF || h->lims_off != FAB_CTL_LIMS_OFF ||
 	    h->max_lims != FAB_MAX_LIMS || h->stages_off != FAB_CTL_STAGES_OFF ||
-	    h->max_stages != FAB_MAX_STAGES)
+	    h->max_stages != FAB_MAX_STAGES || h->lhists_off != FAB_CTL_LHISTS_OFF)
 		return fab__err(FAB_ECORRUPT, "fabric %s: header sizes do not match the segment",
 				fab->name);
 	uint8_t *b = fab->ctl.base;
@@ -118,6 +119,7 @@ static int fab__ctl_validate(fab_fabric *fab)
 	fab->chans = (fab_chan_ent *)(b + FAB_CTL_CHANS_OFF);
 	fab->ctxs = (fab_ctx_ent *)(b + FAB_CTL_CTXS_OFF);
 	fab->lims = (fab_lim_ent *)(b + FAB_CTL_LIMS_OFF);
+	fab->lhists = (fab_hist *)(b + FAB_CTL_LHISTS_OFF);
 	return 0;
 }
 

@@ -64,6 +64,7 @@ struct fab_fabric {
 	fab_chan_ent *chans;
 	fab_ctx_ent *ctxs;
 	fab_lim_ent *lims;
+	fab_hist *lhists; /* limiter wait histograms */
 	uint32_t proc_idx;
 	uint32_t tag; /* our owner tag */
 };
@@ -128,6 +129,28 @@ static inline int fab__wake_word(_Atomic uint32_t *word)
 	return 0;
 }
 
+/* ---- activity and wait records, histograms (wait.c) ---- */
+/* The watchdog's pulse: one more library call.  The counter's line is
+ * written only by this process (fabd reads it now and then), so this is a
+ * plain load and store of an L1-resident word. */
+static inline void fab__pulse(_Atomic uint64_t *calls)
+{
+	store_relaxed(calls, load_relaxed(calls) + 1);
+}
+static inline _Atomic uint64_t *fab__calls(fab_fabric *fab)
+{
+	return &fab->procs[fab->proc_idx].calls;
+}
+/* Record what this process sleeps on (FAB_WAIT_MAKE) from now; clear it
+ * when the sleep ends.  Called on slow paths only, before a futex sleep. */
+void fab__wait_mark(fab_fabric *fab, uint64_t what);
+void fab__wait_unmark(fab_fabric *fab, uint64_t what);
+/* One observation of ns nanoseconds (negative counts as 0). */
+void fab__hist_add(fab_hist *h, int64_t ns);
+/* The origin time of the message this thread last received on an
+ * at-least-once channel (0 = none: a send stamps now). */
+extern _Thread_local int64_t fab__origin_ns __attribute__((tls_model("initial-exec")));
+
 /* ---- ctx.c ---- */
 #define FAB__CTX_SHARED 1
 #define FAB__CTX_LOCAL 2
@@ -174,6 +197,8 @@ struct fab_chan {
 	uint64_t producer_id;
 	bool closed_local;   /* this producer already closed */
 	uint32_t serial;
+	uint32_t reg_idx;         /* registry index (wait records), ~0 if not found */
+	_Atomic uint64_t *calls;  /* our process entry's pulse */
 	/* spsc private cursors (valid while we hold the end) */
 	uint64_t tail_local, send_limit; /* positions < send_limit have room */
 	uint64_t head_local;

@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #define FAB_LAYOUT_MAJOR 1u
-#define FAB_LAYOUT_MINOR 1u
+#define FAB_LAYOUT_MINOR 2u
 #define FAB_LAYOUT_VERSION ((FAB_LAYOUT_MAJOR << 16) | FAB_LAYOUT_MINOR)
 
 #define FAB_CTL_MAGIC 0x314C5443424146ULL  /* "FABCTL1\0" little-endian */
@@ -56,8 +56,51 @@ typedef struct fab_proc_ent {
 	uint32_t uid;
 	_Atomic uint64_t start_time;
 	_Atomic int64_t attached_ns; /* CLOCK_REALTIME of the claim */
-	uint64_t resv[4];
+	/* since layout 1.2, written only by the owning process (one line of
+	 * its own: readers are fabd's watchdog and fabctl, now and then) */
+	_Atomic uint64_t calls;  /* library calls made (the watchdog's pulse) */
+	_Atomic uint64_t wait;   /* what it sleeps on now, FAB_WAIT_MAKE; 0 = not sleeping */
+	_Atomic int64_t wait_ns; /* CLOCK_MONOTONIC when that sleep began */
+	uint64_t resv[1];
 } fab_proc_ent;
+/*
+ * The wait record: kind (8 bits) | op (8) | cases (16: a select's case
+ * count, else 1) | index (32: registry index of the channel or topic,
+ * context or limiter table index).  One record per process: the most
+ * recent sleep of any of its threads.  The sleeper stores wait_ns, then
+ * store-releases wait; it clears wait (CAS from its own value) on waking.
+ */
+#define FAB_WAIT_CHAN 1u    /* op: FAB_WAIT_SEND | FAB_WAIT_RECV */
+#define FAB_WAIT_SELECT 2u  /* index: the first case's channel, op its direction */
+#define FAB_WAIT_TOPIC 3u   /* op: FAB_WAIT_SEND (publish) | FAB_WAIT_RECV */
+#define FAB_WAIT_CTX 4u     /* fab_ctx_wait on a shared context (index), or local (~0) */
+#define FAB_WAIT_LIMITER 5u
+#define FAB_WAIT_SEND 1u
+#define FAB_WAIT_RECV 2u
+#define FAB_WAIT_MAKE(kind, op, cases, idx)                                     \
+	(((uint64_t)(kind) << 56) | ((uint64_t)((op) & 0xffu) << 48) |        \
+	 ((uint64_t)((cases) & 0xffffu) << 32) | (uint64_t)(uint32_t)(idx))
+#define FAB_WAIT_KIND(w) ((uint32_t)((w) >> 56))
+#define FAB_WAIT_OP(w) ((uint32_t)((w) >> 48) & 0xffu)
+#define FAB_WAIT_CASES(w) ((uint32_t)((w) >> 32) & 0xffffu)
+#define FAB_WAIT_IDX(w) ((uint32_t)(w))
+_Static_assert(offsetof(fab_proc_ent, calls) == 32, "proc calls offset");
+_Static_assert(offsetof(fab_proc_ent, wait) == 40, "proc wait offset");
+
+/*
+ * A latency histogram (since layout 1.2): buckets of powers of two from
+ * 1 us, b[i] counts observations <= 1 us << i (and above the previous
+ * bound), b[FAB_HIST_BUCKETS] those above the last bound.  Not cumulative:
+ * the exporter adds up.  Every field is a relaxed counter; a reader may
+ * see count and the buckets of one observation a moment apart.
+ */
+#define FAB_HIST_BUCKETS 24 /* 1 us .. 8.39 s */
+typedef struct fab_hist {
+	_Atomic uint64_t count;
+	_Atomic uint64_t sum_ns;
+	_Atomic uint64_t b[FAB_HIST_BUCKETS + 1];
+} fab_hist;
+_Static_assert(sizeof(fab_hist) == 216, "histogram size");
 #define FAB_SG_MAKE(gen, st) (((uint64_t)(gen) << 32) | (st))
 #define FAB_SG_GEN(sg) ((uint32_t)((sg) >> 32))
 #define FAB_SG_STATE(sg) ((uint32_t)(sg))
@@ -181,7 +224,8 @@ typedef struct fab_ctl_hdr {
 	uint64_t stages_off; /* since layout 1.1 */
 	uint32_t max_stages;
 	uint32_t resv32b;
-	uint64_t resv[11];
+	uint64_t lhists_off; /* since layout 1.2: fab_hist[max_lims], limiter waits */
+	uint64_t resv[10];
 } fab_ctl_hdr;
 _Static_assert(sizeof(fab_ctl_hdr) == 256, "ctl header size");
 _Static_assert(offsetof(fab_ctl_hdr, version) == 8, "ctl version offset");
@@ -189,15 +233,18 @@ _Static_assert(offsetof(fab_ctl_hdr, procs_off) == 40, "ctl procs_off offset");
 _Static_assert(offsetof(fab_ctl_hdr, lims_off) == 136, "ctl lims_off offset");
 _Static_assert(offsetof(fab_ctl_hdr, stages_off) == 152, "ctl stages_off offset");
 _Static_assert(offsetof(fab_ctl_hdr, max_stages) == 160, "ctl max_stages offset");
+_Static_assert(offsetof(fab_ctl_hdr, lhists_off) == 168, "ctl lhists_off offset");
 
 #define FAB_CTL_PROCS_OFF 4096u
 #define FAB_CTL_CHANS_OFF (FAB_CTL_PROCS_OFF + FAB_MAX_PROCS * sizeof(fab_proc_ent))
 #define FAB_CTL_CTXS_OFF (FAB_CTL_CHANS_OFF + FAB_MAX_CHANS * sizeof(fab_chan_ent))
 #define FAB_CTL_LIMS_OFF (FAB_CTL_CTXS_OFF + FAB_MAX_CTXS * sizeof(fab_ctx_ent))
 #define FAB_CTL_STAGES_OFF (FAB_CTL_LIMS_OFF + FAB_MAX_LIMS * sizeof(fab_lim_ent))
-#define FAB_CTL_SIZE (FAB_CTL_STAGES_OFF + FAB_MAX_STAGES * sizeof(fab_stage_ent))
+#define FAB_CTL_LHISTS_OFF (FAB_CTL_STAGES_OFF + FAB_MAX_STAGES * sizeof(fab_stage_ent))
+#define FAB_CTL_SIZE (FAB_CTL_LHISTS_OFF + FAB_MAX_LIMS * sizeof(fab_hist))
 _Static_assert(FAB_CTL_STAGES_OFF == 364544, "stage table offset");
-_Static_assert(FAB_CTL_SIZE == 397312, "control segment size");
+_Static_assert(FAB_CTL_LHISTS_OFF == 397312, "limiter histogram offset");
+_Static_assert(FAB_CTL_SIZE == 452608, "control segment size");
 
 /* ---- owner tags ------------------------------------------------------- */
 
@@ -288,6 +335,13 @@ typedef struct fab_chan_hdr {
 	_Atomic uint64_t dead_lettered; /* moved to the dead-letter channel */
 	_Atomic uint64_t dead_dropped;  /* poison with nowhere to go: dropped, counted */
 	uint64_t resv[3];
+	/* since layout 1.2: time senders and receivers slept in a blocking
+	 * call (observed once per call that slept), and the pipeline latency
+	 * a sink recorded (fab_ack, or a receive by a stage with no output:
+	 * now - the message's origin time) */
+	fab_hist send_wait;
+	fab_hist recv_wait;
+	fab_hist latency;
 } fab_chan_hdr;
 
 _Static_assert(offsetof(fab_chan_hdr, version) == 8, "chan version offset");
@@ -300,6 +354,7 @@ _Static_assert(offsetof(fab_chan_hdr, spsc_sender) % FAB_LINE == 0, "attach line
 _Static_assert(offsetof(fab_chan_hdr, head) == 384, "head offset");
 _Static_assert(offsetof(fab_chan_hdr, tail) == 256, "tail offset");
 _Static_assert(sizeof(fab_chan_hdr) <= 4096, "channel header fits one page");
+_Static_assert(offsetof(fab_chan_hdr, send_wait) % 8 == 0, "histograms aligned");
 
 /*
  * Attach-table word: owner tag << 32 | role << 24 | handle serial (24 bits).

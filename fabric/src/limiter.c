@@ -276,6 +276,7 @@ static inline int fab__lim_check(fab_limiter *l)
 	if (unlikely(l->fork_gen != load_relaxed(&fab__fork_gen)))
 		return fab__err(FAB_EINVAL,
 				"limiter handle inherited across fork(); open a new one");
+	fab__pulse(fab__calls(l->fab));
 	return 0;
 }
 
@@ -321,12 +322,16 @@ int fab_limiter_wait(fab_limiter *l, uint32_t tokens, fab_ctx *ctx)
 		r = fab__lim_take(l, tokens, &due);
 		if (r != FAB_EAGAIN && r != FAB__LIM_LOCKED) {
 			/* Relaxed: a counter for inspectors. */
-			fetch_add_relaxed(&e->waited_ns, (uint64_t)(fab__now_ns() - start));
+			int64_t waited = fab__now_ns() - start;
+			fetch_add_relaxed(&e->waited_ns, (uint64_t)waited);
+			fab__hist_add(&l->fab->lhists[l->idx], waited);
 			return r;
 		}
 	}
 
 	fetch_add_relaxed(&e->waiters, 1); /* a gauge for inspectors */
+	uint64_t what = FAB_WAIT_MAKE(FAB_WAIT_LIMITER, 0, 1, l->idx);
+	fab__wait_mark(l->fab, what);
 	int64_t poll_ns = 1000000;         /* liveness poll behind a slow set() */
 	for (;;) {
 		/* Dekker, sleeper half: set the sleepers bit (seq_cst RMW plus
@@ -367,7 +372,10 @@ int fab_limiter_wait(fab_limiter *l, uint32_t tokens, fab_ctx *ctx)
 	}
 	/* Relaxed: gauge and counter for inspectors; nothing is ordered by them. */
 	atomic_fetch_sub_explicit(&e->waiters, 1, memory_order_relaxed);
-	fetch_add_relaxed(&e->waited_ns, (uint64_t)(fab__now_ns() - start));
+	fab__wait_unmark(l->fab, what);
+	int64_t waited = fab__now_ns() - start;
+	fetch_add_relaxed(&e->waited_ns, (uint64_t)waited);
+	fab__hist_add(&l->fab->lhists[l->idx], waited);
 	return r;
 }
 

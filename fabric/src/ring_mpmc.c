@@ -159,7 +159,11 @@ int fab__mpmc_commit(fab_chan *ch, uint64_t pos, size_t len)
 	if (ch->delivery == FAB_AT_LEAST_ONCE) {
 		fab_mslot_alo *a = (fab_mslot_alo *)s;
 		s->returns = 0;
-		a->enqueue_ns = a->origin_ns = fab__now_ns();
+		int64_t now = fab__now_ns();
+		a->enqueue_ns = now;
+		/* The chain's origin: inherited from the message this thread
+		 * last received (DESIGN §5), else this send starts a chain. */
+		a->origin_ns = fab__origin_ns ? fab__origin_ns : now;
 	}
 	/* After our seq_cst claim: a close that completed before the claim is
 	 * seen here, and then the position carries no message. */

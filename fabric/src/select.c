@@ -224,6 +224,15 @@ int fab_select(fab_case *cases, int n, fab_ctx *ctx, unsigned flags)
 	 * due 1 ms after it is first seen, then doubling to 100 ms, kept
 	 * across wake-ups. */
 	int64_t poll_ns = 1000000, next_poll = 0;
+	/* The wait record names the first case (fabctl shows the count). */
+	fab_chan *first = s.nlive ? cases[s.order[0]].ch : NULL;
+	uint64_t what = 0;
+	if (first) {
+		what = FAB_WAIT_MAKE(FAB_WAIT_SELECT,
+				     cases[s.order[0]].op == FAB_OP_SEND ? FAB_WAIT_SEND : FAB_WAIT_RECV,
+				     s.nlive, first->reg_idx);
+		fab__wait_mark(first->fab, what);
+	}
 	for (;;) {
 		/* Dekker, sleeper half, on every word; then the last look. */
 		for (int m = 0; m < nw; m++)
@@ -266,6 +275,8 @@ int fab_select(fab_case *cases, int n, fab_ctx *ctx, unsigned flags)
 	}
 	for (int m = 0; m < nw; m++)
 		atomic_fetch_sub_explicit(gauge[m], 1, memory_order_relaxed);
+	if (first)
+		fab__wait_unmark(first->fab, what);
 out:
 	fab__sel_announce(&s, 0);
 	return r;

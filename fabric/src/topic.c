@@ -84,6 +84,7 @@ typedef struct fab__tmap {
 	uint32_t capacity, msg_size, slot_size, nslots, mask, sub_max;
 	fab_topic_sub *subs;
 	uint8_t *slots;
+	uint32_t reg_idx; /* registry index (wait records), ~0 if not found */
 	char name[FAB_NAME_MAX + 1];
 } fab__tmap;
 
@@ -338,6 +339,10 @@ static ssize_t fab__twait(fab__tmap *m, uint32_t *budget, _Atomic uint32_t *gaug
 
 	fab_topic_hdr *h = m->hdr;
 	fetch_add_relaxed(gauge, 1); /* a gauge for fabctl and tests */
+	uint64_t what = FAB_WAIT_MAKE(FAB_WAIT_TOPIC,
+				      gauge == &h->data_waiters ? FAB_WAIT_RECV : FAB_WAIT_SEND, 1,
+				      m->reg_idx);
+	fab__wait_mark(m->fab, what);
 	/* Liveness polls behind another process: at next_poll, then after a
 	 * doubled interval.  The deadline is kept across wake-ups, so a
 	 * waiter woken often (commits of later positions) still polls. */
@@ -389,6 +394,7 @@ static ssize_t fab__twait(fab__tmap *m, uint32_t *budget, _Atomic uint32_t *gaug
 			break;
 	}
 	atomic_fetch_sub_explicit(gauge, 1, memory_order_relaxed);
+	fab__wait_unmark(m->fab, what);
 	return r;
 }
 
@@ -467,6 +473,8 @@ static int fab__topic_map(fab_fabric *fab, const char *name, fab__tmap *m)
 	m->subs = (fab_topic_sub *)((uint8_t *)h + FAB_TOPIC_SUBS_OFF);
 	m->slots = (uint8_t *)h + FAB_TOPIC_SLOTS_OFF;
 	snprintf(m->name, sizeof m->name, "%s", name);
+	int ri = fab__reg_find(fab, name);
+	m->reg_idx = ri >= 0 ? (uint32_t)ri : UINT32_MAX;
 	return 0;
 fail:
 	fab__seg_unmap(&m->seg);
@@ -772,6 +780,7 @@ int fab_topic_publish(fab_topic *t, const void *msg, size_t len, fab_ctx *ctx)
 	int rc;
 	if ((rc = fab__topic_check(t)))
 		return rc;
+	fab__pulse(fab__calls(t->m.fab));
 	if (unlikely(len > t->m.msg_size))
 		return fab__err(FAB_EMSGSIZE, "message of %zu bytes > msg_size %u of topic %s", len,
 				t->m.msg_size, t->m.name);
@@ -1058,6 +1067,7 @@ ssize_t fab_sub_recv(fab_sub *u, void *buf, size_t cap, fab_ctx *ctx)
 	int rc;
 	if ((rc = fab__sub_check(u)))
 		return rc;
+	fab__pulse(fab__calls(u->m.fab));
 	if (!buf && cap)
 		return fab__err(FAB_EINVAL, "NULL buffer with capacity %zu", cap);
 	if (ctx && (rc = fab__ctx_valid(ctx)))

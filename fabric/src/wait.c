@@ -70,3 +70,41 @@ uint32_t fab__sleep_announce(_Atomic uint32_t *word)
 		fab__membarrier();
 	return v | 1u;
 }
+
+/* ---- activity and wait records, histograms ---------------------------- */
+
+_Thread_local int64_t fab__origin_ns __attribute__((tls_model("initial-exec")));
+
+void fab__wait_mark(fab_fabric *fab, uint64_t what)
+{
+	fab_proc_ent *e = &fab->procs[fab->proc_idx];
+	store_relaxed(&e->wait_ns, fab__now_ns());
+	/* Release: a reader (fabctl) that loads `what` with acquire sees the
+	 * start time stored before it. */
+	store_release(&e->wait, what);
+}
+
+void fab__wait_unmark(fab_fabric *fab, uint64_t what)
+{
+	fab_proc_ent *e = &fab->procs[fab->proc_idx];
+	/* Only if it is still ours: another thread of this process may have
+	 * begun a sleep since (relaxed: nothing is published with it). */
+	uint64_t w = what;
+	atomic_compare_exchange_strong_explicit(&e->wait, &w, 0, memory_order_relaxed,
+						memory_order_relaxed);
+}
+
+void fab__hist_add(fab_hist *h, int64_t ns)
+{
+	uint64_t v = ns > 0 ? (uint64_t)ns : 0;
+	/* bucket i holds v <= 1000 << i: the smallest i with (v - 1) / 1000
+	 * < 1 << i, i.e. the bit length of (v - 1) / 1000 */
+	uint64_t q = v ? (v - 1) / 1000 : 0;
+	unsigned i = q ? 64u - (unsigned)__builtin_clzll(q) : 0;
+	if (i > FAB_HIST_BUCKETS)
+		i = FAB_HIST_BUCKETS;
+	/* Relaxed counters: a reader wants totals, not an order between them. */
+	fetch_add_relaxed(&h->b[i], 1);
+	fetch_add_relaxed(&h->sum_ns, v);
+	fetch_add_relaxed(&h->count, 1);
+}
