@@ -3,7 +3,10 @@
 # Safe to run repeatedly; needs root (or sudo) only when something is missing.
 set -euo pipefail
 
-PKGS=(build-essential cmake pkg-config check libsubunit-dev libyaml-dev libmicrohttpd-dev liburing-dev python3)
+# clang, bpftool and libbpf-dev build `fabctl trace` (eBPF); prometheus gives the
+# tests promtool.
+PKGS=(build-essential cmake pkg-config check libsubunit-dev libyaml-dev libmicrohttpd-dev liburing-dev python3
+      clang llvm bpftool libbpf-dev prometheus)
 
 missing=()
 for p in "${PKGS[@]}"; do

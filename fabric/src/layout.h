@@ -61,7 +61,8 @@ typedef struct fab_proc_ent {
 	_Atomic uint64_t calls;  /* library calls made (the watchdog's pulse) */
 	_Atomic uint64_t wait;   /* what it sleeps on now, FAB_WAIT_MAKE; 0 = not sleeping */
 	_Atomic int64_t wait_ns; /* CLOCK_MONOTONIC when that sleep began */
-	uint64_t resv[1];
+	_Atomic uint32_t stage;   /* stage table index + 1 once fab_stage_open ran; 0 = none */
+	_Atomic uint32_t replica; /* its replica index (valid when stage != 0) */
 } fab_proc_ent;
 /*
  * The wait record: kind (8 bits) | op (8) | cases (16: a select's case
@@ -86,6 +87,7 @@ typedef struct fab_proc_ent {
 #define FAB_WAIT_IDX(w) ((uint32_t)(w))
 _Static_assert(offsetof(fab_proc_ent, calls) == 32, "proc calls offset");
 _Static_assert(offsetof(fab_proc_ent, wait) == 40, "proc wait offset");
+_Static_assert(offsetof(fab_proc_ent, stage) == 56, "proc stage offset");
 
 /*
  * A latency histogram (since layout 1.2): buckets of powers of two from

@@ -33,6 +33,12 @@ int fab__proc_claim(fab_fabric *fab)
 			e->uid = (uint32_t)geteuid();
 			store_relaxed(&e->start_time, start);
 			store_relaxed(&e->attached_ns, fab__realtime_ns());
+			/* The previous owner's pulse, wait record and stage. */
+			store_relaxed(&e->calls, 0);
+			store_relaxed(&e->wait, 0);
+			store_relaxed(&e->wait_ns, 0);
+			store_relaxed(&e->stage, 0);
+			store_relaxed(&e->replica, 0);
 			/* Pairs with fab__tag_alive's load_acquire of sg: a reader
 			 * that sees LIVE sees pid and start time. */
 			store_release(&e->sg, FAB_SG_MAKE(gen, FAB_PROC_LIVE));

@@ -381,6 +381,13 @@ int fab_stage_open(fab_stage **out)
 	}
 	/* Counters for inspectors: relaxed, nothing is ordered by them. */
 	fetch_add_relaxed(&st->ent->opens, 1);
+	/* Which stage and replica this process is (fabctl ps, fabd's watchdog).
+	 * Replica before stage, release: a reader that sees the stage with
+	 * acquire sees the replica. */
+	fab_proc_ent *me = &st->fab->procs[st->fab->proc_idx];
+	store_relaxed(&me->replica, st->replica);
+	store_release(&me->stage, (uint32_t)(st->ent - (fab_stage_ent *)((uint8_t *)st->fab->hdr +
+									  FAB_CTL_STAGES_OFF)) + 1);
 	uint32_t seen = load_relaxed(&st->ent->replicas_seen);
 	while (seen < st->replica + 1 &&
 	       !atomic_compare_exchange_weak_explicit(&st->ent->replicas_seen, &seen,
