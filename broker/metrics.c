@@ -332,10 +332,26 @@ static bool mx_chan_geometry(uint32_t kind, uint32_t delivery, uint32_t capacity
 }
 
 /* One channel's figures, as fab_chan_stats computes them. */
+/* A copy of a fab_hist (layout.h): buckets as stored (not cumulative). */
+typedef struct mx_hist {
+	uint64_t b[FAB_HIST_BUCKETS + 1];
+	uint64_t sum_ns;
+} mx_hist;
+
+static void mx_hist_copy(mx_hist *o, fab_hist *h)
+{
+	/* Relaxed counters (wait.c fab__hist_add): the exporter derives the
+	 * count from the buckets, so +Inf and _count always agree. */
+	for (int i = 0; i <= FAB_HIST_BUCKETS; i++)
+		o->b[i] = load_relaxed(&h->b[i]);
+	o->sum_ns = load_relaxed(&h->sum_ns);
+}
+
 typedef struct mx_chan {
 	char name[FAB_NAME_MAX + 1];
 	uint64_t depth, capacity, sent, received, blocked_s, blocked_r;
 	uint64_t redelivered, dead_lettered, dead_dropped;
+	mx_hist send_wait, recv_wait, latency;
 } mx_chan;
 
 /* Given-back messages waiting behind head (ring_mpmc.c
@@ -424,6 +440,9 @@ static int mx_chan_read(const char *fabric, const char *name, mx_chan *c)
 		c->dead_lettered = load_relaxed(&h->dead_lettered);
 		c->dead_dropped = load_relaxed(&h->dead_dropped);
 	}
+	mx_hist_copy(&c->send_wait, &h->send_wait);
+	mx_hist_copy(&c->recv_wait, &h->recv_wait);
+	mx_hist_copy(&c->latency, &h->latency);
 	rc = 0;
 out:
 	mx_unmap(&s);
@@ -479,11 +498,17 @@ typedef struct mx_stage {
 
 /* ---- render ---------------------------------------------------------------------- */
 
+typedef struct mx_lim {
+	char name[FAB_NAME_MAX + 1];
+	mx_hist wait;
+} mx_lim;
+
 typedef struct mx_scan {
 	mx_chan *chans;
 	mx_topic *topics;
 	mx_stage *stages;
-	uint32_t nchans, ntopics, nstages, skipped;
+	mx_lim *lims;
+	uint32_t nchans, ntopics, nstages, nlims, skipped;
 } mx_scan;
 
 static void mx_skip(mx_buf *b, mx_scan *sc, int rc)
@@ -546,6 +571,52 @@ static void mx_scan_ctl(mx_buf *b, mx_scan *sc, const mx_seg *ctl, const char *f
 		m->errors = load_relaxed(&st[i].errors);
 		sc->nstages++;
 	}
+	fab_lim_ent *lim = (fab_lim_ent *)(ctl->base + FAB_CTL_LIMS_OFF);
+	fab_hist *lh = (fab_hist *)(ctl->base + FAB_CTL_LHISTS_OFF);
+	for (uint32_t i = 0; i < FAB_MAX_LIMS; i++) {
+		/* Pairs with the creator's store_release of LIVE (name first). */
+		if (load_acquire(&lim[i].state) != FAB_ENT_LIVE)
+			continue;
+		mx_lim *m = &sc->lims[sc->nlims];
+		if (!mx_copy_name(m->name, lim[i].name, sizeof lim[i].name)) {
+			mx_skip(b, sc,
+				mx_err(FAB_ECORRUPT, "fabric %s: limiter entry %u: bad name", fabric, i));
+			continue;
+		}
+		mx_hist_copy(&m->wait, &lh[i]);
+		sc->nlims++;
+	}
+}
+
+/* The samples of one histogram series: cumulative buckets with le in
+ * seconds (1 us << i), +Inf, _sum and _count. */
+static void mx_hist_samples(mx_buf *b, const char *name, const char *fabric, const char *labels,
+			    const mx_hist *h)
+{
+	uint64_t cum = 0;
+	for (int i = 0; i <= FAB_HIST_BUCKETS; i++) {
+		cum += h->b[i];
+		mx_printf(b, "%s_bucket{fabric=\"", name);
+		mx_label(b, fabric);
+		if (i < FAB_HIST_BUCKETS)
+			mx_printf(b, "\",%s,le=\"%.9g\"} %llu\n", labels, 1e-6 * (double)(1u << i),
+				  (unsigned long long)cum);
+		else
+			mx_printf(b, "\",%s,le=\"+Inf\"} %llu\n", labels, (unsigned long long)cum);
+	}
+	mx_printf(b, "%s_sum{fabric=\"", name);
+	mx_label(b, fabric);
+	mx_printf(b, "\",%s} %.9f\n", labels, (double)h->sum_ns / 1e9);
+	mx_printf(b, "%s_count{fabric=\"", name);
+	mx_label(b, fabric);
+	mx_printf(b, "\",%s} %llu\n", labels, (unsigned long long)cum);
+}
+
+/* key="value" with the value escaped, into a small buffer for labels. */
+static void mx_kv(char *out, size_t n, const char *key, const char *val, const char *extra)
+{
+	/* Names are validated ([A-Za-z0-9_.-]): nothing to escape. */
+	snprintf(out, n, "%s=\"%s\"%s", key, val, extra ? extra : "");
 }
 
 int fab_metrics_render(const char *fabric, const fab_metrics_stage *stages, size_t nstages,
@@ -570,8 +641,9 @@ int fab_metrics_render(const char *fabric, const fab_metrics_stage *stages, size
 	sc.chans = calloc(FAB_MAX_CHANS, sizeof *sc.chans);
 	sc.topics = calloc(FAB_MAX_CHANS, sizeof *sc.topics);
 	sc.stages = calloc(FAB_MAX_STAGES, sizeof *sc.stages);
+	sc.lims = calloc(FAB_MAX_LIMS, sizeof *sc.lims);
 	int rc = 0;
-	if (!sc.chans || !sc.topics || !sc.stages) {
+	if (!sc.chans || !sc.topics || !sc.stages || !sc.lims) {
 		rc = mx_err(FAB_ENOMEM, "out of memory");
 		goto done;
 	}
@@ -616,6 +688,29 @@ int fab_metrics_render(const char *fabric, const fab_metrics_stage *stages, size
 		    "Poison messages dropped for want of a dead-letter channel (at-least-once).",
 		    dead_dropped);
 #undef CHAN_FAMILY
+
+	char lbl[FAB_NAME_MAX + 64];
+	mx_family(&b, "fab_channel_wait_seconds", "histogram",
+		  "Time a blocking send or receive slept on the channel (calls that slept).");
+	for (uint32_t i = 0; i < sc.nchans; i++) {
+		mx_kv(lbl, sizeof lbl, "channel", sc.chans[i].name, ",op=\"send\"");
+		mx_hist_samples(&b, "fab_channel_wait_seconds", fabric, lbl, &sc.chans[i].send_wait);
+		mx_kv(lbl, sizeof lbl, "channel", sc.chans[i].name, ",op=\"recv\"");
+		mx_hist_samples(&b, "fab_channel_wait_seconds", fabric, lbl, &sc.chans[i].recv_wait);
+	}
+	mx_family(&b, "fab_pipeline_latency_seconds", "histogram",
+		  "Time from a message chain's origin to its acknowledgement on the channel.");
+	for (uint32_t i = 0; i < sc.nchans; i++) {
+		mx_kv(lbl, sizeof lbl, "channel", sc.chans[i].name, NULL);
+		mx_hist_samples(&b, "fab_pipeline_latency_seconds", fabric, lbl,
+				&sc.chans[i].latency);
+	}
+	mx_family(&b, "fab_limiter_wait_seconds", "histogram",
+		  "Time fab_limiter_wait delayed a caller (calls granted at once not counted).");
+	for (uint32_t i = 0; i < sc.nlims; i++) {
+		mx_kv(lbl, sizeof lbl, "limiter", sc.lims[i].name, NULL);
+		mx_hist_samples(&b, "fab_limiter_wait_seconds", fabric, lbl, &sc.lims[i].wait);
+	}
 
 	mx_family(&b, "fab_topic_dropped_total", "counter",
 		  "Messages lost by lapped subscribers of the topic.");
@@ -663,6 +758,7 @@ done:
 	free(sc.chans);
 	free(sc.topics);
 	free(sc.stages);
+	free(sc.lims);
 	if (rc) {
 		free(b.p);
 		return rc;

@@ -916,6 +916,9 @@ static void dispatch(fabd_sup *r, struct io_uring_cqe *cqe)
 		fabd_replica_backoff_done(r, op->obj, op->gen);
 		fabd_timer_done(op);
 		break;
+	case FABD_OP_WATCHDOG:
+		fabd_watchdog_tick(r, op);
+		break;
 	case FABD_OP_DEADLINE:
 		if (op->gen == r->phase_gen && r->phase > 0 && r->phase < 3)
 			shutdown_step(r, r->phase == 1 ? "drain time is over" : "grace time is over");
@@ -1032,7 +1035,7 @@ int fabd_run(const fabd_topology *t, const fabd_run_opts *o)
 	if (!(r->fig = calloc(t->nstages + 1, sizeof *r->fig)))
 		goto out;
 	if (create_objects(r) < 0 || create_contexts(r) < 0 || start_metrics(r) < 0 ||
-	    start_errreader(r) < 0)
+	    start_errreader(r) < 0 || fabd_watchdog_start(r) < 0)
 		goto out;
 
 	arm_signal(r);
@@ -1093,6 +1096,7 @@ out:
 	r->metrics = NULL;
 	while (r->timers.next && r->timers.next != &r->timers)
 		fabd_timer_done(r->timers.next);
+	fabd_watchdog_stop(r);
 	teardown(r);
 	if (!r->opts.keep && code != FABD_EXIT_SETUP) {
 		if (fab_fabric_destroy(t->fabric) < 0 && fab_errmsg()[0])

@@ -49,6 +49,7 @@ enum fabd_op_kind {
 	FABD_OP_ERRPIPE,    /* the error reader thread wrote records (run.c) */
 	FABD_OP_CTL_LISTEN, /* the control socket has a connection to accept (control.c) */
 	FABD_OP_CTL_CONN,   /* a control connection is readable (control.c) */
+	FABD_OP_WATCHDOG,   /* the watchdog's periodic look (watchdog.c) */
 };
 
 typedef struct fabd_op {
@@ -84,6 +85,10 @@ typedef struct fabd_replica {
 	int restart_on_exit;   /* killed by a one_for_all / rest_for_one restart */
 	int last_failed;       /* the last exit was a failure */
 	fabd_op pid_op;
+	/* watchdog.c: the pulse last seen and when it last moved */
+	uint64_t wd_seen_gen, wd_seen_ns, wd_calls, wd_sum;
+	int wd_waiting, wd_attached, wd_fired;
+	uint64_t watchdog_kills;
 } fabd_replica;
 
 typedef struct fabd_stage_rt {
@@ -142,6 +147,8 @@ typedef struct fabd_sup {
 	struct fabd_control *control;      /* the control socket (control.c) */
 	struct fabd_errreader *errs;       /* NULL when a stage reads the error channel */
 	struct fab_metrics_stage *fig;     /* the stage figures last given to metrics */
+	const uint8_t *wd_ctl;             /* watchdog.c: control segment, read-only; NULL = off */
+	uint64_t wd_tick_ns;
 } fabd_sup;
 
 /* supervise.c */
@@ -161,6 +168,13 @@ int fabd_pending(const fabd_sup *r);      /* replicas running or in backoff */
  * until its completion (fabd_timer_done) or the end of the run. */
 void fabd_arm_timer(fabd_sup *r, fabd_op *op, uint64_t ns);
 void fabd_timer_done(fabd_op *op);
+
+/* watchdog.c: map the control segment and arm the periodic look when a
+ * stage has a watchdog (0, or -1 on failure); the timer's completion;
+ * unmap. */
+int fabd_watchdog_start(fabd_sup *r);
+void fabd_watchdog_tick(fabd_sup *r, fabd_op *op);
+void fabd_watchdog_stop(fabd_sup *r);
 
 /* run.c */
 void fabd_begin_drain(fabd_sup *r, const char *why);

@@ -308,6 +308,7 @@ int fabd_replica_spawn(fabd_sup *r, fabd_replica *rep)
 	rep->state = FABD_R_RUNNING;
 	rep->started_ns = fabd_now_ns();
 	rep->restart_on_exit = 0;
+	rep->wd_fired = 0;
 	arm_pidfd(r, rep);
 	return 0;
 }
@@ -506,9 +507,9 @@ static void describe(const fabd_replica *rep, const siginfo_t *si, char *buf, si
 	if (si->si_code == CLD_EXITED)
 		snprintf(buf, n, "exited with status %d", si->si_status);
 	else
-		snprintf(buf, n, "killed by signal %d (%s)%s", si->si_status,
-			 strsignal(si->si_status), si->si_code == CLD_DUMPED ? ", core dumped" : "");
-	(void)rep;
+		snprintf(buf, n, "killed by signal %d (%s)%s%s", si->si_status,
+			 strsignal(si->si_status), si->si_code == CLD_DUMPED ? ", core dumped" : "",
+			 rep->wd_fired ? " by the watchdog" : "");
 }
 
 /* The replica's pidfd became readable: reap it, recover, decide. */

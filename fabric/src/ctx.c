@@ -413,10 +413,18 @@ int fab_ctx_wait(fab_ctx *ctx)
 	int rc;
 	if ((rc = fab__ctx_valid(ctx)))
 		return rc;
-	fab_fabric *fab = ctx->type == FAB__CTX_SHARED ? ctx->fab : NULL;
-	uint64_t what = fab ? FAB_WAIT_MAKE(FAB_WAIT_CTX, 0, 1, ctx->idx) : 0;
-	if (fab)
-		fab__wait_mark(fab, what);
+	/* The wait record names the nearest shared context (a local one's
+	 * deadline has no table entry); none: no fabric to record in. */
+	fab_fabric *fab = NULL;
+	uint64_t what = 0;
+	for (fab_ctx *c = ctx; c; c = c->type == FAB__CTX_LOCAL ? c->parent : NULL)
+		if (c->type == FAB__CTX_SHARED) {
+			fab = c->fab;
+			what = FAB_WAIT_MAKE(FAB_WAIT_CTX, 0, 1, c->idx);
+			fab__pulse(fab__calls(fab));
+			fab__wait_mark(fab, what);
+			break;
+		}
 	for (;;) {
 		if ((rc = fab__ctx_done(ctx))) {
 			rc = fab__ctx_fail(rc);
