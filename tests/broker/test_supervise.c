@@ -32,7 +32,7 @@
 #include "broker_test.h"
 
 static const char *const tags[] = { "all",  "rest", "always", "never",
-				     "pool", "kill", "drainb", NULL };
+				     "pool", "kill", "drainb", "wdog", NULL };
 
 static void names(const char *tag, pid_t rp, char *fabric, size_t fl, char *dir, size_t dl)
 {
@@ -349,6 +349,51 @@ START_TEST(t_always)
 }
 END_TEST
 
+/* (c3) watchdog: a replica that stops calling the library (pause()) is
+ * SIGKILLed after `watchdog` and restarted (twice here); the third
+ * incarnation sleeps INSIDE the library (fab_ctx_wait) for several watchdog
+ * periods, which is waiting, not hanging: it is left alone, writes DONE, and
+ * fabd drains cleanly.  Counts kills and starts, not time. */
+START_TEST(t_watchdog)
+{
+	tenv e;
+	setup_env(&e, "wdog");
+	char done[300], y[2048];
+	snprintf(done, sizeof done, "%s/done", e.dir);
+	snprintf(y, sizeof y,
+		 "fabric: %s\n"
+		 "stages:\n"
+		 "  lone:\n"
+		 "    run: %s/supstage\n"
+		 "    backoff: 1ms\n"
+		 "    restart: on-failure\n"
+		 "    watchdog: 200ms\n"
+		 "    intensity: 10/1h\n"
+		 "    env: { ROLE: hanger, START_FILE: %s, STAY_AT: \"3\", WAIT_MS: \"1000\", "
+		 "DONE_FILE: %s }\n"
+		 "metrics: { listen: off }\n"
+		 "shutdown: { drain: 5s, grace: 5s }\n",
+		 e.fabric, STAGE_DIR, e.starts, done);
+	write_text(e.yaml, y);
+	pid_t fabd = start_fabd(&e);
+	while (!exists(done))
+		nap();
+	ck_assert_int_eq(kill(fabd, SIGTERM), 0);
+	ck_assert_int_eq(wait_code(fabd), 0);
+	char *log = slurp(e.log);
+	ck_assert_msg(starts_of(&e, "lone").n == 3, "log:\n%s", log);
+	int kills = 0;
+	for (const char *p = log; (p = strstr(p, "lone.0: watchdog: no call into the library"));
+	     p++)
+		kills++;
+	ck_assert_msg(kills == 2, "%d watchdog kills; log:\n%s", kills, log);
+	ck_assert_msg(strstr(log, "killed by signal 9 (Killed) by the watchdog") != NULL, "log:\n%s",
+		      log);
+	free(log);
+	ck_assert_int_eq(segments_left(e.fabric), 0);
+}
+END_TEST
+
 /* (c2) restart: never: a replica that fails is not restarted, the others go
  * on (the pipeline completes exactly once), and fabd exits 4. */
 START_TEST(t_never)
@@ -511,6 +556,7 @@ int main(void)
 	tcase_add_test(tc, t_one_for_all);
 	tcase_add_test(tc, t_rest_for_one);
 	tcase_add_test(tc, t_always);
+	tcase_add_test(tc, t_watchdog);
 	tcase_add_test(tc, t_never);
 	tcase_add_test(tc, t_never_pool);
 	tcase_add_test(tc, t_fabd_killed);

@@ -22,6 +22,11 @@
  *   exiter  no ports needed: while its incarnation is below STAY_AT it exits
  *           with EXIT_CODE (default 0) at once; from STAY_AT on it waits for
  *           its context to end and exits 0.
+ *   hanger  no ports needed: while its incarnation is below STAY_AT it stops
+ *           calling the library (pause(), a hang for the watchdog); from
+ *           STAY_AT on it sleeps inside the library (fab_ctx_wait) for
+ *           WAIT_MS, then appends "done\n" to DONE_FILE and waits for its
+ *           context to end (fab_ctx_wait again) and exits 0.
  *
  * Every wait here is for a file or the context; the test bounds them. */
 #include "stage_common.h"
@@ -211,6 +216,30 @@ static int exiter(fab_stage *st, unsigned long inc)
 	return 0;
 }
 
+static int hanger(fab_stage *st, unsigned long inc)
+{
+	if (inc < env_u64("STAY_AT", 1))
+		for (;;)
+			pause();
+	fab_ctx *c = NULL;
+	if (fab_ctx_with_timeout(fab_stage_ctx(st), (int64_t)env_u64("WAIT_MS", 1000) * 1000000,
+				 &c) < 0) {
+		fprintf(stderr, "hanger: fab_ctx_with_timeout: %s\n", fab_errmsg());
+		return 2;
+	}
+	int rc = fab_ctx_wait(c);
+	fab_ctx_release(c);
+	if (rc != FAB_ETIMEDOUT) {
+		fprintf(stderr, "hanger: fab_ctx_wait: %s\n", fab_strerror(rc));
+		return 2;
+	}
+	if (env_str("DONE_FILE"))
+		append_line(env_str("DONE_FILE"), "done\n");
+	fab_ctx_wait(fab_stage_ctx(st));
+	fab_stage_close(st);
+	return 0;
+}
+
 int main(void)
 {
 	unsigned long inc = record_start();
@@ -226,6 +255,8 @@ int main(void)
 		return sink(st, inc);
 	if (!strcmp(role, "exiter"))
 		return exiter(st, inc);
+	if (!strcmp(role, "hanger"))
+		return hanger(st, inc);
 	fprintf(stderr, "supstage: unknown ROLE '%s'\n", role);
 	return 2;
 }
