@@ -119,6 +119,9 @@ static void check_format(const char *text)
 	char seen[64][64];
 	int nseen = 0;
 	char cur[64] = "";
+	int hist = 0;
+	char series[512] = ""; /* histogram: labels of the series whose buckets we walk */
+	unsigned long long last = 0;
 	const char *p = text;
 	while (*p) {
 		const char *e = strchr(p, '\n');
@@ -132,7 +135,10 @@ static void check_format(const char *text)
 		if (strncmp(line, "# TYPE ", 7) == 0) {
 			char name[64], type[16];
 			ck_assert_int_eq(sscanf(line + 7, "%63s %15s", name, type), 2);
-			ck_assert_msg(!strcmp(type, "gauge") || !strcmp(type, "counter"), "%s", line);
+			ck_assert_msg(!strcmp(type, "gauge") || !strcmp(type, "counter") ||
+					      !strcmp(type, "histogram"),
+				      "%s", line);
+			hist = !strcmp(type, "histogram");
 			ck_assert_msg(strcmp(type, "counter") != 0 ||
 					      strstr(name, "_total") == name + strlen(name) - 6,
 				      "counter %s without _total", name);
@@ -146,12 +152,41 @@ static void check_format(const char *text)
 		if (line[0] == '#')
 			continue;
 		size_t cl = strlen(cur);
-		ck_assert_msg(cl && strncmp(line, cur, cl) == 0 && line[cl] == '{',
+		const char *rest = line + cl;
+		if (hist && cl && strncmp(line, cur, cl) == 0) {
+			/* name_bucket{...,le="X"} cumulative, then _sum, _count */
+			if (!strncmp(rest, "_bucket", 7))
+				rest += 7;
+			else if (!strncmp(rest, "_sum", 4))
+				rest += 4;
+			else if (!strncmp(rest, "_count", 6))
+				rest += 6;
+		}
+		ck_assert_msg(cl && strncmp(line, cur, cl) == 0 && *rest == '{',
 			      "sample <%s> outside its family (%s)", line, cur);
 		const char *sp = strrchr(line, ' ');
 		ck_assert_msg(sp && sp[-1] == '}' && sp[1], "bad sample <%s>", line);
+		int is_sum = hist && !strncmp(line + cl, "_sum", 4);
 		for (const char *d = sp + 1; *d; d++)
-			ck_assert_msg(*d >= '0' && *d <= '9', "bad value in <%s>", line);
+			ck_assert_msg((*d >= '0' && *d <= '9') || (is_sum && *d == '.'),
+				      "bad value in <%s>", line);
+		if (hist && !strncmp(line + cl, "_bucket", 7)) {
+			const char *le = strstr(line, ",le=\"");
+			ck_assert_msg(le != NULL, "bucket without le <%s>", line);
+			unsigned long long v = strtoull(sp + 1, NULL, 10);
+			char lab[512];
+			snprintf(lab, sizeof lab, "%.*s", (int)(le - line), line);
+			if (strcmp(lab, series) != 0) {
+				snprintf(series, sizeof series, "%s", lab);
+				last = 0;
+			}
+			ck_assert_msg(v >= last, "buckets not cumulative at <%s>", line);
+			last = v;
+		} else if (hist && !strncmp(line + cl, "_count", 6)) {
+			/* the +Inf bucket of the series just walked */
+			ck_assert_msg(strtoull(sp + 1, NULL, 10) == last, "count != +Inf in <%s>",
+				      line);
+		}
 	}
 }
 
@@ -226,6 +261,22 @@ static uint64_t build_fabric(void)
 	ck_assert_int_eq(fab_try_recv(alo, buf, sizeof buf), 8);
 	RC(fab_nack(alo), 0);
 
+	/* One acked message (latency) and one delayed limiter wait; no
+	 * sleep on a channel (one process, non-blocking calls). */
+	fab_chan_opts lo = {.size = sizeof lo, .capacity = 4, .msg_size = 32,
+			    .delivery = FAB_AT_LEAST_ONCE};
+	fab_chan *lat = NULL;
+	RC(fab_chan_create(fab, "lat", &lo, &lat), 0);
+	RC(fab_try_send(lat, buf, 8), 0);
+	ck_assert_int_eq(fab_try_recv(lat, buf, sizeof buf), 8);
+	RC(fab_ack(lat), 0);
+	fab_chan_release(lat);
+	fab_limiter *lim = NULL;
+	RC(fab_limiter_create(fab, "lim", 1000.0, 1, &lim), 0);
+	RC(fab_limiter_wait(lim, 1, NULL), 0); /* the burst: at once, not observed */
+	RC(fab_limiter_wait(lim, 1, NULL), 0); /* ~1 ms later: observed */
+	fab_limiter_release(lim);
+
 	fab_chan_opts to = {.size = sizeof to, .capacity = 4, .msg_size = 16};
 	fab_topic *t = NULL;
 	RC(fab_topic_create(fab, "t", &to, &t), 0);
@@ -271,7 +322,7 @@ START_TEST(t_render_exact)
 	fab_metrics_report rep;
 	char *m = render(st, 2, &rep);
 	check_format(m);
-	ck_assert_uint_eq(rep.channels, 5);
+	ck_assert_uint_eq(rep.channels, 6);
 	ck_assert_uint_eq(rep.topics, 1);
 	ck_assert_uint_eq(rep.stages, 1);
 	ck_assert_uint_eq(rep.skipped, 0);
@@ -291,6 +342,9 @@ START_TEST(t_render_exact)
 		{"fab_stage_restarts_total", "counter"},
 		{"fab_stage_errors_total", "counter"},
 		{"fab_stage_up", "gauge"},
+		{"fab_channel_wait_seconds", "histogram"},
+		{"fab_pipeline_latency_seconds", "histogram"},
+		{"fab_limiter_wait_seconds", "histogram"},
 	};
 	for (size_t i = 0; i < sizeof families / sizeof families[0]; i++) {
 		want_line(m, "# TYPE %s %s", families[i][0], families[i][1]);
@@ -341,6 +395,20 @@ START_TEST(t_render_exact)
 	want_line(m, "fab_stage_up{fabric=\"%s\",stage=\"idle\"} 0", fname);
 	want_line(m, "fab_scrape_skipped_segments{fabric=\"%s\"} 0", fname);
 	want_no(m, "\n# fab: skipped");
+
+	/* Histograms: the acked message's latency, the delayed limiter wait,
+	 * no sleeps (one process, non-blocking calls). */
+	want_line(m, "fab_pipeline_latency_seconds_count{fabric=\"%s\",channel=\"lat\"} 1", fname);
+	want_line(m, "fab_pipeline_latency_seconds_bucket{fabric=\"%s\",channel=\"lat\",le=\"+Inf\"} 1",
+		  fname);
+	want_line(m, "fab_pipeline_latency_seconds_count{fabric=\"%s\",channel=\"alo\"} 0", fname);
+	want_line(m, "fab_limiter_wait_seconds_count{fabric=\"%s\",limiter=\"lim\"} 1", fname);
+	want_line(m, "fab_limiter_wait_seconds_bucket{fabric=\"%s\",limiter=\"lim\",le=\"1e-06\"} 0",
+		  fname);
+	want_line(m, "fab_channel_wait_seconds_count{fabric=\"%s\",channel=\"a\",op=\"send\"} 0",
+		  fname);
+	want_line(m, "fab_channel_wait_seconds_count{fabric=\"%s\",channel=\"a\",op=\"recv\"} 0",
+		  fname);
 
 	/* The same figures as fab_chan_stats, for every channel. */
 	static const char *const chans[] = {"a", "s", "u", "alo", "dlq"};
