@@ -944,6 +944,7 @@ static void teardown(fabd_sup *r)
 	}
 	free(r->stages);
 	free(r->fig);
+	free(r->dl_closed);
 	fab_ctx_release(r->root);
 	if (r->fab)
 		fab_fabric_close(r->fab);
@@ -1032,7 +1033,8 @@ int fabd_run(const fabd_topology *t, const fabd_run_opts *o)
 		}
 		build_ports(t, st);
 	}
-	if (!(r->fig = calloc(t->nstages + 1, sizeof *r->fig)))
+	if (!(r->fig = calloc(t->nstages + 1, sizeof *r->fig)) ||
+	    !(r->dl_closed = calloc(t->nchannels + 1, 1)))
 		goto out;
 	if (create_objects(r) < 0 || create_contexts(r) < 0 || start_metrics(r) < 0 ||
 	    start_errreader(r) < 0 || fabd_watchdog_start(r) < 0)

@@ -147,6 +147,7 @@ typedef struct fabd_sup {
 	struct fabd_control *control;      /* the control socket (control.c) */
 	struct fabd_errreader *errs;       /* NULL when a stage reads the error channel */
 	struct fab_metrics_stage *fig;     /* the stage figures last given to metrics */
+	unsigned char *dl_closed;          /* per channel: fabd closed this dead-letter channel */
 	const uint8_t *wd_ctl;             /* watchdog.c: control segment, read-only; NULL = off */
 	uint64_t wd_tick_ns;
 } fabd_sup;
@@ -159,6 +160,13 @@ void fabd_replica_died(fabd_sup *r, fabd_replica *rep);
 void fabd_replica_backoff_done(fabd_sup *r, fabd_replica *rep, uint64_t gen);
 void fabd_pipe_read_done(fabd_sup *r, fabd_op *op, int res);
 void fabd_kill(fabd_replica *rep, int sig);
+/* fabd's producer id in a dead-letter channel's close quorum (topology.c
+ * counts it in `producers`). */
+#define FABD_DL_PRODUCER "fabd.dead-letter"
+int fabd_close_as(fabd_sup *r, const char *name, const char *id);
+/* Close every dead-letter channel none of whose writers (the receivers of
+ * its source channels) can run again. */
+void fabd_close_dead_letters(fabd_sup *r);
 /* The replica will not run again: mark it done and close its share of its
  * out channels' close quorum (supervise.c). */
 void fabd_finish(fabd_sup *r, fabd_replica *rep);

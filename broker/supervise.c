@@ -390,33 +390,65 @@ static void close_for(fabd_sup *r, fabd_replica *rep)
 	const fabd_stage *s = rep->st->cfg;
 	char id[2 * FAB_NAME_MAX + 16];
 	snprintf(id, sizeof id, "%s.%u", s->name, rep->idx);
-	const char *old = getenv("FAB_PRODUCER_ID");
-	char *saved = old ? strdup(old) : NULL;
-	if (setenv("FAB_PRODUCER_ID", id, 1) < 0) {
-		free(saved);
-		return;
-	}
 	for (size_t i = 0; i < s->nports; i++) {
 		const fabd_port *p = &s->ports[i];
 		if (!p->out || p->target_kind != FABD_TARGET_CHANNEL)
 			continue; /* the error channel is never closed by stages */
-		const char *name = r->t->channels[p->target].name;
-		fab_chan *ch;
-		if (fab_chan_open(r->fab, name, FAB_SEND, &ch) < 0)
-			continue; /* e.g. already closed by the whole quorum */
-		int rc = fab_chan_close(ch);
-		if (rc == 0)
-			fprintf(stderr, "fabd: %s: closed channel %s for it\n", id, name);
-		else if (rc != FAB_ECLOSED)
-			fprintf(stderr, "fabd: %s: closing channel %s for it: %s\n", id, name,
-				fab_errmsg());
-		fab_chan_release(ch);
+		fabd_close_as(r, r->t->channels[p->target].name, id);
 	}
-	if (saved)
-		setenv("FAB_PRODUCER_ID", saved, 1);
-	else
-		unsetenv("FAB_PRODUCER_ID");
-	free(saved);
+	fabd_close_dead_letters(r);
+}
+
+/* Close channel `name` as producer `id` (fab_chan_close_as): 1 if this
+ * completed our share, 0 if it was closed already, -1 on an error (logged). */
+int fabd_close_as(fabd_sup *r, const char *name, const char *id)
+{
+	fab_chan *ch;
+	if (fab_chan_open(r->fab, name, FAB_SEND, &ch) < 0)
+		return 0; /* e.g. already closed by the whole quorum */
+	int rc = fab_chan_close_as(ch, id);
+	if (rc == 0)
+		fprintf(stderr, "fabd: %s: closed channel %s for it\n", id, name);
+	else if (rc != FAB_ECLOSED)
+		fprintf(stderr, "fabd: %s: closing channel %s for it: %s\n", id, name, fab_errmsg());
+	fab_chan_release(ch);
+	return rc == 0 ? 1 : rc == FAB_ECLOSED ? 0 : -1;
+}
+
+/* A dead-letter channel is written by the library on behalf of the
+ * receivers of its source channels; fabd holds one share of its close
+ * quorum ("fabd.dead-letter", counted in by run.c) and closes it once no
+ * replica of any stage reading a source channel can run again, so its
+ * readers (a quarantine stage) see the end like any other stage. */
+void fabd_close_dead_letters(fabd_sup *r)
+{
+	const fabd_topology *t = r->t;
+	for (size_t d = 0; d < t->nchannels; d++) {
+		if (!t->channels[d].dl_sources || (r->dl_closed && r->dl_closed[d]))
+			continue;
+		int live = 0;
+		for (size_t c = 0; c < t->nchannels && !live; c++) {
+			if (t->channels[c].dead_letter != (int)d)
+				continue;
+			for (size_t i = 0; i < r->nstages && !live; i++) {
+				fabd_stage_rt *st = &r->stages[i];
+				int reads = 0;
+				for (size_t p = 0; p < st->cfg->nports; p++)
+					if (!st->cfg->ports[p].out &&
+					    st->cfg->ports[p].target_kind == FABD_TARGET_CHANNEL &&
+					    st->cfg->ports[p].target == (int)c)
+						reads = 1;
+				for (uint32_t j = 0; reads && j < st->reps_cap && !live; j++)
+					live = st->reps[j].state == FABD_R_RUNNING ||
+					       st->reps[j].state == FABD_R_BACKOFF;
+			}
+		}
+		if (live)
+			continue;
+		if (r->dl_closed)
+			r->dl_closed[d] = 1;
+		fabd_close_as(r, t->channels[d].name, FABD_DL_PRODUCER);
+	}
 }
 
 /* The replica will not run again: it is done, and fabd closes its share of

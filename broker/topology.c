@@ -1492,7 +1492,11 @@ static void resolve(P *p)
 	for (size_t i = 0; i < t->nchannels; i++) {
 		fabd_channel *c = &t->channels[i];
 		chan_aux *a = &p->caux[i];
-		c->producers = c->writers ? c->writers : 1;
+		/* The writers' replicas, plus fabd's own share for a dead-letter
+		 * channel (fabd closes it when its sources' readers are done). */
+		c->producers = c->writers + (c->dl_sources ? 1 : 0);
+		if (!c->producers)
+			c->producers = 1;
 		/* A name declared as both a channel and a topic was reported
 		 * above; its ports resolved to the channel, so do not also report
 		 * the topic as unused. */
@@ -1505,9 +1509,9 @@ static void resolve(P *p)
 				err(p, c->pos, "channels.%s: nothing reads this channel (no stage has an "
 				    "in port on it)", c->name);
 		}
-		if (c->writers > FAB_PRODUCERS_MAX)
+		if (c->producers > FAB_PRODUCERS_MAX)
 			err(p, c->pos, "channels.%s: %u processes write this channel, more than the "
-			    "%d a channel's close quorum can count", c->name, c->writers,
+			    "%d a channel's close quorum can count", c->name, c->producers,
 			    FAB_PRODUCERS_MAX);
 		/* A dead-letter channel is written by whichever receiver of its source
 		 * gives up on a message, so it always has several potential writers. */

@@ -452,10 +452,7 @@ static fab_chan *fab__chan_alloc(fab_fabric *fab, unsigned role)
 	 * handle otherwise. */
 	const char *pid = getenv("FAB_PRODUCER_ID");
 	if (pid && *pid) {
-		uint64_t hsh = 1469598103934665603ULL; /* FNV-1a of the id */
-		for (const char *p = pid; *p; p++)
-			hsh = (hsh ^ (uint8_t)*p) * 1099511628211ULL;
-		ch->producer_id = hsh ? hsh : 1;
+		ch->producer_id = fab__producer_hash(pid);
 	} else {
 		ch->producer_id = fab__random64();
 	}
@@ -813,6 +810,34 @@ int fab_chan_destroy(fab_fabric *fab, const char *name)
 }
 
 /* ---- close ---------------------------------------------------------------- */
+
+uint64_t fab__producer_hash(const char *id)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+	for (const char *p = id; *p; p++)
+		h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+	return h ? h : 1;
+}
+
+int fab_chan_close_as(fab_chan *ch, const char *producer)
+{
+	int rc;
+	if ((rc = fab__chan_check(ch, 0)))
+		return rc;
+	if (!producer || !*producer || strlen(producer) > FAB__PRODUCER_ID_MAX)
+		return fab__err(FAB_EINVAL, "producer id must be 1..%d characters",
+				FAB__PRODUCER_ID_MAX);
+	/* The handle closes once more, as that producer; its own identity
+	 * and whether it closed as itself are kept. */
+	uint64_t id = ch->producer_id;
+	bool closed = ch->closed_local;
+	ch->producer_id = fab__producer_hash(producer);
+	ch->closed_local = false;
+	rc = fab_chan_close(ch);
+	ch->producer_id = id;
+	ch->closed_local = closed;
+	return rc;
+}
 
 int fab_chan_close(fab_chan *ch)
 {

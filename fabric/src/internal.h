@@ -280,6 +280,11 @@ _Atomic uint32_t *fab__case_word(fab_case *c, _Atomic uint32_t **waiters);
 void fab__case_ready(fab_case *c, int on);
 void fab__case_recover(fab_case *c, uint32_t dead_tag);
 
+/* A producer id's 64-bit identity in the close quorum (FNV-1a of the
+ * string; never 0): FAB_PRODUCER_ID, fab_stage_open, fab_chan_close_as. */
+uint64_t fab__producer_hash(const char *id);
+#define FAB__PRODUCER_ID_MAX 128 /* bytes of a producer id (FAB_PRODUCER_ID) */
+
 /* the registry of channels and topics (one namespace) */
 int fab__reg_find(fab_fabric *fab, const char *name); /* index or -1 */
 fab_chan_ent *fab__reg_claim(fab_fabric *fab, const char *name, uint32_t type);

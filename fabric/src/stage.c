@@ -40,7 +40,6 @@ _Static_assert(offsetof(fab_stage_err, text) == 128, "record text offset");
 
 #define FAB__STAGE_PORTS_MAX 64   /* ports per stage, in and out together */
 #define FAB__PORTS_LEN_MAX 8192   /* bytes of FAB_PORTS */
-#define FAB__PRODUCER_ID_MAX 128  /* bytes of FAB_PRODUCER_ID */
 #define FAB__REPLICA_MAX 65535u
 #define FAB__SHOW 64              /* bytes of a bad value quoted in a message */
 
@@ -226,10 +225,7 @@ static int fab__stage_parse(fab_stage *st)
 	/* FNV-1a, exactly as chan.c hashes FAB_PRODUCER_ID, so a handle the
 	 * stage opens itself with fab_chan_open under fabd's environment is
 	 * the same producer as the stage's own output handles. */
-	uint64_t h = 1469598103934665603ULL;
-	for (const char *p = st->producer; *p; p++)
-		h = (h ^ (uint8_t)*p) * 1099511628211ULL;
-	st->producer_id = h ? h : 1;
+	st->producer_id = fab__producer_hash(st->producer);
 	return 0;
 }
 

@@ -876,6 +876,62 @@ START_TEST(t_close_recv_only)
 }
 END_TEST
 
+/* fab_chan_close_as: one handle closes for named producers (a supervisor
+ * for replicas that died); each name counts once; the handle's own close is
+ * still its own. */
+START_TEST(t_close_as)
+{
+	uint32_t kind = UT_KIND;
+	fab_chan_opts o = ut_opts(kind, 8, 8);
+	o.producers = 3;
+	fab_chan *c = NULL;
+	UT_RC(fab_chan_create(fab, "qa", &o, &c), 0);
+	fab_chan *rx = op("qa", FAB_RECV);
+	UT_RC(fab_chan_close_as(c, NULL), FAB_EINVAL);
+	UT_RC(fab_chan_close_as(c, ""), FAB_EINVAL);
+	char longid[200];
+	memset(longid, 'x', sizeof longid - 1);
+	longid[sizeof longid - 1] = 0;
+	UT_RC(fab_chan_close_as(c, longid), FAB_EINVAL);
+	UT_RC(fab_chan_close_as(rx, "w.0"), FAB_EPERM); /* a receiving handle */
+	UT_RC(fab_chan_close_as(c, "w.0"), 0);
+	UT_RC(fab_chan_close_as(c, "w.0"), FAB_ECLOSED); /* counted once */
+	UT_RC(fab_send(c, "a", 1, NULL), 0);             /* still open: 1 of 3 */
+	UT_RC(fab_chan_close(c), 0);                     /* the handle's own share: 2 of 3 */
+	UT_RC(fab_chan_close(c), FAB_ECLOSED);
+	fab_stats st;
+	memset(&st, 0, sizeof st);
+	st.size = sizeof st;
+	UT_RC(fab_chan_stats(rx, &st), 0);
+	ck_assert_uint_eq(st.closes, 2);
+	ck_assert_uint_eq(st.closed, 0);
+	UT_RC(fab_chan_close_as(c, "w.1"), 0); /* 3 of 3 */
+	char b[8];
+	UT_RC(fab_recv(rx, b, sizeof b, NULL), 1);
+	UT_RC(fab_recv(rx, b, sizeof b, NULL), FAB_ECLOSED);
+	UT_RC(fab_chan_close_as(c, "w.2"), FAB_ECLOSED);
+	fab_chan_release(rx);
+	fab_chan_release(c);
+	/* The same identity as FAB_PRODUCER_ID gives: a stage's own close
+	 * and a supervisor's close for it are one producer. */
+	o.producers = 2;
+	UT_RC(fab_chan_create(fab, "qb", &o, &c), 0);
+	fab_chan_release(c);
+	setenv("FAB_PRODUCER_ID", "w.5", 1);
+	fab_chan *w5 = op("qb", FAB_SEND);
+	unsetenv("FAB_PRODUCER_ID");
+	UT_RC(fab_chan_close(w5), 0);
+	fab_chan_release(w5);
+	c = op("qb", FAB_SEND);
+	UT_RC(fab_chan_close_as(c, "w.5"), FAB_ECLOSED);
+	UT_RC(fab_chan_close_as(c, "w.6"), 0);
+	rx = op("qb", FAB_RECV);
+	UT_RC(fab_recv(rx, b, sizeof b, NULL), FAB_ECLOSED);
+	fab_chan_release(rx);
+	fab_chan_release(c);
+}
+END_TEST
+
 START_TEST(t_close_quorum)
 {
 	uint32_t kind = UT_KIND;
@@ -1990,6 +2046,7 @@ static Suite *chan_suite(void)
 	KINDS(tc, t_close_twice);
 	KINDS(tc, t_close_recv_only);
 	KINDS(tc, t_close_quorum);
+	KINDS(tc, t_close_as);
 	KINDS(tc, t_open_closed_to_send);
 	tcase_add_loop_test(tc, t_close_wakes_receiver, 0, 4);
 	tcase_add_loop_test(tc, t_close_wakes_sender, 0, 2);

@@ -32,7 +32,7 @@ extern "C" {
 #endif
 
 #define FAB_VERSION_MAJOR 1
-#define FAB_VERSION_MINOR 1
+#define FAB_VERSION_MINOR 2
 #define FAB_VERSION_PATCH 0
 
 /*
@@ -188,6 +188,11 @@ int fab_chan_create(fab_fabric *fab, const char *name, const fab_chan_opts *opts
 int fab_chan_open(fab_fabric *fab, const char *name, unsigned role, fab_chan **out);
 void fab_chan_release(fab_chan *ch);
 int fab_chan_close(fab_chan *ch);
+/* (since 1.2) Close as the producer named `producer` (the id a stage gets
+ * from FAB_PRODUCER_ID, e.g. "worker.3"): a supervisor closing for a
+ * replica that died.  The handle's own identity is unchanged; a producer
+ * that already closed gets FAB_ECLOSED and is not counted twice. */
+int fab_chan_close_as(fab_chan *ch, const char *producer);
 int fab_chan_destroy(fab_fabric *fab, const char *name);
 size_t fab_chan_len(fab_chan *ch);
 size_t fab_chan_cap(fab_chan *ch);
