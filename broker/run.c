@@ -304,12 +304,13 @@ static void retired_died(fabd_sup *r, fabd_replica *rep)
 			rep->st->cfg->name, rep->idx, si.si_status);
 }
 
-/* Replicas scaled away never close their output channels, and the close
- * quorum of a channel counts every replica of the file: once no replica of
- * a writer stage is left running or waiting to restart, fabd closes its
- * output channels on behalf of each replica it scaled away (producer id
- * "<stage>.<j>", the one the replica had), so that the closes still
- * propagate down the pipeline.  Channels written by more than one replica
+/* Replicas scaled away never close their output channels, replicas a scale
+ * could have started up to max_replicas never ran, and the close quorum of
+ * a channel counts all of them (topology.c): once no replica of a writer
+ * stage is left running or waiting to restart, fabd closes its output
+ * channels on behalf of each replica index from the current count up to
+ * max_replicas (producer id "<stage>.<j>", fab_chan_close_as), so that the
+ * closes still propagate down the pipeline.  Channels written by more than one replica
  * are mpmc (scale refuses spsc), so no spsc end is taken. */
 static void proxy_close(fabd_sup *r, fabd_stage_rt *st)
 {
@@ -326,9 +327,6 @@ static void proxy_close(fabd_sup *r, fabd_stage_rt *st)
 		st->proxy_closed |= 1ull << j;
 		char id[FAB_NAME_MAX + 16];
 		snprintf(id, sizeof id, "%s.%u", st->cfg->name, j);
-		/* libfab reads the producer id from the environment when a
-		 * handle is made (ABI 1.1 has no call that takes it). */
-		setenv("FAB_PRODUCER_ID", id, 1);
 		for (size_t i = 0; i < st->cfg->nports; i++) {
 			const fabd_port *p = &st->cfg->ports[i];
 			if (!p->out || p->target_kind != FABD_TARGET_CHANNEL)
@@ -338,20 +336,9 @@ static void proxy_close(fabd_sup *r, fabd_stage_rt *st)
 				dup |= st->cfg->ports[k].out &&
 				       st->cfg->ports[k].target_kind == FABD_TARGET_CHANNEL &&
 				       st->cfg->ports[k].target == p->target;
-			if (dup)
-				continue;
-			const char *name = r->t->channels[p->target].name;
-			fab_chan *ch;
-			int rc = fab_chan_open(r->fab, name, FAB_SEND, &ch);
-			if (rc == 0) {
-				rc = fab_chan_close(ch);
-				fab_chan_release(ch);
-			}
-			if (rc < 0 && rc != FAB_ECLOSED)
-				fprintf(stderr, "fabd: closing %s for %s (scaled down): %s\n", name, id,
-					fab_errmsg());
+			if (!dup)
+				fabd_close_as(r, r->t->channels[p->target].name, id);
 		}
-		unsetenv("FAB_PRODUCER_ID");
 	}
 }
 
@@ -405,9 +392,9 @@ int fabd_scale(fabd_sup *r, fabd_stage_rt *st, uint32_t n, char *err, size_t en)
 		/* libfab fixes a channel's close quorum when it is created: more
 		 * producers than the file declared would close it early. */
 		snprintf(err, en,
-			 "cannot scale stage %s beyond the %u replicas of the file: the close "
-			 "quorum of its output channels counts them; declare `replicas: %u` "
-			 "(and scale down at run time) to allow it",
+			 "cannot scale stage %s beyond its max_replicas (%u): the close quorum "
+			 "of its output channels counts them; declare `max_replicas: %u` on the "
+			 "stage (and restart fabd) to allow it",
 			 cfg->name, st->declared, n);
 		return -1;
 	}
@@ -1011,10 +998,10 @@ int fabd_run(const fabd_topology *t, const fabd_run_opts *o)
 		fabd_stage_rt *st = &r->stages[i];
 		st->mcfg = t->stages[i]; /* shallow: ports and env stay t's */
 		st->cfg = &st->mcfg;
-		st->declared = st->cfg->replicas;
+		st->declared = st->cfg->max_replicas;
 		st->index = i;
-		st->reps_cap = st->cfg->replicas > FABD_SCALE_MAX ? st->cfg->replicas :
-									FABD_SCALE_MAX;
+		st->reps_cap = st->cfg->max_replicas > FABD_SCALE_MAX ? st->cfg->max_replicas :
+									    FABD_SCALE_MAX;
 		st->reps = calloc(st->reps_cap, sizeof *st->reps);
 		st->last_start = calloc(st->reps_cap, sizeof *st->last_start);
 		if (!st->reps || !st->last_start)

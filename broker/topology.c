@@ -993,10 +993,11 @@ static void port_entries(P *p, fabd_stage *s, stage_aux *a, yaml_node_t *n, cons
 static void stage_entry(P *p, const char *name, yaml_node_t *k, yaml_node_t *v)
 {
 	enum { RUN, IN, OUT, REPLICAS, LIMITERS, RESTART, BACKOFF, INTENSITY, STRATEGY, WATCHDOG,
-	       ENV, NKEYS };
+	       ENV, MAX_REPLICAS, NKEYS };
 	static const char *const keys[] = { "run",       "in",       "out",      "replicas",
 					    "limiters",  "restart",  "backoff",  "intensity",
-					    "strategy",  "watchdog", "env",      NULL };
+					    "strategy",  "watchdog", "env",      "max_replicas",
+					    NULL };
 	static const char *const restart_names[] = { "on-failure", "always", "never", NULL };
 	static const char *const strategy_names[] = { "one_for_one", "one_for_all",
 						       "rest_for_one", NULL };
@@ -1067,6 +1068,18 @@ static void stage_entry(P *p, const char *name, yaml_node_t *k, yaml_node_t *v)
 	if (f[REPLICAS] &&
 	    get_uint(p, f[REPLICAS], FP("replicas"), 1, FABD_REPLICAS_MAX, &s->replicas) < 0)
 		s->replicas = 1;
+	s->max_replicas = s->replicas;
+	if (f[MAX_REPLICAS]) {
+		uint32_t m = 0;
+		if (get_uint(p, f[MAX_REPLICAS], FP("max_replicas"), 1, FABD_REPLICAS_MAX, &m) == 0) {
+			if (m < s->replicas)
+				errn(p, f[MAX_REPLICAS],
+				     "%s: %u is below replicas (%u); it is the most `fabctl scale` may "
+				     "start", FP("max_replicas"), m, s->replicas);
+			else
+				s->max_replicas = m;
+		}
+	}
 
 	/* Ports: allocate for every entry of in and out, fill what is valid. */
 	size_t np = 0;
@@ -1451,8 +1464,10 @@ static void resolve(P *p)
 			if (c >= 0) {
 				pt->target_kind = FABD_TARGET_CHANNEL;
 				pt->target = c;
+				/* max_replicas: every replica a scale may start
+				 * writes or reads it (the close quorum counts them) */
 				uadd(pt->out ? &t->channels[c].writers : &t->channels[c].readers,
-				     s->replicas);
+				     s->max_replicas);
 			} else if (tp >= 0) {
 				pt->target_kind = FABD_TARGET_TOPIC;
 				pt->target = tp;

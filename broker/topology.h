@@ -124,6 +124,7 @@ typedef struct fabd_stage {
 	char **argv;            /* NULL-terminated, argc >= 1 */
 	size_t argc;
 	uint32_t replicas;
+	uint32_t max_replicas;  /* the most `scale` may start (>= replicas; default replicas) */
 	fabd_port *ports;
 	size_t nports;
 	int *limiters;          /* indices into limiters[] */

@@ -240,6 +240,7 @@ static void pipeline(const tenv *e, unsigned n, const char *worker, const char *
 		 "  worker:\n"
 		 "    run: %s/%s\n"
 		 "    replicas: 2\n"
+		 "    max_replicas: 3\n"
 		 "    in: { in: jobs }\n"
 		 "    out: { out: results }\n"
 		 "    env: { %s }\n"
@@ -403,10 +404,23 @@ START_TEST(t_control)
 	ck_assert_str_eq(r, "{\"ok\":true,\"stage\":\"worker\",\"replicas\":2}");
 	free(r);
 	wait_status(fabd, &e, s, "{\"name\":\"worker\",\"replicas\":2,\"up\":2,\"restarts\":0,");
+	/* a writer above the file's replicas, up to its max_replicas: the
+	 * close quorum of results counted 3 (fabd closes worker.2's share when
+	 * the stage ends below 3) */
 	r = ctl(s, "scale worker 3");
-	ck_assert_msg(strstr(r, "{\"ok\":false,") == r && strstr(r, "beyond the 2 replicas"), "%s",
-		      r);
+	ck_assert_str_eq(r, "{\"ok\":true,\"stage\":\"worker\",\"replicas\":3}");
 	free(r);
+	wait_status(fabd, &e, s, "{\"name\":\"worker\",\"replicas\":3,\"up\":3,\"restarts\":0,");
+	r = ctl(s, "scale worker 4");
+	ck_assert_msg(strstr(r, "{\"ok\":false,") == r && strstr(r, "beyond its max_replicas (3)") &&
+			      strstr(r, "declare `max_replicas: 4`"),
+		      "%s", r);
+	free(r);
+	r = ctl(s, "scale worker 2");
+	ck_assert_str_eq(r, "{\"ok\":true,\"stage\":\"worker\",\"replicas\":2}");
+	free(r);
+	wait_log(fabd, &e, "fabd: worker.2: stopped (scaled down)");
+	wait_status(fabd, &e, s, "{\"name\":\"worker\",\"replicas\":2,\"up\":2,\"restarts\":0,");
 
 	/* a reader scales beyond the file */
 	r = ctl(s, "scale sink 3");

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "topology.h"
 
@@ -692,6 +693,50 @@ START_TEST(t_error_cap)
 }
 END_TEST
 
+/* max_replicas: the close quorum and the kind count every replica a scale
+ * may start; below replicas or not a count is an error. */
+static void write_tmp(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_ge(fputs(text, f), 0);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+START_TEST(t_max_replicas)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/tmp/fab-topo-maxrep-%d.yaml", (int)getpid());
+	write_tmp(path, "fabric: f\n"
+			"channels:\n"
+			"  c: { capacity: 4, msg_size: 8 }\n"
+			"stages:\n"
+			"  a: { run: a, out: { o: c }, max_replicas: 3 }\n"
+			"  b: { run: b, in: { i: c } }\n");
+	fabd_topology *t = load_ok(path);
+	ck_assert_uint_eq(t->stages[0].replicas, 1);
+	ck_assert_uint_eq(t->stages[0].max_replicas, 3);
+	ck_assert_uint_eq(t->stages[1].max_replicas, 1);
+	ck_assert_uint_eq(t->channels[0].producers, 3);
+	ck_assert_int_eq(t->channels[0].kind, FAB_MPMC); /* up to 3 writers */
+	fabd_topology_free(t);
+	write_tmp(path, "fabric: f\n"
+			"channels:\n"
+			"  c: { capacity: 4, msg_size: 8 }\n"
+			"stages:\n"
+			"  a: { run: a, out: { o: c }, replicas: 2, max_replicas: 1 }\n"
+			"  b: { run: b, in: { i: c }, max_replicas: zero }\n");
+	static const char *const w[] = {
+		"5:58: stages.a.max_replicas: 1 is below replicas (2); it is the most `fabctl scale` "
+		"may start",
+		"6:44: stages.b.max_replicas: expected an integer from 1 to 1024, got 'zero'",
+		NULL
+	};
+	expect_errors(path, w);
+	unlink(path);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("topology");
@@ -721,9 +766,11 @@ static Suite *suite(void)
 	tcase_add_test(tc, t_split_command);
 	tcase_add_test(tc, t_hostile);
 	tcase_add_test(tc, t_mutations);
+	tcase_add_test(tc, t_max_replicas);
 	suite_add_tcase(s, tc);
 	return s;
 }
+
 
 int main(void)
 {
