@@ -314,9 +314,27 @@ static void do_status(fabd_sup *r, jbuf *b)
 		fabd_stage_rt *st = &r->stages[i];
 		jb_printf(b, "%s{\"name\":", i ? "," : "");
 		jb_str(b, st->cfg->name);
-		jb_printf(b, ",\"replicas\":%u,\"up\":%u,\"restarts\":%llu,\"errors\":%llu}",
+		jb_printf(b, ",\"replicas\":%u,\"up\":%u,\"restarts\":%llu,\"errors\":%llu",
 			  st->cfg->replicas, fabd_stage_up_count(st),
 			  (unsigned long long)st->restarts_total, (unsigned long long)st->errors);
+		/* Every replica slot in use: the target ones, and retiring ones
+		 * (scaled down, still stopping). */
+		jb_printf(b, ",\"procs\":[");
+		int first = 1;
+		for (uint32_t j = 0; j < st->reps_cap; j++) {
+			const fabd_replica *rep = &st->reps[j];
+			if (j >= st->cfg->replicas && rep->state != FABD_R_RUNNING)
+				continue;
+			static const char *const names[] = {"idle", "running", "backoff", "done"};
+			const char *sn = j >= st->cfg->replicas ? "stopping" : names[rep->state];
+			jb_printf(b, "%s{\"replica\":%u,\"pid\":%d,\"state\":\"%s\",\"restarts\":%llu,"
+				  "\"watchdog_kills\":%llu}",
+				  first ? "" : ",", j, rep->state == FABD_R_RUNNING ? (int)rep->pid : 0, sn,
+				  (unsigned long long)rep->restarts,
+				  (unsigned long long)rep->watchdog_kills);
+			first = 0;
+		}
+		jb_printf(b, "]}");
 	}
 	jb_printf(b, "],\"channels\":[");
 	char *snap = fabd_snapshot(r);

@@ -435,6 +435,7 @@ int fabd_scale(fabd_sup *r, fabd_stage_rt *st, uint32_t n, char *err, size_t en)
 			rep->restart_on_exit = 0;
 			rep->started_ns = 0;
 			st->last_start[j] = 0; /* a new replica, not a restart */
+			rep->restarts = 0;
 			if (fabd_replica_spawn(r, rep) < 0) {
 				rep->state = FABD_R_DONE;
 				fprintf(stderr, "fabd: %s.%u: could not be started\n", cfg->name, j);
@@ -586,8 +587,10 @@ static void refresh_figures(fabd_sup *r, fab_metrics_stage *fig)
 		fabd_stage_rt *st = &r->stages[i];
 		for (uint32_t j = 0; j < st->reps_cap; j++)
 			if (st->reps[j].started_ns != st->last_start[j]) {
-				if (st->last_start[j] && st->reps[j].started_ns)
+				if (st->last_start[j] && st->reps[j].started_ns) {
 					st->restarts_total++;
+					st->reps[j].restarts++;
+				}
 				st->last_start[j] = st->reps[j].started_ns;
 			}
 		proxy_close(r, st);

@@ -89,6 +89,7 @@ typedef struct fabd_replica {
 	uint64_t wd_seen_gen, wd_seen_ns, wd_calls, wd_sum;
 	int wd_waiting, wd_attached, wd_fired;
 	uint64_t watchdog_kills;
+	uint64_t restarts;     /* spawns of this replica after its first (run.c refresh_figures) */
 } fabd_replica;
 
 typedef struct fabd_stage_rt {

@@ -439,6 +439,20 @@ START_TEST(t_control)
 	ck_assert_str_eq(r, "{\"ok\":true,\"stage\":\"worker\"}");
 	free(r);
 	wait_status(fabd, &e, s, "{\"name\":\"worker\",\"replicas\":2,\"up\":2,\"restarts\":2,");
+	/* per replica: its pid (the live process), state and restarts */
+	r = ctl(s, "status");
+	const char *w = strstr(r, "{\"name\":\"worker\",");
+	ck_assert_msg(w != NULL, "status: %s", r);
+	int pid0 = 0, pid1 = 0;
+	ck_assert_msg(sscanf(strstr(w, "\"procs\":["),
+			     "\"procs\":[{\"replica\":0,\"pid\":%d,\"state\":\"running\",\"restarts\":1,"
+			     "\"watchdog_kills\":0},{\"replica\":1,\"pid\":%d,",
+			     &pid0, &pid1) == 2,
+		      "status: %s", r);
+	ck_assert_int_gt(pid0, 0);
+	ck_assert_int_gt(pid1, 0);
+	ck_assert_int_eq(kill(pid0, 0), 0);
+	free(r);
 
 	/* down to 1 before the drain: fabd closes results for worker.1 */
 	r = ctl(s, "scale worker 1");
