@@ -14,16 +14,27 @@
  *
  * If FAB_SHOP_RESULT names a file, it writes one line there:
  *   received=R unique=U duplicates=D unflagged_duplicates=X bad=B id_sum=S
- * (duplicates are allowed on an at-least-once channel when the message is
- * flagged redelivered; unflagged ones are a bug).  Exit status: 0 when
- * "done" is closed and drained or the context is cancelled, 1 a library or
- * I/O error.
+ * Duplicates are allowed when a hop is at-least-once; a copy is "flagged"
+ * when it arrives redelivered on "done" or carries SHOP_F_REDELIVERED (some
+ * earlier hop redelivered it).  At most one copy of an order may be
+ * unflagged (shop.h explains why); each further unflagged copy is counted in
+ * unflagged_duplicates, which is a bug.
+ *
+ * If FAB_SHOP_LOG names a file, it appends one line per copy received,
+ * before acking it, with one write(2) to a file opened O_APPEND:
+ *   <order id> <flagged 0|1> <deliveries on "done">
+ * so a crash test that SIGKILLs this sink too keeps a complete record across
+ * its restarts: a copy killed between that write and the ack comes back
+ * redelivered, and is logged again, flagged.  Exit status: 0 when "done" is
+ * closed and drained or the context is cancelled, 1 a library or I/O error.
  */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <fab/fab.h>
 
@@ -82,30 +93,43 @@ static void hist_print(const char *what, const struct hist *h)
 		(double)h->max / 1000.0);
 }
 
-/* Which ids were seen: a bitmap that grows with the largest id. */
-static uint8_t *seen_map;
-static size_t seen_bytes;
+/* A set of order ids: a bitmap that grows with the largest id. */
+struct idset {
+	uint8_t *map;
+	size_t bytes;
+};
 
-static int seen_test_and_set(uint64_t id)
+/* Adds `id`; returns whether it was already there. */
+static int idset_test_and_set(struct idset *s, uint64_t id)
 {
 	size_t byte = (size_t)(id / 8);
 
-	if (byte >= seen_bytes) {
-		size_t nb = seen_bytes ? seen_bytes : 4096;
+	if (byte >= s->bytes) {
+		size_t nb = s->bytes ? s->bytes : 4096;
 		while (nb <= byte)
 			nb *= 2;
-		uint8_t *m = realloc(seen_map, nb);
+		uint8_t *m = realloc(s->map, nb);
 		if (!m) {
 			fprintf(stderr, "%s: out of memory\n", PROG);
 			exit(1);
 		}
-		memset(m + seen_bytes, 0, nb - seen_bytes);
-		seen_map = m;
-		seen_bytes = nb;
+		memset(m + s->bytes, 0, nb - s->bytes);
+		s->map = m;
+		s->bytes = nb;
 	}
-	int was = (seen_map[byte] >> (id % 8)) & 1;
-	seen_map[byte] |= (uint8_t)(1u << (id % 8));
+	int was = (s->map[byte] >> (id % 8)) & 1;
+	s->map[byte] |= (uint8_t)(1u << (id % 8));
 	return was;
+}
+
+/* Appends one line for a received copy to the FAB_SHOP_LOG file (fd >= 0):
+ * one write(2), so a SIGKILL leaves whole lines.  0 or -1. */
+static int log_copy(int fd, uint64_t id, int flagged, uint32_t deliveries)
+{
+	char line[64];
+	int n = snprintf(line, sizeof(line), "%" PRIu64 " %d %u\n", id, flagged, deliveries);
+
+	return write(fd, line, (size_t)n) == n ? 0 : -1;
 }
 
 int main(void)
@@ -114,9 +138,17 @@ int main(void)
 	uint64_t received = 0, unique = 0, dups = 0, unflagged = 0, bad = 0, redelivered = 0;
 	uint64_t id_sum = 0;
 	int64_t first_ns = 0, last_ns = 0;
+	struct idset seen = {0}, seen_unflagged = {0};
+	const char *log_path = getenv("FAB_SHOP_LOG");
+	int log_fd = -1;
 	fab_stage *st;
 	int status = 0;
 
+	if (log_path && *log_path &&
+	    (log_fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+		fprintf(stderr, "%s: FAB_SHOP_LOG=%s: %s\n", PROG, log_path, strerror(errno));
+		return 1;
+	}
 	if (fab_stage_open(&st) < 0) {
 		fprintf(stderr, "%s: fab_stage_open: %s\n", PROG, fab_errmsg());
 		return 1;
@@ -148,16 +180,24 @@ int main(void)
 		received++;
 		redelivered += info.redelivered != 0;
 
+		int flagged = info.redelivered || (o.flags & SHOP_F_REDELIVERED);
+		if (log_fd >= 0 && log_copy(log_fd, o.id, flagged, info.deliveries) < 0) {
+			fprintf(stderr, "%s: FAB_SHOP_LOG=%s: %s\n", PROG, log_path, strerror(errno));
+			status = 1; /* not acked: it is redelivered to the next sink */
+			break;
+		}
 		const char *why = shop_check(&o, (size_t)n,
 					     SHOP_F_VALIDATED | SHOP_F_ENRICHED | SHOP_F_PERSISTED);
 		if (why) {
 			fab_stage_error(st, SHOP_ERR_BAD, "order %" PRIu64 ": %s", o.id, why);
 			bad++;
-		} else if (seen_test_and_set(o.id)) {
+		} else if (idset_test_and_set(&seen, o.id)) {
 			dups++;
-			if (!info.redelivered && o.deliveries <= 1)
+			if (!flagged && idset_test_and_set(&seen_unflagged, o.id))
 				unflagged++;
 		} else {
+			if (!flagged)
+				idset_test_and_set(&seen_unflagged, o.id);
 			unique++;
 			id_sum += o.id;
 			hist_add(&e2e, now - o.created_ns);
@@ -186,7 +226,10 @@ int main(void)
 		 received, unique, dups, unflagged, bad, id_sum);
 	if (shop_write_result(PROG, line) < 0)
 		status = 1;
-	free(seen_map);
+	free(seen.map);
+	free(seen_unflagged.map);
+	if (log_fd >= 0 && close(log_fd) < 0)
+		status = 1;
 	fab_stage_close(st);
 	return status;
 }

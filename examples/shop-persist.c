@@ -7,6 +7,7 @@
  *
  *   shop-persist [--seed S] [--fail-permille P] [--retries K]
  *                [--backoff-us B] [--backoff-max-us M] [--store-us U]
+ *                [--commit-us C]
  *
  * --fail-permille P  the store fails P/1000 of the attempts (default 50)
  * --seed S           which attempts fail is a hash of (S, order id, delivery,
@@ -15,6 +16,10 @@
  *                    backoff from B (default 100 us) doubling up to M
  *                    (default 10 ms), with jitter (half fixed, half random)
  * --store-us U       the simulated write's duration (default 50 us)
+ * --commit-us C      time between forwarding a stored order on "done" and
+ *                    acking it on "rows" (default 0): a crash test
+ *                    (tests/examples/shop_torture.sh) widens this window,
+ *                    where a kill makes a duplicate downstream
  *
  * When all K attempts fail it reports the failure (fab_stage_error) and
  * gives the message back (fab_nack): it is redelivered, and after the
@@ -36,7 +41,7 @@
 
 #define PROG "shop-persist"
 
-static uint64_t seed, fail_permille = 50, store_us = 50;
+static uint64_t seed, fail_permille = 50, store_us = 50, commit_us;
 
 /* The store: one write; 0 or -1. */
 static int store_write(const struct shop_order *o, uint32_t delivery, uint32_t attempt)
@@ -84,10 +89,13 @@ int main(int argc, char **argv)
 			backoff_max_us = shop_arg_u64(PROG, a, v);
 		else if (!strcmp(a, "--store-us") && v)
 			store_us = shop_arg_u64(PROG, a, v);
+		else if (!strcmp(a, "--commit-us") && v)
+			commit_us = shop_arg_u64(PROG, a, v);
 		else {
 			fprintf(stderr,
 				"usage: %s [--seed S] [--fail-permille P] [--retries K] "
-				"[--backoff-us B] [--backoff-max-us M] [--store-us U]\n",
+				"[--backoff-us B] [--backoff-max-us M] [--store-us U] "
+				"[--commit-us C]\n",
 				PROG);
 			return 2;
 		}
@@ -170,6 +178,8 @@ int main(int argc, char **argv)
 		}
 
 		o.flags |= SHOP_F_PERSISTED;
+		if (info.redelivered)
+			o.flags |= SHOP_F_REDELIVERED; /* a copy may have gone ahead (shop.h) */
 		o.persist_replica = (uint16_t)replica;
 		o.attempts = (uint16_t)attempt;
 		o.deliveries = info.deliveries;
@@ -183,6 +193,11 @@ int main(int argc, char **argv)
 			fprintf(stderr, "%s: send: %s\n", PROG, fab_errmsg());
 			status = 1;
 			break;
+		}
+		if (commit_us) {
+			struct timespec d = { (time_t)(commit_us / 1000000),
+					      (long)(commit_us % 1000000) * 1000 };
+			nanosleep(&d, NULL);
 		}
 		fab_ack(in); /* done: the lease ends, the slot is free */
 		stored++;

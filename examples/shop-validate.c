@@ -66,6 +66,7 @@ int main(void)
 			fab_stage_error(st, SHOP_ERR_ORDER, "order %" PRIu64 " after %" PRIu64, o.id,
 					last_id);
 		last_id = o.id;
+		shop_mark_redelivered(in, &o); /* when "events" is at-least-once (shop.h) */
 		o.flags |= SHOP_F_VALIDATED;
 		int rc = fab_send(out, &o, sizeof(o), ctx);
 		if (rc == FAB_ECANCELED || rc == FAB_ETIMEDOUT)

@@ -35,6 +35,21 @@
  *    whichever persist replica makes it.  An order whose `retries` attempts
  *    all fail is given back (fab_nack) and redelivered; after max_deliveries
  *    deliveries the channel moves it to its dead letter.
+ *
+ * Duplicates.  On an at-least-once channel a stage killed after it sent an
+ * order downstream but before it acked it upstream has that order
+ * redelivered to its replacement, which sends it downstream again: the
+ * second copy is NEW on the downstream channel (its fab_recv_info there
+ * says deliveries 1), so the sink alone could not tell it from the first.
+ * Therefore every stage that receives an order with fab_recv_info's
+ * `redelivered` set marks it SHOP_F_REDELIVERED, and the mark travels with
+ * the order to the sink.  The copies of one order then form a tree whose
+ * root is the chain of first deliveries; every other copy passed through a
+ * redelivery somewhere and carries the mark (or arrives redelivered at the
+ * sink).  So the sink may see many copies of an order, but at most ONE
+ * unmarked one: a second unmarked copy is an unflagged duplicate, a bug.
+ * (The first copy to arrive need not be the unmarked one: copies race
+ * through pools of replicas.)
  */
 #ifndef FAB_EXAMPLES_SHOP_H
 #define FAB_EXAMPLES_SHOP_H
@@ -46,6 +61,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <fab/fab.h>
+
 #define SHOP_MAGIC 0x504f4853u /* "SHOP" little-endian */
 #define SHOP_VERSION 1
 #define SHOP_SKUS 1000u
@@ -54,6 +71,7 @@
 #define SHOP_F_VALIDATED 0x1u
 #define SHOP_F_ENRICHED 0x2u
 #define SHOP_F_PERSISTED 0x4u
+#define SHOP_F_REDELIVERED 0x8u /* some hop received it redelivered (see above) */
 
 /* Application error codes given to fab_stage_error (positive: not FAB_E*). */
 #define SHOP_ERR_MALFORMED 1001 /* validate: rejected order */
@@ -167,6 +185,17 @@ static inline int shop_write_result(const char *prog, const char *line)
 		return -1;
 	}
 	return 0;
+}
+
+/* Marks `o` SHOP_F_REDELIVERED if the last message received on `in` was
+ * redelivered.  On an at-most-once channel fab_recv_info has nothing to say
+ * (FAB_EINVAL) and nothing is marked. */
+static inline void shop_mark_redelivered(fab_chan *in, struct shop_order *o)
+{
+	fab_msg_info info = { .size = sizeof(info) };
+
+	if (fab_recv_info(in, &info) == 0 && info.redelivered)
+		o->flags |= SHOP_F_REDELIVERED;
 }
 
 /* Parses a non-negative decimal integer option value; exits 2 when bad. */
