@@ -15,6 +15,7 @@
 #define FABCTL_EXIT_NOPRIV 7    /* trace: not allowed to load eBPF (says what is missing) */
 #define FABCTL_EXIT_DEADLOCK 8  /* blocked: at least one wait-for cycle found */
 #define FABCTL_EXIT_UNSUPPORTED 9 /* trace: this fabctl was built without eBPF support */
+#define FABCTL_EXIT_TIMEOUT 10  /* recv: --timeout passed before -n messages arrived */
 
 /* `fabctl trace [options]`: argv[0] is "trace".  Returns an exit code. */
 int fabctl_trace_main(int argc, char **argv);

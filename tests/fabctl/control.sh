@@ -1,0 +1,77 @@
+#!/bin/bash
+# control.sh - fabctl's control verbs against a real `fabd run` (a one-stage
+# pipeline: tests/broker/stages/supstage as a source that holds at once,
+# and tests/broker/stages/sink): status (text and JSON), ps with
+# restarts from fabd, scale, restart, limit, an unknown stage and limiter
+# (exit 3), a bad number (exit 4), drain and cancel; and exit 6 with no fabd
+# before it starts and after it exits.  Every wait is for an event, bounded
+# only by the test timeout; the EXIT trap kills fabd and removes the fabric.
+. "$LIB"
+: "${FABD:?}" "${STAGE_DIR:?}"
+[ -x "$STAGE_DIR/sink" ] && [ -x "$STAGE_DIR/supstage" ] ||
+	{ echo "no $STAGE_DIR/sink or supstage (build tests/broker)"; exit 77; }
+F=fctl-ctl-$$
+FABRICS="$FABRICS $F"
+export XDG_RUNTIME_DIR=$TMP/xdg FAB_FABRIC=$F
+mkdir -m 700 "$XDG_RUNTIME_DIR"
+
+run nob "$FABCTL" status; expect_rc nob 6; expect_err nob "no fabd serves fabric $F"
+run nob2 "$FABCTL" scale sink 2; expect_rc nob2 6
+
+cat >"$TMP/top.yaml" <<YAML
+fabric: $F
+channels:
+  jobs: { capacity: 8, msg_size: 8, kind: mpmc }
+limiters:
+  api: { rate: 100/s, burst: 10 }
+stages:
+  source:
+    run: $STAGE_DIR/supstage
+    out: { out: jobs }
+    env: { ROLE: source, N: "1000", HOLD_AT: "0", START_FILE: $TMP/starts, SENT: $TMP/sent, HELD: $TMP/held, RELEASE: $TMP/release }
+  sink:
+    run: $STAGE_DIR/sink
+    in: { in: jobs }
+    env: { OUT: $TMP/count }
+YAML
+"$FABD" run "$TMP/top.yaml" >"$TMP/fabd.log" 2>&1 &
+FABD_PID=$!
+FIXPIDS="$FIXPIDS $FABD_PID"
+until grep -q 'sink ready' "$TMP/fabd.log"; do
+	kill -0 $FABD_PID 2>/dev/null || { cat "$TMP/fabd.log" >&2; fail "fabd exited"; }
+	sleep 0.05
+done
+until "$FABCTL" status >/dev/null 2>&1; do
+	kill -0 $FABD_PID 2>/dev/null || { cat "$TMP/fabd.log" >&2; fail "fabd exited"; }
+	sleep 0.05
+done
+
+run st "$FABCTL" status; expect_rc st 0
+expect_out st "^fabric $F: running\$"; expect_out st '^sink +1 +1 +0 +0$'; expect_out st '^source +1 +1 +0 +0$'; expect_out st '^jobs +0/8$'
+run stj "$FABCTL" -o json status; expect_rc stj 0
+pycheck stj "d['ok'] and d['fabric']=='$F' and {s['name']:s for s in d['stages']}['sink']['up']==1"
+
+run ps "$FABCTL" -o json ps; expect_rc ps 0
+pycheck ps "[p for p in d['processes'] if p['stage']=='sink' and p['replica']==0 and p['restarts']==0 and p['blocked']['object']=='jobs']"
+
+run sc "$FABCTL" scale sink 2; expect_rc sc 0; expect_out sc '^stage sink: 2 replicas$'
+until "$FABCTL" -o json ps | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if len([p for p in d["processes"] if p["stage"]=="sink"])==2 else 1)'; do
+	sleep 0.05
+done
+run scbad "$FABCTL" scale nosuch 2; expect_rc scbad 3; expect_err scbad 'fabd: no such stage'
+run scnum "$FABCTL" scale sink abc; expect_rc scnum 4; expect_err scnum 'fabd: '
+run scuse "$FABCTL" scale sink; expect_rc scuse 2
+
+run rs "$FABCTL" restart sink; expect_rc rs 0; expect_out rs '^stage sink: restarting$'
+run lim "$FABCTL" limit api 50 5; expect_rc lim 0; expect_out lim '^limiter api: rate 50/s burst 5$'
+run limj "$FABCTL" -o json limit api 40; expect_rc limj 0
+pycheck limj "d['ok'] and d['limiter']=='api' and d['rate']==40"
+run limbad "$FABCTL" limit nosuch 5; expect_rc limbad 3; expect_err limbad 'no such limiter'
+
+run dr "$FABCTL" -o json drain; expect_rc dr 0
+pycheck dr "d=={'ok':True,'state':'draining'}"
+"$FABCTL" cancel >/dev/null 2>&1 # may race fabd's exit: only the exit below is checked
+for _ in $(seq 1 1200); do kill -0 $FABD_PID 2>/dev/null || break; sleep 0.05; done
+wait $FABD_PID
+run gone "$FABCTL" status; expect_rc gone 6
+echo "control: ok"

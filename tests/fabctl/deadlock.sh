@@ -1,0 +1,43 @@
+#!/bin/bash
+# deadlock.sh - `fabctl blocked` on a deliberately deadlocked pair (stages
+# a.0 and b.0, each blocked sending to the other's full channel): one cycle
+# naming both pids and both channels, exit 8, in text and JSON.  Then the
+# same pair with a third process attached to d1 to receive (it could still
+# drain): no deadlock, exit 0.
+. "$LIB"
+F=fctl-dl-$$
+start_fixture deadlock "$F"
+A=$(fixture_val "$F" a)
+B=$(fixture_val "$F" b)
+
+run bl "$FABCTL" -f "$F" blocked; expect_rc bl 8
+expect_out bl "^$A +a\.0 +send +d1 .* pid $B\$"
+expect_out bl "^$B +b\.0 +send +d2 .* pid $A\$"
+[ "$(grep -c '^deadlock: ' "$TMP/bl.out")" -eq 1 ] || fail "one cycle expected"
+expect_out bl "^deadlock: stage (a\.0 \(pid $A\) sends on d1 \(full\) -> b\.0 \(pid $B\) sends on d2 \(full\) -> a\.0|b\.0 \(pid $B\) sends on d2 \(full\) -> a\.0 \(pid $A\) sends on d1 \(full\) -> b\.0)\$"
+run blj "$FABCTL" -f "$F" -o json blocked; expect_rc blj 8
+pycheck blj "len(d['deadlocks'])==1 and sorted(h['pid'] for h in d['deadlocks'][0]['cycle'])==sorted([$A,$B]) and sorted(h['channel'] for h in d['deadlocks'][0]['cycle'])==['d1','d2'] and all(h['op']=='send' and h['condition']=='full' for h in d['deadlocks'][0]['cycle'])"
+pycheck blj "all(b['deadlocked'] for b in d['blocked'])"
+run ps "$FABCTL" -f "$F" ps; expect_rc ps 0
+expect_out ps "^a\.0 +$A .* send d1 "
+
+G=fctl-nodl-$$
+start_fixture nodead "$G"
+C=$(fixture_val "$G" c)
+run nd "$FABCTL" -f "$G" blocked; expect_rc nd 0
+expect_out nd '^no deadlock$'
+expect_out nd "send +d1 .*pid .*$C"
+run ndj "$FABCTL" -f "$G" -o json blocked; expect_rc ndj 0
+pycheck ndj "d['deadlocks']==[] and not any(b['deadlocked'] for b in d['blocked'])"
+
+# A cycle of three stages, and a fourth process blocked behind it.
+H=fctl-ring-$$
+start_fixture ring3 "$H"
+A=$(fixture_val "$H" a); B=$(fixture_val "$H" b); C=$(fixture_val "$H" c); W=$(fixture_val "$H" w)
+run r3 "$FABCTL" -f "$H" blocked; expect_rc r3 8
+[ "$(grep -c '^deadlock: ' "$TMP/r3.out")" -eq 1 ] || fail "ring3: one cycle expected"
+expect_out r3 "a\.0 \(pid $A\) sends on d1 \(full\) -> b\.0 \(pid $B\) sends on d2 \(full\) -> c\.0 \(pid $C\) sends on d3 \(full\) -> a\.0|b\.0 \(pid $B\) sends on d2 \(full\) -> c\.0 \(pid $C\) sends on d3 \(full\) -> a\.0 \(pid $A\) sends on d1 \(full\) -> b\.0|c\.0 \(pid $C\) sends on d3 \(full\) -> a\.0 \(pid $A\) sends on d1 \(full\) -> b\.0 \(pid $B\) sends on d2 \(full\) -> c\.0"
+expect_out r3 "^behind the deadlock: pid $W sends on d1 \(full\)\$"
+run r3j "$FABCTL" -f "$H" -o json blocked; expect_rc r3j 8
+pycheck r3j "len(d['deadlocks'])==1 and sorted(h['pid'] for h in d['deadlocks'][0]['cycle'])==sorted([$A,$B,$C]) and d['behind_deadlock']==[$W]"
+echo "deadlock: ok"

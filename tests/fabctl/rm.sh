@@ -1,0 +1,34 @@
+#!/bin/bash
+# rm.sh - `fabctl rm`: refused (exit 4, naming the live pids) while
+# processes are attached; --force removes anyway; after the processes are
+# gone it succeeds without --force; a missing fabric is exit 3.
+. "$LIB"
+F=fctl-rm-$$
+start_fixture deadlock "$F"
+A=$(fixture_val "$F" a)
+P=$(fixture_val "$F" parent)
+run rm1 "$FABCTL" rm "$F"; expect_rc rm1 4
+expect_err rm1 "3 live processes attached \(pid .*$A"
+expect_err rm1 "$P"
+[ -e /dev/shm/fab.$F ] && [ -e /dev/shm/fab.$F.d1 ] || fail "refused rm removed something"
+
+# Children gone: the fabric stays (the fixture destroys it only on exit, so
+# kill it hard), and rm succeeds without --force.
+G=fctl-rm2-$$
+start_fixture deadlock "$G"
+GP=$(fixture_val "$G" parent)
+kill -KILL "$GP" "$(fixture_val "$G" a)" "$(fixture_val "$G" b)"
+for _ in $(seq 1 400); do
+	kill -0 "$(fixture_val "$G" a)" 2>/dev/null || kill -0 "$(fixture_val "$G" b)" 2>/dev/null || break
+	sleep 0.05
+done
+[ -e /dev/shm/fab.$G ] || fail "fabric $G vanished with its processes"
+run rm2 "$FABCTL" rm "$G"; expect_rc rm2 0; expect_out rm2 "removed fabric $G \(3 segments\)"
+[ ! -e /dev/shm/fab.$G ] && [ ! -e /dev/shm/fab.$G.d1 ] || fail "rm left segments"
+run rm3 "$FABCTL" rm "$G"; expect_rc rm3 3
+
+# --force while live
+run rm4 "$FABCTL" rm "$F" --force; expect_rc rm4 0
+ls /dev/shm | grep -q "^fab\.$F\(\.\|\$\)" && fail "rm --force left segments"
+run rm5 "$FABCTL" rm; expect_rc rm5 2
+echo "rm: ok"

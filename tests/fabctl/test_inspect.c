@@ -1,0 +1,246 @@
+/* test_inspect.c - fabctl's segment reader (tools/fabctl/inspect.c) on its
+ * own: a channel read and peeked; each kind of corruption written into a
+ * real segment (bad magic, version 0, absurd capacity, offsets out of
+ * range, a registry name without NUL, a file shorter than its header)
+ * reported with its message, never crashed on; and a segment truncated
+ * AFTER it was mapped, whose reads raise SIGBUS, reported too.  Runs in the
+ * sanitizer build as well.  Names derive from the runner's pid; the
+ * teardown (also after a failure) destroys the fabric. */
+#include <check.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <fab/fab.h>
+
+#include "inspect.h"
+#include "layout.h"
+
+static pid_t runner_pid;
+static char fabric[64];
+
+static void teardown(void)
+{
+	char path[128];
+	fab_fabric_destroy(fabric);
+	/* A control segment the test corrupted may defeat the destroy. */
+	snprintf(path, sizeof path, "/fab.%s.c1", fabric);
+	shm_unlink(path);
+	snprintf(path, sizeof path, "/fab.%s", fabric);
+	shm_unlink(path);
+}
+
+static void setup(void)
+{
+	teardown();
+	fab_fabric *f;
+	ck_assert_int_eq(fab_fabric_open(fabric, FAB_CREATE, &f), 0);
+	fab_chan_opts o = {.size = sizeof o, .capacity = 4, .msg_size = 64};
+	fab_chan *c;
+	ck_assert_int_eq(fab_chan_create(f, "c1", &o, &c), 0);
+	ck_assert_int_eq(fab_send(c, "m1", 2, NULL), 0);
+	ck_assert_int_eq(fab_send(c, "m2", 2, NULL), 0);
+	fab_chan_release(c);
+	fab_fabric_close(f);
+}
+
+/* A writable mapping of a segment (the test scribbles on it). */
+static uint8_t *rw_map(const char *path, size_t *size)
+{
+	int fd = shm_open(path, O_RDWR, 0);
+	ck_assert_int_ge(fd, 0);
+	off_t sz = lseek(fd, 0, SEEK_END);
+	void *p = mmap(NULL, (size_t)sz, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	ck_assert_ptr_ne(p, MAP_FAILED);
+	*size = (size_t)sz;
+	return p;
+}
+
+START_TEST(t_read_and_peek)
+{
+	fi_fabric *f;
+	ck_assert_int_eq(fi_open(fabric, &f), 0);
+	ck_assert_int_eq(fi_snapshot(f), 0);
+	ck_assert_uint_eq(f->nchans, 1);
+	ck_assert_str_eq(f->chans[0].name, "c1");
+	ck_assert_int_eq(f->chans[0].err, 0);
+	ck_assert_uint_eq(f->chans[0].len, 2);
+	ck_assert_uint_eq(f->chans[0].capacity, 4);
+	fi_close(f);
+	fi_msg *m;
+	unsigned n;
+	for (int round = 0; round < 2; round++) { /* not consumed */
+		ck_assert_int_eq(fi_peek(fabric, "c1", 10, &m, &n), 0);
+		ck_assert_uint_eq(n, 2);
+		ck_assert_uint_eq(m[0].len, 2);
+		ck_assert_int_eq(memcmp(m[0].data, "m1", 2), 0);
+		ck_assert_int_eq(memcmp(m[1].data, "m2", 2), 0);
+		fi_msgs_free(m, n);
+	}
+}
+END_TEST
+
+/* One scribble on the channel header: offset, 32-bit value, message. */
+static const struct {
+	size_t off;
+	uint32_t val;
+	const char *want;
+} scribbles[] = {
+    {0, 0x12345678, "bad magic"},
+    {offsetof(fab_chan_hdr, version), 0, "not initialised (version 0)"},
+    {offsetof(fab_chan_hdr, version), 0x00090000, "layout 9.0"},
+    {offsetof(fab_chan_hdr, capacity), 0xffffffffu, "absurd capacity"},
+    {offsetof(fab_chan_hdr, msg_size), 0xfffffff0u, "absurd msg_size"},
+    {offsetof(fab_chan_hdr, slots_off), 0x7ffff000u, "do not match"},
+    {offsetof(fab_chan_hdr, attach_off), 0x10, "do not match"},
+    {offsetof(fab_chan_hdr, nslots), 1u << 30, "do not match"},
+    {offsetof(fab_chan_hdr, total_size), 0x40000000u, "do not match"},
+};
+
+START_TEST(t_scribble)
+{
+	char path[128];
+	snprintf(path, sizeof path, "/fab.%s.c1", fabric);
+	size_t size;
+	uint8_t *p = rw_map(path, &size);
+	uint32_t saved;
+	memcpy(&saved, p + scribbles[_i].off, 4);
+	memcpy(p + scribbles[_i].off, &scribbles[_i].val, 4);
+	fi_chan c = {0};
+	int rc = fi_chan_read(fabric, "c1", FAB_OBJ_CHAN, &c);
+	ck_assert_int_ne(rc, 0);
+	ck_assert_msg(strstr(c.errmsg, scribbles[_i].want), "case %d: '%s' lacks '%s'", _i,
+		      c.errmsg, scribbles[_i].want);
+	fi_chan_free(&c);
+	fi_msg *m;
+	unsigned n;
+	ck_assert_int_ne(fi_peek(fabric, "c1", 10, &m, &n), 0);
+	ck_assert_ptr_null(m);
+	/* The snapshot keeps going: the channel carries the error. */
+	fi_fabric *f;
+	ck_assert_int_eq(fi_open(fabric, &f), 0);
+	ck_assert_int_eq(fi_snapshot(f), 0);
+	ck_assert_int_ne(f->chans[0].err, 0);
+	fi_close(f);
+	memcpy(p + scribbles[_i].off, &saved, 4);
+	munmap(p, size);
+}
+END_TEST
+
+START_TEST(t_registry_name_without_nul)
+{
+	char path[128];
+	snprintf(path, sizeof path, "/fab.%s", fabric);
+	size_t size;
+	uint8_t *p = rw_map(path, &size);
+	fab_chan_ent *e = (fab_chan_ent *)(p + FAB_CTL_CHANS_OFF);
+	memset(e[0].name, 'A', sizeof e[0].name);
+	fi_fabric *f;
+	ck_assert_int_eq(fi_open(fabric, &f), 0);
+	ck_assert_int_eq(fi_snapshot(f), 0);
+	ck_assert_uint_eq(f->nchans, 1);
+	ck_assert_int_eq(f->chans[0].err, FAB_ECORRUPT);
+	ck_assert_ptr_nonnull(strstr(f->chans[0].errmsg, "bad name"));
+	fi_close(f);
+	munmap(p, size);
+}
+END_TEST
+
+START_TEST(t_control_corrupt)
+{
+	char path[128];
+	snprintf(path, sizeof path, "/fab.%s", fabric);
+	size_t size;
+	uint8_t *p = rw_map(path, &size);
+	fab_ctl_hdr *h = (fab_ctl_hdr *)p;
+	fi_fabric *f;
+	uint64_t off = h->chans_off;
+	h->chans_off = 1ULL << 40;
+	ck_assert_int_eq(fi_open(fabric, &f), FAB_ECORRUPT);
+	ck_assert_ptr_nonnull(strstr(fi_errmsg(), "do not match"));
+	h->chans_off = off;
+	uint32_t v = h->version;
+	h->version = 0;
+	ck_assert_int_eq(fi_open(fabric, &f), FAB_ECORRUPT);
+	ck_assert_ptr_nonnull(strstr(fi_errmsg(), "version 0"));
+	h->version = v;
+	munmap(p, size);
+	/* Shorter than its header. */
+	int fd = shm_open(path, O_RDWR, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, 100), 0);
+	close(fd);
+	ck_assert_int_eq(fi_open(fabric, &f), FAB_ECORRUPT);
+	ck_assert_ptr_nonnull(strstr(fi_errmsg(), "smaller than its header"));
+}
+END_TEST
+
+/* A slot whose length exceeds the channel's message size. */
+START_TEST(t_slot_len)
+{
+	char path[128];
+	snprintf(path, sizeof path, "/fab.%s.c1", fabric);
+	size_t size;
+	uint8_t *p = rw_map(path, &size);
+	fab_chan_hdr *h = (fab_chan_hdr *)p;
+	fab_mslot *s = (fab_mslot *)(p + h->slots_off);
+	s->len = 1u << 30;
+	fi_msg *m;
+	unsigned n;
+	ck_assert_int_eq(fi_peek(fabric, "c1", 4, &m, &n), FAB_ECORRUPT);
+	ck_assert_ptr_nonnull(strstr(fi_errmsg(), "> msg_size"));
+	munmap(p, size);
+}
+END_TEST
+
+/* Mapped whole, then truncated to nothing: every read faults (SIGBUS). */
+START_TEST(t_truncated_after_map)
+{
+	char path[128];
+	snprintf(path, sizeof path, "/fab.%s.c1", fabric);
+	fi_seg s;
+	ck_assert_int_eq(fi_map(path, 0, &s), 0);
+	int fd = shm_open(path, O_RDWR, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, 0), 0);
+	close(fd);
+	fi_chan c = {0};
+	ck_assert_int_eq(fi_chan_read_seg(&s, "c1", FAB_OBJ_CHAN, &c), FAB_ECORRUPT);
+	ck_assert_msg(strstr(c.errmsg, "SIGBUS"), "%s", c.errmsg);
+	fi_chan_free(&c);
+	fi_msg *m;
+	unsigned n;
+	ck_assert_int_eq(fi_peek_seg(&s, "c1", 4, &m, &n), FAB_ECORRUPT);
+	ck_assert_ptr_nonnull(strstr(fi_errmsg(), "SIGBUS"));
+	fi_unmap(&s);
+	/* And through the path that maps afresh: too small now. */
+	ck_assert_int_eq(fi_chan_read(fabric, "c1", FAB_OBJ_CHAN, &c), FAB_ECORRUPT);
+	fi_chan_free(&c);
+}
+END_TEST
+
+int main(void)
+{
+	runner_pid = getpid();
+	snprintf(fabric, sizeof fabric, "fctl-insp-%d", (int)runner_pid);
+	Suite *s = suite_create("fabctl_inspect");
+	TCase *tc = tcase_create("inspect");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_unchecked_fixture(tc, NULL, teardown);
+	tcase_add_test(tc, t_read_and_peek);
+	tcase_add_loop_test(tc, t_scribble, 0, (int)(sizeof scribbles / sizeof scribbles[0]));
+	tcase_add_test(tc, t_registry_name_without_nul);
+	tcase_add_test(tc, t_control_corrupt);
+	tcase_add_test(tc, t_slot_len);
+	tcase_add_test(tc, t_truncated_after_map);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}

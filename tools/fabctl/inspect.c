@@ -1,0 +1,1010 @@
+/*
+ * inspect.c - a read-only snapshot of a fabric from its segments (see
+ * inspect.h).  The validation follows libfab's own mappers (fabric.c
+ * fab__ctl_validate, chan.c fab__chan_map, topic.c fab__topic_map) and
+ * fabd's metrics.c: the immutable header line is copied once, the geometry
+ * is recomputed from its parameters and compared field by field, and only
+ * then are offsets used.  Counters are never trusted: distances are
+ * clamped to the capacity and every scan is bounded by one lap of slots.
+ *
+ * Why not libfab: fab_fabric_open claims a process-table entry and
+ * fab_chan_open attaches a handle (and may take an spsc end); an inspector
+ * must not change what it shows.  Nothing here waits either: a header
+ * whose version word is still 0 is reported as not initialised.
+ *
+ * A segment file truncated after it was mapped would raise SIGBUS on the
+ * next read of a vanished page; every read of mapped memory runs under
+ * fi_guarded, whose handler siglongjmps back and reports the segment.
+ */
+#include "inspect.h"
+
+#include "atomic.h"
+#include "layout.h"
+
+#include <fab/fab.h>
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FI_HDR_BYTES 4096u
+#define FI_INFLIGHT_MAX 1024u
+#define FI_DELIVERIES_MAX 1000u
+
+/* ---- errors ---------------------------------------------------------- */
+
+static __thread char fi_errbuf[FI_ERR];
+
+static int fi_err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fi_err(int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(fi_errbuf, sizeof fi_errbuf, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+const char *fi_errmsg(void)
+{
+	return fi_errbuf;
+}
+
+/* ---- SIGBUS guard ---------------------------------------------------- */
+
+static sigjmp_buf fi_jb;
+static volatile sig_atomic_t fi_armed;
+static int fi_guard_ready;
+
+static void fi_sigbus(int sig)
+{
+	if (fi_armed) {
+		fi_armed = 0;
+		siglongjmp(fi_jb, 1);
+	}
+	/* Not ours: die of it as we would have without the handler. */
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* Run fn(arg) with SIGBUS turned into FAB_ECORRUPT.  fn keeps its state in
+ * *arg (not in locals of this frame), so the caller can clean up after a
+ * jump. */
+static int fi_guarded(int (*fn)(void *), void *arg, const char *what)
+{
+	if (!fi_guard_ready) {
+		struct sigaction sa;
+		memset(&sa, 0, sizeof sa);
+		sa.sa_handler = fi_sigbus;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGBUS, &sa, NULL);
+		fi_guard_ready = 1;
+	}
+	if (sigsetjmp(fi_jb, 1))
+		return fi_err(FAB_ECORRUPT, "%s: segment shrank while being read (SIGBUS)", what);
+	fi_armed = 1;
+	int rc = fn(arg);
+	fi_armed = 0;
+	return rc;
+}
+
+/* ---- names and segments ---------------------------------------------- */
+
+bool fi_name_ok(const char *s)
+{
+	size_t n = 0;
+	for (; s[n]; n++) {
+		char c = s[n];
+		if (n >= FAB_NAME_MAX || !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+					   (c >= '0' && c <= '9') || c == '_' || c == '-'))
+			return false;
+	}
+	return n > 0;
+}
+
+/* Copy a name field of shared memory (n bytes) into out[FI_NAME]; false
+ * unless it is NUL-terminated inside the field and a valid name. */
+static bool fi_copy_name(char *out, const char *field, size_t n)
+{
+	char tmp[64];
+	if (n > sizeof tmp)
+		n = sizeof tmp;
+	memcpy(tmp, field, n);
+	if (!memchr(tmp, 0, n) || !fi_name_ok(tmp))
+		return false;
+	memcpy(out, tmp, strlen(tmp) + 1);
+	return true;
+}
+
+int fi_map(const char *path, size_t min_size, fi_seg *s)
+{
+	s->base = NULL;
+	s->size = 0;
+	int fd = shm_open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return fi_err(FAB_ENOENT, "/dev/shm%s does not exist", path);
+		if (errno == EACCES || errno == ELOOP)
+			return fi_err(FAB_EPERM, "/dev/shm%s: permission denied", path);
+		return fi_err(FAB_ESYS, "shm_open %s: %s", path, strerror(errno));
+	}
+	struct stat sb;
+	if (fstat(fd, &sb) < 0) {
+		int e = errno;
+		close(fd);
+		return fi_err(FAB_ESYS, "fstat %s: %s", path, strerror(e));
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		close(fd);
+		return fi_err(FAB_EPERM, "/dev/shm%s is not a regular file", path);
+	}
+	if (sb.st_size < 0 || (uint64_t)sb.st_size < min_size) {
+		close(fd);
+		return fi_err(FAB_ECORRUPT, "/dev/shm%s is %lld bytes, smaller than its header",
+			      path, (long long)sb.st_size);
+	}
+	void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	int e = errno;
+	close(fd); /* the mapping keeps the object */
+	if (p == MAP_FAILED)
+		return fi_err(e == ENOMEM ? FAB_ENOMEM : FAB_ESYS, "mmap %s: %s", path,
+			      strerror(e));
+	s->base = p;
+	s->size = (size_t)sb.st_size;
+	return 0;
+}
+
+void fi_unmap(fi_seg *s)
+{
+	if (s->base)
+		munmap(s->base, s->size);
+	s->base = NULL;
+	s->size = 0;
+}
+
+/* The version word, without waiting: 0 is "not initialised yet". */
+static int fi_version(_Atomic uint32_t *word, const char *what, const char *name, uint32_t *v)
+{
+	/* Pairs with the creator's store_release of version: once seen, the
+	 * header written before it is visible. */
+	*v = load_acquire(word);
+	if (*v == 0)
+		return fi_err(FAB_ECORRUPT, "%s %s: not initialised (version 0)", what, name);
+	if ((*v >> 16) != FAB_LAYOUT_MAJOR)
+		return fi_err(FAB_EVERSION, "%s %s: layout %u.%u, fabctl reads %u.x", what, name,
+			      *v >> 16, *v & 0xffff, FAB_LAYOUT_MAJOR);
+	return 0;
+}
+
+/* ---- liveness -------------------------------------------------------- */
+
+/* Field 22 of /proc/<pid>/stat (start time in clock ticks) and the state
+ * letter; 0 when unreadable. */
+static uint64_t fi_start_time(uint32_t pid, char *state)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%u/stat", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	/* The command name may hold blanks and parentheses: fields resume
+	 * after the last ')'. */
+	char *p = strrchr(buf, ')');
+	if (!p || p[1] != ' ')
+		return 0;
+	p += 2;
+	if (state)
+		*state = *p;
+	/* p is field 3; field 22 is 19 fields on. */
+	for (int f = 3; f < 22 && *p; f++) {
+		p = strchr(p, ' ');
+		if (!p)
+			return 0;
+		p++;
+	}
+	return strtoull(p, NULL, 10);
+}
+
+bool fi_pid_alive(uint32_t pid, uint64_t start)
+{
+	if (pid == 0)
+		return false;
+	char st = 0;
+	uint64_t now = fi_start_time(pid, &st);
+	if (now == 0 || st == 'Z' || st == 'X')
+		return false;
+	return now == start;
+}
+
+/* ---- control segment ------------------------------------------------- */
+
+static int fi_ctl_validate(const fi_seg *s, const char *fabric)
+{
+	fab_ctl_hdr *h = (fab_ctl_hdr *)s->base;
+	uint32_t v;
+	int rc = fi_version(&h->version, "fabric", fabric, &v);
+	if (rc)
+		return rc;
+	if (h->magic != FAB_CTL_MAGIC)
+		return fi_err(FAB_ECORRUPT, "fabric %s: bad magic", fabric);
+	if ((v & 0xffff) < FAB_LAYOUT_MINOR)
+		return fi_err(FAB_EVERSION, "fabric %s: layout %u.%u predates %u.%u", fabric,
+			      v >> 16, v & 0xffff, FAB_LAYOUT_MAJOR, FAB_LAYOUT_MINOR);
+	if (h->hdr_size != sizeof(fab_ctl_hdr) || h->total_size != FAB_CTL_SIZE ||
+	    h->total_size > s->size || h->max_procs != FAB_MAX_PROCS ||
+	    h->max_chans != FAB_MAX_CHANS || h->max_ctxs != FAB_MAX_CTXS ||
+	    h->procs_off != FAB_CTL_PROCS_OFF || h->chans_off != FAB_CTL_CHANS_OFF ||
+	    h->ctxs_off != FAB_CTL_CTXS_OFF || h->lims_off != FAB_CTL_LIMS_OFF ||
+	    h->max_lims != FAB_MAX_LIMS || h->stages_off != FAB_CTL_STAGES_OFF ||
+	    h->lhists_off != FAB_CTL_LHISTS_OFF || h->max_stages != FAB_MAX_STAGES)
+		return fi_err(FAB_ECORRUPT, "fabric %s: header sizes do not match the segment",
+			      fabric);
+	return 0;
+}
+
+typedef struct fi_open_arg {
+	fi_fabric *f;
+} fi_open_arg;
+
+static int fi_open_read(void *p)
+{
+	fi_fabric *f = ((fi_open_arg *)p)->f;
+	int rc = fi_ctl_validate(&f->ctl, f->name);
+	if (rc)
+		return rc;
+	fab_ctl_hdr *h = (fab_ctl_hdr *)f->ctl.base;
+	f->created_ns = h->created_ns;
+	f->creator_uid = h->creator_uid;
+	return 0;
+}
+
+int fi_open(const char *name, fi_fabric **out)
+{
+	*out = NULL;
+	if (!name || !fi_name_ok(name))
+		return fi_err(FAB_EINVAL, "bad fabric name '%s' (want [A-Za-z0-9_-]{1,48})",
+			      name ? name : "");
+	fi_fabric *f = calloc(1, sizeof *f);
+	if (!f)
+		return fi_err(FAB_ENOMEM, "out of memory");
+	snprintf(f->name, sizeof f->name, "%s", name);
+	char path[80];
+	snprintf(path, sizeof path, "/fab.%s", name);
+	int rc = fi_map(path, sizeof(fab_ctl_hdr), &f->ctl);
+	if (rc == FAB_ENOENT)
+		fi_err(rc, "no fabric %s (/dev/shm/fab.%s does not exist)", name, name);
+	if (rc == 0) {
+		fi_open_arg a = {f};
+		rc = fi_guarded(fi_open_read, &a, path + 1);
+	}
+	if (rc) {
+		fi_unmap(&f->ctl);
+		free(f);
+		return rc;
+	}
+	*out = f;
+	return 0;
+}
+
+static void fi_snapshot_free(fi_fabric *f)
+{
+	for (uint32_t i = 0; i < f->nchans; i++)
+		fi_chan_free(&f->chans[i]);
+	free(f->chans);
+	free(f->procs);
+	free(f->stages);
+	f->chans = NULL;
+	f->procs = NULL;
+	f->stages = NULL;
+	f->nchans = f->nprocs = f->nstages = 0;
+}
+
+void fi_close(fi_fabric *f)
+{
+	if (!f)
+		return;
+	fi_snapshot_free(f);
+	fi_unmap(&f->ctl);
+	free(f);
+}
+
+/* Registry entries to read after the control segment (name and type). */
+typedef struct fi_reg {
+	uint32_t idx, type;
+	char name[FI_NAME];
+	bool bad;
+} fi_reg;
+
+typedef struct fi_ctl_arg {
+	fi_fabric *f;
+	fi_reg *reg;
+	uint32_t nreg;
+} fi_ctl_arg;
+
+/* Read the tables of the control segment (under the guard). */
+static int fi_ctl_read(void *p)
+{
+	fi_ctl_arg *a = p;
+	fi_fabric *f = a->f;
+	uint8_t *base = f->ctl.base;
+	fab_proc_ent *pe = (fab_proc_ent *)(base + FAB_CTL_PROCS_OFF);
+	for (uint32_t i = 0; i < FAB_MAX_PROCS; i++) {
+		/* Pairs with fab__proc_claim's store_release of LIVE: pid and
+		 * start time written before it are visible. */
+		uint64_t sg = load_acquire(&pe[i].sg);
+		if (FAB_SG_STATE(sg) == FAB_PROC_FREE)
+			continue;
+		fi_proc *q = &f->procs[f->nprocs++];
+		memset(q, 0, sizeof *q);
+		q->idx = i;
+		q->gen = FAB_SG_GEN(sg);
+		q->state = FAB_SG_STATE(sg);
+		q->pid = load_relaxed(&pe[i].pid);
+		q->uid = pe[i].uid;
+		q->start_time = load_relaxed(&pe[i].start_time);
+		q->attached_ns = load_relaxed(&pe[i].attached_ns);
+		q->calls = load_relaxed(&pe[i].calls);
+		/* Pairs with the sleeper's store_release of wait: wait_ns,
+		 * stored before it, belongs to this record. */
+		q->wait = load_acquire(&pe[i].wait);
+		q->wait_ns = load_relaxed(&pe[i].wait_ns);
+		q->stage = load_relaxed(&pe[i].stage);
+		q->replica = load_relaxed(&pe[i].replica);
+	}
+	fab_stage_ent *st = (fab_stage_ent *)(base + FAB_CTL_STAGES_OFF);
+	for (uint32_t i = 0; i < FAB_MAX_STAGES; i++) {
+		/* Pairs with fab_stage_open's store_release of state LIVE. */
+		if (load_acquire(&st[i].state) != FAB_ENT_LIVE)
+			continue;
+		fi_stage *s = &f->stages[f->nstages];
+		memset(s, 0, sizeof *s);
+		s->idx = i;
+		if (!fi_copy_name(s->name, st[i].name, sizeof st[i].name))
+			snprintf(s->name, sizeof s->name, "?%u", i); /* reported as such */
+		s->errors = load_relaxed(&st[i].errors);
+		s->opens = load_relaxed(&st[i].opens);
+		s->replicas_seen = load_relaxed(&st[i].replicas_seen);
+		f->nstages++;
+	}
+	fab_lim_ent *le = (fab_lim_ent *)(base + FAB_CTL_LIMS_OFF);
+	for (uint32_t i = 0; i < FAB_MAX_LIMS; i++) {
+		f->lim_names[i][0] = 0;
+		if (load_acquire(&le[i].state) == FAB_ENT_LIVE)
+			fi_copy_name(f->lim_names[i], le[i].name, sizeof le[i].name);
+	}
+	fab_ctx_ent *ce = (fab_ctx_ent *)(base + FAB_CTL_CTXS_OFF);
+	for (uint32_t i = 0; i < FAB_MAX_CTXS; i++) {
+		f->ctx_names[i][0] = 0;
+		if (load_acquire(&ce[i].state) == FAB_ENT_LIVE)
+			fi_copy_name(f->ctx_names[i], ce[i].name, sizeof ce[i].name);
+	}
+	fab_chan_ent *ents = (fab_chan_ent *)(base + FAB_CTL_CHANS_OFF);
+	for (uint32_t i = 0; i < FAB_MAX_CHANS; i++) {
+		fab_chan_ent *e = &ents[i];
+		/* Pairs with the creator's store_release of LIVE. */
+		if (load_acquire(&e->state) != FAB_ENT_LIVE)
+			continue;
+		uint64_t gen = load_acquire(&e->gen);
+		fi_reg *r = &a->reg[a->nreg];
+		r->idx = i;
+		r->bad = !fi_copy_name(r->name, e->name, sizeof e->name);
+		r->type = e->type;
+		/* Look again: an entry destroyed while we copied is gone, not
+		 * corrupt. */
+		fence_acquire();
+		if (load_relaxed(&e->state) != FAB_ENT_LIVE || load_relaxed(&e->gen) != gen)
+			continue;
+		if (r->type != FAB_OBJ_CHAN && r->type != FAB_OBJ_TOPIC)
+			r->bad = true;
+		a->nreg++;
+	}
+	return 0;
+}
+
+int fi_snapshot(fi_fabric *f)
+{
+	fi_snapshot_free(f);
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	f->mono_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	f->real_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	f->procs = calloc(FAB_MAX_PROCS, sizeof *f->procs);
+	f->stages = calloc(FAB_MAX_STAGES, sizeof *f->stages);
+	fi_ctl_arg a = {f, calloc(FAB_MAX_CHANS, sizeof(fi_reg)), 0};
+	if (!f->procs || !f->stages || !a.reg) {
+		free(a.reg);
+		return fi_err(FAB_ENOMEM, "out of memory");
+	}
+	int rc = fi_guarded(fi_ctl_read, &a, f->name);
+	if (rc) {
+		free(a.reg);
+		return rc;
+	}
+	for (uint32_t i = 0; i < f->nprocs; i++) {
+		fi_proc *q = &f->procs[i];
+		q->live = q->state == FAB_PROC_LIVE && fi_pid_alive(q->pid, q->start_time);
+		if (q->stage > 0 && q->stage <= FAB_MAX_STAGES)
+			for (uint32_t s = 0; s < f->nstages; s++)
+				if (f->stages[s].idx == q->stage - 1)
+					snprintf(q->stage_name, sizeof q->stage_name, "%s",
+						 f->stages[s].name);
+	}
+	f->chans = calloc(a.nreg ? a.nreg : 1, sizeof *f->chans);
+	if (!f->chans) {
+		free(a.reg);
+		return fi_err(FAB_ENOMEM, "out of memory");
+	}
+	for (uint32_t i = 0; i < a.nreg; i++) {
+		fi_chan *c = &f->chans[f->nchans++];
+		memset(c, 0, sizeof *c);
+		c->reg_idx = a.reg[i].idx;
+		c->type = a.reg[i].type;
+		if (a.reg[i].bad) {
+			snprintf(c->name, sizeof c->name, "?%u", a.reg[i].idx);
+			c->err = FAB_ECORRUPT;
+			snprintf(c->errmsg, sizeof c->errmsg,
+				 "fabric %s: registry entry %u: bad name or type", f->name,
+				 a.reg[i].idx);
+			continue;
+		}
+		fi_chan_read(f->name, a.reg[i].name, a.reg[i].type, c);
+		c->reg_idx = a.reg[i].idx;
+	}
+	free(a.reg);
+	return 0;
+}
+
+const fi_chan *fi_chan_by_reg(const fi_fabric *f, uint32_t reg_idx)
+{
+	for (uint32_t i = 0; i < f->nchans; i++)
+		if (f->chans[i].reg_idx == reg_idx)
+			return &f->chans[i];
+	return NULL;
+}
+
+const fi_proc *fi_proc_by_idx(const fi_fabric *f, uint32_t idx)
+{
+	for (uint32_t i = 0; i < f->nprocs; i++)
+		if (f->procs[i].idx == idx)
+			return &f->procs[i];
+	return NULL;
+}
+
+/* ---- channel segments ------------------------------------------------ */
+
+static uint32_t fi_pow2(uint32_t v)
+{
+	uint32_t p = 1;
+	while (p < v && p < (1u << 31))
+		p <<= 1;
+	return p;
+}
+
+typedef struct fi_geom {
+	uint32_t ring, nslots, slot_size, payload_off, ent_stride;
+	uint32_t msg_size, capacity, delivery; /* the validated copies */
+	uint64_t attach_off, ents_off, slots_off, total;
+} fi_geom;
+
+/* Channel geometry as chan.c fab__geometry computes it. */
+static bool fi_chan_geometry(uint32_t kind, uint32_t delivery, uint32_t capacity, uint32_t msg_size,
+			     fi_geom *g)
+{
+	uint32_t mhdr = delivery == FAB_AT_LEAST_ONCE ? (uint32_t)sizeof(fab_mslot_alo)
+						      : (uint32_t)sizeof(fab_mslot);
+	if (delivery == FAB_AT_LEAST_ONCE)
+		kind = FAB_MPMC;
+	g->nslots = fi_pow2(capacity ? capacity : 1);
+	g->attach_off = FI_HDR_BYTES;
+	uint64_t after_attach = g->attach_off + FAB_ATTACH_MAX * sizeof(uint64_t);
+	uint32_t tail = msg_size % 64u;
+	if (kind == FAB_SPSC && capacity > 0 && (msg_size <= 56 || (tail && tail <= 56))) {
+		g->ring = FAB_RING_SPSC_INLINE;
+		g->slot_size = msg_size <= 56 ? fi_pow2(8 + msg_size)
+					      : (uint32_t)((8u + msg_size + 63u) & ~63u);
+		g->slots_off = (after_attach + 4095u) & ~4095ULL;
+		g->ents_off = g->slots_off;
+		g->payload_off = 8;
+		g->ent_stride = g->slot_size;
+	} else if (kind == FAB_SPSC && capacity > 0) {
+		g->ring = FAB_RING_SPSC;
+		g->slot_size = (msg_size + 7u) & ~7u;
+		g->ents_off = after_attach;
+		g->slots_off = (g->ents_off + (uint64_t)g->nslots * 8u + 4095u) & ~4095ULL;
+		g->payload_off = 0;
+		g->ent_stride = 8;
+	} else {
+		g->ring = FAB_RING_MPMC;
+		g->slot_size = (uint32_t)((mhdr + msg_size + 63u) & ~63u);
+		g->ents_off = after_attach;
+		g->slots_off = (after_attach + 4095u) & ~4095ULL;
+		g->payload_off = mhdr;
+		g->ent_stride = 0;
+	}
+	uint64_t total = g->slots_off + (uint64_t)g->nslots * g->slot_size;
+	g->total = (total + 4095u) & ~4095ULL;
+	return g->total <= (1ULL << 32);
+}
+
+/* Validate a channel header against the mapped size; fills g. */
+static int fi_chan_validate(const fi_seg *s, const char *name, fi_geom *g)
+{
+	fab_chan_hdr *h = (fab_chan_hdr *)s->base;
+	uint32_t v;
+	int rc = fi_version(&h->version, "channel", name, &v);
+	if (rc)
+		return rc;
+	if (h->magic != FAB_CHAN_MAGIC)
+		return fi_err(FAB_ECORRUPT, "channel %s: bad magic", name);
+	/* Copy the immutable line once: a scribbler cannot move our bounds
+	 * between the check and the use. */
+	uint32_t kind = h->kind, cap = h->capacity, msz = h->msg_size, dlv = h->delivery;
+	uint32_t mif = h->max_inflight, mdl = h->max_deliveries;
+	if (kind != FAB_SPSC && kind != FAB_MPMC)
+		return fi_err(FAB_ECORRUPT, "channel %s: bad kind %u", name, kind);
+	if (cap > FAB_CAPACITY_MAX)
+		return fi_err(FAB_ECORRUPT, "channel %s: absurd capacity %u", name, cap);
+	if (msz > FAB_MSG_SIZE_MAX)
+		return fi_err(FAB_ECORRUPT, "channel %s: absurd msg_size %u", name, msz);
+	if ((dlv != FAB_AT_MOST_ONCE && dlv != FAB_AT_LEAST_ONCE) ||
+	    (dlv == FAB_AT_LEAST_ONCE &&
+	     (mif == 0 || mif > FI_INFLIGHT_MAX || mdl == 0 || mdl > FI_DELIVERIES_MAX)))
+		return fi_err(FAB_ECORRUPT, "channel %s: bad delivery parameters", name);
+	if (!fi_chan_geometry(kind, dlv, cap, msz, g) || h->hdr_size != sizeof(fab_chan_hdr) ||
+	    h->ring != g->ring || h->nslots != g->nslots || h->slot_size != g->slot_size ||
+	    h->attach_off != g->attach_off || h->ents_off != g->ents_off ||
+	    h->slots_off != g->slots_off || h->total_size != g->total ||
+	    h->attach_max != FAB_ATTACH_MAX || h->producers == 0 ||
+	    h->producers > FAB_PRODUCERS_MAX)
+		return fi_err(FAB_ECORRUPT, "channel %s: header offsets or sizes do not match",
+			      name);
+	if (g->total > s->size)
+		return fi_err(FAB_ECORRUPT, "channel %s: segment is %zu bytes, header says %llu",
+			      name, s->size, (unsigned long long)g->total);
+	g->msg_size = msz;
+	g->capacity = cap;
+	g->delivery = dlv;
+	return 0;
+}
+
+/* Messages given back and waiting behind head (at-least-once): a scan of
+ * at most one lap of slot words. */
+static uint64_t fi_returned_now(fab_chan_hdr *h, const fi_geom *g)
+{
+	uint8_t *slots = (uint8_t *)h + g->slots_off;
+	uint64_t hd = load_acquire(&h->head), n = 0;
+	uint64_t lo = load_acquire(&h->redo_low);
+	if ((int64_t)(hd - lo) > (int64_t)g->nslots || (int64_t)(hd - lo) < 0)
+		lo = hd - g->nslots;
+	for (uint64_t q = lo; q != hd; q++) {
+		fab_mslot *s = (fab_mslot *)(slots + (size_t)(q & (g->nslots - 1)) * g->slot_size);
+		uint64_t w = load_acquire(&s->state);
+		if (FAB_SW_SAMEPOS(w, q) &&
+		    (FAB_SW_STATE(w) == FAB_SLOT_FULL || FAB_SW_STATE(w) == FAB_SLOT_RETURNING))
+			n++;
+	}
+	return n;
+}
+
+typedef struct fi_chan_arg {
+	const fi_seg *s;
+	const char *name;
+	fi_chan *c;
+} fi_chan_arg;
+
+static int fi_chan_read_guarded(void *p)
+{
+	fi_chan_arg *a = p;
+	fi_chan *c = a->c;
+	fi_geom g;
+	int rc = fi_chan_validate(a->s, a->name, &g);
+	if (rc)
+		return rc;
+	fab_chan_hdr *h = (fab_chan_hdr *)a->s->base;
+	c->kind = h->kind;
+	c->ring = g.ring;
+	c->delivery = g.delivery;
+	c->capacity = g.capacity;
+	c->msg_size = g.msg_size;
+	c->producers = h->producers;
+	c->closes = load_relaxed(&h->closes);
+	c->closed = load_relaxed(&h->closed) != 0;
+	c->send_waiters = load_relaxed(&h->send_waiters);
+	c->recv_waiters = load_relaxed(&h->recv_waiters);
+	/* Depth as fab__chan_len_raw: clamped, never trusted. */
+	uint64_t t = load_acquire(&h->tail), hd = load_acquire(&h->head);
+	int64_t d = (int64_t)(t - hd);
+	if (d < 0)
+		d = 0;
+	if (c->delivery == FAB_AT_LEAST_ONCE)
+		d += (int64_t)fi_returned_now(h, &g);
+	if (d > (int64_t)c->capacity)
+		d = c->capacity;
+	c->len = (uint64_t)d;
+	uint64_t skipped = load_relaxed(&h->skipped);
+	uint64_t tl = t - h->start_pos, hdd = hd - h->start_pos;
+	c->sent = tl - (skipped <= tl ? skipped : tl);
+	c->received = hdd - (skipped <= hdd ? skipped : hdd);
+	if (c->capacity == 0)
+		c->sent = c->received;
+	if (c->delivery == FAB_AT_LEAST_ONCE) {
+		c->redelivered = load_relaxed(&h->redelivered);
+		c->dead_lettered = load_relaxed(&h->dead_lettered);
+		c->dead_dropped = load_relaxed(&h->dead_dropped);
+	}
+	_Atomic uint64_t *att = (_Atomic uint64_t *)(a->s->base + g.attach_off);
+	for (uint32_t i = 0; i < FAB_ATTACH_MAX; i++) {
+		uint64_t w = load_relaxed(&att[i]);
+		uint32_t tag = FAB_ATT_TAG(w);
+		if (w == 0 || !(tag & FAB_TAG_VALID))
+			continue;
+		uint32_t role = FAB_ATT_ROLE(w);
+		if (role & FAB_SEND)
+			c->senders++;
+		if (role & FAB_RECV)
+			c->receivers++;
+		c->att[c->natt].proc = FAB_TAG_IDX(tag);
+		c->att[c->natt].gen = FAB_TAG_GEN(tag);
+		c->att[c->natt].role = role;
+		c->natt++;
+	}
+	return 0;
+}
+
+typedef struct fi_topic_arg {
+	const fi_seg *s;
+	const char *name;
+	fi_chan *c;
+} fi_topic_arg;
+
+static int fi_topic_read_guarded(void *p)
+{
+	fi_topic_arg *a = p;
+	fi_chan *c = a->c;
+	fab_topic_hdr *h = (fab_topic_hdr *)a->s->base;
+	uint32_t v;
+	int rc = fi_version(&h->version, "topic", a->name, &v);
+	if (rc)
+		return rc;
+	if (h->magic != FAB_TOPIC_MAGIC)
+		return fi_err(FAB_ECORRUPT, "topic %s: bad magic", a->name);
+	uint32_t cap = h->capacity, msz = h->msg_size;
+	if (cap == 0 || cap > FAB_CAPACITY_MAX)
+		return fi_err(FAB_ECORRUPT, "topic %s: absurd capacity %u", a->name, cap);
+	if (msz > FAB_MSG_SIZE_MAX)
+		return fi_err(FAB_ECORRUPT, "topic %s: absurd msg_size %u", a->name, msz);
+	uint32_t n = fi_pow2(cap);
+	uint32_t slot = (uint32_t)((sizeof(fab_mslot) + (uint64_t)msz + 63u) & ~63ULL);
+	uint64_t total = ((FAB_TOPIC_SLOTS_OFF + (uint64_t)n * slot) + 4095u) & ~4095ULL;
+	if (total > (1ULL << 32) || h->hdr_size != sizeof(fab_topic_hdr) || h->nslots != n ||
+	    h->slot_size != slot || h->subs_off != FAB_TOPIC_SUBS_OFF ||
+	    h->slots_off != FAB_TOPIC_SLOTS_OFF || h->total_size != total ||
+	    h->sub_max != FAB_TOPIC_SUBS_MAX)
+		return fi_err(FAB_ECORRUPT, "topic %s: header offsets or sizes do not match",
+			      a->name);
+	if (total > a->s->size)
+		return fi_err(FAB_ECORRUPT, "topic %s: segment is %zu bytes, header says %llu",
+			      a->name, a->s->size, (unsigned long long)total);
+	c->kind = FAB_MPMC;
+	c->capacity = cap;
+	c->msg_size = msz;
+	c->delivery = FAB_AT_MOST_ONCE;
+	c->producers = 0;
+	c->sent = load_relaxed(&h->published);
+	c->dropped = load_relaxed(&h->dropped_total);
+	c->recv_waiters = load_relaxed(&h->data_waiters);
+	c->send_waiters = load_relaxed(&h->space_waiters);
+	uint64_t tail = load_acquire(&h->tail), lag = 0, got = 0;
+	fab_topic_sub *subs = (fab_topic_sub *)(a->s->base + FAB_TOPIC_SUBS_OFF);
+	for (uint32_t i = 0; i < FAB_TOPIC_SUBS_MAX; i++) {
+		uint64_t sw = load_acquire(&subs[i].sw);
+		if (FAB_TSUB_STATE(sw) != FAB_TSUB_ACTIVE)
+			continue;
+		c->receivers++;
+		got += load_relaxed(&subs[i].delivered);
+		uint64_t cur = load_acquire(&subs[i].cursor);
+		if ((int64_t)(tail - cur) > (int64_t)lag)
+			lag = tail - cur;
+		uint32_t tag = FAB_TSUB_TAG(sw);
+		if (tag & FAB_TAG_VALID) {
+			c->att[c->natt].proc = FAB_TAG_IDX(tag);
+			c->att[c->natt].gen = FAB_TAG_GEN(tag);
+			c->att[c->natt].role = FAB_RECV;
+			c->natt++;
+		}
+	}
+	c->received = got;
+	c->len = lag > cap ? cap : lag;
+	return 0;
+}
+
+void fi_chan_free(fi_chan *c)
+{
+	free(c->att);
+	c->att = NULL;
+	c->natt = 0;
+}
+
+int fi_chan_read_seg(const fi_seg *s, const char *name, uint32_t type, fi_chan *c)
+{
+	uint32_t reg = c->reg_idx;
+	free(c->att);
+	memset(c, 0, sizeof *c);
+	c->reg_idx = reg;
+	c->type = type;
+	snprintf(c->name, sizeof c->name, "%s", name);
+	c->att = calloc(FAB_ATTACH_MAX, sizeof *c->att);
+	if (!c->att) {
+		c->err = fi_err(FAB_ENOMEM, "out of memory");
+		snprintf(c->errmsg, sizeof c->errmsg, "%s", fi_errbuf);
+		return c->err;
+	}
+	int rc;
+	if (type == FAB_OBJ_TOPIC) {
+		fi_topic_arg a = {s, name, c};
+		rc = s->size < FAB_TOPIC_SUBS_OFF
+			 ? fi_err(FAB_ECORRUPT, "topic %s: segment smaller than its header", name)
+			 : fi_guarded(fi_topic_read_guarded, &a, name);
+	} else {
+		fi_chan_arg a = {s, name, c};
+		rc = s->size < FI_HDR_BYTES
+			 ? fi_err(FAB_ECORRUPT, "channel %s: segment smaller than its header", name)
+			 : fi_guarded(fi_chan_read_guarded, &a, name);
+	}
+	if (rc) {
+		c->err = rc;
+		c->natt = 0;
+		snprintf(c->errmsg, sizeof c->errmsg, "%s", fi_errbuf);
+	}
+	return rc;
+}
+
+int fi_chan_read(const char *fabric, const char *name, uint32_t type, fi_chan *c)
+{
+	char path[128];
+	snprintf(path, sizeof path, "/fab.%s.%s", fabric, name);
+	fi_seg s;
+	int rc = fi_map(path, FI_HDR_BYTES, &s);
+	if (rc) {
+		uint32_t reg = c->reg_idx;
+		free(c->att);
+		memset(c, 0, sizeof *c);
+		c->reg_idx = reg;
+		c->type = type;
+		snprintf(c->name, sizeof c->name, "%s", name);
+		c->err = rc;
+		snprintf(c->errmsg, sizeof c->errmsg, "%s", fi_errbuf);
+		return rc;
+	}
+	rc = fi_chan_read_seg(&s, name, type, c);
+	fi_unmap(&s);
+	return rc;
+}
+
+/* ---- peek ------------------------------------------------------------ */
+
+typedef struct fi_peek_arg {
+	const fi_seg *s;
+	const char *name;
+	unsigned n;
+	fi_msg *msgs; /* n entries, zeroed; data pointers kept for cleanup */
+	unsigned count;
+} fi_peek_arg;
+
+/* Copy len bytes of a slot; the copy is kept only if the slot still holds
+ * the same message afterwards (checked by the caller). */
+static int fi_peek_take(fi_peek_arg *a, uint64_t pos, const uint8_t *src, uint32_t len,
+			uint32_t returns)
+{
+	fi_msg *m = &a->msgs[a->count];
+	free(m->data);
+	m->data = malloc(len ? len : 1);
+	if (!m->data)
+		return fi_err(FAB_ENOMEM, "out of memory");
+	memcpy(m->data, src, len);
+	m->pos = pos;
+	m->len = len;
+	m->returns = returns;
+	return 0;
+}
+
+static int fi_peek_spsc(fi_peek_arg *a, fab_chan_hdr *h, const fi_geom *g)
+{
+	uint8_t *base = a->s->base;
+	uint64_t hd = load_acquire(&h->head);
+	/* The commit words are the truth (tail may be published in batches):
+	 * walk from head while each word commits its own position, at most
+	 * one lap. */
+	for (uint64_t pos = hd; pos - hd < g->nslots && a->count < a->n; pos++) {
+		size_t idx = (size_t)(pos & (g->nslots - 1));
+		_Atomic uint64_t *wp =
+		    (_Atomic uint64_t *)(base + g->ents_off + idx * (size_t)g->ent_stride);
+		/* Pairs with fab__spsc_publish's store_release of the word:
+		 * the payload written before it is visible. */
+		uint64_t e = load_acquire(wp);
+		if (FAB_SE_MARK(e) != FAB_SE_MARK(FAB_SE_FULL(pos, 0)))
+			break;
+		uint32_t len = FAB_SE_LEN(e);
+		if (len > g->msg_size)
+			return fi_err(FAB_ECORRUPT,
+				      "channel %s: message at %llu is %u bytes > msg_size", a->name,
+				      (unsigned long long)pos, len);
+		int rc = fi_peek_take(
+		    a, pos, base + g->slots_off + idx * (size_t)g->slot_size + g->payload_off, len,
+		    0);
+		if (rc)
+			return rc;
+		fence_acquire();
+		/* Consumed (and maybe overwritten) while we copied: stop. */
+		if (load_relaxed(wp) != e || load_acquire(&h->head) > pos)
+			break;
+		a->count++;
+	}
+	return 0;
+}
+
+static int fi_peek_mpmc(fi_peek_arg *a, fab_chan_hdr *h, const fi_geom *g)
+{
+	uint8_t *slots = a->s->base + g->slots_off;
+	uint64_t hd = load_acquire(&h->head), tl = load_acquire(&h->tail);
+	uint64_t lo = hd;
+	if (g->delivery == FAB_AT_LEAST_ONCE) {
+		/* Given-back messages wait behind head for redelivery. */
+		lo = load_acquire(&h->redo_low);
+		if ((int64_t)(hd - lo) > (int64_t)g->nslots || (int64_t)(hd - lo) < 0)
+			lo = hd;
+	}
+	if ((int64_t)(tl - lo) < 0)
+		tl = lo;
+	if (tl - lo > g->nslots)
+		tl = lo + g->nslots;
+	for (uint64_t pos = lo; pos != tl && a->count < a->n; pos++) {
+		fab_mslot *s =
+		    (fab_mslot *)(slots + (size_t)(pos & (g->nslots - 1)) * g->slot_size);
+		/* Pairs with the producer's store_release of FULL. */
+		uint64_t w = load_acquire(&s->state);
+		if (!FAB_SW_SAMEPOS(w, pos) || FAB_SW_STATE(w) != FAB_SLOT_FULL)
+			continue; /* being written, being read, leased or skipped */
+		uint32_t len = s->len, ret = s->returns;
+		if (len > g->msg_size)
+			return fi_err(FAB_ECORRUPT,
+				      "channel %s: message at %llu is %u bytes > msg_size", a->name,
+				      (unsigned long long)pos, len);
+		int rc = fi_peek_take(a, pos, (uint8_t *)s + g->payload_off, len, ret);
+		if (rc)
+			return rc;
+		fence_acquire();
+		if (load_relaxed(&s->state) != w)
+			continue; /* taken while we copied */
+		a->count++;
+	}
+	return 0;
+}
+
+static int fi_peek_guarded(void *p)
+{
+	fi_peek_arg *a = p;
+	fi_geom g;
+	int rc = fi_chan_validate(a->s, a->name, &g);
+	if (rc)
+		return rc;
+	fab_chan_hdr *h = (fab_chan_hdr *)a->s->base;
+	if (g.ring == FAB_RING_MPMC)
+		return fi_peek_mpmc(a, h, &g);
+	return fi_peek_spsc(a, h, &g);
+}
+
+void fi_msgs_free(fi_msg *msgs, unsigned count)
+{
+	if (!msgs)
+		return;
+	for (unsigned i = 0; i < count; i++)
+		free(msgs[i].data);
+	free(msgs);
+}
+
+int fi_peek_seg(const fi_seg *s, const char *name, unsigned n, fi_msg **msgs, unsigned *count)
+{
+	*msgs = NULL;
+	*count = 0;
+	if (s->size < FI_HDR_BYTES)
+		return fi_err(FAB_ECORRUPT, "channel %s: segment smaller than its header", name);
+	fi_peek_arg a = {s, name, n, calloc(n ? n : 1, sizeof(fi_msg)), 0};
+	if (!a.msgs)
+		return fi_err(FAB_ENOMEM, "out of memory");
+	int rc = fi_guarded(fi_peek_guarded, &a, name);
+	/* A copy left over from a rejected attempt sits past count. */
+	if (rc || a.count < n) {
+		for (unsigned i = a.count; i < n; i++) {
+			free(a.msgs[i].data);
+			a.msgs[i].data = NULL;
+		}
+	}
+	if (rc) {
+		fi_msgs_free(a.msgs, a.count);
+		return rc;
+	}
+	*msgs = a.msgs;
+	*count = a.count;
+	return 0;
+}
+
+int fi_peek(const char *fabric, const char *name, unsigned n, fi_msg **msgs, unsigned *count)
+{
+	*msgs = NULL;
+	*count = 0;
+	if (!fi_name_ok(name))
+		return fi_err(FAB_EINVAL, "bad channel name '%s'", name);
+	char path[128];
+	snprintf(path, sizeof path, "/fab.%s.%s", fabric, name);
+	fi_seg s;
+	int rc = fi_map(path, FI_HDR_BYTES, &s);
+	if (rc == FAB_ENOENT)
+		return fi_err(rc, "fabric %s has no channel %s", fabric, name);
+	if (rc)
+		return rc;
+	/* A topic has its own magic: say so rather than "bad magic". */
+	if (s.size >= 8 && *(const uint64_t *)s.base == FAB_TOPIC_MAGIC) {
+		fi_unmap(&s);
+		return fi_err(FAB_EINVAL, "%s is a topic; peek reads channels", name);
+	}
+	rc = fi_peek_seg(&s, name, n, msgs, count);
+	fi_unmap(&s);
+	return rc;
+}
+
+/* ---- fabrics on this machine ------------------------------------------ */
+
+static int fi_cmp_name(const void *a, const void *b)
+{
+	return strcmp((const char *)a, (const char *)b);
+}
+
+int fi_list_fabrics(char (**names)[FI_NAME])
+{
+	*names = NULL;
+	DIR *d = opendir("/dev/shm");
+	if (!d)
+		return fi_err(-1, "/dev/shm: %s", strerror(errno)), -1;
+	size_t n = 0, cap = 0;
+	char(*v)[FI_NAME] = NULL;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		const char *s = de->d_name;
+		if (strncmp(s, "fab.", 4) || strchr(s + 4, '.') || !fi_name_ok(s + 4))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			void *nv = realloc(v, cap * sizeof *v);
+			if (!nv) {
+				free(v);
+				closedir(d);
+				return -1;
+			}
+			v = nv;
+		}
+		snprintf(v[n++], FI_NAME, "%s", s + 4);
+	}
+	closedir(d);
+	if (n)
+		qsort(v, n, sizeof *v, fi_cmp_name);
+	*names = v;
+	return (int)n;
+}

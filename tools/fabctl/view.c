@@ -1,0 +1,587 @@
+/*
+ * view.c - the listing verbs of fabctl: ls (fabrics), chan (channels and
+ * topics, with rates from two samples), ps (live processes and what each
+ * sleeps on) and top (both, refreshed).  Everything comes from inspect.c's
+ * read-only snapshots; only ps asks fabd (for restarts) when it answers.
+ */
+#include "cli.h"
+#include "fabctl.h"
+
+#include "layout.h"
+
+#include <fab/fab.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- small formatting helpers ----------------------------------------- */
+
+static void fmt_time(int64_t real_ns, char *out, size_t n)
+{
+	time_t t = (time_t)(real_ns / 1000000000);
+	struct tm tm;
+	if (real_ns <= 0 || !gmtime_r(&t, &tm)) {
+		snprintf(out, n, "-");
+		return;
+	}
+	strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void fmt_dur(double s, char *out, size_t n)
+{
+	if (s < 0)
+		s = 0;
+	if (s < 60)
+		snprintf(out, n, "%.1fs", s);
+	else if (s < 3600)
+		snprintf(out, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
+	else if (s < 86400)
+		snprintf(out, n, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
+	else
+		snprintf(out, n, "%dd%02dh", (int)(s / 86400), (int)(s / 3600) % 24);
+}
+
+static void fill_bar(uint64_t len, uint64_t cap, char *out, size_t n)
+{
+	if (cap == 0) {
+		snprintf(out, n, "%s", "-");
+		return;
+	}
+	int w = 10, k = (int)((len * (uint64_t)w + cap - 1) / cap);
+	if (k > w)
+		k = w;
+	if (n < (size_t)w + 3) {
+		out[0] = 0;
+		return;
+	}
+	out[0] = '[';
+	for (int i = 0; i < w; i++)
+		out[1 + i] = i < k ? '#' : '.';
+	out[w + 1] = ']';
+	out[w + 2] = 0;
+}
+
+static const char *kind_name(const fi_chan *c)
+{
+	if (c->type == FAB_OBJ_TOPIC)
+		return "topic";
+	return c->kind == FAB_SPSC ? "spsc" : "mpmc";
+}
+
+static const char *delivery_name(const fi_chan *c)
+{
+	return c->delivery == FAB_AT_LEAST_ONCE ? "at-least-once" : "at-most-once";
+}
+
+static int64_t now_ns(clockid_t id)
+{
+	struct timespec ts;
+	clock_gettime(id, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- ls --------------------------------------------------------------- */
+
+int fabctl_ls(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (fabctl_is_help(argv[i])) {
+			puts("usage: fabctl [-o json] ls\n"
+			     "The fabrics with a control segment in /dev/shm: name, created, live\n"
+			     "processes, channels and topics, creator uid.  A segment that fails\n"
+			     "validation is listed with its error (exit 5).");
+			return 0;
+		}
+		int r = fabctl_common_opt(argc, argv, &i);
+		if (r <= 0)
+			return r < 0
+				   ? FABCTL_EXIT_USAGE
+				   : fabctl_fail(FABCTL_EXIT_USAGE, "ls: unexpected '%s'", argv[i]);
+	}
+	char(*names)[FI_NAME];
+	int n = fi_list_fabrics(&names);
+	if (n < 0)
+		return fabctl_fail(FABCTL_EXIT_ERROR, "%s", fi_errmsg());
+	int rc = 0;
+	if (fabctl_o.json)
+		fputs("{\"fabrics\":[", stdout);
+	else
+		printf("%-24s %-20s %5s %8s %6s\n", "FABRIC", "CREATED", "LIVE", "CHANNELS", "UID");
+	for (int i = 0; i < n; i++) {
+		fi_fabric *f;
+		int e = fi_open(names[i], &f);
+		if (e == 0 && (e = fi_snapshot(f))) {
+			fi_close(f);
+			f = NULL;
+		}
+		if (fabctl_o.json) {
+			fputs(i ? ",{\"name\":" : "{\"name\":", stdout);
+			js_str(stdout, names[i]);
+		}
+		if (e) {
+			rc = fabctl_exit_for(e) == FABCTL_EXIT_CORRUPT
+				 ? FABCTL_EXIT_CORRUPT
+				 : (rc ? rc : FABCTL_EXIT_ERROR);
+			if (fabctl_o.json) {
+				fputs(",\"error\":", stdout);
+				js_str(stdout, fi_errmsg());
+				fputc('}', stdout);
+			} else {
+				printf("%-24s error: %s\n", names[i], fi_errmsg());
+			}
+			continue;
+		}
+		uint32_t live = 0;
+		for (uint32_t p = 0; p < f->nprocs; p++)
+			live += f->procs[p].live;
+		char created[32];
+		fmt_time(f->created_ns, created, sizeof created);
+		if (fabctl_o.json)
+			printf(",\"created\":\"%s\",\"created_ns\":%lld,\"processes\":%u,"
+			       "\"channels\":%u,\"creator_uid\":%u}",
+			       created, (long long)f->created_ns, live, f->nchans, f->creator_uid);
+		else
+			printf("%-24s %-20s %5u %8u %6u\n", names[i], created, live, f->nchans,
+			       f->creator_uid);
+		fi_close(f);
+	}
+	if (fabctl_o.json)
+		fputs("]}\n", stdout);
+	free(names);
+	return rc;
+}
+
+/* ---- chan ------------------------------------------------------------- */
+
+static const fi_chan *find_prev(const fi_fabric *prev, const fi_chan *c)
+{
+	if (!prev)
+		return NULL;
+	for (uint32_t i = 0; i < prev->nchans; i++)
+		if (prev->chans[i].reg_idx == c->reg_idx && !strcmp(prev->chans[i].name, c->name) &&
+		    !prev->chans[i].err)
+			return &prev->chans[i];
+	return NULL;
+}
+
+static double rate(uint64_t now, uint64_t before, double dt)
+{
+	if (dt <= 0 || now < before)
+		return 0;
+	return (double)(now - before) / dt;
+}
+
+/* Print the channel table of snapshot f (rates against prev, dt seconds
+ * apart); returns FABCTL_EXIT_CORRUPT when a segment failed, else 0. */
+int fabctl_chan_render(fi_fabric *f, fi_fabric *prev, double dt, FILE *o)
+{
+	int rc = 0;
+	if (fabctl_o.json) {
+		fputs("{\"fabric\":", o);
+		js_str(o, f->name);
+		fprintf(o, ",\"interval_ms\":%.0f,\"channels\":[", dt * 1000);
+	} else {
+		fprintf(
+		    o, "%-20s %-5s %-13s %13s %-12s %9s %9s %4s %4s %4s %5s %5s %7s %7s %7s %s\n",
+		    "NAME", "KIND", "DELIVERY", "LEN/CAP", "FILL", "IN/s", "OUT/s", "PROD", "SEND",
+		    "RECV", "BLK_S", "BLK_R", "REDELIV", "DEADLET", "DROPPED", "CLOSED");
+	}
+	for (uint32_t i = 0; i < f->nchans; i++) {
+		fi_chan *c = &f->chans[i];
+		if (fabctl_o.json) {
+			fputs(i ? ",{\"name\":" : "{\"name\":", o);
+			js_str(o, c->name);
+		}
+		if (c->err) {
+			rc = FABCTL_EXIT_CORRUPT;
+			if (fabctl_o.json) {
+				fputs(",\"error\":", o);
+				js_str(o, c->errmsg);
+				fputc('}', o);
+			} else {
+				fprintf(o, "%-20s error: %s\n", c->name, c->errmsg);
+			}
+			continue;
+		}
+		const fi_chan *p = find_prev(prev, c);
+		double rin = p ? rate(c->sent, p->sent, dt) : 0;
+		double rout = p ? rate(c->received, p->received, dt) : 0;
+		uint64_t dropped = c->dropped + c->dead_dropped;
+		if (fabctl_o.json) {
+			fprintf(o,
+				",\"type\":\"%s\",\"kind\":\"%s\",\"delivery\":\"%s\",\"len\":%llu,"
+				"\"capacity\":%u,\"fill\":%.4f,\"rate_in\":%.1f,\"rate_out\":%.1f,"
+				"\"sent\":%llu,\"received\":%llu,\"producers\":%u,\"senders\":%u,"
+				"\"receivers\":%u,\"blocked_senders\":%u,\"blocked_receivers\":%u,"
+				"\"redelivered\":%llu,\"dead_lettered\":%llu,\"dropped\":%llu,"
+				"\"closes\":%u,\"closed\":%s}",
+				c->type == FAB_OBJ_TOPIC ? "topic" : "channel", kind_name(c),
+				delivery_name(c), (unsigned long long)c->len, c->capacity,
+				c->capacity ? (double)c->len / c->capacity : 0.0, rin, rout,
+				(unsigned long long)c->sent, (unsigned long long)c->received,
+				c->producers, c->senders, c->receivers, c->send_waiters,
+				c->recv_waiters, (unsigned long long)c->redelivered,
+				(unsigned long long)c->dead_lettered, (unsigned long long)dropped,
+				c->closes, c->closed ? "true" : "false");
+		} else {
+			char lc[32], bar[16], prod[16];
+			snprintf(lc, sizeof lc, "%llu/%u", (unsigned long long)c->len, c->capacity);
+			fill_bar(c->len, c->capacity, bar, sizeof bar);
+			if (c->type == FAB_OBJ_TOPIC)
+				snprintf(prod, sizeof prod, "-");
+			else
+				snprintf(prod, sizeof prod, "%u", c->producers);
+			fprintf(o,
+				"%-20s %-5s %-13s %13s %-12s %9.1f %9.1f %4s %4u %4u %5u %5u %7llu "
+				"%7llu %7llu %s\n",
+				c->name, kind_name(c), delivery_name(c), lc, bar, rin, rout, prod,
+				c->senders, c->receivers, c->send_waiters, c->recv_waiters,
+				(unsigned long long)c->redelivered,
+				(unsigned long long)c->dead_lettered, (unsigned long long)dropped,
+				c->closed ? "yes" : "no");
+		}
+	}
+	if (fabctl_o.json)
+		fputs("]}", o);
+	return rc;
+}
+
+int fabctl_chan(int argc, char **argv)
+{
+	const char *fab = NULL;
+	int64_t interval = 200 * 1000000LL;
+	for (int i = 1; i < argc; i++) {
+		if (fabctl_is_help(argv[i])) {
+			puts("usage: fabctl [-f FABRIC] [-o json] chan [FABRIC] [--interval D]\n"
+			     "One row per channel and topic: kind, delivery, len/cap, fill, rates "
+			     "in\n"
+			     "and out (msgs/s, two samples D apart, default 200ms), close quorum,\n"
+			     "senders and receivers attached, blocked senders and receivers,\n"
+			     "redelivered, dead-lettered, dropped, closed.  A segment that fails\n"
+			     "validation is listed with its error (exit 5).");
+			return 0;
+		}
+		int r = fabctl_common_opt(argc, argv, &i);
+		if (r < 0)
+			return FABCTL_EXIT_USAGE;
+		if (r)
+			continue;
+		if (!strcmp(argv[i], "--interval") && i + 1 < argc) {
+			interval = fabctl_parse_duration(argv[++i]);
+			if (interval < 0)
+				return fabctl_fail(FABCTL_EXIT_USAGE, "chan: bad --interval '%s'",
+						   argv[i]);
+		} else if (argv[i][0] != '-' && !fab) {
+			fab = argv[i];
+		} else {
+			return fabctl_fail(FABCTL_EXIT_USAGE, "chan: unexpected '%s'", argv[i]);
+		}
+	}
+	char name[FI_NAME];
+	int rc = fabctl_resolve(fab, name);
+	if (rc)
+		return rc;
+	fi_fabric *f, *prev = NULL;
+	if ((rc = fabctl_snapshot(name, &prev)))
+		return rc;
+	if (interval > 0) {
+		struct timespec ts = {interval / 1000000000, interval % 1000000000};
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
+	if ((rc = fabctl_snapshot(name, &f))) {
+		fi_close(prev);
+		return rc;
+	}
+	double dt = (double)(f->mono_ns - prev->mono_ns) / 1e9;
+	rc = fabctl_chan_render(f, interval > 0 ? prev : NULL, dt, stdout);
+	if (fabctl_o.json)
+		fputc('\n', stdout);
+	fi_close(prev);
+	fi_close(f);
+	return rc;
+}
+
+/* ---- ps --------------------------------------------------------------- */
+
+static const char *proc_state(uint32_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/%u/stat", pid);
+	FILE *fp = fopen(path, "re");
+	if (!fp)
+		return "?";
+	size_t n = fread(buf, 1, sizeof buf - 1, fp);
+	fclose(fp);
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	if (!p || !p[1] || !p[2])
+		return "?";
+	switch (p[2]) {
+	case 'R':
+		return "running";
+	case 'S':
+		return "sleeping";
+	case 'D':
+		return "disk";
+	case 'T':
+	case 't':
+		return "stopped";
+	default:
+		return "other";
+	}
+}
+
+static const fi_stage *stage_of(const fi_fabric *f, const fi_proc *p)
+{
+	for (uint32_t s = 0; p->stage && s < f->nstages; s++)
+		if (f->stages[s].idx == p->stage - 1)
+			return &f->stages[s];
+	return NULL;
+}
+
+int fabctl_ps_render(fi_fabric *f, FILE *o)
+{
+	if (fabctl_o.json) {
+		fputs("{\"fabric\":", o);
+		js_str(o, f->name);
+		fputs(",\"processes\":[", o);
+	} else {
+		fprintf(o, "%-20s %8s %-9s %10s %6s %8s %s\n", "STAGE", "PID", "STATE", "UPTIME",
+			"ERRORS", "RESTARTS", "BLOCKED ON");
+	}
+	int first = 1;
+	for (uint32_t i = 0; i < f->nprocs; i++) {
+		const fi_proc *p = &f->procs[i];
+		if (!p->live)
+			continue;
+		char label[80], up[32], wt[160] = "", since[32] = "";
+		fabctl_stage_label(p, label, sizeof label);
+		double upt = (double)(f->real_ns - p->attached_ns) / 1e9;
+		fmt_dur(upt, up, sizeof up);
+		const fi_stage *st = stage_of(f, p);
+		long restarts = st ? fabctl_restarts(st->name) : -1;
+		double waited = (double)(f->mono_ns - p->wait_ns) / 1e9;
+		if (p->wait) {
+			fabctl_wait_text(f, p->wait, wt, sizeof wt);
+			fmt_dur(waited, since, sizeof since);
+		}
+		const char *state = proc_state(p->pid);
+		if (fabctl_o.json) {
+			fputs(first ? "{\"stage\":" : ",{\"stage\":", o);
+			first = 0;
+			if (st)
+				js_str(o, st->name);
+			else
+				fputs("null", o);
+			fprintf(o, ",\"replica\":");
+			if (st)
+				fprintf(o, "%u", p->replica);
+			else
+				fputs("null", o);
+			fprintf(o,
+				",\"pid\":%u,\"uid\":%u,\"state\":\"%s\",\"uptime_s\":%.3f,"
+				"\"calls\":%llu,\"errors\":",
+				p->pid, p->uid, state, upt, (unsigned long long)p->calls);
+			if (st)
+				fprintf(o, "%llu", (unsigned long long)st->errors);
+			else
+				fputs("null", o);
+			fputs(",\"restarts\":", o);
+			if (restarts >= 0)
+				fprintf(o, "%ld", restarts);
+			else
+				fputs("null", o);
+			fputs(",\"blocked\":", o);
+			if (p->wait) {
+				fprintf(o, "{\"op\":\"%s\",\"object\":", fabctl_wait_op(p->wait));
+				js_str(o, fabctl_wait_obj(f, p->wait));
+				fprintf(o, ",\"cases\":%u,\"seconds\":%.3f}",
+					FAB_WAIT_CASES(p->wait), waited);
+			} else {
+				fputs("null", o);
+			}
+			fputc('}', o);
+		} else {
+			char errs[24], rs[24], blk[200];
+			if (st)
+				snprintf(errs, sizeof errs, "%llu", (unsigned long long)st->errors);
+			else
+				snprintf(errs, sizeof errs, "-");
+			if (restarts >= 0)
+				snprintf(rs, sizeof rs, "%ld", restarts);
+			else
+				snprintf(rs, sizeof rs, "-");
+			if (p->wait)
+				snprintf(blk, sizeof blk, "%s %s", wt, since);
+			else
+				snprintf(blk, sizeof blk, "-");
+			fprintf(o, "%-20s %8u %-9s %10s %6s %8s %s\n", label[0] ? label : "-",
+				p->pid, state, up, errs, rs, blk);
+		}
+	}
+	if (fabctl_o.json)
+		fputs("]}", o);
+	return 0;
+}
+
+int fabctl_ps(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (fabctl_is_help(argv[i])) {
+			puts(
+			    "usage: fabctl [-f FABRIC] [-o json] ps\n"
+			    "One row per live process attached to the fabric: stage.replica, pid,\n"
+			    "state, uptime, the stage's errors, restarts (from fabd's status when\n"
+			    "fabd runs, else -) and what it sleeps on now (send CH, recv CH,\n"
+			    "select N cases, ctx NAME, limiter NAME) for how long.");
+			return 0;
+		}
+		int r = fabctl_common_opt(argc, argv, &i);
+		if (r <= 0)
+			return r < 0
+				   ? FABCTL_EXIT_USAGE
+				   : fabctl_fail(FABCTL_EXIT_USAGE, "ps: unexpected '%s'", argv[i]);
+	}
+	char name[FI_NAME];
+	int rc = fabctl_resolve(NULL, name);
+	if (rc)
+		return rc;
+	fi_fabric *f;
+	if ((rc = fabctl_snapshot(name, &f)))
+		return rc;
+	fabctl_restarts_load(name);
+	rc = fabctl_ps_render(f, stdout);
+	if (fabctl_o.json)
+		fputc('\n', stdout);
+	fi_close(f);
+	return rc;
+}
+
+/* ---- top -------------------------------------------------------------- */
+
+static volatile sig_atomic_t top_stop;
+
+static void top_sig(int sig)
+{
+	(void)sig;
+	top_stop = 1;
+}
+
+int fabctl_top(int argc, char **argv)
+{
+	long iters = -1;
+	int64_t interval = 1000000000LL;
+	for (int i = 1; i < argc; i++) {
+		if (fabctl_is_help(argv[i])) {
+			puts("usage: fabctl [-f FABRIC] [-o json] top [-n ITERATIONS] [--interval "
+			     "D]\n"
+			     "chan and ps, refreshed every D (default 1s) until q, Ctrl-C or N\n"
+			     "iterations.  With -o json: one JSON array of frames.");
+			return 0;
+		}
+		int r = fabctl_common_opt(argc, argv, &i);
+		if (r < 0)
+			return FABCTL_EXIT_USAGE;
+		if (r)
+			continue;
+		if (!strcmp(argv[i], "-n") && i + 1 < argc) {
+			if ((iters = fabctl_parse_count(argv[++i], 1)) < 0)
+				return fabctl_fail(FABCTL_EXIT_USAGE, "top: bad -n '%s'", argv[i]);
+		} else if (!strcmp(argv[i], "--interval") && i + 1 < argc) {
+			if ((interval = fabctl_parse_duration(argv[++i])) <= 0)
+				return fabctl_fail(FABCTL_EXIT_USAGE, "top: bad --interval '%s'",
+						   argv[i]);
+		} else {
+			return fabctl_fail(FABCTL_EXIT_USAGE, "top: unexpected '%s'", argv[i]);
+		}
+	}
+	char name[FI_NAME];
+	int rc = fabctl_resolve(NULL, name);
+	if (rc)
+		return rc;
+	fi_fabric *prev = NULL, *f = NULL;
+	if ((rc = fabctl_snapshot(name, &prev)))
+		return rc;
+	bool tty_out = isatty(1), tty_in = isatty(0);
+	struct termios saved;
+	if (tty_in && tcgetattr(0, &saved) == 0) {
+		struct termios raw = saved;
+		raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+		raw.c_cc[VMIN] = 0;
+		raw.c_cc[VTIME] = 0;
+		tcsetattr(0, TCSANOW, &raw);
+	} else {
+		tty_in = false;
+	}
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = top_sig;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	if (fabctl_o.json)
+		fputc('[', stdout);
+	for (long it = 0; !top_stop && (iters < 0 || it < iters); it++) {
+		/* Wait one interval (the rate window), watching for q. */
+		int64_t end = now_ns(CLOCK_MONOTONIC) + interval;
+		for (;;) {
+			int64_t left = end - now_ns(CLOCK_MONOTONIC);
+			if (left <= 0 || top_stop)
+				break;
+			struct pollfd pf = {0, POLLIN, 0};
+			int pr = poll(&pf, tty_in ? 1 : 0, (int)(left / 1000000) + 1);
+			if (pr > 0 && (pf.revents & POLLIN)) {
+				char ch;
+				if (read(0, &ch, 1) == 1 && (ch == 'q' || ch == 'Q'))
+					top_stop = 1;
+			}
+		}
+		if (top_stop && it > 0)
+			break;
+		if ((rc = fabctl_snapshot(name, &f)))
+			break;
+		fabctl_restarts_load(name);
+		double dt = (double)(f->mono_ns - prev->mono_ns) / 1e9;
+		if (fabctl_o.json) {
+			if (it)
+				fputc(',', stdout);
+			fputs("{\"chan\":", stdout);
+			int r = fabctl_chan_render(f, prev, dt, stdout);
+			fputs(",\"ps\":", stdout);
+			fabctl_ps_render(f, stdout);
+			fputc('}', stdout);
+			if (r)
+				rc = r;
+		} else {
+			if (tty_out)
+				fputs("\033[H\033[2J", stdout);
+			char when[32];
+			fmt_time(f->real_ns, when, sizeof when);
+			printf("fabric %s  %s  (q quits)\n\n", f->name, when);
+			int r = fabctl_chan_render(f, prev, dt, stdout);
+			if (r)
+				rc = r;
+			fputc('\n', stdout);
+			fabctl_ps_render(f, stdout);
+			if (!tty_out)
+				fputc('\n', stdout);
+		}
+		fflush(stdout);
+		fi_close(prev);
+		prev = f;
+		f = NULL;
+	}
+	if (fabctl_o.json)
+		fputs("]\n", stdout);
+	if (tty_in)
+		tcsetattr(0, TCSANOW, &saved);
+	fi_close(prev);
+	fi_close(f);
+	return rc;
+}
