@@ -494,8 +494,21 @@ static void shutdown_step(fabd_sup *r, const char *why)
 		fprintf(stderr, "fabd: draining (%s): cancelling the sources\n", why);
 		for (size_t i = 0; i < r->nstages; i++) {
 			fabd_stage_rt *st = &r->stages[i];
+			/* A consumer stage whose replicas all wait for a restart:
+			 * one is started now, the drain needs it (it would
+			 * otherwise leave its input queued); the others, and
+			 * those of stages with a replica running, are dropped. */
+			fabd_replica *keep = NULL;
+			if (fabd_drain_needs(r, st, NULL))
+				for (uint32_t j = 0; j < st->cfg->replicas && !keep; j++)
+					if (st->reps[j].state == FABD_R_BACKOFF)
+						keep = &st->reps[j];
+			if (keep)
+				fabd_drain_restart(r, keep);
 			for (uint32_t j = 0; j < st->reps_cap; j++) {
 				fabd_replica *rep = &st->reps[j];
+				if (rep == keep)
+					continue;
 				if (rep->state == FABD_R_BACKOFF ||
 				    (rep->state == FABD_R_IDLE && j < st->cfg->replicas)) {
 					/* A replica of the pool that will not be
@@ -519,6 +532,13 @@ static void shutdown_step(fabd_sup *r, const char *why)
 	case 1:
 		r->phase = 2;
 		fprintf(stderr, "fabd: %s: cancelling the root context\n", why);
+		/* No restarts from here on (a drain may have kept some). */
+		for (size_t i = 0; i < r->nstages; i++)
+			for (uint32_t j = 0; j < r->stages[i].reps_cap; j++)
+				if (r->stages[i].reps[j].state == FABD_R_BACKOFF) {
+					r->stages[i].reps[j].gen++;
+					fabd_finish(r, &r->stages[i].reps[j]);
+				}
 		fab_ctx_cancel(r->root, 2);
 		arm_deadline(r, r->t->grace_ns);
 		break;
@@ -574,6 +594,28 @@ int fabd_snapshot_chan(const char *snap, const char *fabric, const char *metric,
 		return -1;
 	*v = strtoull(p + strlen(key), NULL, 10);
 	return 0;
+}
+
+/* Messages still queued in the file's channels (not the error channel,
+ * whose records fabd has logged), each channel named on stderr; 0 when the
+ * segments cannot be read (nothing to protect then). */
+static uint64_t leftover(const fabd_sup *r)
+{
+	char *snap = fabd_snapshot(r);
+	if (!snap)
+		return 0;
+	uint64_t total = 0;
+	for (size_t i = 0; i < r->t->nchannels; i++) {
+		uint64_t d = 0;
+		const char *name = r->t->channels[i].name;
+		if (fabd_snapshot_chan(snap, r->t->fabric, "fab_channel_depth", name, &d) == 0 && d) {
+			fprintf(stderr, "fabd: channel %s still holds %llu message(s)\n", name,
+				(unsigned long long)d);
+			total += d;
+		}
+	}
+	free(snap);
+	return total;
 }
 
 /* ---- stage figures: metrics ---- */
@@ -1091,8 +1133,21 @@ out:
 	fabd_watchdog_stop(r);
 	teardown(r);
 	if (!r->opts.keep && code != FABD_EXIT_SETUP) {
-		if (fab_fabric_destroy(t->fabric) < 0 && fab_errmsg()[0])
+		/* Never destroy queued messages: a fabric that still holds any
+		 * (a stage that failed for good, a cancel, a consumer that
+		 * exited early) is kept for inspection, and the exit says so. */
+		uint64_t left = leftover(r);
+		if (left) {
+			fprintf(stderr,
+				"fabd: %llu message(s) still queued: the fabric's segments are kept; "
+				"see `fabctl -f %s chan` and `fabctl -f %s peek CHANNEL`, remove them "
+				"with `fabctl rm %s`\n",
+				(unsigned long long)left, t->fabric, t->fabric, t->fabric);
+			if (code == FABD_EXIT_OK)
+				code = FABD_EXIT_LEFTOVER;
+		} else if (fab_fabric_destroy(t->fabric) < 0 && fab_errmsg()[0]) {
 			fprintf(stderr, "fabd: removing fabric %s: %s\n", t->fabric, fab_errmsg());
+		}
 	} else if (code == FABD_EXIT_SETUP && !existed) {
 		fab_fabric_destroy(t->fabric); /* nothing of ours to keep */
 	}

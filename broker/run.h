@@ -23,6 +23,7 @@
 #define FABD_EXIT_STAGE_FAILED 4 /* a stage exceeded its intensity (or failed with restart: never) */
 #define FABD_EXIT_SETUP 5        /* the fabric could not be created or re-attached */
 #define FABD_EXIT_UNCLEAN 6      /* shutdown had to SIGKILL replicas past grace */
+#define FABD_EXIT_LEFTOVER 7     /* messages were still queued at the end: segments kept */
 
 typedef struct fabd_run_opts {
 	int keep;           /* 1: leave the fabric's segments in /dev/shm at exit */
@@ -161,6 +162,10 @@ void fabd_replica_died(fabd_sup *r, fabd_replica *rep);
 void fabd_replica_backoff_done(fabd_sup *r, fabd_replica *rep, uint64_t gen);
 void fabd_pipe_read_done(fabd_sup *r, fabd_op *op, int res);
 void fabd_kill(fabd_replica *rep, int sig);
+/* Draining: does the stage need a replica (re)started, and start one now
+ * (supervise.c). */
+int fabd_drain_needs(const fabd_sup *r, const fabd_stage_rt *st, const fabd_replica *except);
+void fabd_drain_restart(fabd_sup *r, fabd_replica *rep);
 /* fabd's producer id in a dead-letter channel's close quorum (topology.c
  * counts it in `producers`). */
 #define FABD_DL_PRODUCER "fabd.dead-letter"

@@ -459,6 +459,55 @@ void fabd_finish(fabd_sup *r, fabd_replica *rep)
 	close_for(r, rep);
 }
 
+/* During a drain (phase 1), does stage `st` still need a replica started?
+ * A drain needs the consumers: a stage that reads channels (not a source,
+ * not failed) with no replica running would leave its input queued, and
+ * the stages upstream blocked, until the drain time cancels everything.
+ * One replica is enough: its peers' shares of the quorum are closed. */
+int fabd_drain_needs(const fabd_sup *r, const fabd_stage_rt *st, const fabd_replica *except)
+{
+	if (r->phase != 1 || st->source || st->failed)
+		return 0;
+	for (uint32_t j = 0; j < st->reps_cap; j++)
+		if (st->reps[j].state == FABD_R_RUNNING && &st->reps[j] != except)
+			return 0;
+	/* ... and only while an input may still deliver: not closed, or
+	 * closed with messages left (fab_chan_stats through a receiving
+	 * handle, which takes no spsc end until it receives). */
+	for (size_t i = 0; i < st->cfg->nports; i++) {
+		const fabd_port *p = &st->cfg->ports[i];
+		if (p->out || p->target_kind != FABD_TARGET_CHANNEL)
+			continue;
+		fab_chan *ch;
+		if (fab_chan_open(r->fab, r->t->channels[p->target].name, FAB_RECV, &ch) < 0)
+			return 1; /* cannot tell: start it */
+		fab_stats s;
+		memset(&s, 0, sizeof s);
+		s.size = sizeof s;
+		int rc = fab_chan_stats(ch, &s);
+		fab_chan_release(ch);
+		if (rc < 0 || !s.closed || s.len > 0 || s.leased > 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Start `rep` now, during a drain, instead of after its backoff; a failed
+ * start fails the stage (the drain goes on without it). */
+void fabd_drain_restart(fabd_sup *r, fabd_replica *rep)
+{
+	const fabd_stage *s = rep->st->cfg;
+	fprintf(stderr, "fabd: %s.%u: restarting at once: the drain needs a consumer\n", s->name,
+		rep->idx);
+	rep->gen++; /* voids a pending backoff timer */
+	if (fabd_replica_spawn(r, rep) < 0) {
+		rep->last_failed = 1;
+		rep->st->failed = 1;
+		r->stage_failed = 1;
+		fabd_finish(r, rep);
+	}
+}
+
 static void schedule_restart(fabd_sup *r, fabd_replica *rep)
 {
 	const fabd_stage *s = rep->st->cfg;
@@ -490,7 +539,10 @@ void fabd_replica_backoff_done(fabd_sup *r, fabd_replica *rep, uint64_t gen)
 	if (rep->state != FABD_R_BACKOFF || rep->gen != gen)
 		return; /* voided: drain started, or the state moved on */
 	if (r->phase) {
-		fabd_finish(r, rep);
+		if (fabd_drain_needs(r, rep->st, rep))
+			fabd_drain_restart(r, rep);
+		else
+			fabd_finish(r, rep);
 		return;
 	}
 	if (fabd_replica_spawn(r, rep) < 0) {
@@ -574,9 +626,25 @@ void fabd_replica_died(fabd_sup *r, fabd_replica *rep)
 	describe(rep, &si, what, sizeof what);
 	rep->last_failed = !ok;
 	if (r->phase) {
-		/* Draining: nothing is restarted; exit codes are informational. */
+		/* Shutting down: exit codes are informational, and nothing is
+		 * restarted -- except, while draining, the last consumer of a
+		 * stage that died of a failure (its input must still drain):
+		 * at once, counted against the intensity. */
 		fprintf(stderr, "fabd: %s.%u: %s\n", s->name, rep->idx, what);
-		fabd_finish(r, rep);
+		int again = !ok && s->restart != FABD_RESTART_NEVER && fabd_drain_needs(r, rep->st, rep);
+		if (again && count_restart(rep->st)) {
+			fprintf(stderr, "fabd: stage %s failed while draining: more than %u restarts "
+				"within %llu ms\n", s->name, s->intensity_max,
+				(unsigned long long)(s->intensity_window_ns / 1000000));
+			rep->st->failed = 1;
+			r->stage_failed = 1;
+			fab_ctx_cancel(rep->st->ctx, 1);
+			again = 0;
+		}
+		if (again)
+			fabd_drain_restart(r, rep);
+		else
+			fabd_finish(r, rep);
 		return;
 	}
 	if (rep->restart_on_exit) {

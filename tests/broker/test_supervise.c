@@ -32,7 +32,7 @@
 #include "broker_test.h"
 
 static const char *const tags[] = { "all",  "rest", "always", "never",
-				     "pool", "kill", "drainb", "wdog", NULL };
+				     "pool", "kill", "drainb", "wdog", "drainc", NULL };
 
 static void names(const char *tag, pid_t rp, char *fabric, size_t fl, char *dir, size_t dl)
 {
@@ -494,6 +494,76 @@ START_TEST(t_drain_during_backoff)
 }
 END_TEST
 
+/* A drain that begins while the ONLY replica of a consumer waits for its
+ * restart (a long backoff): the drain needs it, so fabd starts it at once
+ * instead of dropping it; it takes the queued messages and the one it held
+ * when it was killed (redelivered), the close ends it, fabd exits 0 within
+ * the drain time.  Before this rule the sink was dropped, its input stayed
+ * queued until the drain time cancelled everything, and the segments with
+ * the messages were destroyed. */
+START_TEST(t_drain_needs_consumer)
+{
+	tenv e;
+	setup_env(&e, "drainc");
+	char y[4096];
+	snprintf(y, sizeof y,
+		 "fabric: %s\n"
+		 "channels:\n"
+		 "  jobs: { capacity: 64, msg_size: 8, delivery: at-least-once }\n"
+		 "stages:\n"
+		 "  source:\n"
+		 "    run: %s/supstage\n"
+		 "    out: { out: jobs }\n"
+		 "    env: { ROLE: source, START_FILE: %s, SENT: %s, N: \"64\" }\n"
+		 "  sink:\n"
+		 "    run: %s/supstage\n"
+		 "    in: { in: jobs }\n"
+		 "    backoff: 60s\n"
+		 "    env: { ROLE: sink, START_FILE: %s, GOT: %s, SINK_HELD: %s, RELEASE: %s, "
+		 "HOLD_AT: \"10\" }\n"
+		 "metrics: { listen: off }\n"
+		 "shutdown: { drain: 30s, grace: 5s }\n",
+		 e.fabric, STAGE_DIR, e.starts, e.sent, STAGE_DIR, e.starts, e.got, e.sink_held,
+		 e.release);
+	write_text(e.yaml, y);
+	pid_t fabd = start_fabd(&e);
+	while (!exists(e.sink_held))
+		nap();
+	starts sk = starts_of(&e, "sink");
+	ck_assert_int_eq(sk.n, 1);
+	ck_assert_int_eq(kill(sk.pid[0], SIGKILL), 0);
+	char *log = NULL;
+	for (;;) { /* until the sink waits for its restart */
+		free(log);
+		log = slurp(e.log);
+		if (strstr(log, "fabd: sink.0: restarting in 60000 ms"))
+			break;
+		nap();
+	}
+	free(log);
+	ck_assert_int_eq(kill(fabd, SIGTERM), 0);
+	int code = wait_code(fabd);
+	log = slurp(e.log);
+	ck_assert_msg(code == 0, "fabd exited %d; log:\n%s", code, log);
+	ck_assert_msg(strstr(log, "fabd: sink.0: restarting at once: the drain needs a consumer"),
+		      "log:\n%s", log);
+	ck_assert_msg(strstr(log, "drain time is over") == NULL, "log:\n%s", log);
+	free(log);
+	ck_assert_int_eq(starts_of(&e, "sink").n, 2);
+	/* every value at least once; only the held one twice */
+	unsigned bad, dup = 0;
+	unsigned *c = tally(e.got, N_MSG, &bad);
+	ck_assert_uint_eq(bad, 0);
+	for (unsigned i = 0; i < N_MSG; i++) {
+		ck_assert_msg(c[i] >= 1 && c[i] <= 2, "value %u received %u times", i, c[i]);
+		dup += c[i] - 1;
+	}
+	free(c);
+	ck_assert_uint_le(dup, 1);
+	ck_assert_int_eq(segments_left(e.fabric), 0);
+}
+END_TEST
+
 /* (d) fabd SIGKILLed mid-pipeline: the source has confirmed 40 sends and is
  * parked, the sink recorded 15 and holds the 15th unacked.  Every stage
  * process dies by PDEATHSIG (reaped here, killed by SIGKILL), the segments
@@ -561,6 +631,7 @@ int main(void)
 	tcase_add_test(tc, t_never_pool);
 	tcase_add_test(tc, t_fabd_killed);
 	tcase_add_test(tc, t_drain_during_backoff);
+	tcase_add_test(tc, t_drain_needs_consumer);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);
