@@ -139,6 +139,7 @@ static int fab__wait(fab_chan *ch, int dir_recv, fab_ctx *ctx, fab__try_fn try, 
 	uint64_t what = FAB_WAIT_MAKE(FAB_WAIT_CHAN, dir_recv ? FAB_WAIT_RECV : FAB_WAIT_SEND, 1,
 				      ch->reg_idx);
 	fab__wait_mark(ch->fab, what);
+	fab__hist_flush(&ch->lat, &h->latency); /* an idle handle's figures are visible */
 	int64_t slept_from = 0; /* the first futex sleep, for the wait histogram */
 	/* Liveness poll when behind another's slot: the first after 1 ms, then
 	 * doubling to 100 ms.  The due time is kept across wake-ups, so a
@@ -777,6 +778,7 @@ void fab_chan_release(fab_chan *ch)
 		fab__mpmc_free(ch, ch->acquired_pos);
 		fab__wake_senders(ch);
 	}
+	fab__hist_flush(&ch->lat, &ch->hdr->latency);
 	fab__chan_detach(ch);
 	fab__chan_free(ch);
 }
@@ -1215,7 +1217,7 @@ static int fab__lease_end(fab_chan *ch, uint64_t pos, int nack, int64_t *now)
 	if (rc == 0 && origin) {
 		if (!*now)
 			*now = fab__now_ns();
-		fab__hist_add(&ch->hdr->latency, *now - origin);
+		fab__hist_note(&ch->lat, &ch->hdr->latency, *now - origin);
 	}
 	fab__wake_senders(ch);
 	/* A drain (receivers of a closed channel) waits for every lease.

@@ -227,6 +227,10 @@ int fab_select(fab_case *cases, int n, fab_ctx *ctx, unsigned flags)
 	/* The wait record names the first case (fabctl shows the count). */
 	fab_chan *first = s.nlive ? cases[s.order[0]].ch : NULL;
 	uint64_t what = 0;
+	for (int k = 0; k < s.nlive; k++) { /* an idle handle's figures are visible */
+		fab_chan *ch = cases[s.order[k]].ch;
+		fab__hist_flush(&ch->lat, &ch->hdr->latency);
+	}
 	if (first) {
 		what = FAB_WAIT_MAKE(FAB_WAIT_SELECT,
 				     cases[s.order[0]].op == FAB_OP_SEND ? FAB_WAIT_SEND : FAB_WAIT_RECV,

@@ -94,17 +94,46 @@ void fab__wait_unmark(fab_fabric *fab, uint64_t what)
 						memory_order_relaxed);
 }
 
-void fab__hist_add(fab_hist *h, int64_t ns)
+static inline unsigned fab__hist_bucket(uint64_t v)
 {
-	uint64_t v = ns > 0 ? (uint64_t)ns : 0;
 	/* bucket i holds v <= 1000 << i: the smallest i with (v - 1) / 1000
 	 * < 1 << i, i.e. the bit length of (v - 1) / 1000 */
 	uint64_t q = v ? (v - 1) / 1000 : 0;
 	unsigned i = q ? 64u - (unsigned)__builtin_clzll(q) : 0;
-	if (i > FAB_HIST_BUCKETS)
-		i = FAB_HIST_BUCKETS;
+	return i > FAB_HIST_BUCKETS ? FAB_HIST_BUCKETS : i;
+}
+
+void fab__hist_add(fab_hist *h, int64_t ns)
+{
+	uint64_t v = ns > 0 ? (uint64_t)ns : 0;
 	/* Relaxed counters: a reader wants totals, not an order between them. */
-	fetch_add_relaxed(&h->b[i], 1);
+	fetch_add_relaxed(&h->b[fab__hist_bucket(v)], 1);
 	fetch_add_relaxed(&h->sum_ns, v);
 	fetch_add_relaxed(&h->count, 1);
+}
+
+void fab__hist_note(fab__hist_local *l, fab_hist *h, int64_t ns)
+{
+	uint64_t v = ns > 0 ? (uint64_t)ns : 0;
+	l->b[fab__hist_bucket(v)]++;
+	l->sum_ns += v;
+	if (++l->n >= FAB__HIST_BATCH)
+		fab__hist_flush(l, h);
+}
+
+void fab__hist_flush(fab__hist_local *l, fab_hist *h)
+{
+	if (!l->n)
+		return;
+	/* Relaxed, as fab__hist_add; buckets before count, so a reader that
+	 * sums the buckets is never behind count by more than a batch. */
+	for (int i = 0; i <= FAB_HIST_BUCKETS; i++)
+		if (l->b[i]) {
+			fetch_add_relaxed(&h->b[i], l->b[i]);
+			l->b[i] = 0;
+		}
+	fetch_add_relaxed(&h->sum_ns, l->sum_ns);
+	fetch_add_relaxed(&h->count, l->n);
+	l->sum_ns = 0;
+	l->n = 0;
 }
