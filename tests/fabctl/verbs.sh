@@ -39,7 +39,7 @@ pycheck chanj "(lambda c: c['empty']['blocked_receivers']==1 and c['empty']['rec
 # ps
 run ps "$FABCTL" ps; expect_rc ps 0
 expect_out ps "^worker\.1 +$STAGE +[a-z]+ +[0-9.a-z]+ +1 +- +recv stagein "
-expect_out ps "^- +$SENDER +[a-z]+ .* send full [0-9]"
+expect_out ps "^\\[[^]]+\\] +$SENDER +[a-z]+ .* send full [0-9]"  # a non-stage process: [its comm]
 run psj "$FABCTL" -o json ps; expect_rc psj 0
 pycheck psj "(lambda p: p[$SENDER]['blocked']['op']=='send' and p[$SENDER]['blocked']['object']=='full' and p[$RECEIVER]['blocked']['object']=='empty' and p[$STAGE]['stage']=='worker' and p[$STAGE]['replica']==1 and p[$STAGE]['errors']==1 and p[$STAGE]['restarts'] is None and p[$PARENT]['blocked'] is None and len(p)==7)({x['pid']:x for x in d['processes']})"
 

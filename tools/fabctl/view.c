@@ -358,11 +358,51 @@ int fabctl_ps_render(fi_fabric *f, FILE *o)
 	}
 	int first = 1;
 	for (uint32_t i = 0; i < f->nprocs; i++) {
-		const fi_proc *p = &f->procs[i];
-		if (!p->live)
+		if (!f->procs[i].live)
 			continue;
+		/* One row per process: a program may open the fabric more than
+		 * once (one process entry per fab_fabric handle).  Merge them:
+		 * the stage from whichever entry has one, the pulses added, the
+		 * earliest attach, the longest current sleep. */
+		int dup = 0;
+		for (uint32_t k = 0; k < i && !dup; k++)
+			dup = f->procs[k].live && f->procs[k].pid == f->procs[i].pid;
+		if (dup)
+			continue;
+		fi_proc m = f->procs[i];
+		for (uint32_t k = i + 1; k < f->nprocs; k++) {
+			const fi_proc *q = &f->procs[k];
+			if (!q->live || q->pid != m.pid)
+				continue;
+			m.calls += q->calls;
+			if (q->attached_ns < m.attached_ns)
+				m.attached_ns = q->attached_ns;
+			if (!m.stage && q->stage) {
+				m.stage = q->stage;
+				m.replica = q->replica;
+				memcpy(m.stage_name, q->stage_name, sizeof m.stage_name);
+			}
+			if (q->wait && (!m.wait || q->wait_ns < m.wait_ns)) {
+				m.wait = q->wait;
+				m.wait_ns = q->wait_ns;
+			}
+		}
+		const fi_proc *p = &m;
 		char label[80], up[32], wt[160] = "", since[32] = "";
 		fabctl_stage_label(p, label, sizeof label);
+		if (!label[0]) {
+			/* Not a stage: its program's name, as ps(1) shows it. */
+			char path[64], comm[32] = "";
+			snprintf(path, sizeof path, "/proc/%u/comm", p->pid);
+			FILE *cf = fopen(path, "re");
+			if (cf) {
+				if (fgets(comm, sizeof comm, cf))
+					comm[strcspn(comm, "\n")] = 0;
+				fclose(cf);
+			}
+			if (comm[0])
+				snprintf(label, sizeof label, "[%s]", comm);
+		}
 		double upt = (double)(f->real_ns - p->attached_ns) / 1e9;
 		fmt_dur(upt, up, sizeof up);
 		const fi_stage *st = stage_of(f, p);
