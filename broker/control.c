@@ -337,23 +337,18 @@ static void do_status(fabd_sup *r, jbuf *b)
 		jb_printf(b, "]}");
 	}
 	jb_printf(b, "],\"channels\":[");
-	char *snap = fabd_snapshot(r);
 	for (size_t i = 0; i <= r->t->nchannels; i++) {
 		const char *name = i < r->t->nchannels ? r->t->channels[i].name : r->t->errors.name;
-		uint64_t depth = 0, cap = 0;
-		int known = snap && fabd_snapshot_chan(snap, r->t->fabric, "fab_channel_depth", name,
-						       &depth) == 0 &&
-			    fabd_snapshot_chan(snap, r->t->fabric, "fab_channel_capacity", name,
-					       &cap) == 0;
+		fi_chan c;
+		int known = fabd_chan_figures(r, name, &c) == 0;
 		jb_printf(b, "%s{\"name\":", i ? "," : "");
 		jb_str(b, name);
 		if (known)
-			jb_printf(b, ",\"depth\":%llu,\"capacity\":%llu}", (unsigned long long)depth,
-				  (unsigned long long)cap);
+			jb_printf(b, ",\"depth\":%llu,\"capacity\":%u}", (unsigned long long)c.len,
+				  c.capacity);
 		else
 			jb_printf(b, ",\"depth\":null,\"capacity\":null}");
 	}
-	free(snap);
 	jb_printf(b, "]}");
 }
 

@@ -575,25 +575,12 @@ void fabd_cancel_all(fabd_sup *r)
 
 /* ---- counters: a read-only snapshot (metrics exposition) ---- */
 
-char *fabd_snapshot(const fabd_sup *r)
+int fabd_chan_figures(const fabd_sup *r, const char *name, fi_chan *c)
 {
-	char *out = NULL;
-	size_t len;
-	if (fab_metrics_render(r->t->fabric, NULL, 0, &out, &len, NULL) < 0)
-		return NULL;
-	return out;
-}
-
-int fabd_snapshot_chan(const char *snap, const char *fabric, const char *metric,
-		       const char *chan, uint64_t *v)
-{
-	char key[FAB_NAME_MAX * 2 + 96];
-	snprintf(key, sizeof key, "\n%s{fabric=\"%s\",channel=\"%s\"} ", metric, fabric, chan);
-	const char *p = strstr(snap, key);
-	if (!p)
-		return -1;
-	*v = strtoull(p + strlen(key), NULL, 10);
-	return 0;
+	memset(c, 0, sizeof *c);
+	int rc = fi_chan_read(r->t->fabric, name, FI_OBJ_CHAN, c);
+	fi_chan_free(c); /* the attach table is not wanted here */
+	return rc ? -1 : 0;
 }
 
 /* Messages still queued in the file's channels (not the error channel,
@@ -601,20 +588,16 @@ int fabd_snapshot_chan(const char *snap, const char *fabric, const char *metric,
  * segments cannot be read (nothing to protect then). */
 static uint64_t leftover(const fabd_sup *r)
 {
-	char *snap = fabd_snapshot(r);
-	if (!snap)
-		return 0;
 	uint64_t total = 0;
 	for (size_t i = 0; i < r->t->nchannels; i++) {
-		uint64_t d = 0;
+		fi_chan c;
 		const char *name = r->t->channels[i].name;
-		if (fabd_snapshot_chan(snap, r->t->fabric, "fab_channel_depth", name, &d) == 0 && d) {
+		if (fabd_chan_figures(r, name, &c) == 0 && c.len) {
 			fprintf(stderr, "fabd: channel %s still holds %llu message(s)\n", name,
-				(unsigned long long)d);
-			total += d;
+				(unsigned long long)c.len);
+			total += c.len;
 		}
 	}
-	free(snap);
 	return total;
 }
 
@@ -733,18 +716,16 @@ static void arm_errpipe(fabd_sup *r)
 /* Messages the stage has handled since fabd started: received on its input
  * channels, or for a source (no input) sent on its output channels.  The
  * error channel is not counted. */
-static uint64_t stage_msgs(const fabd_sup *r, const fabd_stage_rt *st, const char *snap)
+static uint64_t stage_msgs(const fabd_sup *r, const fabd_stage_rt *st)
 {
-	uint64_t sum = 0, v;
+	uint64_t sum = 0;
 	for (size_t i = 0; i < st->cfg->nports; i++) {
 		const fabd_port *p = &st->cfg->ports[i];
+		fi_chan c;
 		if (p->target_kind != FABD_TARGET_CHANNEL || p->out != st->source)
 			continue;
-		if (fabd_snapshot_chan(snap, r->t->fabric,
-				       st->source ? "fab_channel_sent_total" :
-						    "fab_channel_received_total",
-				       r->t->channels[p->target].name, &v) == 0)
-			sum += v;
+		if (fabd_chan_figures(r, r->t->channels[p->target].name, &c) == 0)
+			sum += st->source ? c.sent : c.received;
 	}
 	return sum;
 }
@@ -760,11 +741,7 @@ static void ratio_check(fabd_sup *r, fabd_stage_rt *st)
 	if (st->err_eval_ns && now - st->err_eval_ns < 100000000ull)
 		return;
 	st->err_eval_ns = now;
-	char *snap = fabd_snapshot(r);
-	if (!snap)
-		return;
-	uint64_t m = stage_msgs(r, st, snap);
-	free(snap);
+	uint64_t m = stage_msgs(r, st);
 	m = m > st->err_base ? m - st->err_base : 0;
 	if ((double)st->errors > r->opts.error_ratio * (double)m) {
 		st->err_warned_ns = now;
@@ -851,10 +828,8 @@ static int start_errreader(fabd_sup *r)
 	e->wfd = p[1];
 	fcntl(e->rfd, F_SETFL, O_NONBLOCK);
 	/* The ratio's baseline: what the stages had handled before us. */
-	char *snap = fabd_snapshot(r);
-	for (size_t i = 0; snap && i < r->nstages; i++)
-		r->stages[i].err_base = stage_msgs(r, &r->stages[i], snap);
-	free(snap);
+	for (size_t i = 0; i < r->nstages; i++)
+		r->stages[i].err_base = stage_msgs(r, &r->stages[i]);
 	if (pthread_create(&e->th, NULL, err_thread, e) != 0) {
 		fprintf(stderr, "fabd: cannot start the error reader thread\n");
 		return -1;

@@ -14,6 +14,7 @@
 
 #include <liburing.h>
 
+#include "inspect.h"
 #include "topology.h"
 
 /* Exit codes of `fabd run` (docs/fabd.md). */
@@ -199,12 +200,10 @@ int fabd_restart_stage(fabd_sup *r, fabd_stage_rt *st, char *err, size_t en);
 void fabd_cancel_all(fabd_sup *r);
 fabd_stage_rt *fabd_stage_by_name(fabd_sup *r, const char *name);
 uint32_t fabd_stage_up_count(const fabd_stage_rt *st); /* replicas running now */
-/* A read-only snapshot of the fabric's counters: its metrics exposition
- * (fab_metrics_render; no handle is opened, so no spsc end is taken).
- * free() it; NULL on failure. */
-char *fabd_snapshot(const fabd_sup *r);
-/* The value of `metric{fabric="F",channel="C"}` in a snapshot: 0 or -1. */
-int fabd_snapshot_chan(const char *snap, const char *fabric, const char *metric,
-		       const char *chan, uint64_t *v);
+/* One channel's figures (depth `len`, `capacity`, `sent`, `received`...)
+ * read from its segment with fab_inspect: read-only, no handle opened (so
+ * no spsc end is taken and nothing is counted as attached).  0, or -1 when
+ * the segment cannot be read. */
+int fabd_chan_figures(const fabd_sup *r, const char *name, fi_chan *c);
 
 #endif

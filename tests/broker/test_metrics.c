@@ -499,8 +499,8 @@ START_TEST(t_render_no_fabric)
 	check_format(out);
 	ck_assert_msg(has_line(out, "fab_stage_up{fabric=\"tmx-nonexistent\",stage=\"x\"} 1"),
 		      "%s", out);
-	ck_assert_msg(has_line(out, "# fab: skipped: /fab.tmx-nonexistent does not exist "
-				    "(FAB_ENOENT)"),
+	ck_assert_msg(has_line(out, "# fab: skipped: no fabric tmx-nonexistent "
+				    "(/dev/shm/fab.tmx-nonexistent does not exist) (FAB_ENOENT)"),
 		      "%s", out);
 	free(out);
 }
@@ -591,12 +591,12 @@ START_TEST(t_corrupt_major)
 END_TEST
 START_TEST(t_corrupt_nslots)
 {
-	corrupt_case("channel a: header does not match the segment", hit_nslots);
+	corrupt_case("channel a: header offsets or sizes do not match (FAB_ECORRUPT)", hit_nslots);
 }
 END_TEST
 START_TEST(t_corrupt_capacity)
 {
-	corrupt_case("channel a: header does not match the segment", hit_capacity);
+	corrupt_case("channel a: absurd capacity 4294967295 (FAB_ECORRUPT)", hit_capacity);
 }
 END_TEST
 START_TEST(t_corrupt_truncated)
@@ -606,7 +606,7 @@ START_TEST(t_corrupt_truncated)
 END_TEST
 START_TEST(t_corrupt_header)
 {
-	corrupt_case("channel a: header does not match the segment", hit_whole_header);
+	corrupt_case("channel a: bad kind ", hit_whole_header);
 }
 END_TEST
 START_TEST(t_corrupt_unlinked)
@@ -646,7 +646,7 @@ START_TEST(t_corrupt_topic)
 	ck_assert_uint_eq(rep.topics, 0);
 	want_no(m, "topic=\"t\"");
 	want_chan(m, "fab_channel_capacity", "a", 8);
-	ck_assert_ptr_nonnull(strstr(m, "topic t: header does not match the segment"));
+	ck_assert_ptr_nonnull(strstr(m, "topic t: header offsets or sizes do not match"));
 	free(m);
 	fab_topic_release(t);
 	fab_chan_release(a);

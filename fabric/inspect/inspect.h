@@ -5,8 +5,8 @@
  * not validate (or shrinks under us: SIGBUS is caught) is reported with a
  * message, never trusted.  Used by fabctl; written so fabd could use it.
  *
- * Not thread-safe: one snapshot at a time per process (the SIGBUS guard is
- * process-wide). */
+ * Thread-safe for distinct snapshots (the SIGBUS guard is per thread); a
+ * snapshot itself is not shared between threads. */
 #ifndef FAB_INSPECT_H
 #define FAB_INSPECT_H
 
@@ -47,6 +47,18 @@ typedef struct fi_att {
 	uint32_t role; /* FAB_SEND | FAB_RECV bits */
 } fi_att;
 
+/* A copy of a latency histogram (layout.h fab_hist): bucket i counts the
+ * observations <= 1 us << i (not cumulative), b[FI_HIST_BUCKETS] those above
+ * the last bound; count is the sum of the buckets (self-consistent). */
+#define FI_HIST_BUCKETS 24
+typedef struct fi_hist {
+	uint64_t b[FI_HIST_BUCKETS + 1];
+	uint64_t count, sum_ns;
+} fi_hist;
+
+#define FI_OBJ_CHAN 0u  /* fi_chan.type (layout.h FAB_OBJ_CHAN) */
+#define FI_OBJ_TOPIC 1u /* (layout.h FAB_OBJ_TOPIC) */
+
 typedef struct fi_chan {
 	char name[FI_NAME];
 	uint32_t reg_idx; /* registry index (a wait record names it) */
@@ -61,6 +73,7 @@ typedef struct fi_chan {
 	uint64_t redelivered, dead_lettered, dead_dropped, dropped;
 	fi_att *att; /* attach table entries with a live-looking tag */
 	uint32_t natt;
+	fi_hist send_wait, recv_wait, latency; /* channels only */
 } fi_chan;
 
 typedef struct fi_stage {
@@ -82,6 +95,7 @@ typedef struct fi_fabric {
 	fi_stage *stages;
 	uint32_t nstages;
 	char lim_names[256][FI_NAME]; /* by limiter table index, "" = none */
+	fi_hist lim_wait[256];        /* fab_limiter_wait delays, by limiter index */
 	char ctx_names[1024][FI_NAME];
 	int64_t mono_ns; /* CLOCK_MONOTONIC when the snapshot was taken */
 	int64_t real_ns;

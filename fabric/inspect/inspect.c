@@ -63,8 +63,11 @@ const char *fi_errmsg(void)
 
 /* ---- SIGBUS guard ---------------------------------------------------- */
 
-static sigjmp_buf fi_jb;
-static volatile sig_atomic_t fi_armed;
+/* Per thread: SIGBUS is delivered to the thread that touched the page, so
+ * several threads (fabd's main loop and its metrics thread) may read
+ * segments at once. */
+static __thread sigjmp_buf fi_jb;
+static __thread volatile sig_atomic_t fi_armed;
 static int fi_guard_ready;
 
 static void fi_sigbus(int sig)
@@ -97,6 +100,21 @@ static int fi_guarded(int (*fn)(void *), void *arg, const char *what)
 	int rc = fn(arg);
 	fi_armed = 0;
 	return rc;
+}
+
+_Static_assert(FI_HIST_BUCKETS == FAB_HIST_BUCKETS, "histogram buckets");
+_Static_assert(FI_OBJ_CHAN == FAB_OBJ_CHAN && FI_OBJ_TOPIC == FAB_OBJ_TOPIC, "object types");
+
+static void fi_hist_copy(fi_hist *o, fab_hist *h)
+{
+	/* Relaxed counters (libfab wait.c); the count is derived from the
+	 * buckets so that +Inf and _count agree in an exposition. */
+	o->count = 0;
+	for (int i = 0; i <= FI_HIST_BUCKETS; i++) {
+		o->b[i] = load_relaxed(&h->b[i]);
+		o->count += o->b[i];
+	}
+	o->sum_ns = load_relaxed(&h->sum_ns);
 }
 
 /* ---- names and segments ---------------------------------------------- */
@@ -383,10 +401,17 @@ static int fi_ctl_read(void *p)
 		f->nstages++;
 	}
 	fab_lim_ent *le = (fab_lim_ent *)(base + FAB_CTL_LIMS_OFF);
+	fab_hist *lh = (fab_hist *)(base + FAB_CTL_LHISTS_OFF);
 	for (uint32_t i = 0; i < FAB_MAX_LIMS; i++) {
 		f->lim_names[i][0] = 0;
-		if (load_acquire(&le[i].state) == FAB_ENT_LIVE)
-			fi_copy_name(f->lim_names[i], le[i].name, sizeof le[i].name);
+		memset(&f->lim_wait[i], 0, sizeof f->lim_wait[i]);
+		/* Pairs with the creator's store_release of LIVE (name first). */
+		if (load_acquire(&le[i].state) != FAB_ENT_LIVE)
+			continue;
+		if (fi_copy_name(f->lim_names[i], le[i].name, sizeof le[i].name))
+			fi_hist_copy(&f->lim_wait[i], &lh[i]);
+		else
+			snprintf(f->lim_names[i], sizeof f->lim_names[i], "?%u", i); /* reported as such */
 	}
 	fab_ctx_ent *ce = (fab_ctx_ent *)(base + FAB_CTL_CTXS_OFF);
 	for (uint32_t i = 0; i < FAB_MAX_CTXS; i++) {
@@ -649,6 +674,9 @@ static int fi_chan_read_guarded(void *p)
 		c->dead_lettered = load_relaxed(&h->dead_lettered);
 		c->dead_dropped = load_relaxed(&h->dead_dropped);
 	}
+	fi_hist_copy(&c->send_wait, &h->send_wait);
+	fi_hist_copy(&c->recv_wait, &h->recv_wait);
+	fi_hist_copy(&c->latency, &h->latency);
 	_Atomic uint64_t *att = (_Atomic uint64_t *)(a->s->base + g.attach_off);
 	for (uint32_t i = 0; i < FAB_ATTACH_MAX; i++) {
 		uint64_t w = load_relaxed(&att[i]);
