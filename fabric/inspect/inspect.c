@@ -20,6 +20,7 @@
 
 #include "atomic.h"
 #include "layout.h"
+#include "geom.h"
 
 #include <fab/fab.h>
 
@@ -38,7 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FI_HDR_BYTES 4096u
+#define FI_HDR_BYTES FAB_CHAN_HDR_BYTES
 #define FI_INFLIGHT_MAX 1024u
 #define FI_DELIVERIES_MAX 1000u
 
@@ -514,58 +515,24 @@ const fi_proc *fi_proc_by_idx(const fi_fabric *f, uint32_t idx)
 
 /* ---- channel segments ------------------------------------------------ */
 
-static uint32_t fi_pow2(uint32_t v)
-{
-	uint32_t p = 1;
-	while (p < v && p < (1u << 31))
-		p <<= 1;
-	return p;
-}
-
 typedef struct fi_geom {
-	uint32_t ring, nslots, slot_size, payload_off, ent_stride;
+	fab_geom l;                            /* the layout (geom.h) */
+	uint32_t payload_off;                  /* where a message starts in its slot */
 	uint32_t msg_size, capacity, delivery; /* the validated copies */
-	uint64_t attach_off, ents_off, slots_off, total;
 } fi_geom;
 
-/* Channel geometry as chan.c fab__geometry computes it. */
+/* Channel geometry: libfab's own (geom.h), plus the payload offset of an
+ * mpmc slot (its header size depends on the delivery). */
 static bool fi_chan_geometry(uint32_t kind, uint32_t delivery, uint32_t capacity, uint32_t msg_size,
 			     fi_geom *g)
 {
-	uint32_t mhdr = delivery == FAB_AT_LEAST_ONCE ? (uint32_t)sizeof(fab_mslot_alo)
-						      : (uint32_t)sizeof(fab_mslot);
-	if (delivery == FAB_AT_LEAST_ONCE)
-		kind = FAB_MPMC;
-	g->nslots = fi_pow2(capacity ? capacity : 1);
-	g->attach_off = FI_HDR_BYTES;
-	uint64_t after_attach = g->attach_off + FAB_ATTACH_MAX * sizeof(uint64_t);
-	uint32_t tail = msg_size % 64u;
-	if (kind == FAB_SPSC && capacity > 0 && (msg_size <= 56 || (tail && tail <= 56))) {
-		g->ring = FAB_RING_SPSC_INLINE;
-		g->slot_size = msg_size <= 56 ? fi_pow2(8 + msg_size)
-					      : (uint32_t)((8u + msg_size + 63u) & ~63u);
-		g->slots_off = (after_attach + 4095u) & ~4095ULL;
-		g->ents_off = g->slots_off;
-		g->payload_off = 8;
-		g->ent_stride = g->slot_size;
-	} else if (kind == FAB_SPSC && capacity > 0) {
-		g->ring = FAB_RING_SPSC;
-		g->slot_size = (msg_size + 7u) & ~7u;
-		g->ents_off = after_attach;
-		g->slots_off = (g->ents_off + (uint64_t)g->nslots * 8u + 4095u) & ~4095ULL;
-		g->payload_off = 0;
-		g->ent_stride = 8;
-	} else {
-		g->ring = FAB_RING_MPMC;
-		g->slot_size = (uint32_t)((mhdr + msg_size + 63u) & ~63u);
-		g->ents_off = after_attach;
-		g->slots_off = (after_attach + 4095u) & ~4095ULL;
-		g->payload_off = mhdr;
-		g->ent_stride = 0;
-	}
-	uint64_t total = g->slots_off + (uint64_t)g->nslots * g->slot_size;
-	g->total = (total + 4095u) & ~4095ULL;
-	return g->total <= (1ULL << 32);
+	if (fab_chan_geometry(kind, delivery, capacity, msg_size, &g->l) < 0)
+		return false;
+	g->payload_off = g->l.payload_off;
+	if (g->l.ring == FAB_RING_MPMC)
+		g->payload_off = delivery == FAB_AT_LEAST_ONCE ? (uint32_t)sizeof(fab_mslot_alo)
+							       : (uint32_t)sizeof(fab_mslot);
+	return true;
 }
 
 /* Validate a channel header against the mapped size; fills g. */
@@ -593,16 +560,16 @@ static int fi_chan_validate(const fi_seg *s, const char *name, fi_geom *g)
 	     (mif == 0 || mif > FI_INFLIGHT_MAX || mdl == 0 || mdl > FI_DELIVERIES_MAX)))
 		return fi_err(FAB_ECORRUPT, "channel %s: bad delivery parameters", name);
 	if (!fi_chan_geometry(kind, dlv, cap, msz, g) || h->hdr_size != sizeof(fab_chan_hdr) ||
-	    h->ring != g->ring || h->nslots != g->nslots || h->slot_size != g->slot_size ||
-	    h->attach_off != g->attach_off || h->ents_off != g->ents_off ||
-	    h->slots_off != g->slots_off || h->total_size != g->total ||
+	    h->ring != g->l.ring || h->nslots != g->l.nslots || h->slot_size != g->l.slot_size ||
+	    h->attach_off != g->l.attach_off || h->ents_off != g->l.ents_off ||
+	    h->slots_off != g->l.slots_off || h->total_size != g->l.total ||
 	    h->attach_max != FAB_ATTACH_MAX || h->producers == 0 ||
 	    h->producers > FAB_PRODUCERS_MAX)
 		return fi_err(FAB_ECORRUPT, "channel %s: header offsets or sizes do not match",
 			      name);
-	if (g->total > s->size)
+	if (g->l.total > s->size)
 		return fi_err(FAB_ECORRUPT, "channel %s: segment is %zu bytes, header says %llu",
-			      name, s->size, (unsigned long long)g->total);
+			      name, s->size, (unsigned long long)g->l.total);
 	g->msg_size = msz;
 	g->capacity = cap;
 	g->delivery = dlv;
@@ -613,13 +580,13 @@ static int fi_chan_validate(const fi_seg *s, const char *name, fi_geom *g)
  * at most one lap of slot words. */
 static uint64_t fi_returned_now(fab_chan_hdr *h, const fi_geom *g)
 {
-	uint8_t *slots = (uint8_t *)h + g->slots_off;
+	uint8_t *slots = (uint8_t *)h + g->l.slots_off;
 	uint64_t hd = load_acquire(&h->head), n = 0;
 	uint64_t lo = load_acquire(&h->redo_low);
-	if ((int64_t)(hd - lo) > (int64_t)g->nslots || (int64_t)(hd - lo) < 0)
-		lo = hd - g->nslots;
+	if ((int64_t)(hd - lo) > (int64_t)g->l.nslots || (int64_t)(hd - lo) < 0)
+		lo = hd - g->l.nslots;
 	for (uint64_t q = lo; q != hd; q++) {
-		fab_mslot *s = (fab_mslot *)(slots + (size_t)(q & (g->nslots - 1)) * g->slot_size);
+		fab_mslot *s = (fab_mslot *)(slots + (size_t)(q & (g->l.nslots - 1)) * g->l.slot_size);
 		uint64_t w = load_acquire(&s->state);
 		if (FAB_SW_SAMEPOS(w, q) &&
 		    (FAB_SW_STATE(w) == FAB_SLOT_FULL || FAB_SW_STATE(w) == FAB_SLOT_RETURNING))
@@ -644,7 +611,7 @@ static int fi_chan_read_guarded(void *p)
 		return rc;
 	fab_chan_hdr *h = (fab_chan_hdr *)a->s->base;
 	c->kind = h->kind;
-	c->ring = g.ring;
+	c->ring = g.l.ring;
 	c->delivery = g.delivery;
 	c->capacity = g.capacity;
 	c->msg_size = g.msg_size;
@@ -677,7 +644,7 @@ static int fi_chan_read_guarded(void *p)
 	fi_hist_copy(&c->send_wait, &h->send_wait);
 	fi_hist_copy(&c->recv_wait, &h->recv_wait);
 	fi_hist_copy(&c->latency, &h->latency);
-	_Atomic uint64_t *att = (_Atomic uint64_t *)(a->s->base + g.attach_off);
+	_Atomic uint64_t *att = (_Atomic uint64_t *)(a->s->base + g.l.attach_off);
 	for (uint32_t i = 0; i < FAB_ATTACH_MAX; i++) {
 		uint64_t w = load_relaxed(&att[i]);
 		uint32_t tag = FAB_ATT_TAG(w);
@@ -718,7 +685,7 @@ static int fi_topic_read_guarded(void *p)
 		return fi_err(FAB_ECORRUPT, "topic %s: absurd capacity %u", a->name, cap);
 	if (msz > FAB_MSG_SIZE_MAX)
 		return fi_err(FAB_ECORRUPT, "topic %s: absurd msg_size %u", a->name, msz);
-	uint32_t n = fi_pow2(cap);
+	uint32_t n = fab_pow2(cap);
 	uint32_t slot = (uint32_t)((sizeof(fab_mslot) + (uint64_t)msz + 63u) & ~63ULL);
 	uint64_t total = ((FAB_TOPIC_SLOTS_OFF + (uint64_t)n * slot) + 4095u) & ~4095ULL;
 	if (total > (1ULL << 32) || h->hdr_size != sizeof(fab_topic_hdr) || h->nslots != n ||
@@ -860,10 +827,10 @@ static int fi_peek_spsc(fi_peek_arg *a, fab_chan_hdr *h, const fi_geom *g)
 	/* The commit words are the truth (tail may be published in batches):
 	 * walk from head while each word commits its own position, at most
 	 * one lap. */
-	for (uint64_t pos = hd; pos - hd < g->nslots && a->count < a->n; pos++) {
-		size_t idx = (size_t)(pos & (g->nslots - 1));
+	for (uint64_t pos = hd; pos - hd < g->l.nslots && a->count < a->n; pos++) {
+		size_t idx = (size_t)(pos & (g->l.nslots - 1));
 		_Atomic uint64_t *wp =
-		    (_Atomic uint64_t *)(base + g->ents_off + idx * (size_t)g->ent_stride);
+		    (_Atomic uint64_t *)(base + g->l.ents_off + idx * (size_t)g->l.ent_stride);
 		/* Pairs with fab__spsc_publish's store_release of the word:
 		 * the payload written before it is visible. */
 		uint64_t e = load_acquire(wp);
@@ -875,7 +842,7 @@ static int fi_peek_spsc(fi_peek_arg *a, fab_chan_hdr *h, const fi_geom *g)
 				      "channel %s: message at %llu is %u bytes > msg_size", a->name,
 				      (unsigned long long)pos, len);
 		int rc = fi_peek_take(
-		    a, pos, base + g->slots_off + idx * (size_t)g->slot_size + g->payload_off, len,
+		    a, pos, base + g->l.slots_off + idx * (size_t)g->l.slot_size + g->payload_off, len,
 		    0);
 		if (rc)
 			return rc;
@@ -890,22 +857,22 @@ static int fi_peek_spsc(fi_peek_arg *a, fab_chan_hdr *h, const fi_geom *g)
 
 static int fi_peek_mpmc(fi_peek_arg *a, fab_chan_hdr *h, const fi_geom *g)
 {
-	uint8_t *slots = a->s->base + g->slots_off;
+	uint8_t *slots = a->s->base + g->l.slots_off;
 	uint64_t hd = load_acquire(&h->head), tl = load_acquire(&h->tail);
 	uint64_t lo = hd;
 	if (g->delivery == FAB_AT_LEAST_ONCE) {
 		/* Given-back messages wait behind head for redelivery. */
 		lo = load_acquire(&h->redo_low);
-		if ((int64_t)(hd - lo) > (int64_t)g->nslots || (int64_t)(hd - lo) < 0)
+		if ((int64_t)(hd - lo) > (int64_t)g->l.nslots || (int64_t)(hd - lo) < 0)
 			lo = hd;
 	}
 	if ((int64_t)(tl - lo) < 0)
 		tl = lo;
-	if (tl - lo > g->nslots)
-		tl = lo + g->nslots;
+	if (tl - lo > g->l.nslots)
+		tl = lo + g->l.nslots;
 	for (uint64_t pos = lo; pos != tl && a->count < a->n; pos++) {
 		fab_mslot *s =
-		    (fab_mslot *)(slots + (size_t)(pos & (g->nslots - 1)) * g->slot_size);
+		    (fab_mslot *)(slots + (size_t)(pos & (g->l.nslots - 1)) * g->l.slot_size);
 		/* Pairs with the producer's store_release of FULL. */
 		uint64_t w = load_acquire(&s->state);
 		if (!FAB_SW_SAMEPOS(w, pos) || FAB_SW_STATE(w) != FAB_SLOT_FULL)
@@ -934,7 +901,7 @@ static int fi_peek_guarded(void *p)
 	if (rc)
 		return rc;
 	fab_chan_hdr *h = (fab_chan_hdr *)a->s->base;
-	if (g.ring == FAB_RING_MPMC)
+	if (g.l.ring == FAB_RING_MPMC)
 		return fi_peek_mpmc(a, h, &g);
 	return fi_peek_spsc(a, h, &g);
 }

@@ -12,6 +12,7 @@
  * running recovery if it died, so no waiter depends on a dead process.
  */
 #include "internal.h"
+#include "geom.h"
 #include "ring_spsc.h"
 
 #include <errno.h>
@@ -29,7 +30,7 @@
 #define FAB__INFLIGHT_MAX 1024u  /* leases one handle may hold */
 #define FAB__DELIVERIES_MAX 1000u
 #define FAB__YIELDS 8
-#define FAB__HDR_BYTES 4096u
+#define FAB__HDR_BYTES FAB_CHAN_HDR_BYTES
 
 static _Atomic uint32_t fab__serial;
 
@@ -266,64 +267,14 @@ static void fab__spsc_drop_end(fab_chan *ch, _Atomic uint64_t *end)
 
 /* ---- mapping ------------------------------------------------------------- */
 
-static uint32_t fab__pow2(uint32_t v)
-{
-	uint32_t p = 1;
-	while (p < v)
-		p <<= 1;
-	return p;
-}
-
-/* Geometry of a channel, computed from its parameters; the same function
- * builds a new segment and validates an existing one. */
-typedef struct fab__geom {
-	uint32_t ring, nslots, slot_size, ent_stride, payload_off;
-	uint64_t attach_off, ents_off, slots_off, total;
-} fab__geom;
+/* Geometry of a channel (geom.h): the same function builds a new segment
+ * and validates an existing one. */
+typedef fab_geom fab__geom;
 
 static int fab__geometry(uint32_t kind, uint32_t delivery, uint32_t capacity, uint32_t msg_size,
 			 fab__geom *g)
 {
-	/* At-least-once needs a slot state word to lease: the mpmc ring, with
-	 * the larger slot header, for either kind. */
-	uint32_t mhdr = delivery == FAB_AT_LEAST_ONCE ? (uint32_t)sizeof(fab_mslot_alo)
-						      : (uint32_t)sizeof(fab_mslot);
-	if (delivery == FAB_AT_LEAST_ONCE)
-		kind = FAB_MPMC;
-	g->nslots = fab__pow2(capacity ? capacity : 1);
-	g->attach_off = FAB__HDR_BYTES;
-	uint64_t after_attach = g->attach_off + FAB_ATTACH_MAX * sizeof(uint64_t);
-	uint32_t tail = msg_size % 64u;
-	if (kind == FAB_SPSC && capacity > 0 && (msg_size <= 56 || (tail && tail <= 56))) {
-		/* The 8-byte commit word fits in the payload's last line: keep
-		 * it inline, so a message and its word travel together.  Slots
-		 * of at most 64 bytes are a power of two, so none straddles a
-		 * line. */
-		g->ring = FAB_RING_SPSC_INLINE;
-		g->slot_size = msg_size <= 56 ? fab__pow2(8 + msg_size)
-					      : (uint32_t)((8u + msg_size + 63u) & ~63u);
-		g->ent_stride = g->slot_size;
-		g->payload_off = 8;
-		g->slots_off = (after_attach + 4095u) & ~4095ULL;
-		g->ents_off = g->slots_off;
-	} else if (kind == FAB_SPSC && capacity > 0) {
-		g->ring = FAB_RING_SPSC;
-		g->slot_size = (msg_size + 7u) & ~7u;
-		g->ent_stride = 8;
-		g->payload_off = 0;
-		g->ents_off = after_attach;
-		g->slots_off = (g->ents_off + (uint64_t)g->nslots * 8u + 4095u) & ~4095ULL;
-	} else {
-		g->ring = FAB_RING_MPMC;
-		g->slot_size = (uint32_t)((mhdr + msg_size + 63u) & ~63u);
-		g->ent_stride = 0;
-		g->payload_off = 0;
-		g->ents_off = after_attach;
-		g->slots_off = (after_attach + 4095u) & ~4095ULL;
-	}
-	uint64_t total = g->slots_off + (uint64_t)g->nslots * g->slot_size;
-	g->total = (total + 4095u) & ~4095ULL;
-	if (g->total > (1ULL << 32))
+	if (fab_chan_geometry(kind, delivery, capacity, msg_size, g) < 0)
 		return fab__err(FAB_ENOMEM, "channel of %llu bytes exceeds the 4 GiB limit",
 				(unsigned long long)g->total);
 	return 0;
