@@ -113,4 +113,18 @@ static inline void nap(void)
 	nanosleep(&ts, NULL);
 }
 
+/* Wait (bounded by the test's timeout) until the file at `path` contains
+ * `needle` (a log line fabd wrote). */
+static inline void wait_text(const char *path, const char *needle)
+{
+	for (;;) {
+		char *c = slurp(path);
+		int found = c && strstr(c, needle) != NULL;
+		free(c);
+		if (found)
+			return;
+		nap();
+	}
+}
+
 #endif /* FAB_BROKER_TEST_H */

@@ -472,18 +472,11 @@ START_TEST(t_drain_during_backoff)
 		 "  results: { capacity: 64, msg_size: 8 }\n",
 		 ", N: \"64\"", mid, "results", "", "shutdown: { drain: 30s, grace: 5s }\n");
 	pid_t fabd = start_fabd(&e);
-	char *log = NULL;
-	for (;;) { /* until worker.0 has crashed and waits for its restart */
-		free(log);
-		log = slurp(e.log);
-		if (strstr(log, "fabd: worker.0: exited with status 1"))
-			break;
-		nap();
-	}
-	free(log);
+	/* until worker.0 has crashed and waits for its restart */
+	wait_text(e.log, "fabd: worker.0: exited with status 1");
 	ck_assert_int_eq(kill(fabd, SIGTERM), 0);
 	int code = wait_code(fabd);
-	log = slurp(e.log);
+	char *log = slurp(e.log);
 	ck_assert_msg(code == 0, "fabd exited %d; log:\n%s", code, log);
 	ck_assert_msg(strstr(log, "fabd: worker.0: closed channel results for it") != NULL,
 		      "log:\n%s", log);
@@ -532,18 +525,10 @@ START_TEST(t_drain_needs_consumer)
 	starts sk = starts_of(&e, "sink");
 	ck_assert_int_eq(sk.n, 1);
 	ck_assert_int_eq(kill(sk.pid[0], SIGKILL), 0);
-	char *log = NULL;
-	for (;;) { /* until the sink waits for its restart */
-		free(log);
-		log = slurp(e.log);
-		if (strstr(log, "fabd: sink.0: restarting in 60000 ms"))
-			break;
-		nap();
-	}
-	free(log);
+	wait_text(e.log, "fabd: sink.0: restarting in 60000 ms"); /* waits for its restart */
 	ck_assert_int_eq(kill(fabd, SIGTERM), 0);
 	int code = wait_code(fabd);
-	log = slurp(e.log);
+	char *log = slurp(e.log);
 	ck_assert_msg(code == 0, "fabd exited %d; log:\n%s", code, log);
 	ck_assert_msg(strstr(log, "fabd: sink.0: restarting at once: the drain needs a consumer"),
 		      "log:\n%s", log);
