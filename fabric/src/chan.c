@@ -1545,39 +1545,35 @@ int fab_recv_batch(fab_chan *ch, fab_iov *msgs, unsigned n, fab_ctx *ctx)
  * someone, goes to the general functions above, which start over: the fast
  * line changes nothing before it knows it will finish.
  *
- * The general functions cost ~30 ns per send+recv pair of 8..64 bytes in
- * one process here (register saves, a call to memcpy, a second call for the
- * ring); these lines ~18 ns (docs/performance.md "Fast paths").
+ * In one process a send+recv pair of 8..64 bytes costs about half what the
+ * general functions cost (register saves, a call to memcpy, a second call
+ * for the ring); docs/performance.md "Fast paths" has the figures.
  */
 #define FAB__FAST_MAX 64u
 
-/* Copy n <= FAB__FAST_MAX bytes with a few overlapping moves, no call. */
+/* Copy n <= FAB__FAST_MAX bytes, no call.  In 8-byte words, not wider:
+ * a sender usually has just written its message, and a load that spans two
+ * of its stores (a 16-byte load over 8-byte stores) cannot take the data
+ * from the store queue; it waits until those stores reach the cache, behind
+ * our own stores to ring lines that may still be on their way back from the
+ * receiver.  perf showed fab-bench's sender waiting at exactly that load
+ * with 16-byte moves (docs/performance.md "Fast paths"). */
 static inline __attribute__((always_inline)) void fab__copy_small(void *d, const void *s, size_t n)
 {
 	uint8_t *dd = d;
 	const uint8_t *ss = s;
-	if (n >= 16) {
-		/* Constant-size memcpy compiles to unaligned 16-byte moves. */
-		typedef struct {
-			uint64_t a, b;
-		} v16;
-		v16 x0, x1, x2, x3;
-		memcpy(&x0, ss, 16);
-		memcpy(&x1, ss + n - 16, 16);
-		if (n > 32) {
-			memcpy(&x2, ss + 16, 16);
-			memcpy(&x3, ss + n - 32, 16);
-			memcpy(dd + 16, &x2, 16);
-			memcpy(dd + n - 32, &x3, 16);
+	if (n >= 8) {
+		uint64_t w;
+		size_t i = 0;
+#pragma GCC unroll 8
+		for (; i + 8 <= n; i += 8) {
+			memcpy(&w, ss + i, 8);
+			memcpy(dd + i, &w, 8);
 		}
-		memcpy(dd, &x0, 16);
-		memcpy(dd + n - 16, &x1, 16);
-	} else if (n >= 8) {
-		uint64_t a, b;
-		memcpy(&a, ss, 8);
-		memcpy(&b, ss + n - 8, 8);
-		memcpy(dd, &a, 8);
-		memcpy(dd + n - 8, &b, 8);
+		if (i < n) {
+			memcpy(&w, ss + n - 8, 8);
+			memcpy(dd + n - 8, &w, 8);
+		}
 	} else if (n >= 4) {
 		uint32_t a, b;
 		memcpy(&a, ss, 4);
