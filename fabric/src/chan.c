@@ -1651,7 +1651,8 @@ int fab_try_send(fab_chan *ch, const void *msg, size_t len)
 	return 0;
 }
 
-/* The fast receive: the length (>= 0), or -1 to take the general path. */
+/* The fast receive: the length (>= 0), -2 when the ring is empty (the
+ * handle and arguments checked), or -1 to take the general path. */
 static inline __attribute__((always_inline)) ssize_t fab__recv_fast(fab_chan *ch, void *buf,
 								    size_t cap, fab_ctx *ctx)
 {
@@ -1664,8 +1665,14 @@ static inline __attribute__((always_inline)) ssize_t fab__recv_fast(fab_chan *ch
 	 * them): a call would cost this function its frameless line. */
 	uint64_t h = ch->head_local;
 	uint64_t e = load_acquire(fab__spsc_word(ch, h)); /* as fab__spsc_front */
-	if (unlikely(FAB_SE_MARK(e) != FAB_SE_MARK(FAB_SE_FULL(h, 0))))
+	if (unlikely(FAB_SE_MARK(e) != FAB_SE_MARK(FAB_SE_FULL(h, 0)))) {
+		/* Empty: the slot still holds the lap before (the only word
+		 * fab__spsc_empty accepts for an empty ring, since every
+		 * position is written in turn). */
+		if (FAB_SE_MARK(e) == FAB_SE_MARK(FAB_SE_FULL(h - ch->nslots, 0)))
+			return -2;
 		return -1;
+	}
 	uint32_t len = FAB_SE_LEN(e);
 	if (unlikely(len > cap) || unlikely(len > ch->msg_size) || unlikely(len > FAB__FAST_MAX))
 		return -1;
@@ -1689,6 +1696,13 @@ ssize_t fab_recv(fab_chan *ch, void *buf, size_t cap, fab_ctx *ctx)
 ssize_t fab_try_recv(fab_chan *ch, void *buf, size_t cap)
 {
 	ssize_t n = fab__recv_fast(ch, buf, cap, NULL);
+	if (n == -2 && likely(!load_seq_cst(&ch->hdr->closed))) {
+		/* Empty and open: what the general path would answer, without
+		 * its walk (a poll loop spends most of its time here).  The
+		 * seq_cst load is fab__chan_closed_empty's. */
+		fab__pulse(ch->calls);
+		return fab__err_none(FAB_EAGAIN);
+	}
 	if (unlikely(n < 0))
 		return fab__try_recv_slow(ch, buf, cap);
 	if (unlikely(fab__sleepers(&ch->hdr->send_futex)))
