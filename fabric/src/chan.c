@@ -1534,20 +1534,24 @@ int fab_recv_batch(fab_chan *ch, fab_iov *msgs, unsigned n, fab_ctx *ctx)
 	return (int)i;
 }
 
-/* ---- the spsc fast paths ---------------------------------------------------- */
+/* ---- the fast paths ---------------------------------------------------------- */
 
 /*
- * fab_send, fab_try_send, fab_recv and fab_try_recv on an spsc ring whose end
- * this handle holds, for messages of at most FAB__FAST_MAX bytes: straight
- * lines with no call and no stack frame that store only what the message
- * needs (the copy, the word, tail or head, the pulse).  Every other case,
- * and every case where the fast line would have to wait, fail or wake
- * someone, goes to the general functions above, which start over: the fast
- * line changes nothing before it knows it will finish.
+ * fab_send, fab_try_send, fab_recv and fab_try_recv for messages of at most
+ * FAB__FAST_MAX bytes on an spsc ring whose end this handle holds, or on a
+ * buffered at-most-once mpmc ring: straight lines with few or no register
+ * saves and no call, that do only what the message needs (spsc: the copy,
+ * the word, tail or head, the pulse; mpmc: the first pass of the claim or
+ * take, the copy, the state).  Every other case, and every case where the
+ * fast line would have to wait, fail or wake someone, goes to the general
+ * functions above, which start over: the fast line changes nothing before
+ * it knows it will finish (an mpmc send that finds the channel closed after
+ * its claim gives the slot up exactly as fab__mpmc_commit does).
  *
  * In one process a send+recv pair of 8..64 bytes costs about half what the
- * general functions cost (register saves, a call to memcpy, a second call
- * for the ring); docs/performance.md "Fast paths" has the figures.
+ * general functions cost (register saves, a call to memcpy, calls for the
+ * ring, the wait loop's indirect first try); docs/performance.md "Fast
+ * paths" has the figures.
  */
 #define FAB__FAST_MAX 64u
 
@@ -1610,15 +1614,68 @@ static __attribute__((noinline)) ssize_t fab__received_wake(fab_chan *ch, ssize_
 	return n;
 }
 
-static inline __attribute__((always_inline)) int fab__send_fast(fab_chan *ch, const void *msg,
-								size_t len, fab_ctx *ctx)
+/* An at-most-once mpmc ring with room at the tail hint and a free slot
+ * there: fab__mpmc_claim's first pass, fab__mpmc_fill and fab__mpmc_commit
+ * in one line.  0 sent; 1 general path (nothing changed); 2 the channel
+ * closed after we claimed (*pos is ours to skip, see fab__send_closed). */
+static inline __attribute__((always_inline)) int fab__mpmc_send_fast(fab_chan *ch, const void *msg,
+								     size_t len, uint64_t *pos)
+{
+	fab_chan_hdr *hd = ch->hdr;
+	/* As fab__try_send_once: a closed channel takes the general path. */
+	if (unlikely(load_acquire(&hd->closed)))
+		return 1;
+	/* As fab__mpmc_claim: acquire the tail hint; the cached head errs
+	 * towards "full", which the general path refreshes. */
+	uint64_t p = load_acquire(&hd->tail);
+	int64_t d = (int64_t)(p - ch->head_cache);
+	if (unlikely(d >= (int64_t)ch->cap_eff) || unlikely(d < 0))
+		return 1;
+	fab_mslot *sl = (fab_mslot *)(ch->slots + (size_t)(p & ch->mask) * ch->slot_size);
+	uint64_t w = load_acquire(&sl->state);
+	if (unlikely(w != FAB_SW_MAKE(p, FAB_SLOT_FREE, 0)))
+		return 1;
+	/* seq_cst, as in fab__mpmc_claim: the claim and our load of `closed`
+	 * below are in one total order with a closer's store. */
+	if (unlikely(!cas_seq_cst(&sl->state, &w, FAB_SW_MAKE(p, FAB_SLOT_WRITING, ch->fab->tag))))
+		return 1;
+	uint64_t t = p; /* fab__bump: move the hint on if nobody did */
+	cas(&hd->tail, &t, p + 1);
+	sl->len = (uint32_t)len;
+	fab__copy_small((uint8_t *)sl + ch->mhdr, msg, len);
+	*pos = p;
+	if (unlikely(load_seq_cst(&hd->closed))) /* as fab__mpmc_commit */
+		return 2;
+	/* Pairs with fab__mpmc_take's load of the state (fab__mpmc_commit). */
+	store_release(&sl->state, FAB_SW_MAKE(p, FAB_SLOT_FULL, ch->fab->tag));
+	return 0;
+}
+
+static __attribute__((noinline)) int fab__send_closed(fab_chan *ch, uint64_t pos)
+{
+	fab__mpmc_skip(ch, pos, FAB_SLOT_WRITING);
+	return fab__err(FAB_ECLOSED, "channel %s is closed", ch->name);
+}
+
+/* 0 sent, 1 general path, 2 closed after an mpmc claim (*pos). */
+static inline __attribute__((always_inline)) int
+fab__send_fast(fab_chan *ch, const void *msg, size_t len, fab_ctx *ctx, uint64_t *pos)
 {
 	unsigned gen = load_relaxed(&fab__fork_gen);
-	if (unlikely(!ch) || unlikely(ch->ring != FAB_RING_SPSC) || unlikely(!(ch->end_word & 1)) ||
-	    unlikely(ch->fork_gen != gen) || unlikely(!(ch->role & FAB_SEND)) ||
+	if (unlikely(!ch) || unlikely(ch->fork_gen != gen) || unlikely(!(ch->role & FAB_SEND)) ||
 	    unlikely(ch->reserved) || unlikely(len > ch->msg_size) ||
 	    unlikely(len > FAB__FAST_MAX) || unlikely(!msg && len) ||
 	    unlikely(ctx && ctx->fork_gen != gen))
+		return 1;
+	if (ch->ring != FAB_RING_SPSC) {
+		if (unlikely(ch->delivery == FAB_AT_LEAST_ONCE) || unlikely(ch->capacity == 0))
+			return 1;
+		int rc = fab__mpmc_send_fast(ch, msg, len, pos);
+		if (rc != 1)
+			fab__pulse(ch->calls);
+		return rc;
+	}
+	if (unlikely(!(ch->end_word & 1)))
 		return 1;
 	uint64_t p = ch->tail_local;
 	/* As in the general path: `closed` is exact for the holder of the
@@ -1633,7 +1690,10 @@ static inline __attribute__((always_inline)) int fab__send_fast(fab_chan *ch, co
 
 int fab_send(fab_chan *ch, const void *msg, size_t len, fab_ctx *ctx)
 {
-	int rc = fab__send_fast(ch, msg, len, ctx);
+	uint64_t pos = 0;
+	int rc = fab__send_fast(ch, msg, len, ctx, &pos);
+	if (unlikely(rc == 2))
+		return fab__send_closed(ch, pos);
 	if (unlikely(rc))
 		return fab__send_slow(ch, msg, len, ctx);
 	if (unlikely(fab__sleepers(&ch->hdr->recv_futex)))
@@ -1643,12 +1703,43 @@ int fab_send(fab_chan *ch, const void *msg, size_t len, fab_ctx *ctx)
 
 int fab_try_send(fab_chan *ch, const void *msg, size_t len)
 {
-	int rc = fab__send_fast(ch, msg, len, NULL);
+	uint64_t pos = 0;
+	int rc = fab__send_fast(ch, msg, len, NULL, &pos);
+	if (unlikely(rc == 2))
+		return fab__send_closed(ch, pos);
 	if (unlikely(rc))
 		return fab__try_send_slow(ch, msg, len);
 	if (unlikely(fab__sleepers(&ch->hdr->recv_futex)))
 		return fab__sent_wake(ch);
 	return 0;
+}
+
+/* An at-most-once mpmc ring with a full slot at the head hint:
+ * fab__mpmc_take's first pass, the copy and fab__mpmc_free in one line.
+ * The length, or -1 for the general path (nothing changed). */
+static inline __attribute__((always_inline)) ssize_t fab__mpmc_recv_fast(fab_chan *ch, void *buf,
+									 size_t cap)
+{
+	fab_chan_hdr *hd = ch->hdr;
+	uint64_t q = load_acquire(&hd->head);
+	fab_mslot *sl = (fab_mslot *)(ch->slots + (size_t)(q & ch->mask) * ch->slot_size);
+	/* seq_cst, as in fab__mpmc_take (see fab__chan_closed_empty). */
+	uint64_t w = load_seq_cst(&sl->state);
+	if (unlikely(!FAB_SW_SAMEPOS(w, q)) || unlikely(FAB_SW_STATE(w) != FAB_SLOT_FULL))
+		return -1;
+	uint32_t len = sl->len;
+	if (unlikely(len > ch->msg_size) || unlikely(len > cap) || unlikely(len > FAB__FAST_MAX))
+		return -1;
+	if (unlikely(!cas(&sl->state, &w, FAB_SW_MAKE(q, FAB_SLOT_READING, ch->fab->tag))))
+		return -1;
+	uint64_t hq = q; /* fab__bump */
+	cas(&hd->head, &hq, q + 1);
+	fab__copy_small(buf, (uint8_t *)sl + ch->mhdr, len);
+	/* As fab__mpmc_free: our reads finish before the next lap's writer. */
+	store_release(&sl->state, FAB_SW_MAKE(q + ch->nslots, FAB_SLOT_FREE, 0));
+	fab__origin_ns = 0;
+	fab__pulse(ch->calls);
+	return len;
 }
 
 /* The fast receive: the length (>= 0), -2 when the ring is empty (the
@@ -1657,9 +1748,15 @@ static inline __attribute__((always_inline)) ssize_t fab__recv_fast(fab_chan *ch
 								    size_t cap, fab_ctx *ctx)
 {
 	unsigned gen = load_relaxed(&fab__fork_gen);
-	if (unlikely(!ch) || unlikely(ch->ring != FAB_RING_SPSC) || unlikely(!(ch->end_word & 2)) ||
-	    unlikely(ch->fork_gen != gen) || unlikely(!(ch->role & FAB_RECV)) ||
+	if (unlikely(!ch) || unlikely(ch->fork_gen != gen) || unlikely(!(ch->role & FAB_RECV)) ||
 	    unlikely(ch->acquired) || unlikely(!buf) || unlikely(ctx && ctx->fork_gen != gen))
+		return -1;
+	if (ch->ring != FAB_RING_SPSC) {
+		if (unlikely(ch->delivery == FAB_AT_LEAST_ONCE) || unlikely(ch->capacity == 0))
+			return -1;
+		return fab__mpmc_recv_fast(ch, buf, cap);
+	}
+	if (unlikely(!(ch->end_word & 2)))
 		return -1;
 	/* fab__spsc_front without its error paths (the general path has
 	 * them): a call would cost this function its frameless line. */
