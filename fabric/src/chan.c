@@ -1486,11 +1486,13 @@ int fab_send_batch(fab_chan *ch, const fab_iov *msgs, unsigned n, fab_ctx *ctx)
 		return rc;
 	unsigned i = 1;
 	if (ch->ring == FAB_RING_SPSC) {
-		/* One publication and one wake check for the rest. */
+		/* One wake check for the rest.  `closed` cannot change under us:
+		 * only the holder of the send end closes an spsc ring, and the
+		 * first send made us the holder (see fab_chan_close). */
+		if (load_relaxed(&ch->hdr->closed))
+			return (int)i;
 		for (; i < n; i++) {
 			if (msgs[i].len > ch->msg_size || (!msgs[i].base && msgs[i].len))
-				break;
-			if (load_relaxed(&ch->hdr->closed))
 				break;
 			if (fab__spsc_push(ch, msgs[i].base, msgs[i].len))
 				break;
@@ -1520,6 +1522,19 @@ int fab_recv_batch(fab_chan *ch, fab_iov *msgs, unsigned n, fab_ctx *ctx)
 		return (int)r;
 	msgs[0].len = (size_t)r;
 	unsigned i = 1;
+	if (ch->ring == FAB_RING_SPSC) {
+		/* The rest straight off the ring while messages are there. */
+		for (; i < n; i++) {
+			if (!msgs[i].base && msgs[i].len)
+				break;
+			r = fab__spsc_pop(ch, msgs[i].base, msgs[i].len);
+			if (r < 0)
+				break;
+			msgs[i].len = (size_t)r;
+		}
+		fab__wake_senders(ch);
+		return (int)i;
+	}
 	for (; i < n; i++) {
 		fab__recv_arg arg = {.buf = msgs[i].base, .cap = msgs[i].len};
 		fab__block blk;
@@ -1553,43 +1568,6 @@ int fab_recv_batch(fab_chan *ch, fab_iov *msgs, unsigned n, fab_ctx *ctx)
  * ring, the wait loop's indirect first try); docs/performance.md "Fast
  * paths" has the figures.
  */
-#define FAB__FAST_MAX 64u
-
-/* Copy n <= FAB__FAST_MAX bytes, no call.  In 8-byte words, not wider:
- * a sender usually has just written its message, and a load that spans two
- * of its stores (a 16-byte load over 8-byte stores) cannot take the data
- * from the store queue; it waits until those stores reach the cache, behind
- * our own stores to ring lines that may still be on their way back from the
- * receiver.  perf showed fab-bench's sender waiting at exactly that load
- * with 16-byte moves (docs/performance.md "Fast paths"). */
-static inline __attribute__((always_inline)) void fab__copy_small(void *d, const void *s, size_t n)
-{
-	uint8_t *dd = d;
-	const uint8_t *ss = s;
-	if (n >= 8) {
-		uint64_t w;
-		size_t i = 0;
-#pragma GCC unroll 8
-		for (; i + 8 <= n; i += 8) {
-			memcpy(&w, ss + i, 8);
-			memcpy(dd + i, &w, 8);
-		}
-		if (i < n) {
-			memcpy(&w, ss + n - 8, 8);
-			memcpy(dd + n - 8, &w, 8);
-		}
-	} else if (n >= 4) {
-		uint32_t a, b;
-		memcpy(&a, ss, 4);
-		memcpy(&b, ss + n - 4, 4);
-		memcpy(dd, &a, 4);
-		memcpy(dd + n - 4, &b, 4);
-	} else if (n) {
-		dd[0] = ss[0];
-		dd[n / 2] = ss[n / 2];
-		dd[n - 1] = ss[n - 1];
-	}
-}
 
 /* A sleeper on `word`?  fab__wake_word's check without the wake. */
 static inline __attribute__((always_inline)) int fab__sleepers(_Atomic uint32_t *word)
