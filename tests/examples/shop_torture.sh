@@ -63,6 +63,18 @@ fail() {
 		echo "--- fabd output (last 40 lines) ---"
 		tail -40 "$TMP/out"
 	fi
+	# What the fabric looked like at the failure, for a run that cannot
+	# be replayed (the kills' timing is not in the seed).
+	local fabctl
+	fabctl="$(dirname "$FABD")/../tools/fabctl/fabctl"
+	if [ -x "$fabctl" ]; then
+		for verb in chan ps blocked; do
+			echo "--- fabctl $verb ---"
+			timeout 10 "$fabctl" -f "$FABRIC" "$verb" 2>&1 | head -60
+		done
+		echo "--- fabctl status ---"
+		XDG_RUNTIME_DIR=$TMP timeout 10 "$fabctl" -f "$FABRIC" status 2>&1 | head -60
+	fi
 	exit 1
 }
 
