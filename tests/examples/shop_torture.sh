@@ -37,22 +37,7 @@ fabd_pid=
 
 # Pids of live processes that are replicas of our fabric (fabd sets
 # FAB_FABRIC in every replica's environment).
-fabric_pids() {
-	local p
-	for p in /proc/[0-9]*; do
-		{ tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qx "FAB_FABRIC=$FABRIC" &&
-			echo "${p#/proc/}"
-	done
-}
-
-cleanup() {
-	local p
-	[ -n "$fabd_pid" ] && kill -KILL "$fabd_pid" 2>/dev/null && wait "$fabd_pid" 2>/dev/null
-	for p in $(fabric_pids); do kill -KILL "$p" 2>/dev/null; done
-	rm -f /dev/shm/fab."$FABRIC" /dev/shm/fab."$FABRIC".* 2>/dev/null
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
+. "$(dirname "${BASH_SOURCE[0]}")/../common/fabd_test.sh"
 
 fail() {
 	echo "FAIL: $* (seed $SEED)"
