@@ -1192,10 +1192,20 @@ static int fab__alo_take(fab_chan *ch, fab__recv_arg *arg, fab__block *blk)
 	r = FAB_EAGAIN;
 	/* Acquire: pairs with the returner's seq_cst increment.  A draining
 	 * receiver (closed channel) always looks: the gauge is only a hint. */
-	if (load_acquire(&ch->hdr->returned) != 0 || load_relaxed(&ch->hdr->closed))
+	bool scanned = false;
+	if (FAB__RET_COUNT(load_acquire(&ch->hdr->returned)) != 0 ||
+	    load_relaxed(&ch->hdr->closed)) {
 		r = fab__mpmc_take_returned(ch, &arg->pos, cap, blk);
-	if (r == FAB_EAGAIN)
+		scanned = true;
+	}
+	if (r == FAB_EAGAIN) {
 		r = fab__mpmc_take(ch, &arg->pos, cap, blk);
+		/* The head found a redelivery nobody counted and counted it
+		 * (fab__mpmc_recount): take it now. */
+		if (r == FAB_EAGAIN && !scanned &&
+		    FAB__RET_COUNT(load_acquire(&ch->hdr->returned)) != 0)
+			r = fab__mpmc_take_returned(ch, &arg->pos, cap, blk);
+	}
 	if (r)
 		return r;
 	uint64_t pos = arg->pos;
@@ -1207,7 +1217,7 @@ static int fab__alo_take(fab_chan *ch, fab__recv_arg *arg, fab__block *blk)
 	uint32_t returns = a->m.returns;
 	if (returns) {
 		/* It was given back: one fewer waits behind head. */
-		atomic_fetch_sub_explicit(&ch->hdr->returned, 1, memory_order_relaxed);
+		fab__mpmc_returned_taken(ch);
 		fetch_add_relaxed(&ch->hdr->redelivered, 1);
 	}
 	memset(&ch->info, 0, sizeof ch->info);

@@ -274,6 +274,14 @@ int fab__mpmc_ack(fab_chan *ch, uint64_t pos);
 uint64_t fab__mpmc_foreign_leases(fab_chan *ch, uint32_t *tag);
 uint64_t fab__mpmc_leased(fab_chan *ch); /* READING slots now (stats) */
 uint64_t fab__mpmc_returned_now(fab_chan *ch); /* given back, waiting (len, stats) */
+/* The `returned` word: the low 32 bits count given-back messages not yet
+ * taken again (a gauge: receivers scan behind head while it is not 0); the
+ * high 32 bits count give-backs (an epoch), so that a scanner's reset from
+ * a stale reading fails after any give-back, however many takes brought
+ * the count back to the value it read (docs/delivery.md "The gauge"). */
+#define FAB__RET_GIVE (((uint64_t)1 << 32) | 1u)
+#define FAB__RET_COUNT(v) ((uint32_t)(v))
+void fab__mpmc_returned_taken(fab_chan *ch); /* a given-back message was taken */
 int fab__mpmc_validate(fab_chan *ch);
 
 /* wake the other side if someone announced a sleep (Dekker, waker half) */

@@ -32,6 +32,8 @@
 
 #define FAB__GUARD (1u << 20) /* bound on retries: a corrupted ring cannot spin us forever */
 
+static void fab__mpmc_recount(fab_chan *ch);
+
 static inline fab_mslot *fab__mslot(fab_chan *ch, uint64_t pos)
 {
 	return (fab_mslot *)(ch->slots + (size_t)(pos & ch->mask) * ch->slot_size);
@@ -129,6 +131,8 @@ int fab__mpmc_claim(fab_chan *ch, uint64_t *pos, fab__block *blk)
 				blk->behind_tag = FAB_SW_TAG(w);
 			if (load_acquire(&hd->tail) != p)
 				continue;
+			if (FAB_SW_STATE(w) == FAB_SLOT_FULL && ch->delivery == FAB_AT_LEAST_ONCE)
+				fab__mpmc_recount(ch); /* a redelivery waits in our slot */
 			return FAB_EAGAIN;
 		}
 		if (load_acquire(&hd->tail) != p)
@@ -254,9 +258,13 @@ int fab__mpmc_take(fab_chan *ch, uint64_t *pos, size_t cap, fab__block *blk)
 			/* A receiver of the previous lap is still copying out of
 			 * this slot, so no producer can have written position q:
 			 * empty.  (If that receiver died, the producer that needs
-			 * the slot finds it and recovers it.) */
+			 * the slot finds it and recovers it.)  A FULL one is a
+			 * redelivery waiting behind head: make sure it is counted
+			 * (the caller scans for it when the gauge is not 0). */
 			if (load_acquire(&hd->head) != q)
 				continue;
+			if (FAB_SW_STATE(w) == FAB_SLOT_FULL)
+				fab__mpmc_recount(ch);
 			return FAB_EAGAIN;
 		}
 		if (load_acquire(&hd->head) != q)
@@ -445,8 +453,7 @@ int fab__mpmc_take_returned(fab_chan *ch, uint64_t *pos, size_t cap, fab__block 
 			if (len > ch->msg_size) {
 				/* Scribbled: drop it (as fab__mpmc_take does). */
 				if (cas(&s->state, &w, FAB_SW_MAKE(q + ch->nslots, FAB_SLOT_FREE, 0)))
-					atomic_fetch_sub_explicit(&hd->returned, 1,
-								  memory_order_relaxed);
+					fab__mpmc_returned_taken(ch);
 				return fab__err(FAB_ECORRUPT, "channel %s: message length %u",
 						ch->name, len);
 			}
@@ -473,6 +480,11 @@ int fab__mpmc_take_returned(fab_chan *ch, uint64_t *pos, size_t cap, fab__block 
 		}
 		if (FAB_SW_SAMEPOS(w, q) && FAB_SW_STATE(w) == FAB_SLOT_RETURNING)
 			busy = true;
+		/* A redelivered message just taken: its taker may not have
+		 * taken it off the gauge yet (it does so after its claim), and
+		 * a reset now would erase the count that decrement is owed. */
+		if (FAB_SW_SAMEPOS(w, q) && FAB_SW_STATE(w) == FAB_SLOT_READING && s->returns != 0)
+			busy = true;
 		if (finished_run && (FAB_SW_SAMEPOS(w, q + ch->nslots) ||
 				     (FAB_SW_SAMEPOS(w, q) && FAB_SW_STATE(w) == FAB_SLOT_SKIP)))
 			continue; /* finished: acked, dead-lettered or skipped */
@@ -489,15 +501,53 @@ int fab__mpmc_take_returned(fab_chan *ch, uint64_t *pos, size_t cap, fab__block 
 		cas(&hd->redo_low, &seen, q);
 	}
 	/* Nothing given back is in flight, yet the gauge says so: a taker
-	 * died between its claim and its decrement.  Every give-back makes
-	 * its slot RETURNING before it counts, so one counted before our load
-	 * of g was visible to the scan; reset from exactly g (a give-back
-	 * since then changed it and the CAS fails).  A taker's late decrement
-	 * after the reset only makes the gauge read high (a wasted scan) until
-	 * the next reset. */
-	if (!busy && g != 0)
-		cas(&hd->returned, &g, 0);
+	 * died between its claim and its decrement, or a repairer recounted
+	 * (fab__mpmc_recount).  Every give-back makes its slot RETURNING
+	 * before it counts, so one counted before our load of g was visible to
+	 * the scan (RETURNING or FULL: busy; READING with returns != 0, taken
+	 * but maybe not yet uncounted: busy).  Reset the count from exactly g:
+	 * a give-back since then advanced the epoch and a take lowered the
+	 * count, so either fails the CAS (the epoch rules out the ABA of a
+	 * take and a give-back between our load and the CAS, which once left
+	 * a given-back message behind head with the gauge at 0 and nobody
+	 * looking for it; docs/delivery.md "The gauge"). */
+	if (!busy && FAB__RET_COUNT(g) != 0)
+		cas(&hd->returned, &g, g & ~(uint64_t)UINT32_MAX);
 	return FAB_EAGAIN;
+}
+
+void fab__mpmc_returned_taken(fab_chan *ch)
+{
+	_Atomic uint64_t *r = &ch->hdr->returned;
+	/* Relaxed: the gauge orders nothing (takers find messages by their
+	 * slot states).  A count already at 0 stays 0: a decrement never
+	 * borrows from the epoch, and a gauge wrapped to 2^32 - 1 would send
+	 * every receiver scanning until the next reset. */
+	uint64_t v = load_relaxed(r);
+	while (FAB__RET_COUNT(v) != 0 &&
+	       !atomic_compare_exchange_weak_explicit(r, &v, v - 1, memory_order_relaxed,
+						      memory_order_relaxed))
+		;
+}
+
+/*
+ * A given-back message waits in a slot a producer or the head needs (FULL
+ * of the previous lap) while the gauge reads 0, so no receiver would look
+ * for it: the count was lost (a receiver reset the gauge in a race that the
+ * epoch now rules out, or a segment written by an older library).  Count it
+ * again and wake the receivers.  It may be counted twice (a taker took it
+ * and uncounted it between the caller's look and ours); a gauge that reads
+ * high only costs scans until a scan resets it.
+ */
+static void fab__mpmc_recount(fab_chan *ch)
+{
+	fab_chan_hdr *hd = ch->hdr;
+	/* seq_cst, with the CAS: ordered like the give-back's increment. */
+	uint64_t g = load_seq_cst(&hd->returned);
+	if (FAB__RET_COUNT(g) != 0)
+		return; /* receivers are looking */
+	if (cas_seq_cst(&hd->returned, &g, g + FAB__RET_GIVE))
+		fab__wake_receivers(ch);
 }
 
 uint64_t fab__mpmc_returned_now(fab_chan *ch)
@@ -563,7 +613,7 @@ int fab__mpmc_return(fab_chan *ch, uint64_t pos, uint64_t word)
 	}
 	/* Count it before it can be taken, so the gauge never undercounts:
 	 * receivers scan while it is not 0. */
-	fetch_add_seq_cst(&hd->returned, 1);
+	fetch_add_seq_cst(&hd->returned, FAB__RET_GIVE);
 	/* Release: `returns` is visible to the receiver that takes it. */
 	store_release(&s->state, FAB_SW_MAKE(pos, FAB_SLOT_FULL, ch->fab->tag));
 	fab__wake_receivers(ch);
