@@ -1607,7 +1607,8 @@ static __attribute__((noinline)) ssize_t fab__received_wake(fab_chan *ch, ssize_
  * in one line.  0 sent; 1 general path (nothing changed); 2 the channel
  * closed after we claimed (*pos is ours to skip, see fab__send_closed). */
 static inline __attribute__((always_inline)) int fab__mpmc_send_fast(fab_chan *ch, const void *msg,
-								     size_t len, uint64_t *pos)
+								     size_t len, uint64_t *pos,
+								     bool alo)
 {
 	fab_chan_hdr *hd = ch->hdr;
 	/* As fab__try_send_once: a closed channel takes the general path. */
@@ -1631,12 +1632,29 @@ static inline __attribute__((always_inline)) int fab__mpmc_send_fast(fab_chan *c
 	cas(&hd->tail, &t, p + 1);
 	sl->len = (uint32_t)len;
 	fab__copy_small((uint8_t *)sl + ch->mhdr, msg, len);
+	if (alo) {
+		/* The delivery header, as fab__mpmc_commit writes it. */
+		fab_mslot_alo *a = (fab_mslot_alo *)sl;
+		int64_t now = fab__now_ns();
+		sl->returns = 0;
+		a->enqueue_ns = now;
+		a->origin_ns = fab__origin_ns ? fab__origin_ns : now;
+	}
 	*pos = p;
 	if (unlikely(load_seq_cst(&hd->closed))) /* as fab__mpmc_commit */
 		return 2;
 	/* Pairs with fab__mpmc_take's load of the state (fab__mpmc_commit). */
 	store_release(&sl->state, FAB_SW_MAKE(p, FAB_SLOT_FULL, ch->fab->tag));
 	return 0;
+}
+
+/* At-least-once: the same line with the delivery header.  Out of line:
+ * its clock read is a call, which would cost fab_send's other fast lines
+ * their frameless code. */
+static __attribute__((noinline)) int fab__alo_send_fast(fab_chan *ch, const void *msg, size_t len,
+							 uint64_t *pos)
+{
+	return fab__mpmc_send_fast(ch, msg, len, pos, true);
 }
 
 static __attribute__((noinline)) int fab__send_closed(fab_chan *ch, uint64_t pos)
@@ -1656,9 +1674,10 @@ fab__send_fast(fab_chan *ch, const void *msg, size_t len, fab_ctx *ctx, uint64_t
 	    unlikely(ctx && ctx->fork_gen != gen))
 		return 1;
 	if (ch->ring != FAB_RING_SPSC) {
-		if (unlikely(ch->delivery == FAB_AT_LEAST_ONCE) || unlikely(ch->capacity == 0))
+		if (unlikely(ch->capacity == 0))
 			return 1;
-		int rc = fab__mpmc_send_fast(ch, msg, len, pos);
+		int rc = ch->delivery == FAB_AT_LEAST_ONCE ? fab__alo_send_fast(ch, msg, len, pos)
+							   : fab__mpmc_send_fast(ch, msg, len, pos, false);
 		if (rc != 1)
 			fab__pulse(ch->calls);
 		return rc;
@@ -1730,6 +1749,84 @@ static inline __attribute__((always_inline)) ssize_t fab__mpmc_recv_fast(fab_cha
 	return len;
 }
 
+/* At-least-once: the implicit ack of the handle's one lease (fab__lease_end)
+ * and a take at the head (fab__alo_take's first pass) in one call, for a
+ * handle holding at most one lease (max_inflight 1, the default, or a
+ * single-message receive) on a channel with nothing waiting for redelivery.
+ * The length, or -1 for the general path; an ack done here stays done (the
+ * general path then finds no lease to end). */
+static __attribute__((noinline)) ssize_t fab__alo_recv_fast(fab_chan *ch, void *buf, size_t cap)
+{
+	fab_chan_hdr *hd = ch->hdr;
+	uint32_t tag = ch->fab->tag;
+	if (ch->nleases) {
+		if (unlikely(ch->nleases != 1))
+			return -1;
+		uint64_t lp = ch->leases[ch->lease_first];
+		fab_mslot_alo *la = (fab_mslot_alo *)(ch->slots + (size_t)(lp & ch->mask) * ch->slot_size);
+		/* The lease is ours: its header is stable until the ack. */
+		int64_t origin = la->origin_ns;
+		uint64_t lw = FAB_SW_MAKE(lp, FAB_SLOT_READING, tag);
+		/* Release, as fab__mpmc_ack: our reads of the payload finish
+		 * before a producer of the next lap writes. */
+		if (unlikely(!atomic_compare_exchange_strong_explicit(
+			    &la->m.state, &lw, FAB_SW_MAKE(lp + ch->nslots, FAB_SLOT_FREE, 0),
+			    memory_order_release, memory_order_relaxed)))
+			return -1; /* the general path reports it */
+		ch->lease_first = ch->lease_first + 1 == ch->max_inflight ? 0 : ch->lease_first + 1;
+		ch->nleases = 0;
+		if (origin)
+			fab__hist_note(&ch->lat, &hd->latency, fab__now_ns() - origin);
+		/* As fab__lease_end: a freed slot for a sleeping sender, and a
+		 * drain (closed channel) waits for every lease; the seq_cst
+		 * load is its Dekker half (docs/delivery.md). */
+		if (unlikely(fab__sleepers(&hd->send_futex)))
+			fab__wake_senders(ch);
+		if (unlikely(load_seq_cst(&hd->closed))) {
+			fab__wake_receivers(ch);
+			return -1;
+		}
+	}
+	/* As fab__alo_take: redeliveries go first, and a closed channel
+	 * drains through the general path. */
+	if (unlikely(FAB__RET_COUNT(load_acquire(&hd->returned)) != 0) ||
+	    unlikely(load_relaxed(&hd->closed)))
+		return -1;
+	uint64_t q = load_acquire(&hd->head);
+	fab_mslot *sl = (fab_mslot *)(ch->slots + (size_t)(q & ch->mask) * ch->slot_size);
+	/* seq_cst, as in fab__mpmc_take (see fab__chan_closed_empty). */
+	uint64_t w = load_seq_cst(&sl->state);
+	if (unlikely(!FAB_SW_SAMEPOS(w, q)) || unlikely(FAB_SW_STATE(w) != FAB_SLOT_FULL))
+		return -1;
+	uint32_t len = sl->len;
+	if (unlikely(len > ch->msg_size) || unlikely(len > cap) || unlikely(len > FAB__FAST_MAX))
+		return -1;
+	if (unlikely(!cas(&sl->state, &w, FAB_SW_MAKE(q, FAB_SLOT_READING, tag))))
+		return -1;
+	uint64_t hq = q; /* fab__bump */
+	cas(&hd->head, &hq, q + 1);
+	/* The lease, recorded as fab__alo_take does (the handle holds none). */
+	ch->leases[ch->lease_first] = q;
+	ch->nleases = 1;
+	const fab_mslot_alo *a = (const fab_mslot_alo *)sl;
+	uint32_t returns = sl->returns;
+	if (unlikely(returns)) {
+		fab__mpmc_returned_taken(ch);
+		fetch_add_relaxed(&hd->redelivered, 1);
+	}
+	memset(&ch->info, 0, sizeof ch->info);
+	ch->info.size = sizeof ch->info;
+	ch->info.redelivered = returns ? 1 : 0;
+	ch->info.deliveries = returns < UINT32_MAX ? returns + 1 : UINT32_MAX;
+	ch->info.enqueue_ns = a->enqueue_ns;
+	ch->info.origin_ns = a->origin_ns;
+	ch->have_info = true;
+	fab__origin_ns = a->origin_ns; /* this thread's next send inherits it */
+	fab__copy_small(buf, (uint8_t *)sl + ch->mhdr, len);
+	fab__pulse(ch->calls);
+	return len;
+}
+
 /* The fast receive: the length (>= 0), -2 when the ring is empty (the
  * handle and arguments checked), or -1 to take the general path. */
 static inline __attribute__((always_inline)) ssize_t fab__recv_fast(fab_chan *ch, void *buf,
@@ -1740,8 +1837,10 @@ static inline __attribute__((always_inline)) ssize_t fab__recv_fast(fab_chan *ch
 	    unlikely(ch->acquired) || unlikely(!buf) || unlikely(ctx && ctx->fork_gen != gen))
 		return -1;
 	if (ch->ring != FAB_RING_SPSC) {
-		if (unlikely(ch->delivery == FAB_AT_LEAST_ONCE) || unlikely(ch->capacity == 0))
+		if (unlikely(ch->capacity == 0))
 			return -1;
+		if (ch->delivery == FAB_AT_LEAST_ONCE)
+			return fab__alo_recv_fast(ch, buf, cap);
 		return fab__mpmc_recv_fast(ch, buf, cap);
 	}
 	if (unlikely(!(ch->end_word & 2)))
