@@ -176,6 +176,91 @@ static void take_stats(struct run *r, unsigned slot, fab_chan *const *chs, unsig
 	o->have_futex = 1;
 }
 
+/*
+ * MODE_SPIN at-most-once: drive_pp's loop written out with fab_try_send and
+ * fab_try_recv called directly, as the cache-line floor's loop is written
+ * (mech_base.c): the same clock reads around the round trip, the same
+ * record, the same checks, no indirect call through struct xport.  Those
+ * calls and their wrappers cost ~5-10 ns a round trip here, which the floors
+ * never pay and which is not fab's (docs/performance.md).
+ */
+static int fab_pp_spin(struct run *r, enum bench_role role, unsigned slot)
+{
+	struct child_out *o = &r->sh->out[slot];
+	fab_chan *out = g_ch[role == ROLE_PING ? 0 : 1];
+	fab_chan *in = g_ch[role == ROLE_PING ? 1 : 0];
+	struct pp_rec m, got;
+	int64_t t0, t1, deadline;
+	uint64_t i;
+	ssize_t n;
+	int rc;
+
+	memset(&m, 0, sizeof m);
+	memset(&got, 0, sizeof got);
+	if (role == ROLE_PING) {
+		struct hist *h = calloc(1, sizeof *h);
+
+		if (!h)
+			return child_fail(r, slot, "out of memory");
+		barrier_wait(r);
+		deadline = r->sh->deadline;
+		for (i = 0;; i++) {
+			t0 = now_ns();
+			m.seq = i;
+			m.t_send = t0;
+			while ((rc = fab_try_send(out, &m, sizeof m)) == FAB_EAGAIN)
+				cpu_relax();
+			if (rc != 0)
+				return fail_rc(r, slot, "fab_try_send", rc), 1;
+			while ((n = fab_try_recv(in, &got, sizeof got)) == FAB_EAGAIN)
+				cpu_relax();
+			t1 = now_ns();
+			if (n != (ssize_t)sizeof got || got.seq != i) {
+				if (n < 0)
+					return fail_rc(r, slot, "fab_try_recv", n), 1;
+				return child_fail(r, slot, "round trip %llu: got record %llu of %zd bytes",
+						  (unsigned long long)i,
+						  (unsigned long long)got.seq, n);
+			}
+			if ((int64_t)i >= r->warmup_rt)
+				hist_add(h, t1 > t0 ? (uint64_t)(t1 - t0) : 0);
+			if (t1 >= deadline && (int64_t)i >= r->warmup_rt)
+				break;
+		}
+		m.seq = BENCH_END;
+		while ((rc = fab_try_send(out, &m, sizeof m)) == FAB_EAGAIN)
+			cpu_relax();
+		if (rc != 0)
+			return fail_rc(r, slot, "fab_try_send", rc), 1;
+		o->count = i + 1;
+		o->p50_ns = hist_pct(h, 0.50);
+		o->p99_ns = hist_pct(h, 0.99);
+		o->samples = h->n;
+		free(h);
+		return 0;
+	}
+	barrier_wait(r);
+	for (i = 0;; i++) {
+		while ((n = fab_try_recv(in, &got, sizeof got)) == FAB_EAGAIN)
+			cpu_relax();
+		if (n == (ssize_t)sizeof got && got.seq == BENCH_END)
+			break;
+		if (n != (ssize_t)sizeof got || got.seq != i) {
+			if (n < 0)
+				return fail_rc(r, slot, "fab_try_recv", n), 1;
+			return child_fail(r, slot, "expected record %llu, got %llu of %zd bytes",
+					  (unsigned long long)i, (unsigned long long)got.seq, n);
+		}
+		m.seq = i;
+		while ((rc = fab_try_send(out, &m, sizeof m)) == FAB_EAGAIN)
+			cpu_relax();
+		if (rc != 0)
+			return fail_rc(r, slot, "fab_try_send", rc), 1;
+	}
+	o->count = i;
+	return 0;
+}
+
 static int fab_pp(struct run *r, fab_fabric *f, enum bench_role role, unsigned slot)
 {
 	int rc;
@@ -189,7 +274,10 @@ static int fab_pp(struct run *r, fab_fabric *f, enum bench_role role, unsigned s
 		    open_chan(r, slot, f, r->chan[1], FAB_SEND, &g_ch[1]))
 			return 1;
 	}
-	rc = drive_pp(r, &xp_fab, role, slot);
+	if (r->mode == MODE_SPIN && r->delivery != FAB_AT_LEAST_ONCE)
+		rc = fab_pp_spin(r, role, slot);
+	else
+		rc = drive_pp(r, &xp_fab, role, slot);
 	if (rc == 0 && r->delivery == FAB_AT_LEAST_ONCE) {
 		/* The last message received (the pinger's last answer, the
 		 * ponger's end record) is still leased: ack it. */
