@@ -10,6 +10,8 @@
 #include <string.h>
 
 static _Thread_local char fab__msg[256];
+/* Set by fab__err_none: fab__msg is stale and fab_errmsg() answers "". */
+_Thread_local uint8_t fab__msg_none __attribute__((tls_model("initial-exec")));
 
 const char *fab_strerror(int code)
 {
@@ -43,7 +45,7 @@ const char *fab_errname(int code)
 
 const char *fab_errmsg(void)
 {
-	return fab__msg;
+	return fab__msg_none ? "" : fab__msg;
 }
 
 const char *fab_version(void)
@@ -58,20 +60,16 @@ int fab__err(int code, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
+	fab__msg_none = 0;
 	vsnprintf(fab__msg, sizeof fab__msg, fmt, ap);
 	va_end(ap);
-	return code;
-}
-
-int fab__err_none(int code)
-{
-	fab__msg[0] = 0;
 	return code;
 }
 
 int fab__errno(const char *what)
 {
 	int e = errno;
+	fab__msg_none = 0;
 	snprintf(fab__msg, sizeof fab__msg, "%s: %s", what, strerror(e));
 	errno = e;
 	return FAB_ESYS;

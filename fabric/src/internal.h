@@ -26,8 +26,17 @@
 /* ---- errors (error.c) ---- */
 /* Record this thread's detail for the error `code` and return `code`. */
 int fab__err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* An expected outcome with no detail (would block): clears the message. */
-int fab__err_none(int code);
+/* An expected outcome with no detail (would block): the message reads ""
+ * until the next error.  Inline, and a flag instead of clearing the
+ * message buffer: an empty poll (fab_try_recv on an empty ring) answers
+ * through here, and the buffer is local-dynamic TLS (a __tls_get_addr call
+ * per access), too big for the static TLS a dlopen'd libfab may use. */
+extern _Thread_local uint8_t fab__msg_none __attribute__((tls_model("initial-exec")));
+static inline int fab__err_none(int code)
+{
+	fab__msg_none = 1;
+	return code;
+}
 /* As fab__err for FAB_ESYS, appending strerror(errno). */
 int fab__errno(const char *what);
 

@@ -700,6 +700,32 @@ START_TEST(t_msg_size_zero)
 }
 END_TEST
 
+/* "Would block" carries no detail: after a failure, an empty try_recv and a
+ * full try_send leave fab_errmsg() empty (not the earlier failure's text),
+ * and the next failure has its own text again. */
+START_TEST(t_eagain_no_detail)
+{
+	uint32_t kind = UT_KIND;
+	fab_chan *tx, *rx;
+	mk_pair("ed", kind, 1, 8, &tx, &rx);
+	char m[16] = "abcdefgh", b[16];
+	UT_RC(fab_try_send(tx, m, 9), FAB_EMSGSIZE);
+	ck_assert_msg(strstr(fab_errmsg(), "9") != NULL, "detail: \"%s\"", fab_errmsg());
+	UT_RC(fab_try_recv(rx, b, sizeof b), FAB_EAGAIN);
+	ck_assert_str_eq(fab_errmsg(), "");
+	UT_RC(fab_try_send(tx, m, 8), 0);
+	UT_RC(fab_try_send(tx, m, 1), FAB_EAGAIN); /* full */
+	ck_assert_str_eq(fab_errmsg(), "");
+	UT_RC(fab_try_recv(rx, b, 4), FAB_EMSGSIZE); /* kept queued */
+	ck_assert_msg(fab_errmsg()[0] != '\0', "no detail for FAB_EMSGSIZE after FAB_EAGAIN");
+	UT_RC(fab_try_recv(rx, b, sizeof b), 8);
+	UT_RC(fab_try_recv(rx, b, sizeof b), FAB_EAGAIN);
+	ck_assert_str_eq(fab_errmsg(), "");
+	fab_chan_release(tx);
+	fab_chan_release(rx);
+}
+END_TEST
+
 START_TEST(t_send_too_big)
 {
 	uint32_t kind = UT_KIND;
@@ -2069,6 +2095,7 @@ static Suite *chan_suite(void)
 	tc = tcase(s, "msgsize", 30);
 	KINDS(tc, t_msg_size_zero);
 	KINDS(tc, t_send_too_big);
+	KINDS(tc, t_eagain_no_detail);
 	KINDS(tc, t_recv_too_small_keeps);
 	KINDS(tc, t_recv_discard);
 
