@@ -1674,7 +1674,10 @@ fab__send_fast(fab_chan *ch, const void *msg, size_t len, fab_ctx *ctx, uint64_t
 	    unlikely(ctx && ctx->fork_gen != gen))
 		return 1;
 	if (ch->ring != FAB_RING_SPSC) {
-		if (unlikely(ch->capacity == 0))
+		/* An at-least-once spsc channel (the mpmc ring): the send end
+		 * is taken by fab__send_check on the general path. */
+		if (unlikely(ch->capacity == 0) ||
+		    unlikely(ch->kind == FAB_SPSC && !(ch->end_word & 1)))
 			return 1;
 		int rc = ch->delivery == FAB_AT_LEAST_ONCE ? fab__alo_send_fast(ch, msg, len, pos)
 							   : fab__mpmc_send_fast(ch, msg, len, pos, false);
@@ -1837,7 +1840,9 @@ static inline __attribute__((always_inline)) ssize_t fab__recv_fast(fab_chan *ch
 	    unlikely(ch->acquired) || unlikely(!buf) || unlikely(ctx && ctx->fork_gen != gen))
 		return -1;
 	if (ch->ring != FAB_RING_SPSC) {
-		if (unlikely(ch->capacity == 0))
+		/* As above: fab__recv_check takes an spsc receive end. */
+		if (unlikely(ch->capacity == 0) ||
+		    unlikely(ch->kind == FAB_SPSC && !(ch->end_word & 2)))
 			return -1;
 		if (ch->delivery == FAB_AT_LEAST_ONCE)
 			return fab__alo_recv_fast(ch, buf, cap);
@@ -1883,7 +1888,9 @@ ssize_t fab_try_recv(fab_chan *ch, void *buf, size_t cap)
 	if (n == -2 && likely(!load_seq_cst(&ch->hdr->closed))) {
 		/* Empty and open: what the general path would answer, without
 		 * its walk (a poll loop spends most of its time here).  The
-		 * seq_cst load is fab__chan_closed_empty's. */
+		 * seq_cst load is fab__chan_closed_empty's.  A receive
+		 * forgets the origin time, as fab__recv_check does. */
+		fab__origin_ns = 0;
 		fab__pulse(ch->calls);
 		return fab__err_none(FAB_EAGAIN);
 	}

@@ -681,6 +681,42 @@ START_TEST(t_every_length)
 }
 END_TEST
 
+/* An at-least-once FAB_SPSC channel keeps spsc's attach rules whatever the
+ * message length (at-least-once channels use the mpmc ring, and its fast
+ * lines must still take the end or answer FAB_EBUSY as the general path). */
+START_TEST(t_spsc_ends)
+{
+	fab_chan *c = mk("se", alo(FAB_SPSC, 4, 1, 0, NULL)), *x = NULL;
+	char small[8] = "abcdefg", big[32] = {0}, buf[32];
+	/* The creator's handle, once it sent and received 8 bytes, holds both
+	 * ends. */
+	UT_RC(fab_send(c, small, 8, NULL), 0);
+	UT_RC(fab_recv(c, buf, sizeof buf, NULL), 8);
+	UT_RC(fab_ack(c), 0);
+	UT_RC(fab_chan_open(fab, "se", FAB_SEND, &x), FAB_EBUSY);
+	UT_RC(fab_chan_open(fab, "se", FAB_RECV, &x), FAB_EBUSY);
+	fab_chan_release(c);
+	/* Other handles hold the ends: the creator gets FAB_EBUSY for short
+	 * and long messages alike. */
+	c = mk("se2", alo(FAB_SPSC, 4, 1, 0, NULL));
+	fab_chan *tx = NULL, *rx = NULL;
+	UT_RC(fab_chan_open(fab, "se2", FAB_SEND, &tx), 0);
+	UT_RC(fab_chan_open(fab, "se2", FAB_RECV, &rx), 0);
+	UT_RC(fab_send(c, big, 32, NULL), FAB_EBUSY);
+	UT_RC(fab_send(c, small, 8, NULL), FAB_EBUSY);
+	UT_RC(fab_try_send(c, small, 8), FAB_EBUSY);
+	UT_RC(fab_send(tx, small, 8, NULL), 0);
+	UT_RC(fab_recv(c, buf, sizeof buf, NULL), FAB_EBUSY);
+	UT_RC(fab_try_recv(c, buf, sizeof buf), FAB_EBUSY);
+	UT_RC(fab_recv(rx, buf, sizeof buf, NULL), 8);
+	UT_RC(fab_ack(rx), 0);
+	ck_assert_uint_eq(stats(rx).acked, 1);
+	fab_chan_release(tx);
+	fab_chan_release(rx);
+	fab_chan_release(c);
+}
+END_TEST
+
 static Suite *alo_suite(void)
 {
 	Suite *s = suite_create("alo");
@@ -703,6 +739,7 @@ static Suite *alo_suite(void)
 	tcase_add_test(tc, t_select_leases);
 	tcase_add_test(tc, t_unbuffered);
 	tcase_add_test(tc, t_every_length);
+	tcase_add_test(tc, t_spsc_ends);
 	suite_add_tcase(s, tc);
 	return s;
 }

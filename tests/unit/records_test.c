@@ -272,6 +272,32 @@ START_TEST(t_origin_inherited)
 	/* A nack records nothing; the implicit ack of release does not
 	 * either (the lease goes back). */
 	UT_RC(fab_nack(c2), 0);
+	/* Any receive call forgets the origin, an empty poll too: on an spsc
+	 * ring it is answered by the fast line, on an mpmc one by the
+	 * general path; after either, a send starts a new chain. */
+	fab_chan *spsc = mk("spsc", FAB_SPSC, FAB_AT_MOST_ONCE);
+	UT_RC(fab_send(spsc, "s", 1, NULL), 0); /* the handle takes its ends */
+	UT_RC(fab_recv(spsc, b, sizeof b, NULL), 1);
+	for (int k = 0; k < 2; k++) {
+		UT_RC(fab_recv(c2, b, sizeof b, NULL), 1); /* the given-back q */
+		memset(&mi, 0, sizeof mi);
+		mi.size = sizeof mi;
+		UT_RC(fab_recv_info(c2, &mi), 0);
+		ck_assert_uint_eq(mi.deliveries, 2 + (uint32_t)k);
+		UT_RC(fab_nack(c2), 0);
+		ut_sleep_ms(2);
+		int64_t t2 = ft_now_ns();
+		UT_RC(fab_try_recv(k ? plain : spsc, b, sizeof b), FAB_EAGAIN);
+		UT_RC(fab_send(c1, "r", 1, NULL), 0);
+		UT_RC(fab_recv(c1, b, sizeof b, NULL), 1);
+		memset(&mi, 0, sizeof mi);
+		mi.size = sizeof mi;
+		UT_RC(fab_recv_info(c1, &mi), 0);
+		ck_assert_msg(mi.origin_ns >= t2, "%s poll: origin %lld before the poll at %lld",
+			      k ? "mpmc" : "spsc", (long long)mi.origin_ns, (long long)t2);
+		UT_RC(fab_ack(c1), 0);
+	}
+	fab_chan_release(spsc);
 	/* A handle adds its latencies to the header in batches, before it
 	 * sleeps and at release: one ack recorded, >= the 5 ms between the
 	 * chain's start and that ack. */
