@@ -153,6 +153,13 @@ static int fab__wait(fab_chan *ch, int dir_recv, fab_ctx *ctx, fab__try_fn try, 
 		 * last look, then sleep only if the word is unchanged.  Pairs
 		 * with fab__wake. */
 		uint32_t v = fab__sleep_announce(word);
+		/* Unbuffered: a sender whose offer we missed (a select's send
+		 * case, fab__send_unbuffered_now, withdraws after 2 ms and sleeps
+		 * until a receiver announces itself) must hear that we still
+		 * wait, each time we go back to sleep.  After our announce, so
+		 * its next offer's wake sees our bit. */
+		if (dir_recv && ch->capacity == 0)
+			fab__wake_senders(ch);
 		r = try(ch, arg, &blk);
 		if (r != FAB_EAGAIN)
 			break;
@@ -772,6 +779,27 @@ uint64_t fab__producer_hash(const char *id)
 	return h ? h : 1;
 }
 
+/* Settle a close: if the recorded closer ids reach the quorum, the channel is
+ * closed and every sleeper woken -- again if need be.  Idempotent; run by every
+ * close (also a refused one) and by recovery, so a closer killed between
+ * recording its id and counting it, or between `closed` and the wake, stalls
+ * nobody.  1 if the channel is closed. */
+int fab__chan_close_settle(fab_chan_hdr *h)
+{
+	uint32_t quorum = h->producers, n = 0;
+	for (uint32_t i = 0; i < FAB_PRODUCERS_MAX; i++)
+		n += load_seq_cst(&h->closer_ids[i]) != 0;
+	if (!load_seq_cst(&h->closed)) {
+		if (quorum == 0 || quorum > FAB_PRODUCERS_MAX || n < quorum)
+			return 0;
+		/* seq_cst: ordered against producers' slot claims and
+		 * receivers' emptiness checks (fab__chan_closed_empty). */
+		store_seq_cst(&h->closed, 1);
+	}
+	fab__wake_all(h);
+	return 1;
+}
+
 int fab_chan_close_as(fab_chan *ch, const char *producer)
 {
 	int rc;
@@ -819,7 +847,9 @@ int fab_chan_close(fab_chan *ch)
 		return fab__err(FAB_ECORRUPT, "channel %s: bad producer quorum", ch->name);
 	if (load_seq_cst(&h->closed)) {
 		/* Go panics on closing a closed channel; fab reports it, and a
-		 * refused close does not count towards anything. */
+		 * refused close does not count towards anything (it only
+		 * repeats the wake a killed closer may have missed). */
+		fab__chan_close_settle(h);
 		ch->closed_local = true;
 		return fab__err(FAB_ECLOSED, "channel %s already closed", ch->name);
 	}
@@ -827,6 +857,9 @@ int fab_chan_close(fab_chan *ch)
 	for (uint32_t i = 0; i < FAB_PRODUCERS_MAX; i++) {
 		uint64_t cur = load_acquire(&h->closer_ids[i]);
 		if (cur == id) {
+			/* Recorded already (maybe by our killed predecessor, before
+			 * it counted): finish what it started. */
+			fab__chan_close_settle(h);
 			ch->closed_local = true;
 			return fab__err(FAB_ECLOSED, "channel %s: this producer already closed", ch->name);
 		}
@@ -834,6 +867,7 @@ int fab_chan_close(fab_chan *ch)
 			continue;
 		if (!cas(&h->closer_ids[i], &cur, id)) {
 			if (cur == id) {
+				fab__chan_close_settle(h);
 				ch->closed_local = true;
 				return fab__err(FAB_ECLOSED, "channel %s: this producer already closed",
 						ch->name);
@@ -845,14 +879,12 @@ int fab_chan_close(fab_chan *ch)
 		if (n > quorum) {
 			/* Raced past a close that completed the quorum. */
 			fetch_sub_seq_cst(&h->closes, 1);
+			fab__chan_close_settle(h);
 			return fab__err(FAB_ECLOSED, "channel %s already closed", ch->name);
 		}
-		if (n == quorum) {
-			/* seq_cst: ordered against producers' slot claims and
-			 * receivers' emptiness checks (fab__chan_closed_empty). */
-			store_seq_cst(&h->closed, 1);
-			fab__wake_all(h);
-		}
+		/* The ids decide, not `closes`: a closer killed between its id
+		 * and its count still counts. */
+		fab__chan_close_settle(h);
 		return 0;
 	}
 	ch->closed_local = true;
@@ -863,7 +895,7 @@ int fab_chan_close(fab_chan *ch)
  * The second look after reading `closed` catches a producer that claimed a
  * slot before the close became visible (its claim is then seen as WRITING
  * or FULL, not empty). */
-static int fab__chan_closed_empty(fab_chan *ch)
+static int fab__chan_closed_empty(fab_chan *ch, fab__block *blk)
 {
 	if (likely(!load_seq_cst(&ch->hdr->closed)))
 		return 0;
@@ -876,10 +908,22 @@ static int fab__chan_closed_empty(fab_chan *ch)
 	uint64_t q = load_seq_cst(&ch->hdr->head);
 	fab_mslot *s = (fab_mslot *)(ch->slots + (size_t)(q & ch->mask) * ch->slot_size);
 	uint64_t w = load_seq_cst(&s->state);
-	/* Empty: free for position q, or still being read out by a receiver
-	 * of the previous lap (then no producer can have written q). */
+	uint32_t st = FAB_SW_STATE(w);
+	/* A producer claimed q after our take looked: it commits (FULL, and
+	 * wakes us) or, seeing `closed`, skips.  Watch it like a take does
+	 * (fab__mpmc_take's WRITING case), so its death or skip is seen. */
+	if (FAB_SW_SAMEPOS(w, q) && st == FAB_SLOT_WRITING)
+		blk->behind_tag = FAB_SW_TAG(w);
+	/* Skipped since our take looked: not a verdict, look again. */
+	if (FAB_SW_SAMEPOS(w, q) && st == FAB_SLOT_SKIP)
+		return -1;
+	/* Empty: free for position q, or the previous lap still in the slot
+	 * (read out, leased, being given back or waiting for redelivery: no
+	 * producer can have written q; at-least-once then checks leases). */
 	return w == FAB_SW_MAKE(q, FAB_SLOT_FREE, 0) ||
-	       (FAB_SW_SAMEPOS(w, q - ch->nslots) && FAB_SW_STATE(w) == FAB_SLOT_READING);
+	       (FAB_SW_SAMEPOS(w, q - ch->nslots) &&
+		(st == FAB_SLOT_READING || st == FAB_SLOT_RETURNING ||
+		 (st == FAB_SLOT_FULL && ch->delivery == FAB_AT_LEAST_ONCE)));
 }
 
 /* ---- send ------------------------------------------------------------------ */
@@ -921,6 +965,10 @@ static int fab__try_taken(fab_chan *ch, void *a, fab__block *blk)
 		return 0;
 	if (load_acquire(&ch->hdr->closed) && fab__mpmc_withdraw(ch, arg->pos))
 		return fab__err(FAB_ECLOSED, "channel %s closed before a receiver came", ch->name);
+	/* The taker wakes us after its take; one killed in between never
+	 * does.  Name our own (live) tag: fab__wait then re-looks after 1 ms,
+	 * doubling to 100 ms, instead of sleeping for good. */
+	blk->behind_tag = ch->fab->tag;
 	return FAB_EAGAIN;
 }
 
@@ -1303,6 +1351,8 @@ static void fab__alo_give_back(fab_chan *ch)
 static int fab__try_recv_once(fab_chan *ch, void *a, fab__block *blk)
 {
 	fab__recv_arg *arg = a;
+	int ce = 0, again = 0;
+retry:
 	blk->behind_tag = 0;
 	ssize_t r;
 	if (ch->ring == FAB_RING_SPSC) {
@@ -1329,7 +1379,10 @@ static int fab__try_recv_once(fab_chan *ch, void *a, fab__block *blk)
 			}
 		}
 	}
-	if (r == FAB_EAGAIN && !blk->behind_tag && fab__chan_closed_empty(ch)) {
+	if (r == FAB_EAGAIN && !blk->behind_tag && (ce = fab__chan_closed_empty(ch, blk)) < 0 &&
+	    again++ < 4)
+		goto retry; /* a SKIP at head: the take clears it */
+	if (r == FAB_EAGAIN && !blk->behind_tag && ce > 0) {
 		if (ch->delivery == FAB_AT_LEAST_ONCE) {
 			/* Not drained while another handle's lease may still come
 			 * back: wait for it (watching its owner's liveness). */
@@ -1427,7 +1480,8 @@ static __attribute__((noinline)) ssize_t fab__try_recv_slow(fab_chan *ch, void *
 		}
 		if (k != FAB_EAGAIN)
 			return k;
-		if (fab__chan_closed_empty(ch))
+		fab__block blk;
+		if (fab__chan_closed_empty(ch, &blk) > 0)
 			return fab__err(FAB_ECLOSED, "channel %s is closed and drained", ch->name);
 		return fab__err_none(FAB_EAGAIN);
 	}
@@ -1660,6 +1714,7 @@ static __attribute__((noinline)) int fab__alo_send_fast(fab_chan *ch, const void
 static __attribute__((noinline)) int fab__send_closed(fab_chan *ch, uint64_t pos)
 {
 	fab__mpmc_skip(ch, pos, FAB_SLOT_WRITING);
+	fab__wake_receivers(ch); /* a draining receiver may have seen our claim */
 	return fab__err(FAB_ECLOSED, "channel %s is closed", ch->name);
 }
 

@@ -192,25 +192,67 @@ static fab_ctx *fab__ctx_new(int type)
 static void fab__ctx_cancel_tree(fab_fabric *fab, uint32_t root, uint32_t code, int reason)
 {
 	uint32_t stack[FAB_MAX_CTXS];
+	uint64_t seen[FAB_MAX_CTXS / 64] = {0};
 	uint32_t top = 0;
+	if (root >= FAB_MAX_CTXS)
+		return;
 	stack[top++] = root;
+	seen[root / 64] |= 1ULL << (root % 64);
 	while (top) {
 		uint32_t i = stack[--top];
 		fab_ctx_ent *e = &fab->ctxs[i];
-		if (!fab__ctx_end(&e->cancel, &e->reason, code, reason, &e->end_ns, fab__now_ns()))
-			continue; /* someone else ended it: its subtree is theirs */
+		/* End it unless someone did, then wake and walk it either way:
+		 * an ender killed between its end and its wake, or in the middle
+		 * of the walk, left sleepers and live descendants behind.  Ending
+		 * and waking twice is harmless; `seen` bounds the walk.  The root
+		 * ends with our code and reason, a descendant with what its
+		 * parent ended with (so a no-op cancel of an ended context never
+		 * lends its reason to the subtree). */
+		fab__ctx_end(&e->cancel, &e->reason, code, reason, &e->end_ns, fab__now_ns());
 		fab__futex_wake(&e->cancel, INT_MAX);
+		uint32_t v = load_acquire(&e->cancel);
+		for (int spin = 0; v == FAB__CTX_ENDING && spin < 100000; spin++) {
+			cpu_relax();
+			v = load_acquire(&e->cancel);
+		}
+		uint32_t ccode = v == FAB__CTX_EXPIRED ? FAB__CTX_EXPIRED : FAB__CTX_CANCELED;
+		int creason = load_relaxed(&e->reason);
 		/* Dekker with fab_ctx_create (a store of LIVE, then a load of the
 		 * parent's word): our end of the word comes before our loads of
 		 * the children's states, so either we see a new child or it sees
 		 * its parent ended.  Pairs with the fence there. */
 		atomic_thread_fence(memory_order_seq_cst);
+		uint32_t first = top;
 		for (uint32_t j = 0; j < FAB_MAX_CTXS && top < FAB_MAX_CTXS; j++) {
 			fab_ctx_ent *c = &fab->ctxs[j];
-			if (j != i && load_acquire(&c->state) == FAB_ENT_LIVE &&
-			    load_relaxed(&c->parent) == i + 1 && load_relaxed(&c->cancel) == 0)
+			if (j != i && !(seen[j / 64] >> (j % 64) & 1) &&
+			    load_acquire(&c->state) == FAB_ENT_LIVE && load_relaxed(&c->parent) == i + 1) {
+				seen[j / 64] |= 1ULL << (j % 64);
 				stack[top++] = j;
+			}
 		}
+		/* The children end with this node's end (done here, before any
+		 * of them is popped, so `code`/`reason` stay the root's only). */
+		for (uint32_t k = first; k < top; k++) {
+			fab_ctx_ent *c = &fab->ctxs[stack[k]];
+			fab__ctx_end(&c->cancel, &c->reason, ccode, creason, &c->end_ns, fab__now_ns());
+		}
+	}
+}
+
+/* fab_fabric_recover: finish every cancel a dead canceller may have left
+ * half done (the word ended, no wake, descendants live). */
+void fab__ctx_recover(fab_fabric *fab)
+{
+	for (uint32_t i = 0; i < FAB_MAX_CTXS; i++) {
+		fab_ctx_ent *e = &fab->ctxs[i];
+		if (load_acquire(&e->state) != FAB_ENT_LIVE)
+			continue;
+		uint32_t w = load_acquire(&e->cancel);
+		if (w == FAB__CTX_LIVE)
+			continue;
+		fab__ctx_cancel_tree(fab, i, w == FAB__CTX_EXPIRED ? FAB__CTX_EXPIRED : FAB__CTX_CANCELED,
+				     load_relaxed(&e->reason));
 	}
 }
 

@@ -323,6 +323,8 @@ fab_chan_ent *fab__reg_claim(fab_fabric *fab, const char *name, uint32_t type);
 int fab__chan_map(fab_fabric *fab, const char *name, fab_chan *ch);
 void fab__chan_unmap(fab_chan *ch);
 uint64_t fab__chan_recover(fab_chan *ch, fab_fabric *fab, uint32_t dead_tag);
+int fab__chan_close_settle(fab_chan_hdr *h); /* finish a close the quorum reached */
+void fab__ctx_recover(fab_fabric *fab);    /* finish cancels a dead canceller began */
 
 /* ---- topics (topic.c) ---- */
 /* fab_fabric_recover's hook for registry entry e (state st, validated

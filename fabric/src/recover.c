@@ -47,6 +47,9 @@ uint64_t fab__chan_recover(fab_chan *ch, fab_fabric *fab, uint32_t dead_tag)
 		/* Wake everyone: sleepers re-check and find the repaired slots. */
 		fab__wake_all(ch->hdr);
 	}
+	/* A closer killed mid-close: its recorded id may complete the quorum,
+	 * or `closed` may be set without the wake. */
+	fab__chan_close_settle(ch->hdr);
 	return fixed;
 }
 
@@ -124,6 +127,7 @@ int fab_fabric_recover(fab_fabric *fab)
 			repaired += (int)fab__chan_recover(&tmp, fab, dead_tags[k]);
 		fab__chan_unmap(&tmp);
 	}
+	fab__ctx_recover(fab);
 	/* Context and limiter entries whose creator died before LIVE.  An
 	 * entry's owner is 0 whenever it is FREE and while a new creator has
 	 * claimed it but not yet written its tag; 0 counts as alive, so a

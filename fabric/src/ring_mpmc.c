@@ -173,6 +173,9 @@ int fab__mpmc_commit(fab_chan *ch, uint64_t pos, size_t len)
 	 * seen here, and then the position carries no message. */
 	if (unlikely(load_seq_cst(&ch->hdr->closed))) {
 		fab__mpmc_skip(ch, pos, FAB_SLOT_WRITING);
+		/* A draining receiver may have seen our claim (WRITING) and
+		 * gone to sleep waiting for it: wake it to see the SKIP. */
+		fab__wake_receivers(ch);
 		return fab__err(FAB_ECLOSED, "channel %s is closed", ch->name);
 	}
 	/* Pairs with fab__mpmc_take's load of the state: length and payload

@@ -60,8 +60,8 @@ typedef struct fab__sel {
 	int nlive; /* cases with a channel, in order[0..nlive) */
 	uint32_t self_ready[FAB_SELECT_MAX]; /* send case i: own waiting receivers on its channel */
 	bool announced;
-	uint32_t behind_tag; /* a case is stuck behind this dead-or-alive owner */
-	int behind_case;
+	uint32_t behind_tag; /* some case is stuck behind another's slot */
+	uint32_t behind[FAB_SELECT_MAX]; /* case i: the owner it is stuck behind, 0 none */
 } fab__sel;
 
 /* One pass over the cases in the shuffled order: the index of the case
@@ -75,10 +75,9 @@ static int fab__sel_pass(fab__sel *s)
 		int r = fab__case_try(&s->cases[i], s->announced ? s->self_ready[i] : 0, &blk);
 		if (r == 0)
 			return i;
-		if (blk.behind_tag && !s->behind_tag) {
+		s->behind[i] = blk.behind_tag;
+		if (blk.behind_tag)
 			s->behind_tag = blk.behind_tag;
-			s->behind_case = i;
-		}
 	}
 	return FAB_EAGAIN;
 }
@@ -148,7 +147,6 @@ int fab_select(fab_case *cases, int n, fab_ctx *ctx, unsigned flags)
 	s.nlive = 0;
 	s.announced = false;
 	s.behind_tag = 0;
-	s.behind_case = 0;
 	/* Shuffle the live cases: a NULL channel is never ready (Go's nil
 	 * channel) and takes no part. */
 	for (int i = 0; i < n; i++) {
@@ -241,6 +239,10 @@ int fab_select(fab_case *cases, int n, fab_ctx *ctx, unsigned flags)
 		/* Dekker, sleeper half, on every word; then the last look. */
 		for (int m = 0; m < nw; m++)
 			ws.val[m] = fab__sleep_announce(ws.word[m]);
+		/* As fab__wait: our unbuffered receive cases still wait. */
+		for (int k = 0; k < s.nlive; k++)
+			if (fab__sel_is_unbuffered_recv(&cases[s.order[k]]))
+				fab__wake_senders(cases[s.order[k]].ch);
 		if ((r = fab__sel_pass(&s)) != FAB_EAGAIN)
 			break;
 		if (ctx && (rc = fab__ctx_done(ctx))) {
@@ -255,9 +257,14 @@ int fab_select(fab_case *cases, int n, fab_ctx *ctx, unsigned flags)
 			if (next_poll == 0)
 				next_poll = now + poll_ns;
 			if (now >= next_poll) {
-				fab_case *bc = &cases[s.behind_case];
-				if (!fab__tag_alive(bc->ch->fab, s.behind_tag))
-					fab__case_recover(bc, s.behind_tag);
+				/* Every stuck case: one behind a live owner must not
+				 * hide another behind a dead one. */
+				for (int k = 0; k < s.nlive; k++) {
+					fab_case *bc = &cases[s.order[k]];
+					uint32_t t = s.behind[s.order[k]];
+					if (t && !fab__tag_alive(bc->ch->fab, t))
+						fab__case_recover(bc, t);
+				}
 				if (poll_ns < 100000000)
 					poll_ns *= 2;
 				next_poll = now + poll_ns;
