@@ -1227,6 +1227,32 @@ static int fab__lease_end(fab_chan *ch, uint64_t pos, int nack, int64_t *now)
 	return rc;
 }
 
+/* A message at `pos` was just taken (READING, our tag): record the lease in
+ * the handle (which holds fewer than max_inflight), take a given-back one
+ * off the gauge, fill fab_recv_info and the thread's origin time.  Shared
+ * by fab__alo_take and the fast line. */
+static inline __attribute__((always_inline)) void fab__alo_leased(fab_chan *ch, uint64_t pos,
+								  const fab_mslot_alo *a)
+{
+	uint32_t k = ch->lease_first + ch->nleases; /* both < max_inflight */
+	ch->leases[k >= ch->max_inflight ? k - ch->max_inflight : k] = pos;
+	ch->nleases++;
+	uint32_t returns = a->m.returns;
+	if (unlikely(returns)) {
+		/* It was given back: one fewer waits behind head. */
+		fab__mpmc_returned_taken(ch);
+		fetch_add_relaxed(&ch->hdr->redelivered, 1);
+	}
+	memset(&ch->info, 0, sizeof ch->info);
+	ch->info.size = sizeof ch->info;
+	ch->info.redelivered = returns ? 1 : 0;
+	ch->info.deliveries = returns < UINT32_MAX ? returns + 1 : UINT32_MAX;
+	ch->info.enqueue_ns = a->enqueue_ns;
+	ch->info.origin_ns = a->origin_ns;
+	ch->have_info = true;
+	fab__origin_ns = a->origin_ns; /* this thread's next send inherits it */
+}
+
 /* One receive attempt on an at-least-once channel: a given-back message if
  * any waits (redeliveries go first), else the next one.  The handle holds
  * at most max_inflight leases (a batch stops there). */
@@ -1256,26 +1282,9 @@ static int fab__alo_take(fab_chan *ch, fab__recv_arg *arg, fab__block *blk)
 	}
 	if (r)
 		return r;
-	uint64_t pos = arg->pos;
-	ch->leases[(ch->lease_first + ch->nleases) % ch->max_inflight] = pos;
-	ch->nleases++;
 	size_t len;
-	const void *p = fab__mpmc_payload(ch, pos, &len);
-	const fab_mslot_alo *a = (const fab_mslot_alo *)((const uint8_t *)p - ch->mhdr);
-	uint32_t returns = a->m.returns;
-	if (returns) {
-		/* It was given back: one fewer waits behind head. */
-		fab__mpmc_returned_taken(ch);
-		fetch_add_relaxed(&ch->hdr->redelivered, 1);
-	}
-	memset(&ch->info, 0, sizeof ch->info);
-	ch->info.size = sizeof ch->info;
-	ch->info.redelivered = returns ? 1 : 0;
-	ch->info.deliveries = returns < UINT32_MAX ? returns + 1 : UINT32_MAX;
-	ch->info.enqueue_ns = a->enqueue_ns;
-	ch->info.origin_ns = a->origin_ns;
-	ch->have_info = true;
-	fab__origin_ns = a->origin_ns; /* this thread's next send inherits it */
+	const void *p = fab__mpmc_payload(ch, arg->pos, &len);
+	fab__alo_leased(ch, arg->pos, (const fab_mslot_alo *)((const uint8_t *)p - ch->mhdr));
 	if (arg->msg) {
 		*arg->msg = p;
 		*arg->len = len;
@@ -1779,11 +1788,12 @@ int fab_try_send(fab_chan *ch, const void *msg, size_t len)
 	return 0;
 }
 
-/* An at-most-once mpmc ring with a full slot at the head hint:
- * fab__mpmc_take's first pass, the copy and fab__mpmc_free in one line.
- * The length, or -1 for the general path (nothing changed). */
-static inline __attribute__((always_inline)) ssize_t fab__mpmc_recv_fast(fab_chan *ch, void *buf,
-									 size_t cap)
+/* fab__mpmc_take's first pass: a FULL slot at the head hint with a message
+ * of at most FAB__FAST_MAX bytes that fits `cap`, claimed (READING, our
+ * tag) and the hint moved on.  The slot, or NULL for the general path
+ * (nothing changed). */
+static inline __attribute__((always_inline)) fab_mslot *fab__mpmc_take_fast(fab_chan *ch, size_t cap,
+									   uint64_t *pos, uint32_t *len)
 {
 	fab_chan_hdr *hd = ch->hdr;
 	uint64_t q = load_acquire(&hd->head);
@@ -1791,14 +1801,30 @@ static inline __attribute__((always_inline)) ssize_t fab__mpmc_recv_fast(fab_cha
 	/* seq_cst, as in fab__mpmc_take (see fab__chan_closed_empty). */
 	uint64_t w = load_seq_cst(&sl->state);
 	if (unlikely(!FAB_SW_SAMEPOS(w, q)) || unlikely(FAB_SW_STATE(w) != FAB_SLOT_FULL))
-		return -1;
-	uint32_t len = sl->len;
-	if (unlikely(len > ch->msg_size) || unlikely(len > cap) || unlikely(len > FAB__FAST_MAX))
-		return -1;
+		return NULL;
+	uint32_t l = sl->len;
+	if (unlikely(l > ch->msg_size) || unlikely(l > cap) || unlikely(l > FAB__FAST_MAX))
+		return NULL;
 	if (unlikely(!cas(&sl->state, &w, FAB_SW_MAKE(q, FAB_SLOT_READING, ch->fab->tag))))
-		return -1;
+		return NULL;
 	uint64_t hq = q; /* fab__bump */
 	cas(&hd->head, &hq, q + 1);
+	*pos = q;
+	*len = l;
+	return sl;
+}
+
+/* An at-most-once mpmc ring with a full slot at the head hint:
+ * fab__mpmc_take's first pass, the copy and fab__mpmc_free in one line.
+ * The length, or -1 for the general path (nothing changed). */
+static inline __attribute__((always_inline)) ssize_t fab__mpmc_recv_fast(fab_chan *ch, void *buf,
+									 size_t cap)
+{
+	uint64_t q;
+	uint32_t len;
+	fab_mslot *sl = fab__mpmc_take_fast(ch, cap, &q, &len);
+	if (!sl)
+		return -1;
 	fab__copy_small(buf, (uint8_t *)sl + ch->mhdr, len);
 	/* As fab__mpmc_free: our reads finish before the next lap's writer. */
 	store_release(&sl->state, FAB_SW_MAKE(q + ch->nslots, FAB_SLOT_FREE, 0));
@@ -1850,36 +1876,12 @@ static __attribute__((noinline)) ssize_t fab__alo_recv_fast(fab_chan *ch, void *
 	if (unlikely(FAB__RET_COUNT(load_acquire(&hd->returned)) != 0) ||
 	    unlikely(load_relaxed(&hd->closed)))
 		return -1;
-	uint64_t q = load_acquire(&hd->head);
-	fab_mslot *sl = (fab_mslot *)(ch->slots + (size_t)(q & ch->mask) * ch->slot_size);
-	/* seq_cst, as in fab__mpmc_take (see fab__chan_closed_empty). */
-	uint64_t w = load_seq_cst(&sl->state);
-	if (unlikely(!FAB_SW_SAMEPOS(w, q)) || unlikely(FAB_SW_STATE(w) != FAB_SLOT_FULL))
+	uint64_t q;
+	uint32_t len;
+	fab_mslot *sl = fab__mpmc_take_fast(ch, cap, &q, &len);
+	if (!sl)
 		return -1;
-	uint32_t len = sl->len;
-	if (unlikely(len > ch->msg_size) || unlikely(len > cap) || unlikely(len > FAB__FAST_MAX))
-		return -1;
-	if (unlikely(!cas(&sl->state, &w, FAB_SW_MAKE(q, FAB_SLOT_READING, tag))))
-		return -1;
-	uint64_t hq = q; /* fab__bump */
-	cas(&hd->head, &hq, q + 1);
-	/* The lease, recorded as fab__alo_take does (the handle holds none). */
-	ch->leases[ch->lease_first] = q;
-	ch->nleases = 1;
-	const fab_mslot_alo *a = (const fab_mslot_alo *)sl;
-	uint32_t returns = sl->returns;
-	if (unlikely(returns)) {
-		fab__mpmc_returned_taken(ch);
-		fetch_add_relaxed(&hd->redelivered, 1);
-	}
-	memset(&ch->info, 0, sizeof ch->info);
-	ch->info.size = sizeof ch->info;
-	ch->info.redelivered = returns ? 1 : 0;
-	ch->info.deliveries = returns < UINT32_MAX ? returns + 1 : UINT32_MAX;
-	ch->info.enqueue_ns = a->enqueue_ns;
-	ch->info.origin_ns = a->origin_ns;
-	ch->have_info = true;
-	fab__origin_ns = a->origin_ns; /* this thread's next send inherits it */
+	fab__alo_leased(ch, q, (const fab_mslot_alo *)sl); /* the handle held none */
 	fab__copy_small(buf, (uint8_t *)sl + ch->mhdr, len);
 	fab__pulse(ch->calls);
 	return len;

@@ -208,28 +208,6 @@ static char rg_recv(fab_chan *rx, uint32_t *deliveries)
 	return buf[0];
 }
 
-/* The lowest mapping of `path` in this process that is not in known[]. */
-static uint8_t *rg_new_map(const char *path, uint8_t *const *known, int nknown)
-{
-	FILE *f = fopen("/proc/self/maps", "r");
-	char line[512];
-	uint8_t *found = NULL;
-	ck_assert_ptr_nonnull(f);
-	while (fgets(line, sizeof line, f)) {
-		char *at = strstr(line, path);
-		if (!at || at[strlen(path)] != '\n')
-			continue;
-		uint8_t *lo = (uint8_t *)(uintptr_t)strtoull(line, NULL, 16);
-		int old = 0;
-		for (int i = 0; i < nknown; i++)
-			old |= known[i] == lo;
-		if (!old && !found)
-			found = lo;
-	}
-	fclose(f);
-	return found;
-}
-
 static struct {
 	sem_t paused, go;
 	uint8_t *page;    /* slot 1's page in the scanner's mapping */
@@ -318,11 +296,11 @@ START_TEST(alo_gauge_reset_races_take_and_give_back)
 	/* S: its own fabric handle, hence its own mapping of the segment. */
 	uint8_t *known[16];
 	int nk = 0;
-	for (uint8_t *x; nk < 16 && (x = rg_new_map(path, known, nk));)
+	for (uint8_t *x; nk < 16 && (x = mt_new_map(path, known, nk));)
 		known[nk++] = x;
 	ck_assert_int_eq(fab_fabric_open(fabric, 0, &fS), 0);
 	ck_assert_int_eq(fab_chan_open(fS, "c", FAB_RECV, &sch), 0);
-	uint8_t *sbase = rg_new_map(path, known, nk);
+	uint8_t *sbase = mt_new_map(path, known, nk);
 	ck_assert_ptr_nonnull(sbase);
 	fab_chan_hdr *h = (fab_chan_hdr *)sbase;
 	uint8_t *slot1 = sbase + h->slots_off + h->slot_size;

@@ -668,29 +668,6 @@ static void r7_on_segv(int sig, siginfo_t *si, void *uc)
 	}
 }
 
-/* The start of a mapping of `path` in this process not in known[]. */
-static uint8_t *r7_new_map(const char *path, uint8_t *const *known, int nknown)
-{
-	FILE *f = fopen("/proc/self/maps", "r");
-	char line[512];
-	uint8_t *found = NULL;
-	if (!f)
-		return NULL;
-	while (fgets(line, sizeof line, f)) {
-		char *at = strstr(line, path);
-		if (!at || at[strlen(path)] != '\n')
-			continue;
-		uint8_t *lo = (uint8_t *)(uintptr_t)strtoull(line, NULL, 16);
-		int old = 0;
-		for (int i = 0; i < nknown; i++)
-			old |= known[i] == lo;
-		if (!old && !found)
-			found = lo;
-	}
-	fclose(f);
-	return found;
-}
-
 static int r7_receiver(void *arg)
 {
 	fab_fabric *f = NULL;
@@ -707,11 +684,11 @@ static int r7_receiver(void *arg)
 		MT_CHILD_FAIL(20, "map");
 	r7.q = r7.h->start_pos;
 	snprintf(path, sizeof path, "/dev/shm/fab.%s.c", S.fabric);
-	for (uint8_t *x; nk < 16 && (x = r7_new_map(path, known, nk));)
+	for (uint8_t *x; nk < 16 && (x = mt_new_map(path, known, nk));)
 		known[nk++] = x;
 	if ((rc = mt_open(S.fabric, "c", FAB_RECV, &f, &rx)) != 0)
 		MT_CHILD_FAIL(21, "open: %s", fab_strerror(rc));
-	uint8_t *lib = r7_new_map(path, known, nk);
+	uint8_t *lib = mt_new_map(path, known, nk);
 	if (!lib)
 		MT_CHILD_FAIL(22, "the library's mapping of %s not found", path);
 	r7.hdr_page = lib;

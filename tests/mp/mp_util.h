@@ -583,4 +583,30 @@ static inline void mt_destroy(const char *fabric, fab_fabric **fab)
 		      fabric);
 }
 
+/* The lowest mapping of `path` (a /dev/shm file) in this process that is not
+ * in known[], or NULL: how a test finds the mapping a new handle made (to
+ * stage a crash state or protect a page in it alone).  Usable in children
+ * (no ck_assert). */
+static inline uint8_t *mt_new_map(const char *path, uint8_t *const *known, int nknown)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[512];
+	uint8_t *found = NULL;
+	if (!f)
+		return NULL;
+	while (fgets(line, sizeof line, f)) {
+		char *at = strstr(line, path);
+		if (!at || at[strlen(path)] != '\n')
+			continue;
+		uint8_t *lo = (uint8_t *)(uintptr_t)strtoull(line, NULL, 16);
+		int old = 0;
+		for (int i = 0; i < nknown; i++)
+			old |= known[i] == lo;
+		if (!old && !found)
+			found = lo;
+	}
+	fclose(f);
+	return found;
+}
+
 #endif /* MP_UTIL_H */
