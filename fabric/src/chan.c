@@ -230,9 +230,12 @@ static int fab__spsc_attach_end(fab_chan *ch, _Atomic uint64_t *end)
 			return fab__err(FAB_EBUSY, "channel %s: spsc end held by a live process (pid %u)",
 					ch->name,
 					load_relaxed(&ch->fab->procs[FAB_TAG_IDX(tag)].pid));
-		/* The holder died: hand the end over. */
+		/* The holder died: hand the end over.  It may have died between
+		 * publishing (a message, or room) and its wake: wake everyone,
+		 * as recovery does, or the other side may sleep for good. */
 		if (cas(end, &cur, mine)) {
 			fetch_add_relaxed(&ch->hdr->recovered, 1);
+			fab__wake_all(ch->hdr);
 			return 0;
 		}
 	}
@@ -249,6 +252,9 @@ static int fab__spsc_take_send_end(fab_chan *ch)
 	ch->end_word |= 1;
 	ch->tail_local = fab__spsc_find_tail(ch);
 	ch->send_limit = ch->tail_local; /* first send asks the ring */
+	/* A sender killed between its commit word and its hint left the
+	 * hint behind: len, stats and fabd's leftover check read it. */
+	fab__spsc_hint_tail(ch, ch->tail_local);
 	return 0;
 }
 

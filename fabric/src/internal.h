@@ -49,6 +49,7 @@ int64_t fab__now_ns(void);              /* CLOCK_MONOTONIC */
 int64_t fab__realtime_ns(void);
 uint64_t fab__random64(void);
 uint64_t fab__proc_start_time(int pid, char *state_out); /* 0 if unreadable */
+uint32_t fab__proc_threads(int pid); /* threads in its group, 0 if unreadable */
 
 /* ---- shm.c ---- */
 typedef struct fab__seg {
@@ -256,6 +257,7 @@ int fab__spsc_room_slow(fab_chan *ch, uint64_t p);
 int fab__spsc_empty(fab_chan *ch, uint64_t h, uint64_t e);
 ssize_t fab__spsc_bad_len(fab_chan *ch, uint64_t h, uint32_t len);
 uint64_t fab__spsc_find_tail(fab_chan *ch);
+void fab__spsc_hint_tail(fab_chan *ch, uint64_t t);
 uint64_t fab__spsc_find_head(fab_chan *ch);
 void fab__spsc_init(uint8_t *ents, uint32_t stride, uint32_t nslots, uint64_t start);
 int fab__spsc_validate(fab_chan *ch);

@@ -71,11 +71,15 @@ static int fab__pid_alive(uint32_t pid, uint64_t start)
 {
 	if (pid == 0)
 		return 0;
-	if ((pid_t)pid == getpid())
-		return 1;
+	char st = 0;
+	if ((pid_t)pid == getpid()) {
+		/* Our pid, but maybe not us: a dead process whose pid we got
+		 * (pid reuse) is dead, whatever its pid says. */
+		uint64_t mine = fab__proc_start_time((int)pid, NULL);
+		return !start || !mine || mine == start;
+	}
 	if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
 		return 0;
-	char st = 0;
 	uint64_t now_start = fab__proc_start_time((int)pid, &st);
 	if (now_start == 0) {
 		/* The pid exists (kill did not say ESRCH) but /proc does not
@@ -85,8 +89,10 @@ static int fab__pid_alive(uint32_t pid, uint64_t start)
 		 * who can see it (fabd) recovers. */
 		return 1;
 	}
-	if (st == 'Z' || st == 'X')
+	if ((st == 'Z' || st == 'X') && fab__proc_threads((int)pid) <= 1)
 		return 0; /* killed, not yet reaped: it will never touch shm again */
+	/* A zombie leader with threads still running (its main thread called
+	 * pthread_exit) is a live process. */
 	if (start && now_start != start)
 		return 0; /* pid reused by another process */
 	return 1;

@@ -23,6 +23,7 @@
 uint64_t fab__chan_recover(fab_chan *ch, fab_fabric *fab, uint32_t dead_tag)
 {
 	uint64_t fixed = 0;
+	int detached = 0;
 	if (ch->ring == FAB_RING_MPMC)
 		fixed += fab__mpmc_recover(ch, fab, (int)dead_tag);
 	_Atomic uint64_t *ends[2] = {&ch->hdr->spsc_sender, &ch->hdr->spsc_receiver};
@@ -31,8 +32,13 @@ uint64_t fab__chan_recover(fab_chan *ch, fab_fabric *fab, uint32_t dead_tag)
 		uint32_t t = (uint32_t)(w >> 32);
 		if (!w || (dead_tag ? t != dead_tag : fab__tag_alive(fab, t)))
 			continue;
-		if (cas(ends[i], &w, 0))
+		if (cas(ends[i], &w, 0)) {
 			fixed++;
+			/* A sender killed between its commit word and its
+			 * hint: the hint is what len and stats read. */
+			if (i == 0 && ch->ring == FAB_RING_SPSC)
+				fab__spsc_hint_tail(ch, fab__spsc_find_tail(ch));
+		}
 	}
 	for (uint32_t i = 0; i < ch->attach_max; i++) {
 		uint64_t w = load_relaxed(&ch->attach[i]);
@@ -41,10 +47,14 @@ uint64_t fab__chan_recover(fab_chan *ch, fab_fabric *fab, uint32_t dead_tag)
 		uint32_t t = FAB_ATT_TAG(w);
 		if (dead_tag ? t != dead_tag : fab__tag_alive(fab, t))
 			continue;
-		cas(&ch->attach[i], &w, 0);
+		if (cas(&ch->attach[i], &w, 0))
+			detached = 1;
 	}
-	if (fixed) {
-		/* Wake everyone: sleepers re-check and find the repaired slots. */
+	if (fixed || detached) {
+		/* Wake everyone: sleepers re-check and find the repaired slots.
+		 * Also when only a dead handle was detached: it may have been
+		 * killed between publishing (a message, a freed slot) and its
+		 * wake, and the other side would sleep on for good. */
 		fab__wake_all(ch->hdr);
 	}
 	/* A closer killed mid-close: its recorded id may complete the quorum,

@@ -75,6 +75,15 @@ uint64_t fab__spsc_find_tail(fab_chan *ch)
 	return t;
 }
 
+/* Move the tail hint forward to t (never back: a live sender may have
+ * hinted further meanwhile). */
+void fab__spsc_hint_tail(fab_chan *ch, uint64_t t)
+{
+	uint64_t cur = load_relaxed(&ch->hdr->tail);
+	while ((int64_t)(t - cur) > 0 && !cas(&ch->hdr->tail, &cur, t))
+		;
+}
+
 /* The receiver's cursor for a new holder of the receive end. */
 uint64_t fab__spsc_find_head(fab_chan *ch)
 {

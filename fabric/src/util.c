@@ -136,3 +136,24 @@ uint64_t fab__proc_start_time(int pid, char *state_out)
 	unsigned long long st = strtoull(p, NULL, 10);
 	return st ? st : 1;
 }
+
+/* Threads of process pid (the Threads: line of /proc/<pid>/status): 1 for
+ * a zombie whose whole group exited, more while threads other than an
+ * exited leader run.  0 if unreadable. */
+uint32_t fab__proc_threads(int pid)
+{
+	char path[64], buf[4096];
+	snprintf(path, sizeof path, "/proc/%d/status", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	char *p = strstr(buf, "\nThreads:");
+	if (!p)
+		return 0;
+	return (uint32_t)strtoul(p + 9, NULL, 10);
+}
