@@ -500,7 +500,10 @@ int fab__reg_find(fab_fabric *fab, const char *name)
 
 /* Claim a free registry entry (CREATING, owned by us) and write the name and
  * type; NULL (FAB_ENOMEM recorded) when the table is full.  The caller
- * store-releases LIVE when the segment is ready, or FREE on failure. */
+ * store-releases LIVE when the segment is ready, or FREE on failure.
+ * Between our CAS and our tag the entry still shows the previous owner's
+ * tag, name and type, so every path to FREE or LIVE leaves `owner` 0, and
+ * recovery takes a CREATING entry with owner 0 for a live creator's. */
 fab_chan_ent *fab__reg_claim(fab_fabric *fab, const char *name, uint32_t type)
 {
 	fab_chan_ent *ent = NULL;
@@ -678,12 +681,16 @@ int fab_chan_create(fab_fabric *fab, const char *name, const fab_chan_opts *opts
 		goto fail_ent;
 	}
 	atomic_fetch_add_explicit(&ent->gen, 1, memory_order_relaxed);
+	/* The tag matters only while CREATING; none is left for the entry's
+	 * next claimer (fab__reg_claim). */
+	store_relaxed(&ent->owner, 0);
 	/* Release: the name is visible before LIVE. */
 	store_release(&ent->state, FAB_ENT_LIVE);
 	*out = ch;
 	return 0;
 
 fail_ent:
+	store_relaxed(&ent->owner, 0); /* as above */
 	store_release(&ent->state, FAB_ENT_FREE);
 	if (ch)
 		fab__chan_free(ch);
@@ -759,7 +766,10 @@ int fab_chan_destroy(fab_fabric *fab, const char *name)
 	if (i >= 0) {
 		fab_chan_ent *e = &fab->chans[i];
 		uint32_t st = FAB_ENT_LIVE;
+		uint32_t owner = load_relaxed(&e->owner); /* a recovered entry's dead creator */
 		if (cas(&e->state, &st, FAB_ENT_FREE)) {
+			if (owner)
+				cas(&e->owner, &owner, 0); /* none for the next claimer */
 			atomic_fetch_add_explicit(&e->gen, 1, memory_order_relaxed);
 			found = 1;
 		}

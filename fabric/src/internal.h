@@ -327,6 +327,7 @@ void fab__chan_unmap(fab_chan *ch);
 uint64_t fab__chan_recover(fab_chan *ch, fab_fabric *fab, uint32_t dead_tag);
 int fab__chan_close_settle(fab_chan_hdr *h); /* finish a close the quorum reached */
 void fab__ctx_recover(fab_fabric *fab);    /* finish cancels a dead canceller began */
+void fab__lim_recover(fab_fabric *fab);    /* break dead set() locks, redo lost wakes */
 
 /* ---- topics (topic.c) ---- */
 /* fab_fabric_recover's hook for registry entry e (state st, validated

@@ -38,6 +38,7 @@
 #include "internal.h"
 
 #include <float.h>
+#include <limits.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -474,6 +475,35 @@ int fab_limiter_set(fab_limiter *l, double rate_per_s, uint32_t burst)
 	 * with fab__sleep_announce in fab_limiter_wait: sleepers re-plan. */
 	fab__wake_word(&e->seq);
 	return 0;
+}
+
+/*
+ * fab_fabric_recover: finish what a killed fab_limiter_set left.  Its lock
+ * is broken here, while the process entry its tag names is still the dead
+ * one's (stealing lazily, in the next caller, may come after that entry was
+ * claimed again and its 5-bit generation wrapped: a live process would then
+ * hold the lock for good).  Its wake is redone when anyone sleeps: killed
+ * inside fab__wake_word after the CAS that cleared the sleepers bit, it left
+ * them asleep until the due time of the old parameters, and no later set()
+ * would wake them (no bit).  +2 keeps the sleepers bit.
+ */
+void fab__lim_recover(fab_fabric *fab)
+{
+	for (uint32_t i = 0; i < FAB_MAX_LIMS; i++) {
+		fab_lim_ent *e = &fab->lims[i];
+		/* Acquire: pairs with fab_limiter_create's release of LIVE. */
+		if (load_acquire(&e->state) != FAB_ENT_LIVE)
+			continue;
+		int64_t t = load_acquire(&e->tat); /* as fab__lim_take */
+		uint32_t tag = t < 0 ? fab__lim_lock_tag(t) : 0;
+		if (tag && !fab__tag_alive(fab, tag))
+			fab__lim_steal(e, t);
+		/* Relaxed: a gauge; a sleeper counts itself before its announce. */
+		if (load_relaxed(&e->waiters)) {
+			atomic_fetch_add_explicit(&e->seq, 2, memory_order_release);
+			fab__futex_wake(&e->seq, INT_MAX);
+		}
+	}
 }
 
 /* ---- create / open / release ------------------------------------------- */

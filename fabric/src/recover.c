@@ -107,8 +107,8 @@ int fab_fabric_recover(fab_fabric *fab)
 		}
 		if (st == FAB_ENT_CREATING) {
 			uint32_t owner = load_relaxed(&e->owner);
-			if (fab__tag_alive(fab, owner))
-				continue;
+			if (owner == 0 || fab__tag_alive(fab, owner))
+				continue; /* 0: claimed, tag not yet written (fab__reg_claim) */
 			/* Its creator died: keep a finished segment, drop the rest. */
 			fab_chan tmp;
 			memset(&tmp, 0, sizeof tmp);
@@ -121,8 +121,10 @@ int fab_fabric_recover(fab_fabric *fab)
 			} else {
 				char path[128];
 				fab__chan_path(path, sizeof path, fab->name, name);
-				if (cas(&e->state, &st, FAB_ENT_FREE))
+				if (cas(&e->state, &st, FAB_ENT_FREE)) {
+					cas(&e->owner, &owner, 0); /* none for the next claimer */
 					shm_unlink(path);
+				}
 			}
 			repaired++;
 			continue;
@@ -135,6 +137,12 @@ int fab_fabric_recover(fab_fabric *fab)
 			continue; /* removed meanwhile, or corrupt: skip it */
 		for (int k = 0; k < nd; k++)
 			repaired += (int)fab__chan_recover(&tmp, fab, dead_tags[k]);
+		/* A process killed inside fab__wake_word, after the CAS that
+		 * cleared the sleepers bit, left sleepers that no later wake
+		 * reaches (topic.c, fab__topic_repair: the same).  Gauges:
+		 * relaxed, a sleeper counts itself before its announce. */
+		if (load_relaxed(&tmp.hdr->recv_waiters) || load_relaxed(&tmp.hdr->send_waiters))
+			fab__wake_all(tmp.hdr);
 		fab__chan_unmap(&tmp);
 	}
 	fab__ctx_recover(fab);
@@ -160,6 +168,9 @@ int fab_fabric_recover(fab_fabric *fab)
 		    cas(&e->state, &st, FAB_ENT_FREE))
 			cas(&e->owner, &owner, 0);
 	}
+	/* Before the dead entries are freed: a set() lock a dead process holds
+	 * would otherwise name an index that may be re-claimed. */
+	fab__lim_recover(fab);
 	/* Last: free the dead entries.  The CAS includes the generation, so an
 	 * entry freed and re-claimed by someone else meanwhile is left alone. */
 	for (int k = 0; k < nd; k++) {

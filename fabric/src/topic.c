@@ -270,7 +270,13 @@ static int fab__topic_repair(fab__tmap *m)
 			continue;
 		fixed += fab__tprune(m, i, w);
 	}
-	if (fixed)
+	/* Also when nothing was repaired but someone sleeps: a publisher (or a
+	 * BLOCK subscriber) killed after its commit (cursor store) and before
+	 * or inside its wake -- whose CAS may already have cleared the sleepers
+	 * bit, so later commits skip the FUTEX_WAKE -- left sleepers asleep for
+	 * good with a message (room) there.  Relaxed gauges: a sleeper that
+	 * missed that wake incremented its gauge before its announce. */
+	if (fixed || load_relaxed(&m->hdr->data_waiters) || load_relaxed(&m->hdr->space_waiters))
 		fab__twake_all(m->hdr);
 	return fixed;
 }
@@ -616,12 +622,16 @@ int fab_topic_create(fab_fabric *fab, const char *name, const fab_chan_opts *opt
 	}
 	t->gen_seen = load_relaxed(&t->m.hdr->sub_gen) - 1; /* first publish scans */
 	atomic_fetch_add_explicit(&ent->gen, 1, memory_order_relaxed);
+	/* The tag matters only while CREATING; none is left for the entry's
+	 * next claimer (fab__reg_claim). */
+	store_relaxed(&ent->owner, 0);
 	/* Release: name and type are visible before LIVE. */
 	store_release(&ent->state, FAB_ENT_LIVE);
 	*out = t;
 	return 0;
 
 fail_ent:
+	store_relaxed(&ent->owner, 0); /* as above */
 	/* Release: pairs with fab__reg_claim's CAS of a later creator. */
 	store_release(&ent->state, FAB_ENT_FREE);
 	if (t)
@@ -1163,7 +1173,10 @@ int fab__topic_recover(fab_fabric *fab, fab_chan_ent *e, uint32_t st, const char
 	fab__tmap m;
 	memset(&m, 0, sizeof m);
 	if (st == FAB_ENT_CREATING) {
-		if (fab__tag_alive(fab, load_relaxed(&e->owner)))
+		/* 0: a creator that has claimed the entry and not yet written
+		 * its tag (fab__reg_claim), i.e. alive. */
+		uint32_t owner = load_relaxed(&e->owner);
+		if (owner == 0 || fab__tag_alive(fab, owner))
 			return 0;
 		/* Its creator died: keep a finished segment, drop the rest. */
 		int mrc = fab__topic_map(fab, name, &m);
@@ -1179,8 +1192,11 @@ int fab__topic_recover(fab_fabric *fab, fab_chan_ent *e, uint32_t st, const char
 			return 0; /* a passing failure (memory, fds): not evidence */
 		char path[128];
 		fab__chan_path(path, sizeof path, fab->name, name);
-		if (cas(&e->state, &st, FAB_ENT_FREE))
+		if (cas(&e->state, &st, FAB_ENT_FREE)) {
+			/* No stale tag on a free entry (fab__reg_claim). */
+			cas(&e->owner, &owner, 0);
 			shm_unlink(path);
+		}
 		return 1;
 	}
 	int mrc = fab__topic_map(fab, name, &m);
