@@ -33,13 +33,43 @@
  * alo_redelivery_uncounted: the state that race left (a given-back message
  *   FULL behind head, gauge 0), built by writing the gauge: the head and a
  *   producer that reach its slot count it again, and it is delivered.
+ *
+ * pid_reused_by_self: liveness is pid + start time, but a recorded pid equal
+ *   to our own was taken for us without comparing start times.  A process
+ *   that got the pid of a dead holder of an spsc end (pid reuse) could
+ *   never take that end (FAB_EBUSY "held by a live process" naming its own
+ *   pid), and its fab_fabric_recover never freed the dead entry.  The dead
+ *   holder's process-table entry (our pid, an earlier start time, LIVE, its
+ *   tag on the send end and in the attach table) is written directly;
+ *   recovery must free it and release the end, and an open must take the
+ *   end over.
+ *
+ * zombie_leader_alive: a process whose /proc state is Z was taken for dead.
+ *   A multi-threaded process whose main thread called pthread_exit() shows
+ *   exactly that while its other threads run on: another process's open
+ *   took over the spsc send end it still held, both sent at the same
+ *   position, and a message whose fab_send returned 0 was overwritten.  The
+ *   open must get FAB_EBUSY, recovery must leave the end alone, and every
+ *   message sent must be received.
+ *
+ * spsc_tail_hint_behind_after_kill: the spsc sender stores a message's
+ *   commit word, then the tail hint.  A sender killed between the two left
+ *   the hint one short and nobody repaired it: fab_chan_len, fab_chan_stats
+ *   and fabd's leftover check (tail - head) saw 0 queued, and fabd exited 0
+ *   destroying a message whose fab_send had returned 0.  A child sends, puts
+ *   the hint back by one (the memory a kill at that instruction leaves) and
+ *   is SIGKILLed; the message must be counted after fab_fabric_recover (one
+ *   channel) and after a new sender takes the end over (another), and be
+ *   received.
  */
 #include "../mp/mp_util.h"
 
 #include "layout.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <signal.h>
 #include <sys/mman.h>
 
 static fab_chan *open_or_fail(fab_fabric *fab, unsigned role)
@@ -404,15 +434,352 @@ START_TEST(alo_redelivery_uncounted)
 }
 END_TEST
 
+/* ---- process liveness and the spsc tail hint ------------------------------ */
+
+/* Children never ck_assert: codes 20..29 are their setup failures. */
+
+static void teardown(void)
+{
+	mt_kill_all();
+}
+
+/* Map a fabric's segment (chan NULL: the control segment). */
+static void *rg_map(const char *fabric, const char *chan, size_t *size)
+{
+	char path[160];
+	struct stat sb;
+	if (chan)
+		snprintf(path, sizeof path, "/fab.%s.%s", fabric, chan);
+	else
+		snprintf(path, sizeof path, "/fab.%s", fabric);
+	int fd = shm_open(path, O_RDWR, 0);
+	ck_assert_msg(fd >= 0, "shm_open %s: %s", path, strerror(errno));
+	ck_assert_int_eq(fstat(fd, &sb), 0);
+	void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	ck_assert_msg(p != MAP_FAILED, "mmap %s: %s", path, strerror(errno));
+	*size = (size_t)sb.st_size;
+	return p;
+}
+
+/* The state letter of process pid (/proc/<pid>/stat), 0 if unreadable. */
+static char rg_proc_state(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : 0;
+}
+
+/* Write into a free process-table entry the entry of a dead process that
+ * had our pid (an earlier start time): LIVE, holding channel h's send end
+ * and an attachment.  Returns its index; *tag gets its owner tag. */
+static uint32_t pr_craft_dead_twin(fab_proc_ent *procs, fab_chan_hdr *h, uint32_t *tag)
+{
+	uint32_t me = (uint32_t)getpid(), mine = FAB_MAX_PROCS, j = FAB_MAX_PROCS;
+	for (uint32_t i = 0; i < FAB_MAX_PROCS; i++) {
+		uint64_t sg = atomic_load(&procs[i].sg);
+		if (FAB_SG_STATE(sg) == FAB_PROC_LIVE && atomic_load(&procs[i].pid) == me &&
+		    mine == FAB_MAX_PROCS)
+			mine = i;
+		else if (FAB_SG_STATE(sg) == FAB_PROC_FREE && j == FAB_MAX_PROCS)
+			j = i;
+	}
+	ck_assert_msg(mine < FAB_MAX_PROCS && j < FAB_MAX_PROCS, "own entry %u, free entry %u",
+		      mine, j);
+	uint64_t start = atomic_load(&procs[mine].start_time);
+	ck_assert_uint_gt(start, 1);
+	fab_proc_ent *e = &procs[j];
+	uint64_t sg = atomic_load(&e->sg);
+	uint32_t gen = FAB_SG_GEN(sg) + 1;
+	ck_assert(atomic_compare_exchange_strong(&e->sg, &sg, FAB_SG_MAKE(gen, FAB_PROC_CLAIMED)));
+	atomic_store(&e->pid, me);
+	e->uid = (uint32_t)geteuid();
+	atomic_store(&e->start_time, start - 1); /* started before us: not us */
+	atomic_store(&e->attached_ns, 1);
+	atomic_store(&e->sg, FAB_SG_MAKE(gen, FAB_PROC_LIVE));
+	*tag = FAB_TAG_MAKE(j, gen);
+	/* Its handle: an attachment and the send end. */
+	_Atomic uint64_t *att = (_Atomic uint64_t *)((uint8_t *)h + h->attach_off);
+	uint32_t k = 0;
+	while (k < h->attach_max && atomic_load(&att[k]) != 0)
+		k++;
+	ck_assert_uint_lt(k, h->attach_max);
+	atomic_store(&att[k], FAB_ATT_MAKE(*tag, FAB_SEND, 0x777));
+	uint64_t z = 0;
+	ck_assert(atomic_compare_exchange_strong(&h->spsc_sender, &z, ((uint64_t)*tag << 32) | 0x777));
+	return j;
+}
+
+START_TEST(pid_reused_by_self)
+{
+	const char *fabric = mt_fabric_name("rgpid");
+	fab_fabric *fab = NULL;
+	size_t nctl = 0, nh = 0;
+	int rc = mt_make_chan(fabric, "c", FAB_SPSC, 4, 64, 1, &fab);
+	ck_assert_msg(rc == 0, "create: %s", fab_strerror(rc));
+	fab_ctl_hdr *ctl = rg_map(fabric, NULL, &nctl);
+	fab_proc_ent *procs = (fab_proc_ent *)((uint8_t *)ctl + ctl->procs_off);
+	fab_chan_hdr *h = rg_map(fabric, "c", &nh);
+	fab_chan *tx = NULL, *rx = open_or_fail(fab, FAB_RECV);
+
+	/* Recovery first (what a careful restarter runs): the twin is dead,
+	 * its entry is freed and the end released. */
+	uint32_t tag = 0;
+	uint32_t j = pr_craft_dead_twin(procs, h, &tag);
+	int n = fab_fabric_recover(fab);
+	ck_assert_msg(FAB_SG_STATE(atomic_load(&procs[j].sg)) == FAB_PROC_FREE &&
+			      atomic_load(&h->spsc_sender) == 0,
+		      "fab_fabric_recover (-> %d) kept the entry of a dead process that had our pid "
+		      "(start time %llu, ours %llu) as %s, its send end %#llx",
+		      n, (unsigned long long)atomic_load(&procs[j].start_time),
+		      (unsigned long long)atomic_load(&procs[j].start_time) + 1,
+		      FAB_SG_STATE(atomic_load(&procs[j].sg)) == FAB_PROC_LIVE ? "LIVE" : "?",
+		      (unsigned long long)atomic_load(&h->spsc_sender));
+	rc = fab_chan_open(fab, "c", FAB_SEND, &tx);
+	ck_assert_msg(rc == 0, "open FAB_SEND after recovery: %s [%s]", fab_strerror(rc),
+		      fab_errmsg());
+	send_seq(tx, 0);
+	recv_seq(rx, 0);
+	fab_chan_release(tx);
+
+	/* No recovery: the open itself must see the twin dead and take the
+	 * end over. */
+	j = pr_craft_dead_twin(procs, h, &tag);
+	rc = fab_chan_open(fab, "c", FAB_SEND, &tx);
+	ck_assert_msg(rc == 0,
+		      "fab_chan_open(FAB_SEND) of an end held by a dead process that had our pid "
+		      "(another start time): %s [%s]",
+		      fab_strerror(rc), fab_errmsg());
+	ck_assert_uint_ne(atomic_load(&h->spsc_sender) >> 32, tag); /* ours now */
+	send_seq(tx, 1);
+	recv_seq(rx, 1);
+	n = fab_fabric_recover(fab);
+	ck_assert_msg(FAB_SG_STATE(atomic_load(&procs[j].sg)) == FAB_PROC_FREE,
+		      "fab_fabric_recover (-> %d) kept the entry of a dead process that had our pid",
+		      n);
+	ck_assert_int_eq(fab_try_recv(rx, NULL, 0), FAB_EAGAIN);
+
+	munmap(h, nh);
+	munmap(ctl, nctl);
+	fab_chan_release(rx);
+	fab_chan_release(tx);
+	mt_destroy(fabric, &fab);
+}
+END_TEST
+
+static struct {
+	int go[2], done[2]; /* parent -> worker thread, worker -> parent */
+} zl;
+
+static void *zl_worker(void *arg)
+{
+	fab_chan *tx = arg;
+	char c;
+	if (read(zl.go[0], &c, 1) != 1)
+		_exit(24);
+	int rc = fab_send(tx, "from-M", 7, NULL);
+	c = rc == 0 ? 'y' : 'n';
+	if (write(zl.done[1], &c, 1) != 1)
+		_exit(25);
+	for (;;) /* alive, holding the end, until killed */
+		pause();
+	return NULL;
+}
+
+/* M: takes the send end; its main thread exits, a worker thread goes on. */
+static int zl_holder(void *arg)
+{
+	const char *fabric = arg;
+	fab_fabric *f = NULL;
+	fab_chan *tx = NULL;
+	pthread_t t;
+	int rc = mt_open(fabric, "c", FAB_SEND, &f, &tx);
+	if (rc)
+		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
+	if (pthread_create(&t, NULL, zl_worker, tx) != 0)
+		MT_CHILD_FAIL(21, "pthread_create");
+	pthread_exit(NULL);
+}
+
+START_TEST(zombie_leader_alive)
+{
+	const char *fabric = mt_fabric_name("rgzl");
+	fab_fabric *fab = NULL;
+	size_t nh = 0;
+	int rc = mt_make_chan(fabric, "c", FAB_SPSC, 8, 64, 1, &fab);
+	ck_assert_msg(rc == 0, "create: %s", fab_strerror(rc));
+	fab_chan_hdr *h = rg_map(fabric, "c", &nh);
+	ck_assert_int_eq(pipe(zl.go), 0);
+	ck_assert_int_eq(pipe(zl.done), 0);
+
+	pid_t m = mt_spawn(zl_holder, (void *)fabric);
+	ck_assert_int_gt(m, 0);
+	int code = MT_RUNNING;
+	ck_assert_msg(MT_WAIT_UNTIL(rg_proc_state(m) == 'Z' || mt_exited(m, &code), 10 * MT_SEC),
+		      "M's leader never showed Z (exit %d)", code);
+	ck_assert_msg(code == MT_RUNNING, "M exited %d", code);
+	uint64_t end = atomic_load(&h->spsc_sender);
+	ck_assert_uint_ne(end, 0);
+
+	/* Another process (a handle of ours) wants the end M holds; then
+	 * fabd-style recovery runs. */
+	fab_chan *tx = NULL, *rx = open_or_fail(fab, FAB_RECV);
+	int orc = fab_chan_open(fab, "c", FAB_SEND, &tx);
+	int nrec = fab_fabric_recover(fab);
+	uint64_t end_after = atomic_load(&h->spsc_sender);
+
+	/* M's thread sends; so does the other handle if it got the end. */
+	char c = 'g', sent_m = 0;
+	struct pollfd pfd = {.fd = zl.done[0], .events = POLLIN};
+	ck_assert_int_eq(write(zl.go[1], &c, 1), 1);
+	ck_assert_msg(poll(&pfd, 1, 10000) == 1 && read(zl.done[0], &sent_m, 1) == 1,
+		      "M's thread never reported its send");
+	int sent = sent_m == 'y', src = 1;
+	if (orc == 0 && (src = fab_try_send(tx, "from-N", 7)) == 0)
+		sent++;
+	char buf[64], got[256] = "";
+	int ngot = 0;
+	ssize_t n;
+	while ((n = fab_try_recv(rx, buf, sizeof buf)) > 0) {
+		ngot++;
+		snprintf(got + strlen(got), sizeof got - strlen(got), " %.16s", buf);
+	}
+
+	ck_assert_msg(orc == FAB_EBUSY,
+		      "fab_chan_open(FAB_SEND) of the end held by live process %d (its leader is "
+		      "a zombie, a thread runs): %s, not FAB_EBUSY; then %d sent (M's: %s, ours: "
+		      "%s), %d received:%s",
+		      (int)m, fab_errname(orc), sent, sent_m == 'y' ? "ok" : "failed",
+		      orc == 0 ? fab_errname(src) : "-", ngot, got);
+	ck_assert_msg(end_after == end, "fab_fabric_recover (-> %d) took live M's end: %#llx -> %#llx",
+		      nrec, (unsigned long long)end, (unsigned long long)end_after);
+	ck_assert_msg(sent_m == 'y' && ngot == 1 && strcmp(got, " from-M") == 0,
+		      "M's send %s; received %d:%s", sent_m == 'y' ? "returned 0" : "failed", ngot,
+		      got);
+	ck_assert_int_eq(n, FAB_EAGAIN);
+
+	kill(m, SIGKILL);
+	ck_assert_int_eq(mt_wait(m, 10 * MT_SEC), 128 + SIGKILL);
+	close(zl.go[0]), close(zl.go[1]), close(zl.done[0]), close(zl.done[1]);
+	munmap(h, nh);
+	fab_chan_release(rx);
+	fab_chan_release(tx);
+	mt_destroy(fabric, &fab);
+}
+END_TEST
+
+static struct {
+	const char *fabric, *chan;
+	fab_chan_hdr *h;
+	uint32_t seq;
+} th;
+
+/* fab_send, then the hint put back by one: the memory a SIGKILL between
+ * fab__spsc_publish's commit word and its tail store leaves. */
+static int th_sender(void *arg)
+{
+	fab_fabric *f = NULL;
+	fab_chan *tx = NULL;
+	unsigned char buf[64];
+	(void)arg;
+	int rc = mt_open(th.fabric, th.chan, FAB_SEND, &f, &tx);
+	if (rc)
+		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
+	size_t len = mt_msg_len(0, th.seq, 64);
+	mt_fill(buf, 0, th.seq, len);
+	if ((rc = fab_send(tx, buf, len, NULL)) != 0)
+		MT_CHILD_FAIL(21, "send: %s", fab_strerror(rc));
+	atomic_fetch_sub(&th.h->tail, 1);
+	raise(SIGKILL);
+	return 22;
+}
+
+/* A sender killed with its hint one short on channel `chan` (seq 0 sent). */
+static fab_chan_hdr *th_stage(const char *fabric, const char *chan, fab_fabric **fab, size_t *nh)
+{
+	int rc = mt_make_chan(fabric, chan, FAB_SPSC, 4, 64, 1, fab);
+	ck_assert_msg(rc == 0, "create %s: %s", chan, fab_strerror(rc));
+	th.fabric = fabric;
+	th.chan = chan;
+	th.h = rg_map(fabric, chan, nh);
+	th.seq = 0;
+	pid_t c = mt_spawn(th_sender, NULL);
+	rc = mt_wait(c, 10 * MT_SEC);
+	ck_assert_msg(rc == 128 + SIGKILL, "sender ended with %d", rc);
+	ck_assert_uint_eq(atomic_load(&th.h->tail), atomic_load(&th.h->head)); /* as staged */
+	ck_assert_uint_ne(atomic_load(&th.h->spsc_sender), 0);
+	return th.h;
+}
+
+START_TEST(spsc_tail_hint_behind_after_kill)
+{
+	const char *fabric = mt_fabric_name("rgth");
+	fab_fabric *fab = NULL;
+	size_t nr = 0, nt = 0;
+	fab_chan *rr = NULL, *rt = NULL, *tt = NULL;
+
+	/* Channel r: fabd recovers the dead sender. */
+	fab_chan_hdr *hr = th_stage(fabric, "r", &fab, &nr);
+	ck_assert_int_eq(fab_chan_open(fab, "r", FAB_RECV, &rr), 0);
+	int nrec = fab_fabric_recover(fab);
+	size_t len_r = fab_chan_len(rr);
+	uint64_t stats_r = mt_stats(rr).len;
+
+	/* Channel t: a new sender takes the dead one's end over. */
+	fab_chan_hdr *ht = th_stage(fabric, "t", &fab, &nt);
+	ck_assert_int_eq(fab_chan_open(fab, "t", FAB_RECV, &rt), 0);
+	int orc = fab_chan_open(fab, "t", FAB_SEND, &tt);
+	ck_assert_msg(orc == 0, "open FAB_SEND over the dead sender: %s", fab_strerror(orc));
+	size_t len_t = fab_chan_len(rt);
+	uint64_t stats_t = mt_stats(tt).len;
+
+	ck_assert_msg(len_r == 1 && stats_r == 1 && len_t == 1 && stats_t == 1,
+		      "one message queued by a sender killed between its commit word and its tail "
+		      "hint: fab_chan_len/stats.len %zu/%llu after fab_fabric_recover (-> %d), "
+		      "%zu/%llu after a new sender took the end (want 1 each)",
+		      len_r, (unsigned long long)stats_r, nrec, len_t, (unsigned long long)stats_t);
+
+	/* It is received; the new sender appends after it. */
+	recv_seq(rr, 0);
+	ck_assert_uint_eq(fab_chan_len(rr), 0);
+	send_seq(tt, 1);
+	ck_assert_uint_eq(fab_chan_len(rt), 2);
+	recv_seq(rt, 0);
+	recv_seq(rt, 1);
+	ck_assert_int_eq(fab_try_recv(rt, NULL, 0), FAB_EAGAIN);
+	ck_assert_uint_eq(fab_chan_len(tt), 0);
+
+	munmap(hr, nr);
+	munmap(ht, nt);
+	fab_chan_release(tt);
+	fab_chan_release(rt);
+	fab_chan_release(rr);
+	mt_destroy(fabric, &fab);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("crash_regress");
 	TCase *tc = mt_tcase("regress", 60);
 	mt_init();
+	tcase_add_checked_fixture(tc, NULL, teardown);
 	tcase_add_test(tc, spsc_receiver_killed_between_done_and_hint);
 	tcase_add_test(tc, mpmc_reader_one_lap_behind);
 	tcase_add_test(tc, alo_gauge_reset_races_take_and_give_back);
 	tcase_add_test(tc, alo_redelivery_uncounted);
+	tcase_add_test(tc, pid_reused_by_self);
+	tcase_add_test(tc, zombie_leader_alive);
+	tcase_add_test(tc, spsc_tail_hint_behind_after_kill);
 	suite_add_tcase(s, tc);
 	return mt_run_suite(s);
 }

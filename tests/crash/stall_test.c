@@ -49,6 +49,23 @@
  *   left the root's sleepers asleep and the descendants live; a second cancel
  *   and fab_fabric_recover did nothing.
  *
+ * lost_wake_after_recovery_{a,b,c}: a peer SIGKILLed after publishing (a
+ *   message, or a free slot) but before its wake left the other side asleep
+ *   for good although it could progress, and fab_fabric_recover (what fabd
+ *   runs on every death) did not wake it: recovery woke sleepers only when
+ *   it repaired a slot or an spsc end, not when it merely detached the dead
+ *   handle, and an spsc end taken over from a dead holder woke nobody.
+ *   a: mpmc, capacity 1, a sender asleep on the full channel; the receiver
+ *      takes the message and frees the slot (READING, head, FREE) and is
+ *      killed before its wake; fab_fabric_recover runs.
+ *   b: mpmc, a receiver asleep on the empty channel; a producer commits
+ *      (WRITING, tail, payload, FULL) and is killed before its wake;
+ *      fab_fabric_recover runs.
+ *   c: spsc, capacity 1, a sender asleep on the full channel; the receiver
+ *      stores head and is killed before its wake; no recovery (no broker):
+ *      the next receiver takes the dead one's end over.  (A recovery would
+ *      release the end and wake: that path always woke.)
+ *
  * Children never ck_assert: codes 20..29 are their setup failures, 10 a wrong
  * result, 30 a timeout the test asked for; the parent asserts.  getrandom and
  * clock_gettime are interposed for the whole binary but are pass-through
@@ -921,6 +938,230 @@ START_TEST(ctx_canceller_killed_mid_cancel)
 }
 END_TEST
 
+/* ---- lost_wake_after_recovery_{a,b,c} ------------------------------------- */
+
+/* A sends "one", then "two" (blocks on the full capacity-1 channel); B
+ * receives "m" from an empty channel.  Name of the channel in arg. */
+static int lw_sender(void *arg)
+{
+	fab_fabric *f = NULL;
+	fab_chan *tx = NULL;
+	int rc = mt_open(S.fabric, arg, FAB_SEND, &f, &tx);
+	if (rc)
+		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
+	if ((rc = fab_send(tx, "one", 4, NULL)) != 0)
+		MT_CHILD_FAIL(21, "send one: %s", fab_strerror(rc));
+	if ((rc = fab_send(tx, "two", 4, NULL)) != 0)
+		MT_CHILD_FAIL(10, "send two: %s", fab_strerror(rc));
+	mt_close(f, tx);
+	return 0;
+}
+
+static int lw_receiver(void *arg)
+{
+	fab_fabric *f = NULL;
+	fab_chan *rx = NULL;
+	char buf[64] = {0};
+	(void)arg;
+	int rc = mt_open(S.fabric, "b", FAB_RECV, &f, &rx);
+	if (rc)
+		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
+	ssize_t n = fab_recv(rx, buf, sizeof buf, NULL);
+	if (n != 2 || strcmp(buf, "m") != 0)
+		MT_CHILD_FAIL(10, "recv: %zd (%s)", n, n < 0 ? fab_errname((int)n) : buf);
+	mt_close(f, rx);
+	return 0;
+}
+
+/* a: fab__mpmc_take's CAS and head bump, the copy, fab__mpmc_free, then
+ * SIGKILL before fab_recv's wake of the sender. */
+static int lw_taker_mpmc(void *arg)
+{
+	fab_fabric *f = NULL;
+	fab_chan *rx = NULL;
+	(void)arg;
+	int rc = mt_open(S.fabric, "a", FAB_RECV, &f, &rx);
+	if (rc)
+		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
+	uint32_t tag = st_my_tag(S.fabric);
+	uint64_t w = atomic_load(&S.slot->state);
+	if (!tag || w != FAB_SW_MAKE(S.pos, FAB_SLOT_FULL, FAB_SW_TAG(w)))
+		MT_CHILD_FAIL(21, "tag %#x, slot %#llx not FULL", tag, (unsigned long long)w);
+	if (!atomic_compare_exchange_strong(&S.slot->state, &w,
+					    FAB_SW_MAKE(S.pos, FAB_SLOT_READING, tag)))
+		MT_CHILD_FAIL(22, "take CAS lost");
+	uint64_t hp = S.pos;
+	atomic_compare_exchange_strong(&S.h->head, &hp, S.pos + 1);
+	atomic_store(&S.slot->state, FAB_SW_MAKE(S.pos + S.h->nslots, FAB_SLOT_FREE, 0));
+	raise(SIGKILL);
+	return 23;
+}
+
+/* b: fab__mpmc_claim (FREE -> WRITING, tail), the fill and the commit
+ * (FULL), then SIGKILL before fab_send's wake of the receiver. */
+static int lw_producer(void *arg)
+{
+	fab_fabric *f = NULL;
+	fab_chan *tx = NULL;
+	(void)arg;
+	int rc = mt_open(S.fabric, "b", FAB_SEND, &f, &tx);
+	if (rc)
+		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
+	uint32_t tag = st_my_tag(S.fabric);
+	uint64_t w = FAB_SW_MAKE(S.pos, FAB_SLOT_FREE, 0);
+	if (!tag || !atomic_compare_exchange_strong(&S.slot->state, &w,
+						    FAB_SW_MAKE(S.pos, FAB_SLOT_WRITING, tag)))
+		MT_CHILD_FAIL(21, "tag %#x, slot %#llx not FREE", tag, (unsigned long long)w);
+	uint64_t tp = S.pos;
+	atomic_compare_exchange_strong(&S.h->tail, &tp, S.pos + 1);
+	S.slot->len = 2;
+	memcpy((uint8_t *)S.slot + sizeof(fab_mslot), "m", 2);
+	atomic_store(&S.slot->state, FAB_SW_MAKE(S.pos, FAB_SLOT_FULL, tag));
+	raise(SIGKILL);
+	return 23;
+}
+
+/* c: fab__spsc_pop's copy and head store, then SIGKILL before fab_recv's
+ * wake of the sender. */
+static int lw_taker_spsc(void *arg)
+{
+	fab_fabric *f = NULL;
+	fab_chan *rx = NULL;
+	(void)arg;
+	int rc = mt_open(S.fabric, "c", FAB_RECV, &f, &rx);
+	if (rc)
+		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
+	uint64_t hp = atomic_load(&S.h->head);
+	if (hp != S.pos || atomic_load(&S.h->tail) != S.pos + 1)
+		MT_CHILD_FAIL(21, "head %llu, tail %llu: not one queued at %llu",
+			      (unsigned long long)hp, (unsigned long long)atomic_load(&S.h->tail),
+			      (unsigned long long)S.pos);
+	atomic_store(&S.h->head, hp + 1);
+	raise(SIGKILL);
+	return 23;
+}
+
+/* The sender of channel `chan` (capacity 1) sent "one" and sleeps sending
+ * "two". */
+static pid_t lw_sender_asleep(const char *chan)
+{
+	pid_t s = mt_spawn(lw_sender, (void *)chan);
+	int code = MT_RUNNING;
+	ck_assert_msg(MT_WAIT_UNTIL((atomic_load(&S.h->send_waiters) == 1 && st_in_futex(s)) ||
+					    mt_exited(s, &code),
+				    10 * MT_SEC),
+		      "sender never slept on the full channel");
+	ck_assert_msg(code == MT_RUNNING, "sender exited %d on a full channel", code);
+	return s;
+}
+
+/* After its peer's death, the sender's "two" must go through and be
+ * received by rx. */
+static void lw_expect_sender_done(pid_t s, fab_chan *rx, const char *what)
+{
+	char buf[64] = {0};
+	int rc = mt_wait(s, 5 * MT_SEC);
+	ck_assert_msg(rc == 0,
+		      "%s: the sender blocked on the full channel exited %d%s although a slot is "
+		      "free (head %llu, tail %llu)",
+		      what, rc, st_code(rc), (unsigned long long)atomic_load(&S.h->head),
+		      (unsigned long long)atomic_load(&S.h->tail));
+	ssize_t n = fab_try_recv(rx, buf, sizeof buf);
+	ck_assert_msg(n == 4 && strcmp(buf, "two") == 0, "%s: then received %s", what,
+		      n >= 0 ? buf : fab_errname((int)n));
+}
+
+START_TEST(lost_wake_after_recovery_a)
+{
+	fab_fabric *fab = NULL;
+	fab_chan *rx = NULL;
+	S.fabric = mt_fabric_name("stla");
+	int rc = mt_make_chan(S.fabric, "a", FAB_MPMC, 1, 64, 1, &fab);
+	ck_assert_msg(rc == 0, "create: %s", fab_strerror(rc));
+	S.h = st_map_chan(S.fabric, "a", &S.hsize);
+	S.pos = S.h->start_pos;
+	S.slot = st_slot(S.h, S.pos);
+
+	pid_t s = lw_sender_asleep("a");
+	pid_t c = mt_spawn(lw_taker_mpmc, NULL);
+	rc = mt_wait(c, 10 * MT_SEC);
+	ck_assert_msg(rc == 128 + SIGKILL, "taker ended with %d", rc);
+	ck_assert_uint_eq(atomic_load(&S.slot->state),
+			  FAB_SW_MAKE(S.pos + S.h->nslots, FAB_SLOT_FREE, 0));
+	fab_fabric_recover(fab); /* fabd, on the taker's death */
+
+	ck_assert_int_eq(fab_chan_open(fab, "a", FAB_RECV, &rx), 0);
+	lw_expect_sender_done(s, rx, "mpmc, receiver killed between its free and its wake, "
+				     "then fab_fabric_recover");
+	fab_chan_release(rx);
+	munmap(S.h, S.hsize);
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
+START_TEST(lost_wake_after_recovery_b)
+{
+	fab_fabric *fab = NULL;
+	S.fabric = mt_fabric_name("stlb");
+	int rc = mt_make_chan(S.fabric, "b", FAB_MPMC, 4, 64, 1, &fab);
+	ck_assert_msg(rc == 0, "create: %s", fab_strerror(rc));
+	S.h = st_map_chan(S.fabric, "b", &S.hsize);
+	S.pos = S.h->start_pos;
+	S.slot = st_slot(S.h, S.pos);
+
+	pid_t r = mt_spawn(lw_receiver, NULL);
+	int code = MT_RUNNING;
+	ck_assert_msg(MT_WAIT_UNTIL((atomic_load(&S.h->recv_waiters) == 1 && st_in_futex(r)) ||
+					    mt_exited(r, &code),
+				    10 * MT_SEC),
+		      "receiver never slept");
+	ck_assert_msg(code == MT_RUNNING, "receiver returned (exit %d) on an empty channel", code);
+
+	pid_t p = mt_spawn(lw_producer, NULL);
+	rc = mt_wait(p, 10 * MT_SEC);
+	ck_assert_msg(rc == 128 + SIGKILL, "producer ended with %d", rc);
+	ck_assert_uint_eq(FAB_SW_STATE(atomic_load(&S.slot->state)), FAB_SLOT_FULL);
+	fab_fabric_recover(fab); /* fabd, on the producer's death */
+
+	rc = mt_wait(r, 5 * MT_SEC);
+	ck_assert_msg(rc == 0,
+		      "mpmc, producer killed between its commit and its wake, then "
+		      "fab_fabric_recover: the blocked receiver exited %d%s with a message queued "
+		      "(slot %#llx)",
+		      rc, st_code(rc), (unsigned long long)atomic_load(&S.slot->state));
+	munmap(S.h, S.hsize);
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
+START_TEST(lost_wake_after_recovery_c)
+{
+	fab_fabric *fab = NULL;
+	fab_chan *rx = NULL;
+	S.fabric = mt_fabric_name("stlc");
+	int rc = mt_make_chan(S.fabric, "c", FAB_SPSC, 1, 64, 1, &fab);
+	ck_assert_msg(rc == 0, "create: %s", fab_strerror(rc));
+	S.h = st_map_chan(S.fabric, "c", &S.hsize);
+	S.pos = atomic_load(&S.h->head);
+
+	pid_t s = lw_sender_asleep("c");
+	pid_t c = mt_spawn(lw_taker_spsc, NULL);
+	rc = mt_wait(c, 10 * MT_SEC);
+	ck_assert_msg(rc == 128 + SIGKILL, "taker ended with %d", rc);
+	uint64_t dead_end = atomic_load(&S.h->spsc_receiver);
+	ck_assert_uint_ne(dead_end, 0);
+
+	/* No broker: the next receiver takes the dead one's end over. */
+	ck_assert_int_eq(fab_chan_open(fab, "c", FAB_RECV, &rx), 0);
+	ck_assert_uint_ne(atomic_load(&S.h->spsc_receiver), dead_end);
+	lw_expect_sender_done(s, rx, "spsc, receiver killed between head and its wake, its end "
+				     "taken over");
+	fab_chan_release(rx);
+	munmap(S.h, S.hsize);
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("crash_stall");
@@ -935,6 +1176,9 @@ int main(void)
 	tcase_add_test(tc, close_race_skip_wakes_draining_receiver);
 	tcase_add_test(tc, alo_drain_behind_dead_returner);
 	tcase_add_test(tc, ctx_canceller_killed_mid_cancel);
+	tcase_add_test(tc, lost_wake_after_recovery_a);
+	tcase_add_test(tc, lost_wake_after_recovery_b);
+	tcase_add_test(tc, lost_wake_after_recovery_c);
 	suite_add_tcase(s, tc);
 	return mt_run_suite(s);
 }
