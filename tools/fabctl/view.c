@@ -113,6 +113,7 @@ int fabctl_ls(int argc, char **argv)
 		fputs("{\"fabrics\":[", stdout);
 	else
 		printf("%-24s %-20s %5s %8s %6s\n", "FABRIC", "CREATED", "LIVE", "CHANNELS", "UID");
+	int shown = 0;
 	for (int i = 0; i < n; i++) {
 		fi_fabric *f;
 		int e = fi_open(names[i], &f);
@@ -120,10 +121,15 @@ int fabctl_ls(int argc, char **argv)
 			fi_close(f);
 			f = NULL;
 		}
+		/* Destroyed since the directory was read: gone, not an error
+		 * (fabrics come and go while we list them). */
+		if (e == FAB_ENOENT)
+			continue;
 		if (fabctl_o.json) {
-			fputs(i ? ",{\"name\":" : "{\"name\":", stdout);
+			fputs(shown ? ",{\"name\":" : "{\"name\":", stdout);
 			js_str(stdout, names[i]);
 		}
+		shown++;
 		if (e) {
 			rc = fabctl_exit_for(e) == FABCTL_EXIT_CORRUPT
 				 ? FABCTL_EXIT_CORRUPT
