@@ -1,0 +1,827 @@
+/*
+ * recover_test.c - deterministic regression tests for the crash-path bugs of
+ * topics, limiters and the registry fixed in 88dbe14 (found by review): what
+ * fab_fabric_recover (fabd runs it on every death) must finish for a
+ * process killed at one exact instruction.  Each test stages that state --
+ * with the real library call killed at the instruction (libc functions
+ * interposed below), or directly in the segment (layout.h) -- then requires
+ * what a user relies on.  A child is "asleep" when /proc/<pid>/syscall shows
+ * it in futex; bounded waits of a few seconds are hang detectors only.
+ *
+ * topic_publisher_killed_in_wake: a publisher killed inside its wake, after
+ *   the CAS that cleared the sleepers bit and before FUTEX_WAKE, left the
+ *   subscriber asleep for good with the message there: recovery repaired
+ *   nothing (the slot was FULL) and so woke nobody, and later publishes
+ *   skipped the wake (no bit).  Recovery now wakes a topic's sleepers.
+ *
+ * chan_sender_killed_in_wake: the same lost wake on a channel.  Recovery woke
+ *   a channel's sleepers only when it repaired or detached something; here
+ *   the dead sender's handle was already detached by an earlier recovery that
+ *   was itself killed before its wake (fabd killed mid-recovery), so the
+ *   next recovery detached nothing and woke nobody.  It now wakes a channel's
+ *   sleepers whenever a process died.
+ *
+ * limiter_set_lock_of_dead_process: a fab_limiter_set killed holding its lock
+ *   (tat = the lock word naming its owner tag) left the lock to be stolen
+ *   lazily by the next caller.  Recovery freed the dead process's table
+ *   entry; after that index was claimed again 32 times (the tag keeps 5 bits
+ *   of generation) the lock named a live process: waits timed out and set
+ *   answered FAB_EBUSY for good.  Recovery now breaks dead locks before it
+ *   frees entries.
+ *
+ * limiter_set_killed_in_wake: a set that raised the rate, killed inside its
+ *   wake (sleepers bit cleared, no FUTEX_WAKE), left fab_limiter_wait asleep
+ *   until the due time of the old rate (here 1000 s); no later set woke it
+ *   (no bit).  Recovery now wakes a limiter's sleepers.
+ *
+ * registry_claim_keeps_dead_owner: a freed registry entry kept its last
+ *   owner's tag, and a creator that had just claimed it (fab__reg_claim's CAS
+ *   FREE -> CREATING) had not yet written its own: recovery in that window
+ *   read the previous, dead owner, freed the entry under the live creator,
+ *   the next create got the same entry, and the first creator's stores then
+ *   overwrote it: the registry lost that object (recovery and fabctl no
+ *   longer see it).  Entries now leave owner 0 on every path to FREE or
+ *   LIVE, and recovery takes CREATING with owner 0 for a live creator.  A
+ *   real creator is paused at its segment's shm_open; the entry is rewound
+ *   to what its claim left, recovery runs, and its stores are replayed.
+ *
+ * Children never ck_assert: codes 20..29 are their setup failures (22: the
+ * call returned instead of dying at its armed instruction), 10 a wrong
+ * result; the parent asserts.  syscall, clock_gettime and shm_open are interposed for the whole
+ * binary but are pass-through except in the one child that arms each.
+ */
+#include "../mp/mp_util.h"
+
+#include "layout.h"
+
+#include <dlfcn.h>
+#include <linux/futex.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/syscall.h>
+
+#ifndef SYS_futex_waitv
+#define SYS_futex_waitv 449
+#endif
+
+/* ---- interpositions (pass-through unless armed) ------------------------- */
+
+/* SIGKILL at the next FUTEX_WAKE: inside fab__wake_word, after the CAS that
+ * cleared the sleepers bit (or inside fab__wake_all, after its bumps). */
+static volatile int rc_kill_at_wake;
+/* SIGKILL at the next clock read: fab_limiter_set's first, right after the
+ * CAS that took its lock. */
+static volatile int rc_kill_at_clock;
+/* registry_claim_keeps_dead_owner: the creator stops at its segment's
+ * shm_open (O_CREAT) until the parent lets it go. */
+static struct {
+	volatile int armed;
+	int to_parent[2], to_child[2];
+} rc_pause;
+
+long syscall(long nr, ...)
+{
+	static long (*real)(long, ...);
+	va_list ap;
+	long a[6];
+	va_start(ap, nr);
+	for (int i = 0; i < 6; i++)
+		a[i] = va_arg(ap, long); /* as glibc's syscall: six words */
+	va_end(ap);
+	if (rc_kill_at_wake && nr == SYS_futex && (a[1] & FUTEX_CMD_MASK) == FUTEX_WAKE)
+		raise(SIGKILL);
+	if (!real)
+		real = (long (*)(long, ...))dlsym(RTLD_NEXT, "syscall");
+	return real(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
+int clock_gettime(clockid_t id, struct timespec *ts)
+{
+	static int (*real)(clockid_t, struct timespec *);
+	if (rc_kill_at_clock)
+		raise(SIGKILL);
+	if (!real)
+		real = (int (*)(clockid_t, struct timespec *))dlsym(RTLD_NEXT, "clock_gettime");
+	return real(id, ts);
+}
+
+int shm_open(const char *name, int oflag, mode_t mode)
+{
+	static int (*real)(const char *, int, mode_t);
+	if (rc_pause.armed && (oflag & O_CREAT)) {
+		char b = 'p';
+		rc_pause.armed = 0;
+		if (write(rc_pause.to_parent[1], &b, 1) != 1 || read(rc_pause.to_child[0], &b, 1) != 1)
+			_exit(29);
+	}
+	if (!real)
+		real = (int (*)(const char *, int, mode_t))dlsym(RTLD_NEXT, "shm_open");
+	return real(name, oflag, mode);
+}
+
+/* ---- helpers -------------------------------------------------------------- */
+
+/* Map a fabric's segment (obj NULL: the control segment); NULL on error. */
+static void *rc_map(const char *fabric, const char *obj, size_t *size)
+{
+	char path[160];
+	struct stat sb;
+	if (obj)
+		snprintf(path, sizeof path, "/fab.%s.%s", fabric, obj);
+	else
+		snprintf(path, sizeof path, "/fab.%s", fabric);
+	int fd = shm_open(path, O_RDWR, 0);
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &sb) != 0) {
+		close(fd);
+		return NULL;
+	}
+	void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED)
+		return NULL;
+	*size = (size_t)sb.st_size;
+	return p;
+}
+
+static void *rc_map_or_fail(const char *fabric, const char *obj, size_t *size)
+{
+	void *p = rc_map(fabric, obj, size);
+	ck_assert_msg(p != NULL, "map /fab.%s%s%s: %s", fabric, obj ? "." : "", obj ? obj : "",
+		      strerror(errno));
+	return p;
+}
+
+/* This process's owner tag in the fabric (after opening it), 0 if none. */
+static uint32_t rc_my_tag(const char *fabric)
+{
+	size_t n = 0;
+	uint32_t tag = 0;
+	fab_ctl_hdr *ctl = rc_map(fabric, NULL, &n);
+	if (!ctl)
+		return 0;
+	fab_proc_ent *e = (fab_proc_ent *)((uint8_t *)ctl + ctl->procs_off);
+	for (uint32_t i = 0; i < FAB_MAX_PROCS && !tag; i++) {
+		uint64_t sg = atomic_load(&e[i].sg);
+		if (FAB_SG_STATE(sg) == FAB_PROC_LIVE && atomic_load(&e[i].pid) == (uint32_t)getpid())
+			tag = FAB_TAG_MAKE(i, FAB_SG_GEN(sg));
+	}
+	munmap(ctl, n);
+	return tag;
+}
+
+/* The state letter of process pid (/proc/<pid>/stat), 0 if unreadable. */
+static char rc_proc_state(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : 0;
+}
+
+/* Is pid asleep in futex/futex_waitv, i.e. past its last look?  Where
+ * /proc/<pid>/syscall cannot be read, any interruptible sleep counts. */
+static int rc_in_futex(pid_t pid)
+{
+	char path[64], buf[64];
+	snprintf(path, sizeof path, "/proc/%d/syscall", (int)pid);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return rc_proc_state(pid) == 'S';
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return rc_proc_state(pid) == 'S';
+	buf[n] = '\0';
+	if (buf[0] < '0' || buf[0] > '9')
+		return 0; /* "running" */
+	long nr = strtol(buf, NULL, 10);
+	return (nr == SYS_futex || nr == SYS_futex_waitv) && rc_proc_state(pid) == 'S';
+}
+
+static const char *rc_code(int code)
+{
+	return code == -2 ? " (still blocked: killed at the deadline)" : "";
+}
+
+/* The limiter entry `name` of a mapped control segment, or NULL. */
+static fab_lim_ent *rc_lim(fab_ctl_hdr *ctl, const char *name)
+{
+	fab_lim_ent *e = (fab_lim_ent *)((uint8_t *)ctl + ctl->lims_off);
+	for (uint32_t i = 0; i < FAB_MAX_LIMS; i++)
+		if (atomic_load(&e[i].state) == FAB_ENT_LIVE && strcmp(e[i].name, name) == 0)
+			return &e[i];
+	return NULL;
+}
+
+/* Registry entries named `name` in state st; *first gets the first one. */
+static int rc_reg_count(fab_chan_ent *ents, const char *name, uint32_t st, fab_chan_ent **first)
+{
+	int n = 0;
+	for (uint32_t i = 0; i < FAB_MAX_CHANS; i++) {
+		if (atomic_load(&ents[i].state) != st ||
+		    strncmp(ents[i].name, name, sizeof ents[i].name) != 0)
+			continue;
+		if (n++ == 0 && first)
+			*first = &ents[i];
+	}
+	return n;
+}
+
+static const char *rc_ent_state(uint32_t st)
+{
+	return st == FAB_ENT_FREE ? "FREE" : st == FAB_ENT_CREATING ? "CREATING"
+				  : st == FAB_ENT_LIVE	   ? "LIVE"
+							   : "?";
+}
+
+/* Checked fixture: children are killed and reaped whatever happened. */
+static void teardown(void)
+{
+	mt_kill_all();
+}
+
+/* Per-test state, inherited by the children. */
+static struct {
+	const char *fabric;
+	struct rc_shared {
+		volatile uint32_t tag;    /* a child's owner tag */
+		volatile uint32_t target; /* limiter: the dead setter's tag */
+		volatile int staying;     /* limiter: an opener holds the target tag */
+	} *sh;
+} S;
+
+static void rc_begin(const char *tag)
+{
+	S.fabric = mt_fabric_name(tag);
+	S.sh = mt_shared(sizeof *S.sh);
+	ck_assert_ptr_nonnull(S.sh);
+}
+
+/* ---- topic_publisher_killed_in_wake --------------------------------------- */
+
+static int t1_subscriber(void *arg)
+{
+	fab_fabric *f = NULL;
+	fab_sub *s = NULL;
+	char buf[64] = {0};
+	(void)arg;
+	int rc = fab_fabric_open(S.fabric, 0, &f);
+	if (rc)
+		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
+	if ((rc = fab_topic_subscribe(f, "t", FAB_SUB_BLOCK, &s)) != 0)
+		MT_CHILD_FAIL(21, "subscribe: %s", fab_strerror(rc));
+	ssize_t n = fab_sub_recv(s, buf, sizeof buf, NULL);
+	if (n != 6 || strcmp(buf, "hello") != 0)
+		MT_CHILD_FAIL(10, "recv: %zd (%s)", n, n < 0 ? fab_errname((int)n) : buf);
+	fab_sub_release(s);
+	fab_fabric_close(f);
+	return 0;
+}
+
+/* fab_topic_publish, killed at its wake's FUTEX_WAKE. */
+static int t1_publisher(void *arg)
+{
+	fab_fabric *f = NULL;
+	fab_topic *t = NULL;
+	(void)arg;
+	int rc = fab_fabric_open(S.fabric, 0, &f);
+	if (rc)
+		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
+	if ((rc = fab_topic_open(f, "t", &t)) != 0)
+		MT_CHILD_FAIL(21, "topic open: %s", fab_strerror(rc));
+	rc_kill_at_wake = 1;
+	rc = fab_topic_publish(t, "hello", 6, NULL);
+	rc_kill_at_wake = 0;
+	MT_CHILD_FAIL(22, "publish returned %s with no FUTEX_WAKE (no sleeper seen)",
+		      fab_errname(rc));
+}
+
+START_TEST(topic_publisher_killed_in_wake)
+{
+	fab_fabric *fab = NULL;
+	fab_topic *t = NULL;
+	fab_chan_opts o = {.size = sizeof o, .capacity = 8, .msg_size = 64};
+	size_t hsize = 0;
+	rc_begin("rct");
+	ck_assert_int_eq(fab_fabric_open(S.fabric, FAB_CREATE, &fab), 0);
+	int rc = fab_topic_create(fab, "t", &o, &t);
+	ck_assert_msg(rc == 0, "create: %s", fab_strerror(rc));
+	fab_topic_hdr *h = rc_map_or_fail(S.fabric, "t", &hsize);
+
+	/* A subscriber asleep on the empty topic (sleepers bit set). */
+	pid_t s = mt_spawn(t1_subscriber, NULL);
+	int code = MT_RUNNING;
+	ck_assert_msg(MT_WAIT_UNTIL((atomic_load(&h->subscribes) == 1 &&
+				     atomic_load(&h->data_waiters) == 1 &&
+				     (atomic_load(&h->data_futex) & 1) && rc_in_futex(s)) ||
+					    mt_exited(s, &code),
+				    10 * MT_SEC),
+		      "subscriber never slept");
+	ck_assert_msg(code == MT_RUNNING, "subscriber returned (exit %d) on an empty topic", code);
+
+	/* The publisher commits "hello", clears the sleepers bit, and is killed
+	 * before FUTEX_WAKE. */
+	uint32_t w0 = atomic_load(&h->data_futex);
+	pid_t p = mt_spawn(t1_publisher, NULL);
+	rc = mt_wait(p, 10 * MT_SEC);
+	ck_assert_msg(rc == 128 + SIGKILL, "publisher ended with %d", rc);
+	uint64_t pos = atomic_load(&h->tail) - 1;
+	fab_mslot *slot = (fab_mslot *)((uint8_t *)h + h->slots_off +
+					(size_t)(pos & (h->nslots - 1)) * h->slot_size);
+	ck_assert_uint_eq(atomic_load(&h->published), 1);
+	ck_assert_uint_eq(FAB_SW_STATE(atomic_load(&slot->state)), FAB_SLOT_FULL);
+	ck_assert_msg(atomic_load(&h->data_futex) == w0 + 1,
+		      "data_futex %#x: not the publisher's CAS of %#x (bit cleared)",
+		      atomic_load(&h->data_futex), w0);
+
+	fab_fabric_recover(fab); /* fabd, on the publisher's death */
+	rc = mt_wait(s, 5 * MT_SEC);
+	ck_assert_msg(rc == 0,
+		      "subscriber exited %d%s: \"hello\" was committed by a publisher killed "
+		      "inside its wake (sleepers bit cleared, no FUTEX_WAKE), then "
+		      "fab_fabric_recover ran (data_futex %#x, data_waiters %u)",
+		      rc, rc_code(rc), atomic_load(&h->data_futex), atomic_load(&h->data_waiters));
+	munmap(h, hsize);
+	fab_topic_release(t);
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
+/* ---- chan_sender_killed_in_wake ------------------------------------------- */
+
+static int t2_receiver(void *arg)
+{
+	fab_fabric *f = NULL;
+	fab_chan *rx = NULL;
+	char buf[64] = {0};
+	(void)arg;
+	int rc = mt_open(S.fabric, "c", FAB_RECV, &f, &rx);
+	if (rc)
+		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
+	ssize_t n = fab_recv(rx, buf, sizeof buf, NULL);
+	if (n != 6 || strcmp(buf, "hello") != 0)
+		MT_CHILD_FAIL(10, "recv: %zd (%s)", n, n < 0 ? fab_errname((int)n) : buf);
+	mt_close(f, rx);
+	return 0;
+}
+
+/* fab_send, killed at its wake's FUTEX_WAKE. */
+static int t2_sender(void *arg)
+{
+	fab_fabric *f = NULL;
+	fab_chan *tx = NULL;
+	(void)arg;
+	int rc = mt_open(S.fabric, "c", FAB_SEND, &f, &tx);
+	if (rc)
+		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
+	if (!(S.sh->tag = rc_my_tag(S.fabric)))
+		MT_CHILD_FAIL(21, "no owner tag");
+	rc_kill_at_wake = 1;
+	rc = fab_send(tx, "hello", 6, NULL);
+	rc_kill_at_wake = 0;
+	MT_CHILD_FAIL(22, "send returned %s with no FUTEX_WAKE (no sleeper seen)",
+		      fab_errname(rc));
+}
+
+/* fabd's fab_fabric_recover, killed at its first FUTEX_WAKE: the wake of the
+ * channel whose dead handle it has just detached. */
+static int t2_recoverer(void *arg)
+{
+	fab_fabric *f = NULL;
+	(void)arg;
+	int rc = fab_fabric_open(S.fabric, 0, &f);
+	if (rc)
+		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
+	rc_kill_at_wake = 1;
+	rc = fab_fabric_recover(f);
+	rc_kill_at_wake = 0;
+	MT_CHILD_FAIL(22, "recovery returned %d with no FUTEX_WAKE", rc);
+}
+
+START_TEST(chan_sender_killed_in_wake)
+{
+	fab_fabric *fab = NULL;
+	size_t hsize = 0;
+	rc_begin("rcc");
+	int rc = mt_make_chan(S.fabric, "c", FAB_MPMC, 4, 64, 1, &fab);
+	ck_assert_msg(rc == 0, "create: %s", fab_strerror(rc));
+	fab_chan_hdr *h = rc_map_or_fail(S.fabric, "c", &hsize);
+	fab_mslot *slot = (fab_mslot *)((uint8_t *)h + h->slots_off +
+					(size_t)(h->start_pos & (h->nslots - 1)) * h->slot_size);
+	_Atomic uint64_t *att = (_Atomic uint64_t *)((uint8_t *)h + h->attach_off);
+
+	/* A receiver asleep on the empty channel (sleepers bit set). */
+	pid_t r = mt_spawn(t2_receiver, NULL);
+	int code = MT_RUNNING;
+	ck_assert_msg(MT_WAIT_UNTIL((atomic_load(&h->recv_waiters) == 1 &&
+				     (atomic_load(&h->recv_futex) & 1) && rc_in_futex(r)) ||
+					    mt_exited(r, &code),
+				    10 * MT_SEC),
+		      "receiver never slept");
+	ck_assert_msg(code == MT_RUNNING, "receiver returned (exit %d) on an empty channel", code);
+
+	/* The sender commits "hello", clears the sleepers bit, is killed
+	 * before FUTEX_WAKE. */
+	uint32_t w0 = atomic_load(&h->recv_futex);
+	pid_t s = mt_spawn(t2_sender, NULL);
+	rc = mt_wait(s, 10 * MT_SEC);
+	ck_assert_msg(rc == 128 + SIGKILL, "sender ended with %d", rc);
+	ck_assert_uint_eq(FAB_SW_STATE(atomic_load(&slot->state)), FAB_SLOT_FULL);
+	ck_assert_msg(atomic_load(&h->recv_futex) == w0 + 1,
+		      "recv_futex %#x: not the sender's CAS of %#x (bit cleared)",
+		      atomic_load(&h->recv_futex), w0);
+
+	/* fabd's recovery detaches the dead sender and is killed before its
+	 * wake (after the bumps of fab__wake_all). */
+	pid_t f = mt_spawn(t2_recoverer, NULL);
+	rc = mt_wait(f, 10 * MT_SEC);
+	ck_assert_msg(rc == 128 + SIGKILL, "recoverer ended with %d", rc);
+	for (uint32_t i = 0; i < h->attach_max; i++)
+		ck_assert_msg(FAB_ATT_TAG(atomic_load(&att[i])) != S.sh->tag,
+			      "the dead sender (tag %#x) is still attached", S.sh->tag);
+
+	/* The restarted fabd recovers: nothing left to detach. */
+	fab_fabric_recover(fab);
+	rc = mt_wait(r, 5 * MT_SEC);
+	ck_assert_msg(rc == 0,
+		      "receiver exited %d%s: \"hello\" was committed by a sender killed inside "
+		      "its wake; the recovery that detached it was killed before its wake, and "
+		      "a second fab_fabric_recover ran (recv_futex %#x, recv_waiters %u)",
+		      rc, rc_code(rc), atomic_load(&h->recv_futex), atomic_load(&h->recv_waiters));
+	munmap(h, hsize);
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
+/* ---- limiter_set_lock_of_dead_process ------------------------------------- */
+
+/* fab_limiter_set, killed at its first clock read: right after the CAS that
+ * took the lock (tat = INT64_MIN + our tag). */
+static int t3_setter(void *arg)
+{
+	fab_fabric *f = NULL;
+	fab_limiter *l = NULL;
+	(void)arg;
+	int rc = fab_fabric_open(S.fabric, 0, &f);
+	if (rc)
+		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
+	if ((rc = fab_limiter_open(f, "lim", &l)) != 0)
+		MT_CHILD_FAIL(21, "limiter open: %s", fab_strerror(rc));
+	if (!(S.sh->tag = rc_my_tag(S.fabric)))
+		MT_CHILD_FAIL(23, "no owner tag");
+	rc_kill_at_clock = 1;
+	rc = fab_limiter_set(l, 500.0, 1);
+	rc_kill_at_clock = 0;
+	MT_CHILD_FAIL(22, "set returned %s without reading the clock", fab_errname(rc));
+}
+
+/* A process that opens the fabric (a fabctl run, a short-lived worker) and
+ * closes it again -- unless it got the dead setter's tag: then it stays. */
+static int t3_opener(void *arg)
+{
+	fab_fabric *f = NULL;
+	(void)arg;
+	int rc = fab_fabric_open(S.fabric, 0, &f);
+	if (rc)
+		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
+	uint32_t tag = rc_my_tag(S.fabric);
+	if (!tag)
+		MT_CHILD_FAIL(21, "no owner tag");
+	if (tag == S.sh->target) {
+		S.sh->staying = 1;
+		for (;;)
+			pause();
+	}
+	fab_fabric_close(f);
+	return 0;
+}
+
+START_TEST(limiter_set_lock_of_dead_process)
+{
+	fab_fabric *fab = NULL;
+	fab_limiter *l = NULL;
+	size_t nctl = 0;
+	rc_begin("rcl");
+	ck_assert_int_eq(fab_fabric_open(S.fabric, FAB_CREATE, &fab), 0);
+	int rc = fab_limiter_create(fab, "lim", 1000.0, 1, &l);
+	ck_assert_msg(rc == 0, "create: %s", fab_strerror(rc));
+	fab_ctl_hdr *ctl = rc_map_or_fail(S.fabric, NULL, &nctl);
+	fab_lim_ent *e = rc_lim(ctl, "lim");
+	ck_assert_ptr_nonnull(e);
+	uint64_t p0 = atomic_load(&e->params);
+
+	/* The setter takes the lock and is killed holding it. */
+	pid_t s = mt_spawn(t3_setter, NULL);
+	rc = mt_wait(s, 10 * MT_SEC);
+	ck_assert_msg(rc == 128 + SIGKILL, "setter ended with %d", rc);
+	int64_t lockw = INT64_MIN + (int64_t)S.sh->tag;
+	ck_assert_msg(atomic_load(&e->tat) == lockw && atomic_load(&e->params) == p0,
+		      "tat %#llx, params %#llx: not the lock word %#llx of the dead setter with "
+		      "the old params %#llx",
+		      (unsigned long long)atomic_load(&e->tat),
+		      (unsigned long long)atomic_load(&e->params), (unsigned long long)lockw,
+		      (unsigned long long)p0);
+	fab_fabric_recover(fab); /* fabd, on the setter's death */
+
+	/* Short-lived processes claim the freed process-table entry again until
+	 * the claim generation wraps (32 claims): the one with the dead
+	 * setter's very tag stays. */
+	S.sh->target = S.sh->tag;
+	pid_t stay = 0;
+	int opens = 0;
+	for (; opens < 4 * 32 && !stay; opens++) {
+		pid_t c = mt_spawn(t3_opener, NULL);
+		int oc = MT_RUNNING;
+		ck_assert_msg(MT_WAIT_UNTIL(S.sh->staying || mt_exited(c, &oc), 10 * MT_SEC),
+			      "opener %d neither stayed nor exited", opens);
+		if (S.sh->staying)
+			stay = c;
+		else
+			ck_assert_msg(oc == 0, "opener %d exited %d", opens, oc);
+	}
+	ck_assert_msg(stay, "no opener got the dead setter's tag %#x in %d opens", S.sh->target,
+		      opens);
+
+	/* The limiter grants again, and set works. */
+	fab_ctx *t = NULL;
+	ck_assert_int_eq(fab_ctx_with_timeout(NULL, 3 * MT_SEC, &t), 0); /* hang detector */
+	rc = fab_limiter_wait(l, 1, t);
+	fab_ctx_release(t);
+	ck_assert_msg(rc == 0,
+		      "fab_limiter_wait: %s; tat %#llx (lock word of the setter killed holding "
+		      "it, tag %#x, now the tag of live pid %d after %d re-claims of its entry)",
+		      fab_errname(rc), (unsigned long long)atomic_load(&e->tat), S.sh->target,
+		      (int)stay, opens);
+	rc = fab_limiter_set(l, 2000.0, 1);
+	ck_assert_msg(rc == 0, "fab_limiter_set: %s (%s)", fab_errname(rc), fab_errmsg());
+	ck_assert_int_eq(fab_ctx_with_timeout(NULL, 3 * MT_SEC, &t), 0);
+	rc = fab_limiter_wait(l, 1, t);
+	fab_ctx_release(t);
+	ck_assert_msg(rc == 0, "fab_limiter_wait after set: %s", fab_errname(rc));
+
+	kill(stay, SIGKILL);
+	ck_assert_int_eq(mt_wait(stay, 10 * MT_SEC), 128 + SIGKILL);
+	munmap(ctl, nctl);
+	fab_limiter_release(l);
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
+/* ---- limiter_set_killed_in_wake ------------------------------------------- */
+
+static int t4_waiter(void *arg)
+{
+	fab_fabric *f = NULL;
+	fab_limiter *l = NULL;
+	(void)arg;
+	int rc = fab_fabric_open(S.fabric, 0, &f);
+	if (rc)
+		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
+	if ((rc = fab_limiter_open(f, "lim", &l)) != 0)
+		MT_CHILD_FAIL(21, "limiter open: %s", fab_strerror(rc));
+	if ((rc = fab_limiter_wait(l, 1, NULL)) != 0)
+		MT_CHILD_FAIL(10, "wait: %s", fab_errname(rc));
+	fab_limiter_release(l);
+	fab_fabric_close(f);
+	return 0;
+}
+
+/* fab_limiter_set raising the rate, killed at its wake's FUTEX_WAKE. */
+static int t4_setter(void *arg)
+{
+	fab_fabric *f = NULL;
+	fab_limiter *l = NULL;
+	(void)arg;
+	int rc = fab_fabric_open(S.fabric, 0, &f);
+	if (rc)
+		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
+	if ((rc = fab_limiter_open(f, "lim", &l)) != 0)
+		MT_CHILD_FAIL(21, "limiter open: %s", fab_strerror(rc));
+	rc_kill_at_wake = 1;
+	rc = fab_limiter_set(l, 1000.0, 1);
+	rc_kill_at_wake = 0;
+	MT_CHILD_FAIL(22, "set returned %s with no FUTEX_WAKE (no sleeper seen)", fab_errname(rc));
+}
+
+START_TEST(limiter_set_killed_in_wake)
+{
+	fab_fabric *fab = NULL;
+	fab_limiter *l = NULL;
+	size_t nctl = 0;
+	rc_begin("rcw");
+	ck_assert_int_eq(fab_fabric_open(S.fabric, FAB_CREATE, &fab), 0);
+	int rc = fab_limiter_create(fab, "lim", 0.001, 1, &l); /* a token per 1000 s */
+	ck_assert_msg(rc == 0, "create: %s", fab_strerror(rc));
+	fab_ctl_hdr *ctl = rc_map_or_fail(S.fabric, NULL, &nctl);
+	fab_lim_ent *e = rc_lim(ctl, "lim");
+	ck_assert_ptr_nonnull(e);
+	ck_assert_int_eq(fab_limiter_try(l, 1), 0); /* empty: the next token is 1000 s away */
+
+	/* A waiter asleep until that due time (sleepers bit set). */
+	pid_t w = mt_spawn(t4_waiter, NULL);
+	int code = MT_RUNNING;
+	ck_assert_msg(MT_WAIT_UNTIL((atomic_load(&e->waiters) == 1 && (atomic_load(&e->seq) & 1) &&
+				     rc_in_futex(w)) ||
+					    mt_exited(w, &code),
+				    10 * MT_SEC),
+		      "waiter never slept");
+	ck_assert_msg(code == MT_RUNNING, "waiter returned (exit %d) from an empty limiter", code);
+
+	/* The set stores the new rate, clears the sleepers bit, and is killed
+	 * before FUTEX_WAKE. */
+	uint32_t w0 = atomic_load(&e->seq);
+	pid_t s = mt_spawn(t4_setter, NULL);
+	rc = mt_wait(s, 10 * MT_SEC);
+	ck_assert_msg(rc == 128 + SIGKILL, "setter ended with %d", rc);
+	ck_assert_uint_eq(FAB_LIM_INTERVAL(atomic_load(&e->params)), 1000000); /* 1000/s stored */
+	ck_assert_msg(atomic_load(&e->tat) >= 0, "tat %#llx: the set's lock was not dropped",
+		      (unsigned long long)atomic_load(&e->tat));
+	ck_assert_msg(atomic_load(&e->seq) == w0 + 1,
+		      "seq %#x: not the setter's CAS of %#x (bit cleared)", atomic_load(&e->seq), w0);
+
+	fab_fabric_recover(fab); /* fabd, on the setter's death */
+	rc = mt_wait(w, 5 * MT_SEC);
+	ck_assert_msg(rc == 0,
+		      "waiter exited %d%s: the rate went from 1 token per 1000 s to 1000/s by a "
+		      "set killed inside its wake (sleepers bit cleared, no FUTEX_WAKE), then "
+		      "fab_fabric_recover ran (seq %#x, waiters %u)",
+		      rc, rc_code(rc), atomic_load(&e->seq), atomic_load(&e->waiters));
+	munmap(ctl, nctl);
+	fab_limiter_release(l);
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
+/* ---- registry_claim_keeps_dead_owner -------------------------------------- */
+
+/* Creates topic "old" and exits: the entry's previous owner, dead. */
+static int t5_old_creator(void *arg)
+{
+	fab_fabric *f = NULL;
+	fab_topic *t = NULL;
+	(void)arg;
+	int rc = fab_fabric_open(S.fabric, 0, &f);
+	if (rc)
+		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
+	if ((rc = fab_topic_create(f, "old", NULL, &t)) != 0)
+		MT_CHILD_FAIL(21, "create old: %s", fab_strerror(rc));
+	fab_topic_release(t);
+	fab_fabric_close(f);
+	return 0;
+}
+
+static const fab_chan_opts t5_opts = {.size = sizeof(fab_chan_opts), .capacity = 8, .msg_size = 64};
+
+/* Creates topic "A", stopped at its segment's shm_open. */
+static int t5_creator(void *arg)
+{
+	fab_fabric *f = NULL;
+	fab_topic *t = NULL;
+	(void)arg;
+	close(rc_pause.to_parent[0]);
+	close(rc_pause.to_child[1]);
+	int rc = fab_fabric_open(S.fabric, 0, &f);
+	if (rc)
+		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
+	if (!(S.sh->tag = rc_my_tag(S.fabric)))
+		MT_CHILD_FAIL(21, "no owner tag");
+	rc_pause.armed = 1;
+	rc = fab_topic_create(f, "A", &t5_opts, &t);
+	rc_pause.armed = 0;
+	if (rc)
+		MT_CHILD_FAIL(10, "create A: %s", fab_strerror(rc));
+	fab_topic_release(t);
+	fab_fabric_close(f);
+	return 0;
+}
+
+/* Subscribe to topic name, publish one message through pub, receive it. */
+static void t5_roundtrip(fab_fabric *fab, const char *name, fab_topic *pub)
+{
+	fab_sub *s = NULL;
+	char buf[16] = {0};
+	int rc = fab_topic_subscribe(fab, name, FAB_SUB_BLOCK, &s);
+	ck_assert_msg(rc == 0, "subscribe %s: %s", name, fab_strerror(rc));
+	ck_assert_int_eq(fab_topic_publish(pub, name, strlen(name) + 1, NULL), 0);
+	ssize_t n = fab_sub_recv(s, buf, sizeof buf, NULL);
+	ck_assert_msg(n == (ssize_t)strlen(name) + 1 && strcmp(buf, name) == 0,
+		      "topic %s: received %zd (%s)", name, n, n < 0 ? fab_errname((int)n) : buf);
+	fab_sub_release(s);
+}
+
+START_TEST(registry_claim_keeps_dead_owner)
+{
+	fab_fabric *fab = NULL;
+	fab_topic *a = NULL, *b = NULL;
+	size_t nctl = 0;
+	rc_begin("rcr");
+	ck_assert_int_eq(fab_fabric_open(S.fabric, FAB_CREATE, &fab), 0);
+	fab_ctl_hdr *ctl = rc_map_or_fail(S.fabric, NULL, &nctl);
+	fab_chan_ent *ents = (fab_chan_ent *)((uint8_t *)ctl + ctl->chans_off);
+
+	/* An entry whose previous owner is dead: topic "old", made by a
+	 * process that has exited, then destroyed. */
+	pid_t o = mt_spawn(t5_old_creator, NULL);
+	int rc = mt_wait(o, 10 * MT_SEC);
+	ck_assert_msg(rc == 0, "creator of old exited %d", rc);
+	fab_chan_ent *e = NULL;
+	ck_assert_int_eq(rc_reg_count(ents, "old", FAB_ENT_LIVE, &e), 1);
+	ck_assert_int_eq(fab_chan_destroy(fab, "old"), 0);
+	ck_assert_uint_eq(atomic_load(&e->state), FAB_ENT_FREE);
+	uint32_t owner0 = atomic_load(&e->owner), type0 = e->type;
+	char name0[sizeof e->name];
+	memcpy(name0, e->name, sizeof name0);
+
+	/* A live creator of "A" claims that entry (the first free one) and
+	 * stops at its segment's shm_open. */
+	ck_assert_int_eq(pipe(rc_pause.to_parent), 0);
+	ck_assert_int_eq(pipe(rc_pause.to_child), 0);
+	pid_t c = mt_spawn(t5_creator, NULL);
+	close(rc_pause.to_parent[1]);
+	close(rc_pause.to_child[0]);
+	struct pollfd pfd = {.fd = rc_pause.to_parent[0], .events = POLLIN};
+	char ch = 0;
+	ck_assert_msg(poll(&pfd, 1, 10000) == 1 && read(rc_pause.to_parent[0], &ch, 1) == 1,
+		      "creator of A never reached its shm_open");
+	ck_assert_msg(atomic_load(&e->state) == FAB_ENT_CREATING && strcmp(e->name, "A") == 0 &&
+			      atomic_load(&e->owner) == S.sh->tag,
+		      "creator of A (tag %#x) did not claim the freed entry (%s, %s, owner %#x)",
+		      S.sh->tag, rc_ent_state(atomic_load(&e->state)), e->name,
+		      atomic_load(&e->owner));
+
+	/* Rewind the entry to what the claim CAS alone left (the window before
+	 * fab__reg_claim's first store), and let fabd recover in that window. */
+	uint32_t owner1 = atomic_load(&e->owner), type1 = e->type;
+	char name1[sizeof e->name];
+	memcpy(name1, e->name, sizeof name1);
+	atomic_store(&e->owner, owner0);
+	memcpy(e->name, name0, sizeof name0);
+	e->type = type0;
+	fab_fabric_recover(fab);
+	uint32_t st_after = atomic_load(&e->state);
+
+	/* Meanwhile another process creates "B"; then the creator of A carries
+	 * on: its stores of fab__reg_claim, then the rest of its create. */
+	rc = fab_topic_create(fab, "B", &t5_opts, &b);
+	ck_assert_msg(rc == 0, "create B: %s", fab_strerror(rc));
+	memcpy(e->name, name1, sizeof name1);
+	e->type = type1;
+	atomic_store(&e->owner, owner1);
+	ck_assert_int_eq(write(rc_pause.to_child[1], &ch, 1), 1);
+	rc = mt_wait(c, 10 * MT_SEC);
+	ck_assert_msg(rc == 0, "creator of A exited %d%s", rc, rc_code(rc));
+
+	/* Both are found by name in the registry, each in its own entry. */
+	fab_chan_ent *ea = NULL, *eb = NULL;
+	int na = rc_reg_count(ents, "A", FAB_ENT_LIVE, &ea);
+	int nb = rc_reg_count(ents, "B", FAB_ENT_LIVE, &eb);
+	ck_assert_msg(na == 1 && nb == 1 && ea == e,
+		      "registry holds topic A %d time(s)%s and topic B %d time(s): "
+		      "fab_fabric_recover, run while A's creator had claimed entry %td (the "
+		      "previous owner's tag %#x still in it), left that entry %s (not "
+		      "CREATING), and B was given it too",
+		      na, na == 1 && ea != e ? " (not in its claimed entry)" : "", nb, e - ents,
+		      owner0, rc_ent_state(st_after));
+	ck_assert_msg(st_after == FAB_ENT_CREATING, "entry %td was %s after recovery", e - ents,
+		      rc_ent_state(st_after));
+
+	/* And both work. */
+	rc = fab_topic_open(fab, "A", &a);
+	ck_assert_msg(rc == 0, "open A: %s", fab_strerror(rc));
+	t5_roundtrip(fab, "A", a);
+	t5_roundtrip(fab, "B", b);
+
+	close(rc_pause.to_parent[0]);
+	close(rc_pause.to_child[1]);
+	fab_topic_release(a);
+	fab_topic_release(b);
+	munmap(ctl, nctl);
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("crash_recover");
+	TCase *tc = mt_tcase("recover", 60);
+	mt_init();
+	tcase_add_checked_fixture(tc, NULL, teardown);
+	tcase_add_test(tc, topic_publisher_killed_in_wake);
+	tcase_add_test(tc, chan_sender_killed_in_wake);
+	tcase_add_test(tc, limiter_set_lock_of_dead_process);
+	tcase_add_test(tc, limiter_set_killed_in_wake);
+	tcase_add_test(tc, registry_claim_keeps_dead_owner);
+	suite_add_tcase(s, tc);
+	return mt_run_suite(s);
+}
