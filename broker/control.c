@@ -30,10 +30,14 @@
 
 #define CTL_LINE_MAX 1024
 #define CTL_CONNS_MAX 16
+#define CTL_IDLE_NS 5000000000ull  /* idle this long: evicted when the table is full */
+#define CTL_STALL_MS 1000          /* a reply that makes no progress this long: dropped */
 
 typedef struct ctl_conn {
 	fabd_op op;
 	int fd;
+	int evicted;      /* shut down to make room; its poll completes with EOF */
+	uint64_t last_ns; /* accepted, or last read */
 	size_t len;
 	char buf[CTL_LINE_MAX];
 	struct ctl_conn *next;
@@ -263,13 +267,24 @@ static int reply(ctl_conn *k, jbuf *b)
 	}
 	jb_printf(b, "\n");
 	size_t off = 0;
+	int stalled = 0;
 	while (off < b->n) {
 		ssize_t w = send(k->fd, b->s + off, b->n - off, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (w < 0 && errno == EINTR)
 			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && stalled < CTL_STALL_MS) {
+			/* A reply longer than the socket buffer (status of a big
+			 * fabric): wait for the client to read, briefly; one that
+			 * does not read is still disconnected. */
+			struct pollfd pf = { k->fd, POLLOUT, 0 };
+			if (poll(&pf, 1, 10) == 0)
+				stalled += 10;
+			continue;
+		}
 		if (w <= 0)
 			break;
 		off += (size_t)w;
+		stalled = 0;
 	}
 	int ok = off == b->n;
 	free(b->s);
@@ -453,6 +468,26 @@ static void request(fabd_sup *r, char *line, jbuf *b)
 	}
 }
 
+/* The table is full: shut down the connection idle the longest, if it has
+ * been idle for CTL_IDLE_NS (a client that connected and never sent).  Its
+ * armed poll then completes and on_readable closes it as at EOF; until then
+ * it still counts, so at most CTL_CONNS_MAX more can be let in meanwhile.
+ * Returns 1 when one was evicted. */
+static int evict_idle(fabd_control *c)
+{
+	uint64_t now = fabd_now_ns();
+	ctl_conn *old = NULL;
+	for (ctl_conn *k = c->conns; k; k = k->next)
+		if (!k->evicted && now - k->last_ns >= CTL_IDLE_NS &&
+		    (!old || k->last_ns < old->last_ns))
+			old = k;
+	if (!old)
+		return 0;
+	old->evicted = 1;
+	shutdown(old->fd, SHUT_RDWR);
+	return 1;
+}
+
 static void on_accept(fabd_sup *r)
 {
 	fabd_control *c = r->control;
@@ -467,7 +502,8 @@ static void on_accept(fabd_sup *r)
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0 ||
 		    (cr.uid != geteuid() && cr.uid != 0))
 			why = "permission denied: only fabd's user or root may control it";
-		else if (c->nconns >= CTL_CONNS_MAX)
+		else if (c->nconns >= CTL_CONNS_MAX && (c->nconns >= 2 * CTL_CONNS_MAX ||
+							  !evict_idle(c)))
 			why = "too many control connections";
 		ctl_conn *k = why ? NULL : calloc(1, sizeof *k);
 		if (!k) {
@@ -479,6 +515,7 @@ static void on_accept(fabd_sup *r)
 			continue;
 		}
 		k->fd = fd;
+		k->last_ns = fabd_now_ns();
 		k->op.kind = FABD_OP_CTL_CONN;
 		k->op.obj = k;
 		k->next = c->conns;
@@ -503,6 +540,7 @@ static void on_readable(fabd_sup *r, ctl_conn *k)
 			return;
 		}
 		k->len += (size_t)n;
+		k->last_ns = fabd_now_ns();
 		char *nl;
 		while ((nl = memchr(k->buf, '\n', k->len))) {
 			*nl = 0;

@@ -554,9 +554,16 @@ int fab_metrics_start(const char *where, const char *fabric, fab_metrics **out)
 	pthread_mutex_init(&m->lock, NULL);
 
 	/* MHD's thread inherits our signal mask: block everything while it is
-	 * created, so fabd's signalfd (and only it) sees SIGTERM, SIGCHLD... */
+	 * created, so fabd's signalfd (and only it) sees SIGTERM, SIGCHLD...
+	 * but not the synchronous fault signals: a scrape reads segments under
+	 * fi_guarded, whose handler turns the SIGBUS of a segment that shrank
+	 * into a skipped segment; blocked, the kernel would kill fabd with it. */
 	sigset_t all, old;
 	sigfillset(&all);
+	sigdelset(&all, SIGBUS);
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGFPE);
+	sigdelset(&all, SIGILL);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	m->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO |
 					(ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),

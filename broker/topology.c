@@ -20,6 +20,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <yaml.h>
 
@@ -62,6 +63,8 @@ typedef struct P {
 	size_t ncaux, nsaux; /* equal to t->nchannels, t->nstages */
 	size_t cap_chan, cap_caux, cap_lim, cap_topic, cap_stage, cap_saux;
 	ref errors_name;
+	size_t walked;    /* mapping and list entries visited, through aliases */
+	int overbudget;   /* FABD_WALK_MAX passed (reported once) */
 } P;
 
 static fabd_pos pos_of(const yaml_node_t *n)
@@ -499,6 +502,13 @@ static const char *scalar(const yaml_node_t *n)
 	return (const char *)n->data.scalar.value;
 }
 
+/* A scalar with a NUL byte inside ("a\0b" in double quotes): every string
+ * here is used up to its first NUL, so "shop\0x" would silently be "shop". */
+static int has_nul(const yaml_node_t *n)
+{
+	return n->type == YAML_SCALAR_NODE && strlen(scalar(n)) != n->data.scalar.length;
+}
+
 /* "a mapping", "a sequence", "'x'" or "nothing": what was found, for messages. */
 static const char *what(const yaml_node_t *n, char *buf, size_t cap)
 {
@@ -519,9 +529,14 @@ static const char *what(const yaml_node_t *n, char *buf, size_t cap)
 /* A scalar with a value, or an error "path: expected <expect>, got ...". */
 static const char *want_scalar(P *p, const yaml_node_t *n, const char *path, const char *expect)
 {
+	char b[80];
+	if (has_nul(n)) {
+		errn(p, n, "%s: expected %s, got %s with a NUL byte in it", path, expect,
+		     what(n, b, sizeof b));
+		return NULL;
+	}
 	if (n->type == YAML_SCALAR_NODE && !is_null(n))
 		return scalar(n);
-	char b[80];
 	errn(p, n, "%s: expected %s, got %s", path, expect, what(n, b, sizeof b));
 	return NULL;
 }
@@ -549,6 +564,37 @@ static unsigned edit_distance(const char *a, const char *b)
 		}
 	}
 	return row[lb];
+}
+
+/* Account for the entries of mapping or sequence n before walking them.
+ * One mapping may hold at most `max` (duplicate checks compare each key with
+ * the earlier ones), and the file at most FABD_WALK_MAX counted each time a
+ * node is walked: an anchor aliased by every stage is walked once per stage,
+ * and without a budget a small file (a "billion laughs") costs hours of CPU
+ * and gigabytes of copies.  Returns 0, or -1 with an error reported: skip n.
+ */
+static int budget(P *p, const yaml_node_t *n, const char *path, size_t max)
+{
+	size_t k = 0;
+	if (n->type == YAML_MAPPING_NODE)
+		k = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+	else if (n->type == YAML_SEQUENCE_NODE)
+		k = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+	if (k > max) {
+		errn(p, n, "%s: %zu entries, more than the %zu allowed", path, k, max);
+		p->incomplete = 1;
+		return -1;
+	}
+	if (p->walked + k > FABD_WALK_MAX) {
+		if (!p->overbudget)
+			errn(p, n, "%s: the file holds more than %u entries once its aliases are "
+			     "expanded; the rest is not read", path, FABD_WALK_MAX);
+		p->overbudget = 1;
+		p->incomplete = 1;
+		return -1;
+	}
+	p->walked += k;
+	return 0;
 }
 
 /* Report duplicate keys of a mapping: the second one is an error. Returns 1
@@ -591,6 +637,8 @@ static int fields(P *p, yaml_node_t *n, const char *path, const char *const keys
 		errn(p, n, "%s: expected a mapping, got %s", path, what(n, b, sizeof b));
 		return -1;
 	}
+	if (budget(p, n, path, FABD_MAP_MAX) < 0)
+		return -1;
 	for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top;
 	     pr++) {
 		yaml_node_t *k = node(p, pr->key), *v = node(p, pr->value);
@@ -740,6 +788,8 @@ static void named_entries(P *p, yaml_node_t *n, const char *section, const char 
 			p->incomplete = 1;
 		return;
 	}
+	if (budget(p, n, section, FABD_MAP_MAX) < 0)
+		return;
 	for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top;
 	     pr++) {
 		yaml_node_t *k = node(p, pr->key), *v = node(p, pr->value);
@@ -751,7 +801,7 @@ static void named_entries(P *p, yaml_node_t *n, const char *section, const char 
 		if (dup_key(p, n, pr, section, noun))
 			continue;
 		char name[FAB_NAME_MAX + 1];
-		if (!is_fab_name(scalar(k))) {
+		if (has_nul(k) || !is_fab_name(scalar(k))) {
 			char b[80];
 			errn(p, k, "%s: %s name %s is not valid ([A-Za-z0-9_-], 1 to %d characters)",
 			     section, noun, what(k, b, sizeof b), FAB_NAME_MAX);
@@ -929,6 +979,8 @@ static void port_entries(P *p, fabd_stage *s, stage_aux *a, yaml_node_t *n, cons
 	}
 	char path[160];
 	snprintf(path, sizeof path, "%s.%s", spath, dir);
+	if (budget(p, n, path, FABD_MAP_MAX) < 0)
+		return;
 	for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top;
 	     pr++) {
 		yaml_node_t *k = node(p, pr->key), *v = node(p, pr->value);
@@ -939,7 +991,7 @@ static void port_entries(P *p, fabd_stage *s, stage_aux *a, yaml_node_t *n, cons
 		}
 		if (dup_key(p, n, pr, path, "port"))
 			continue;
-		if (!is_fab_name(scalar(k))) {
+		if (has_nul(k) || !is_fab_name(scalar(k))) {
 			char b[80];
 			errn(p, k, "%s: port name %s is not valid ([A-Za-z0-9_-], 1 to %d characters)",
 			     path, what(k, b, sizeof b), FAB_NAME_MAX);
@@ -1035,7 +1087,9 @@ static void stage_entry(P *p, const char *name, yaml_node_t *k, yaml_node_t *v)
 	} else if (f[RUN]->type == YAML_SEQUENCE_NODE) {
 		yaml_node_item_t *it = f[RUN]->data.sequence.items.start;
 		size_t n = (size_t)(f[RUN]->data.sequence.items.top - it);
-		if (n == 0) {
+		if (budget(p, f[RUN], FP("run"), FABD_WALK_MAX) < 0) {
+			/* reported */
+		} else if (n == 0) {
 			errn(p, f[RUN], "%s: empty command", FP("run"));
 		} else if (!(s->argv = calloc(n + 1, sizeof *s->argv))) {
 			p->oom = 1;
@@ -1045,7 +1099,7 @@ static void stage_entry(P *p, const char *name, yaml_node_t *k, yaml_node_t *v)
 				char ip[200];
 				snprintf(ip, sizeof ip, "%s.run[%zu]", path, i);
 				const char *str = "";
-				if (e->type != YAML_SCALAR_NODE || is_null(e)) {
+				if (e->type != YAML_SCALAR_NODE || is_null(e) || has_nul(e)) {
 					char b[80];
 					errn(p, e, "%s: expected a string, got %s (quote an empty "
 					     "argument: \"\")", ip, what(e, b, sizeof b));
@@ -1086,6 +1140,8 @@ static void stage_entry(P *p, const char *name, yaml_node_t *k, yaml_node_t *v)
 	for (int d = IN; d <= OUT; d++)
 		if (f[d] && f[d]->type == YAML_MAPPING_NODE)
 			np += (size_t)(f[d]->data.mapping.pairs.top - f[d]->data.mapping.pairs.start);
+	if (np > FABD_PORTS_MAX)
+		np = FABD_PORTS_MAX; /* port_entries keeps no more */
 	if (np) {
 		s->ports = calloc(np, sizeof *s->ports);
 		a->ports = calloc(np, sizeof *a->ports);
@@ -1109,6 +1165,8 @@ static void stage_entry(P *p, const char *name, yaml_node_t *k, yaml_node_t *v)
 		} else {
 			yaml_node_item_t *it = l->data.sequence.items.start;
 			size_t n = (size_t)(l->data.sequence.items.top - it);
+			if (budget(p, l, FP("limiters"), FABD_MAP_MAX) < 0)
+				n = 0;
 			s->limiters = calloc(n ? n : 1, sizeof *s->limiters);
 			a->limiters = calloc(n ? n : 1, sizeof *a->limiters);
 			if (!s->limiters || !a->limiters) {
@@ -1208,7 +1266,7 @@ static void stage_entry(P *p, const char *name, yaml_node_t *k, yaml_node_t *v)
 			char b[80];
 			errn(p, e, "%s: expected a mapping of variable names to values, got %s",
 			     FP("env"), what(e, b, sizeof b));
-		} else {
+		} else if (budget(p, e, FP("env"), FABD_MAP_MAX) == 0) {
 			size_t n = (size_t)(e->data.mapping.pairs.top - e->data.mapping.pairs.start);
 			if (!(s->env = calloc(n + 1, sizeof *s->env))) {
 				p->oom = 1;
@@ -1218,16 +1276,17 @@ static void stage_entry(P *p, const char *name, yaml_node_t *k, yaml_node_t *v)
 				     pr < e->data.mapping.pairs.top; pr++) {
 					yaml_node_t *ek = node(p, pr->key), *ev = node(p, pr->value);
 					char b[80];
-					if (ek->type != YAML_SCALAR_NODE || !is_env_name(scalar(ek))) {
+					if (ek->type != YAML_SCALAR_NODE || has_nul(ek) || !is_env_name(scalar(ek))) {
 						errn(p, ek, "%s: %s is not a valid variable name "
 						     "([A-Za-z_][A-Za-z0-9_]*)", fp, what(ek, b, sizeof b));
 						continue;
 					}
 					if (dup_key(p, e, pr, fp, "variable"))
 						continue;
-					if (ev->type != YAML_SCALAR_NODE) {
-						errn(p, ev, "%s.%s: expected a string, got %s", fp,
-						     scalar(ek), what(ev, b, sizeof b));
+					if (ev->type != YAML_SCALAR_NODE || has_nul(ev)) {
+						errn(p, ev, "%s.%s: expected a string, got %s%s", fp,
+						     scalar(ek), what(ev, b, sizeof b),
+						     ev->type == YAML_SCALAR_NODE ? " with a NUL byte in it" : "");
 						continue;
 					}
 					/* A null value (FOO:, FOO: ~) sets FOO to "". */
@@ -1434,6 +1493,18 @@ static void resolve(P *p)
 			err(p, a->dead_letter.pos, "channels.%s.dead_letter: no channel named '%s'",
 			    c->name, dn);
 		}
+	}
+
+	/* fabd creates a dead letter before the channels that name it: a chain
+	 * that comes back to itself (a -> b -> a) could never be created. */
+	for (size_t i = 0; i < t->nchannels; i++) {
+		size_t hops = 0;
+		int d = t->channels[i].dead_letter;
+		while (d >= 0 && d != (int)i && hops++ < t->nchannels)
+			d = t->channels[d].dead_letter;
+		if (d == (int)i)
+			err(p, p->caux[i].dead_letter.pos, "channels.%s.dead_letter: dead letters form a "
+			    "cycle back to '%s'", t->channels[i].name, t->channels[i].name);
 	}
 
 	/* Ports and limiters of stages; counting writers and readers. */
@@ -1726,6 +1797,12 @@ int fabd_topology_load(const char *path, fabd_topology **out, fabd_diags *d)
 {
 	*out = NULL;
 	FILE *f = fopen(path, "rb");
+	struct stat sb;
+	if (f && fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+		fclose(f); /* fopen takes a directory; reading it fails as "input error" */
+		f = NULL;
+		errno = EISDIR;
+	}
 	if (!f) {
 		P p = { .d = d };
 		err(&p, (fabd_pos){ 0, 0 }, "cannot open: %s", strerror(errno));

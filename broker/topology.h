@@ -46,6 +46,8 @@
 #define FABD_ERRORS_MAX 200            /* diagnostics kept; the rest are counted */
 #define FABD_PORTS_MAX 64u             /* per stage, FAB_PORTS' limit (docs/stage.md) */
 #define FABD_ERRORS_MSG_MIN 384u       /* sizeof(fab_stage_err) (docs/stage.md) */
+#define FABD_MAP_MAX 1024u             /* entries of one mapping or limiter list */
+#define FABD_WALK_MAX (1u << 18)       /* entries walked in a file, aliases expanded */
 
 typedef struct fabd_pos {
 	uint32_t line; /* 1-based; 0 = no position (file-level error) */

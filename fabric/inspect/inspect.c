@@ -28,6 +28,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -95,11 +96,21 @@ static int fi_guarded(int (*fn)(void *), void *arg, const char *what)
 		sigaction(SIGBUS, &sa, NULL);
 		fi_guard_ready = 1;
 	}
-	if (sigsetjmp(fi_jb, 1))
+	/* A thread that blocks SIGBUS would be killed by it (the kernel
+	 * forces a blocked fault signal with its default action): let it in
+	 * here.  sigsetjmp(.., 1) restores the caller's mask after a jump. */
+	sigset_t bus, saved;
+	sigemptyset(&bus);
+	sigaddset(&bus, SIGBUS);
+	pthread_sigmask(SIG_UNBLOCK, &bus, &saved);
+	if (sigsetjmp(fi_jb, 1)) {
+		pthread_sigmask(SIG_SETMASK, &saved, NULL);
 		return fi_err(FAB_ECORRUPT, "%s: segment shrank while being read (SIGBUS)", what);
+	}
 	fi_armed = 1;
 	int rc = fn(arg);
 	fi_armed = 0;
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
 	return rc;
 }
 

@@ -737,6 +737,130 @@ START_TEST(t_max_replicas)
 }
 END_TEST
 
+/* Dead letters that come back to their channel (a -> b -> a): fabd run
+ * could never create them, so check refuses them too. */
+START_TEST(t_err_dead_letter_cycle)
+{
+	static const char *const w[] = {
+		"3:45: channels.a.dead_letter: dead letters form a cycle back to 'a'",
+		"4:45: channels.b.dead_letter: dead letters form a cycle back to 'b'",
+		NULL
+	};
+	expect_errors(DATA "dead_letter_cycle.yaml", w);
+}
+END_TEST
+
+/* A NUL byte inside a double-quoted name or value ("shop\0evil") is an
+ * error, not silently cut at the NUL. */
+START_TEST(t_err_nul)
+{
+	static const char *const w[] = {
+		"1:9: fabric: expected a name, got 'shop' with a NUL byte in it",
+		"3:12: stages.s.run: expected a command (a string or a list), got 'prog' with a "
+		"NUL byte in it",
+		"3:35: stages.s.env.K: expected a string, got 'a' with a NUL byte in it",
+		NULL
+	};
+	expect_errors(DATA "nul.yaml", w);
+}
+END_TEST
+
+/* Generate a topology (gen_alias_bomb.py's shapes): stage s0 with an
+ * anchored env mapping (or run list) of n entries and m-1 stages aliasing it;
+ * m == 1 and alias 0: one stage with n env keys, no alias. */
+static char *bomb(unsigned n, unsigned m, int run, int alias, size_t *len)
+{
+	size_t cap = 64 + (size_t)n * 16 + (size_t)m * 32;
+	char *y = malloc(cap);
+	ck_assert_ptr_nonnull(y);
+	size_t l = (size_t)snprintf(y, cap, "fabric: bomb\nmetrics: {listen: 'off'}\nstages:\n");
+	if (run) {
+		l += (size_t)snprintf(y + l, cap - l, "  s0: {run: &r [");
+		for (unsigned i = 0; i < n; i++)
+			l += (size_t)snprintf(y + l, cap - l, "%sw", i ? ", " : "");
+		l += (size_t)snprintf(y + l, cap - l, "]}\n");
+	} else {
+		l += (size_t)snprintf(y + l, cap - l, "  s0: {run: a, env: %s{",
+				      alias ? "&e " : "");
+		for (unsigned i = 0; i < n; i++)
+			l += (size_t)snprintf(y + l, cap - l, "%sV%u: x", i ? ", " : "", i);
+		l += (size_t)snprintf(y + l, cap - l, "}}\n");
+	}
+	for (unsigned i = 1; i < m; i++)
+		l += (size_t)snprintf(y + l, cap - l, run ? "  s%u: {run: *r}\n" :
+				      "  s%u: {run: a, env: *e}\n", i);
+	ck_assert_uint_lt(l, cap);
+	*len = l;
+	return y;
+}
+
+static void expect_one_error(const char *y, size_t len, const char *want)
+{
+	fabd_topology *t = (fabd_topology *)1;
+	fabd_diags d = { 0 };
+	ck_assert_int_eq(fabd_topology_parse(y, len, &t, &d), -1);
+	ck_assert_ptr_null(t);
+	ck_assert_uint_ge(d.n, 1);
+	char got[512];
+	snprintf(got, sizeof got, "%u:%u: %s", d.v[0].pos.line, d.v[0].pos.col, d.v[0].msg);
+	ck_assert_str_eq(got, want);
+	ck_assert_uint_eq(d.n, 1);
+	fabd_diags_free(&d);
+}
+
+/* "Billion laughs": a small file whose aliases expand to more than
+ * FABD_WALK_MAX entries is refused with one clear error, not walked for
+ * minutes (the hang detector is the tcase timeout, no timing asserted). */
+START_TEST(t_alias_bomb)
+{
+	size_t len;
+	/* env: 1000 keys aliased by 300 stages, 300000 entries (< 20 KB) */
+	char *y = bomb(1000, 300, 0, 1, &len);
+	ck_assert_uint_lt(len, 20000);
+	expect_one_error(y, len, "4:21: stages.s261.env: the file holds more than 262144 entries once its "
+			 "aliases are expanded; the rest is not read");
+	free(y);
+	/* run: a list of 20000 words aliased by 500 stages */
+	y = bomb(20000, 500, 1, 1, &len);
+	expect_one_error(y, len, "4:13: stages.s13.run: the file holds more than 262144 entries once its "
+			 "aliases are expanded; the rest is not read");
+	free(y);
+	/* below the budget: aliases as such are fine (1000 keys by 50 stages) */
+	y = bomb(1000, 50, 0, 1, &len);
+	fabd_topology *t;
+	fabd_diags d = { 0 };
+	int rc = fabd_topology_parse(y, len, &t, &d);
+	if (rc != 0)
+		fabd_diags_print(&d, "bomb", stderr);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_uint_eq(t->nstages, 50);
+	fabd_topology_free(t);
+	fabd_diags_free(&d);
+	free(y);
+}
+END_TEST
+
+/* One mapping holds at most FABD_MAP_MAX entries (duplicate checks are
+ * quadratic in it): 1024 env keys are fine, 1025 are an error. */
+START_TEST(t_map_max)
+{
+	size_t len;
+	char *y = bomb(FABD_MAP_MAX, 1, 0, 0, &len);
+	fabd_topology *t;
+	fabd_diags d = { 0 };
+	ck_assert_int_eq(fabd_topology_parse(y, len, &t, &d), 0);
+	fabd_topology_free(t);
+	free(y);
+	y = bomb(FABD_MAP_MAX + 1, 1, 0, 0, &len);
+	expect_one_error(y, len, "4:21: stages.s0.env: 1025 entries, more than the 1024 allowed");
+	free(y);
+	/* and 60000 keys (the review's 40-second file) stop at the same check */
+	y = bomb(60000, 1, 0, 0, &len);
+	expect_one_error(y, len, "4:21: stages.s0.env: 60000 entries, more than the 1024 allowed");
+	free(y);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("topology");
@@ -767,6 +891,13 @@ static Suite *suite(void)
 	tcase_add_test(tc, t_hostile);
 	tcase_add_test(tc, t_mutations);
 	tcase_add_test(tc, t_max_replicas);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("limits");
+	tcase_set_timeout(tc, 60); /* the hang detector for alias bombs */
+	tcase_add_test(tc, t_err_dead_letter_cycle);
+	tcase_add_test(tc, t_err_nul);
+	tcase_add_test(tc, t_alias_bomb);
+	tcase_add_test(tc, t_map_max);
 	suite_add_tcase(s, tc);
 	return s;
 }

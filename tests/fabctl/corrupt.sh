@@ -81,4 +81,40 @@ run ctloff "$FABCTL" blocked; expect_rc ctloff 5; expect_err ctloff 'header size
 fresh; truncate -s 10 "$CTL"
 run ctltrunc "$FABCTL" chan; expect_rc ctltrunc 5; expect_err ctltrunc 'smaller than its header'
 run ctltruncrm "$FABCTL" rm "$F" --force; expect_rc ctltruncrm 0
+# A process-table entry scribbled with attached_ns and wait_ns = INT64_MIN
+# (fab_proc_ent: 64 bytes from FAB_CTL_PROCS_OFF 4096; state in the low 32
+# bits of sg@0, LIVE = 2; attached_ns@24, wait@40, wait_ns@48): ps, top and
+# blocked compute "now - t" and must not overflow (UBSan aborts in the
+# sanitizer build) nor crash; they exit 0 (blocked: 8, the deadlock) or 5
+# (a corruption reported).
+n=$((n + 1))
+F=fctl-bad$n-$$
+start_fixture deadlock "$F"
+export FAB_FABRIC=$F
+run timeok "$FABCTL" blocked; expect_rc timeok 8
+python3 - /dev/shm/fab.$F <<'PY' || fail "could not scribble the process table"
+import struct, sys
+hit = 0
+with open(sys.argv[1], "r+b") as f:
+    for i in range(1024):
+        off = 4096 + 64 * i
+        f.seek(off); sg, = struct.unpack("<Q", f.read(8))
+        if sg & 0xffffffff != 2:
+            continue
+        f.seek(off + 40); w, = struct.unpack("<Q", f.read(8))
+        f.seek(off + 24); f.write(struct.pack("<q", -2**63))
+        if w:
+            f.seek(off + 48); f.write(struct.pack("<q", -2**63))
+            hit += 1
+sys.exit(0 if hit else "no live entry with a wait record")
+PY
+for v in ps blocked top ps_json blocked_json; do
+	case $v in
+	top) run "t$v" "$FABCTL" top -n 1 --interval 1ms ;;
+	*_json) run "t$v" "$FABCTL" -o json "${v%_json}" ;;
+	*) run "t$v" "$FABCTL" "$v" ;;
+	esac
+	case $RC in 0 | 5 | 8) ;; *) cat "$TMP/t$v.err" >&2; fail "t$v: exit $RC" ;; esac
+	grep -q 'runtime error\|Sanitizer' "$TMP/t$v.err" && { cat "$TMP/t$v.err" >&2; fail "t$v: sanitizer report"; }
+done
 echo "corrupt: ok"

@@ -198,7 +198,7 @@ int fabctl_blocked(int argc, char **argv)
 			continue;
 		char st[80];
 		fabctl_stage_label(x->p, st, sizeof st);
-		double secs = (double)(f->mono_ns - x->p->wait_ns) / 1e9;
+		double secs = ((double)f->mono_ns - (double)x->p->wait_ns) / 1e9; /* no int64 overflow */
 		if (secs < 0)
 			secs = 0;
 		if (x->c && x->ntg == 0)

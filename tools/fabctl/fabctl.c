@@ -132,7 +132,7 @@ int64_t fabctl_parse_duration(const char *s)
 	char *end;
 	errno = 0;
 	double v = strtod(s, &end);
-	if (end == s || errno || v < 0 || v > 1e7)
+	if (end == s || errno || !(v >= 0 && v <= 1e7)) /* NaN too */
 		return -1;
 	double mul = 1e9;
 	if (!strcmp(end, "ms"))

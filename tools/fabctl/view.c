@@ -409,11 +409,12 @@ int fabctl_ps_render(fi_fabric *f, FILE *o)
 			if (comm[0])
 				snprintf(label, sizeof label, "[%s]", comm);
 		}
-		double upt = (double)(f->real_ns - p->attached_ns) / 1e9;
+		/* in double: the entry's times are unchecked (int64 could overflow) */
+		double upt = ((double)f->real_ns - (double)p->attached_ns) / 1e9;
 		fmt_dur(upt, up, sizeof up);
 		const fi_stage *st = stage_of(f, p);
 		long restarts = st ? fabctl_restarts(st->name) : -1;
-		double waited = (double)(f->mono_ns - p->wait_ns) / 1e9;
+		double waited = ((double)f->mono_ns - (double)p->wait_ns) / 1e9;
 		if (p->wait) {
 			fabctl_wait_text(f, p->wait, wt, sizeof wt);
 			fmt_dur(waited, since, sizeof since);
