@@ -172,48 +172,6 @@ static uint32_t rc_my_tag(const char *fabric)
 	return tag;
 }
 
-/* The state letter of process pid (/proc/<pid>/stat), 0 if unreadable. */
-static char rc_proc_state(pid_t pid)
-{
-	char path[64], buf[512];
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	char *p = strrchr(buf, ')');
-	return p && p[1] == ' ' ? p[2] : 0;
-}
-
-/* Is pid asleep in futex/futex_waitv, i.e. past its last look?  Where
- * /proc/<pid>/syscall cannot be read, any interruptible sleep counts. */
-static int rc_in_futex(pid_t pid)
-{
-	char path[64], buf[64];
-	snprintf(path, sizeof path, "/proc/%d/syscall", (int)pid);
-	int fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return rc_proc_state(pid) == 'S';
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return rc_proc_state(pid) == 'S';
-	buf[n] = '\0';
-	if (buf[0] < '0' || buf[0] > '9')
-		return 0; /* "running" */
-	long nr = strtol(buf, NULL, 10);
-	return (nr == SYS_futex || nr == SYS_futex_waitv) && rc_proc_state(pid) == 'S';
-}
-
-static const char *rc_code(int code)
-{
-	return code == -2 ? " (still blocked: killed at the deadline)" : "";
-}
-
 /* The limiter entry `name` of a mapped control segment, or NULL. */
 static fab_lim_ent *rc_lim(fab_ctl_hdr *ctl, const char *name)
 {
@@ -324,7 +282,7 @@ START_TEST(topic_publisher_killed_in_wake)
 	int code = MT_RUNNING;
 	ck_assert_msg(MT_WAIT_UNTIL((atomic_load(&h->subscribes) == 1 &&
 				     atomic_load(&h->data_waiters) == 1 &&
-				     (atomic_load(&h->data_futex) & 1) && rc_in_futex(s)) ||
+				     (atomic_load(&h->data_futex) & 1) && mt_in_futex(s)) ||
 					    mt_exited(s, &code),
 				    10 * MT_SEC),
 		      "subscriber never slept");
@@ -351,7 +309,7 @@ START_TEST(topic_publisher_killed_in_wake)
 		      "subscriber exited %d%s: \"hello\" was committed by a publisher killed "
 		      "inside its wake (sleepers bit cleared, no FUTEX_WAKE), then "
 		      "fab_fabric_recover ran (data_futex %#x, data_waiters %u)",
-		      rc, rc_code(rc), atomic_load(&h->data_futex), atomic_load(&h->data_waiters));
+		      rc, mt_code_why(rc), atomic_load(&h->data_futex), atomic_load(&h->data_waiters));
 	munmap(h, hsize);
 	fab_topic_release(t);
 	mt_destroy(S.fabric, &fab);
@@ -425,7 +383,7 @@ START_TEST(chan_sender_killed_in_wake)
 	pid_t r = mt_spawn(t2_receiver, NULL);
 	int code = MT_RUNNING;
 	ck_assert_msg(MT_WAIT_UNTIL((atomic_load(&h->recv_waiters) == 1 &&
-				     (atomic_load(&h->recv_futex) & 1) && rc_in_futex(r)) ||
+				     (atomic_load(&h->recv_futex) & 1) && mt_in_futex(r)) ||
 					    mt_exited(r, &code),
 				    10 * MT_SEC),
 		      "receiver never slept");
@@ -458,7 +416,7 @@ START_TEST(chan_sender_killed_in_wake)
 		      "receiver exited %d%s: \"hello\" was committed by a sender killed inside "
 		      "its wake; the recovery that detached it was killed before its wake, and "
 		      "a second fab_fabric_recover ran (recv_futex %#x, recv_waiters %u)",
-		      rc, rc_code(rc), atomic_load(&h->recv_futex), atomic_load(&h->recv_waiters));
+		      rc, mt_code_why(rc), atomic_load(&h->recv_futex), atomic_load(&h->recv_waiters));
 	munmap(h, hsize);
 	mt_destroy(S.fabric, &fab);
 }
@@ -632,7 +590,7 @@ START_TEST(limiter_set_killed_in_wake)
 	pid_t w = mt_spawn(t4_waiter, NULL);
 	int code = MT_RUNNING;
 	ck_assert_msg(MT_WAIT_UNTIL((atomic_load(&e->waiters) == 1 && (atomic_load(&e->seq) & 1) &&
-				     rc_in_futex(w)) ||
+				     mt_in_futex(w)) ||
 					    mt_exited(w, &code),
 				    10 * MT_SEC),
 		      "waiter never slept");
@@ -656,7 +614,7 @@ START_TEST(limiter_set_killed_in_wake)
 		      "waiter exited %d%s: the rate went from 1 token per 1000 s to 1000/s by a "
 		      "set killed inside its wake (sleepers bit cleared, no FUTEX_WAKE), then "
 		      "fab_fabric_recover ran (seq %#x, waiters %u)",
-		      rc, rc_code(rc), atomic_load(&e->seq), atomic_load(&e->waiters));
+		      rc, mt_code_why(rc), atomic_load(&e->seq), atomic_load(&e->waiters));
 	munmap(ctl, nctl);
 	fab_limiter_release(l);
 	mt_destroy(S.fabric, &fab);
@@ -780,7 +738,7 @@ START_TEST(registry_claim_keeps_dead_owner)
 	atomic_store(&e->owner, owner1);
 	ck_assert_int_eq(write(rc_pause.to_child[1], &ch, 1), 1);
 	rc = mt_wait(c, 10 * MT_SEC);
-	ck_assert_msg(rc == 0, "creator of A exited %d%s", rc, rc_code(rc));
+	ck_assert_msg(rc == 0, "creator of A exited %d%s", rc, mt_code_why(rc));
 
 	/* Both are found by name in the registry, each in its own entry. */
 	fab_chan_ent *ea = NULL, *eb = NULL;

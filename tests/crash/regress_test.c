@@ -462,23 +462,6 @@ static void *rg_map(const char *fabric, const char *chan, size_t *size)
 	return p;
 }
 
-/* The state letter of process pid (/proc/<pid>/stat), 0 if unreadable. */
-static char rg_proc_state(pid_t pid)
-{
-	char path[64], buf[512];
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	char *p = strrchr(buf, ')');
-	return p && p[1] == ' ' ? p[2] : 0;
-}
-
 /* Write into a free process-table entry the entry of a dead process that
  * had our pid (an earlier start time): LIVE, holding channel h's send end
  * and an attachment.  Returns its index; *tag gets its owner tag. */
@@ -624,7 +607,7 @@ START_TEST(zombie_leader_alive)
 	pid_t m = mt_spawn(zl_holder, (void *)fabric);
 	ck_assert_int_gt(m, 0);
 	int code = MT_RUNNING;
-	ck_assert_msg(MT_WAIT_UNTIL(rg_proc_state(m) == 'Z' || mt_exited(m, &code), 10 * MT_SEC),
+	ck_assert_msg(MT_WAIT_UNTIL(mt_proc_state(m) == 'Z' || mt_exited(m, &code), 10 * MT_SEC),
 		      "M's leader never showed Z (exit %d)", code);
 	ck_assert_msg(code == MT_RUNNING, "M exited %d", code);
 	uint64_t end = atomic_load(&h->spsc_sender);

@@ -185,48 +185,6 @@ static uint32_t st_my_tag(const char *fabric)
 	return 0;
 }
 
-/* The state letter of process pid (/proc/<pid>/stat), 0 if unreadable. */
-static char st_proc_state(pid_t pid)
-{
-	char path[64], buf[512];
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	char *p = strrchr(buf, ')');
-	return p && p[1] == ' ' ? p[2] : 0;
-}
-
-/* Is pid asleep in futex/futex_waitv, i.e. past its last look?  Where
- * /proc/<pid>/syscall cannot be read, any interruptible sleep counts. */
-static int st_in_futex(pid_t pid)
-{
-	char path[64], buf[64];
-	snprintf(path, sizeof path, "/proc/%d/syscall", (int)pid);
-	int fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return st_proc_state(pid) == 'S';
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return st_proc_state(pid) == 'S';
-	buf[n] = '\0';
-	if (buf[0] < '0' || buf[0] > '9')
-		return 0; /* "running" */
-	long nr = strtol(buf, NULL, 10);
-	return (nr == SYS_futex || nr == SYS_futex_waitv) && st_proc_state(pid) == 'S';
-}
-
-static const char *st_code(int code)
-{
-	return code == -2 ? " (still blocked: killed at the deadline)" : "";
-}
-
 /* Checked fixture: children are killed and reaped whatever happened. */
 static void teardown(void)
 {
@@ -296,7 +254,7 @@ START_TEST(unbuffered_sender_taker_killed_before_wake)
 	pid_t s = mt_spawn(r1_sender, NULL);
 	int code = MT_RUNNING;
 	ck_assert_msg(MT_WAIT_UNTIL((FAB_SW_STATE(atomic_load(&S.slot->state)) == FAB_SLOT_FULL &&
-				     atomic_load(&S.h->send_waiters) == 1 && st_in_futex(s)) ||
+				     atomic_load(&S.h->send_waiters) == 1 && mt_in_futex(s)) ||
 					    mt_exited(s, &code),
 				    10 * MT_SEC),
 		      "sender never slept with its message published (slot %#llx)",
@@ -313,7 +271,7 @@ START_TEST(unbuffered_sender_taker_killed_before_wake)
 	ck_assert_msg(rc == 0,
 		      "fab_send exited %d%s: its message was taken by a receiver killed before "
 		      "the wake (slot %#llx)",
-		      rc, st_code(rc), (unsigned long long)atomic_load(&S.slot->state));
+		      rc, mt_code_why(rc), (unsigned long long)atomic_load(&S.slot->state));
 	munmap(S.h, S.hsize);
 	mt_destroy(S.fabric, &fab);
 }
@@ -365,20 +323,20 @@ START_TEST(select_send_case_missed_slow_receiver)
 	pid_t r = mt_spawn(r2_receiver, NULL);
 	int code = MT_RUNNING;
 	ck_assert_msg(MT_WAIT_UNTIL((atomic_load(&S.h->recv_ready) == 1 &&
-				     atomic_load(&S.h->recv_waiters) == 1 && st_in_futex(r)) ||
+				     atomic_load(&S.h->recv_waiters) == 1 && mt_in_futex(r)) ||
 					    mt_exited(r, &code),
 				    10 * MT_SEC),
 		      "receiver never slept");
 	ck_assert_msg(code == MT_RUNNING, "receiver returned (exit %d) on an empty channel", code);
 	/* ... that does not run for a while (longer than the offer's 2 ms). */
 	ck_assert_int_eq(kill(r, SIGSTOP), 0);
-	ck_assert_msg(MT_WAIT_UNTIL(st_proc_state(r) == 'T', 10 * MT_SEC), "receiver not stopped");
+	ck_assert_msg(MT_WAIT_UNTIL(mt_proc_state(r) == 'T', 10 * MT_SEC), "receiver not stopped");
 
 	/* The select offers, gets no take, withdraws and sleeps: in futex
 	 * means past its offer (the 2 ms wait for the take spins). */
 	pid_t s = mt_spawn(r2_select, NULL);
 	int scode = MT_RUNNING;
-	ck_assert_msg(MT_WAIT_UNTIL((atomic_load(&S.h->send_waiters) == 1 && st_in_futex(s)) ||
+	ck_assert_msg(MT_WAIT_UNTIL((atomic_load(&S.h->send_waiters) == 1 && mt_in_futex(s)) ||
 					    mt_exited(s, &scode),
 				    10 * MT_SEC),
 		      "select never slept");
@@ -393,7 +351,7 @@ START_TEST(select_send_case_missed_slow_receiver)
 	ck_assert_msg(codes[0] == 0 && codes[1] == 0,
 		      "receiver exited %d%s, select (send case) exited %d%s, on the same "
 		      "unbuffered channel (recv_ready %u, send_waiters %u)",
-		      codes[0], st_code(codes[0]), codes[1], st_code(codes[1]),
+		      codes[0], mt_code_why(codes[0]), codes[1], mt_code_why(codes[1]),
 		      atomic_load(&S.h->recv_ready), atomic_load(&S.h->send_waiters));
 	munmap(S.h, S.hsize);
 	mt_destroy(S.fabric, &fab);
@@ -488,7 +446,7 @@ static void r3_run(const char *tag, int a_idx)
 	ck_assert_msg(rc == 0,
 		      "run %s (recv a behind a live writer is case %d): fab_select over {recv a, "
 		      "recv b behind a dead writer with m1 queued} exited %d%s%s",
-		      tag, a_idx, rc, rc == 30 ? " (timed out after 3 s)" : "", st_code(rc));
+		      tag, a_idx, rc, rc == 30 ? " (timed out after 3 s)" : "", mt_code_why(rc));
 	/* The select recovered b's position 0 (skipped) and took m1. */
 	ck_assert_uint_eq(fab_chan_len(b), 0);
 
@@ -624,7 +582,7 @@ START_TEST(close_killed_before_wake)
 
 	pid_t r = mt_spawn(r4b_receiver, NULL);
 	int code = MT_RUNNING;
-	ck_assert_msg(MT_WAIT_UNTIL((atomic_load(&S.h->recv_waiters) == 1 && st_in_futex(r)) ||
+	ck_assert_msg(MT_WAIT_UNTIL((atomic_load(&S.h->recv_waiters) == 1 && mt_in_futex(r)) ||
 					    mt_exited(r, &code),
 				    10 * MT_SEC),
 		      "receiver never slept");
@@ -642,7 +600,7 @@ START_TEST(close_killed_before_wake)
 	ck_assert_msg(rc == 0,
 		      "receiver exited %d%s after the channel closed (closed %u; its closer was "
 		      "killed before the wake; fab_fabric_recover and a second close ran)",
-		      rc, st_code(rc), atomic_load(&S.h->closed));
+		      rc, mt_code_why(rc), atomic_load(&S.h->closed));
 	fab_chan_release(ch);
 	munmap(S.h, S.hsize);
 	mt_destroy(S.fabric, &fab);
@@ -765,7 +723,7 @@ START_TEST(close_race_skip_wakes_draining_receiver)
 			n = fab_try_recv(rx, NULL, 0);
 		ck_abort_msg("receiver exited %d%s on a closed, empty channel (a fresh fab_try_recv "
 			     "returns %s)",
-			     rc, st_code(rc), fab_errname((int)n));
+			     rc, mt_code_why(rc), fab_errname((int)n));
 	}
 	close(r7.to_parent[0]);
 	close(r7.to_child[1]);
@@ -908,7 +866,7 @@ START_TEST(ctx_canceller_killed_mid_cancel)
 
 	pid_t wk = mt_spawn(r6_waiter, "kid"), wr = mt_spawn(r6_waiter, "root");
 	int ck = MT_RUNNING, cr = MT_RUNNING;
-	ck_assert_msg(MT_WAIT_UNTIL((st_in_futex(wk) && st_in_futex(wr)) || mt_exited(wk, &ck) ||
+	ck_assert_msg(MT_WAIT_UNTIL((mt_in_futex(wk) && mt_in_futex(wr)) || mt_exited(wk, &ck) ||
 					    mt_exited(wr, &cr),
 				    10 * MT_SEC),
 		      "waiters never slept");
@@ -928,8 +886,8 @@ START_TEST(ctx_canceller_killed_mid_cancel)
 		      "after root was cancelled by a canceller killed mid-cancel (then "
 		      "fab_fabric_recover, and a second cancel: %s): fab_ctx_wait(kid) exited "
 		      "%d%s (fab_ctx_err(kid) = %s), fab_ctx_wait(root) exited %d%s",
-		      fab_errname(rc2), codes[0], st_code(codes[0]), fab_errname(fab_ctx_err(kid)),
-		      codes[1], st_code(codes[1]));
+		      fab_errname(rc2), codes[0], mt_code_why(codes[0]), fab_errname(fab_ctx_err(kid)),
+		      codes[1], mt_code_why(codes[1]));
 	ck_assert_int_eq(fab_ctx_err(kid), FAB_ECANCELED);
 	munmap(ctl, nctl);
 	fab_ctx_release(kid);
@@ -1047,7 +1005,7 @@ static pid_t lw_sender_asleep(const char *chan)
 {
 	pid_t s = mt_spawn(lw_sender, (void *)chan);
 	int code = MT_RUNNING;
-	ck_assert_msg(MT_WAIT_UNTIL((atomic_load(&S.h->send_waiters) == 1 && st_in_futex(s)) ||
+	ck_assert_msg(MT_WAIT_UNTIL((atomic_load(&S.h->send_waiters) == 1 && mt_in_futex(s)) ||
 					    mt_exited(s, &code),
 				    10 * MT_SEC),
 		      "sender never slept on the full channel");
@@ -1064,7 +1022,7 @@ static void lw_expect_sender_done(pid_t s, fab_chan *rx, const char *what)
 	ck_assert_msg(rc == 0,
 		      "%s: the sender blocked on the full channel exited %d%s although a slot is "
 		      "free (head %llu, tail %llu)",
-		      what, rc, st_code(rc), (unsigned long long)atomic_load(&S.h->head),
+		      what, rc, mt_code_why(rc), (unsigned long long)atomic_load(&S.h->head),
 		      (unsigned long long)atomic_load(&S.h->tail));
 	ssize_t n = fab_try_recv(rx, buf, sizeof buf);
 	ck_assert_msg(n == 4 && strcmp(buf, "two") == 0, "%s: then received %s", what,
@@ -1111,7 +1069,7 @@ START_TEST(lost_wake_after_recovery_b)
 
 	pid_t r = mt_spawn(lw_receiver, NULL);
 	int code = MT_RUNNING;
-	ck_assert_msg(MT_WAIT_UNTIL((atomic_load(&S.h->recv_waiters) == 1 && st_in_futex(r)) ||
+	ck_assert_msg(MT_WAIT_UNTIL((atomic_load(&S.h->recv_waiters) == 1 && mt_in_futex(r)) ||
 					    mt_exited(r, &code),
 				    10 * MT_SEC),
 		      "receiver never slept");
@@ -1128,7 +1086,7 @@ START_TEST(lost_wake_after_recovery_b)
 		      "mpmc, producer killed between its commit and its wake, then "
 		      "fab_fabric_recover: the blocked receiver exited %d%s with a message queued "
 		      "(slot %#llx)",
-		      rc, st_code(rc), (unsigned long long)atomic_load(&S.slot->state));
+		      rc, mt_code_why(rc), (unsigned long long)atomic_load(&S.slot->state));
 	munmap(S.h, S.hsize);
 	mt_destroy(S.fabric, &fab);
 }

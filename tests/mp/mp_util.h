@@ -24,6 +24,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -607,6 +608,53 @@ static inline uint8_t *mt_new_map(const char *path, uint8_t *const *known, int n
 	}
 	fclose(f);
 	return found;
+}
+
+/* The state letter of process pid (/proc/<pid>/stat), 0 if unreadable. */
+static inline char mt_proc_state(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : 0;
+}
+
+/* Is pid asleep in futex/futex_waitv, i.e. past its last look?  Where
+ * /proc/<pid>/syscall cannot be read, any interruptible sleep counts.  A
+ * state check for tests that must act only once a peer sleeps. */
+static inline int mt_in_futex(pid_t pid)
+{
+#ifndef SYS_futex_waitv
+#define SYS_futex_waitv 449
+#endif
+	char path[64], buf[64];
+	snprintf(path, sizeof path, "/proc/%d/syscall", (int)pid);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return mt_proc_state(pid) == 'S';
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return mt_proc_state(pid) == 'S';
+	buf[n] = '\0';
+	if (buf[0] < '0' || buf[0] > '9')
+		return 0; /* "running" */
+	long nr = strtol(buf, NULL, 10);
+	return (nr == SYS_futex || nr == SYS_futex_waitv) && mt_proc_state(pid) == 'S';
+}
+
+/* For failure messages: what an mt_wait code of -2 means. */
+static inline const char *mt_code_why(int code)
+{
+	return code == -2 ? " (still blocked: killed at the deadline)" : "";
 }
 
 #endif /* MP_UTIL_H */
