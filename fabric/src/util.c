@@ -108,18 +108,27 @@ uint64_t fab__random64(void)
  * the file cannot be parsed.  The command name (field 2) may contain spaces
  * and parentheses, so parsing starts after the LAST ')'.
  */
-uint64_t fab__proc_start_time(int pid, char *state_out)
+/* Read /proc/<pid>/<file> into buf (NUL-terminated); 0 if unreadable. */
+static int fab__proc_read(int pid, const char *file, char *buf, size_t size)
 {
-	char path[64], buf[1024];
-	snprintf(path, sizeof path, "/proc/%d/stat", pid);
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/%s", pid, file);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return 0;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
+	ssize_t n = read(fd, buf, size - 1);
 	close(fd);
 	if (n <= 0)
 		return 0;
 	buf[n] = 0;
+	return 1;
+}
+
+uint64_t fab__proc_start_time(int pid, char *state_out)
+{
+	char buf[1024];
+	if (!fab__proc_read(pid, "stat", buf, sizeof buf))
+		return 0;
 	char *p = strrchr(buf, ')');
 	if (!p || p[1] != ' ')
 		return 0;
@@ -142,16 +151,9 @@ uint64_t fab__proc_start_time(int pid, char *state_out)
  * exited leader run.  0 if unreadable. */
 uint32_t fab__proc_threads(int pid)
 {
-	char path[64], buf[4096];
-	snprintf(path, sizeof path, "/proc/%d/status", pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	char buf[4096];
+	if (!fab__proc_read(pid, "status", buf, sizeof buf))
 		return 0;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
 	char *p = strstr(buf, "\nThreads:");
 	if (!p)
 		return 0;
