@@ -2,7 +2,8 @@
  * fab_bench.c - fab-bench: measures, in one run, fab's channels against the
  * mechanisms a C programmer would otherwise use (pipe, Unix socket, POSIX mq,
  * a process-shared mutex+condvar queue) and against the physical floors (a
- * bare cache-line ping-pong and a bare futex ping-pong), and prints every
+ * bare cache-line ping-pong and a bare futex ping-pong, and for one-way
+ * throughput a bare ring, mech_ring.c), and prints every
  * figure as a ratio to those baselines, since absolute figures on a VM move
  * 3-4x with the vCPUs' placement.
  *
@@ -79,11 +80,11 @@ static struct group groups[G_N] = {
 	{ "rtt-sleep", "Round trip, both sides asleep when the message arrives", K_LAT,
 	  BENCH_PP_MSG, 1, 1, { "pipe", "socket", "mq", "futex", NULL } },
 	{ "tput8", "One-way throughput, 8-byte messages, 1 producer -> 1 consumer", K_TPUT, 8,
-	  1, 1, { "pipe", "socket", "mq", "mutex-cv", NULL } },
+	  1, 1, { "pipe", "socket", "mq", "mutex-cv", "bare-ring" } },
 	{ "tput64", "One-way throughput, 64-byte messages, 1 producer -> 1 consumer", K_TPUT,
-	  64, 1, 1, { "pipe", "socket", "mq", "mutex-cv", NULL } },
+	  64, 1, 1, { "pipe", "socket", "mq", "mutex-cv", "bare-ring" } },
 	{ "tput1k", "One-way throughput, 1024-byte messages, 1 producer -> 1 consumer", K_TPUT,
-	  1024, 1, 1, { "pipe", "socket", "mq", "mutex-cv", NULL } },
+	  1024, 1, 1, { "pipe", "socket", "mq", "mutex-cv", "bare-ring" } },
 	{ "mpmc4x4", "MPMC throughput, 64-byte messages, 4 producers x 4 consumers", K_TPUT,
 	  64, 4, 4, { "pipe", "socket", "mq", "mutex-cv", NULL } },
 	{ "idle", "CPU used by a receiver blocked on an empty channel", K_IDLE, 8, 1, 1,
@@ -160,7 +161,8 @@ static struct cell cells[] = {
 	C(g, "pipe", mech_pipe, MODE_DEFAULT, 0),                 \
 	C(g, "socket", mech_socket, MODE_DEFAULT, 0),             \
 	C(g, "mq", mech_mq, MODE_DEFAULT, 0),                     \
-	C(g, "mutex-cv", mech_mutexcv, MODE_DEFAULT, 0)
+	C(g, "mutex-cv", mech_mutexcv, MODE_DEFAULT, 0),          \
+	C(g, "bare-ring", mech_ring, MODE_DEFAULT, 0)
 	TPUT(G_T8),
 	TPUT(G_T64),
 	TPUT(G_T1K),
@@ -1017,10 +1019,24 @@ static int target_met(const struct target *t, double v)
 	return t->at_most ? v <= t->bound : v >= t->bound;
 }
 
+/* The same ratio for the bare ring of the target's group (the ceiling of a
+ * two-process ring on this machine, mech_ring.c), or NAN if the target has
+ * none or it was not measured: a target the ceiling itself misses is out of
+ * reach in this run, whatever the channel does. */
+static double ceiling_value(const struct target *t)
+{
+	const struct cell *c = find_cell(t->g, "bare-ring");
+
+	if (!c || !t->ref || t->futex || strcmp(t->cell, "fab-spsc") != 0 || !c->selected ||
+	    c->state != CELL_OK || !c->n)
+		return NAN;
+	return ratio(c, find_cell(t->g, t->ref), t->p99);
+}
+
 static void print_targets(void)
 {
 	unsigned i, shown = 0;
-	double v;
+	double v, ceil;
 
 	for (i = 0; i < NTARGETS; i++) {
 		v = target_value(&targets[i]);
@@ -1028,8 +1044,14 @@ static void print_targets(void)
 			continue;
 		if (!shown++)
 			printf("\n== targets (issues 2 and 3), ratios from this run\n");
-		printf("   %-46s %10s  %s\n", targets[i].what, num(v),
+		printf("   %-46s %10s  %s", targets[i].what, num(v),
 		       target_met(&targets[i], v) ? "met" : "MISSED");
+		ceil = ceiling_value(&targets[i]);
+		if (!isnan(ceil))
+			printf("%s (bare ring: %s, %s)", target_met(&targets[i], v) ? "   " : "",
+			       num(ceil),
+			       target_met(&targets[i], ceil) ? "within reach" : "out of reach here");
+		printf("\n");
 	}
 }
 
@@ -1279,7 +1301,14 @@ static void print_json(const struct load_diff *ld)
 		json_str(targets[i].what);
 		printf(",\"value\":");
 		json_num(v);
-		printf(",\"met\":%s}", target_met(&targets[i], v) ? "true" : "false");
+		printf(",\"met\":%s", target_met(&targets[i], v) ? "true" : "false");
+		v = ceiling_value(&targets[i]);
+		if (!isnan(v)) {
+			printf(",\"bare_ring\":");
+			json_num(v);
+			printf(",\"bare_ring_met\":%s", target_met(&targets[i], v) ? "true" : "false");
+		}
+		printf("}");
 	}
 	printf("],\n \"failed\":%s}\n", g_failed ? "true" : "false");
 }
@@ -1294,7 +1323,9 @@ static void usage(FILE *f)
 		"Measures fab's channels against pipe(2), an AF_UNIX SOCK_SEQPACKET\n"
 		"socketpair, a POSIX message queue and a process-shared mutex+condvar\n"
 		"queue, and against two floors (a bare cache-line ping-pong and a bare\n"
-		"futex ping-pong), all in one run, and prints medians, spread and ratios.\n"
+		"futex ping-pong) and a throughput ceiling (a bare two-process ring with\n"
+		"no library, bare-ring), all in one run, and prints medians, spread and\n"
+		"ratios.\n"
 		"\n"
 		"  rtt        ping-pong round trip, peer answers at once: fab spinning on\n"
 		"             fab_try_send/recv (fab-spin) and in its default mode (fab:\n"
@@ -1303,7 +1334,8 @@ static void usage(FILE *f)
 		"             other is asleep when the message arrives (delay calibrated\n"
 		"             from fab's own futex counters); the sum of both one-way latencies\n"
 		"  tput8, tput64, tput1k\n"
-		"             one producer process -> one consumer process, messages/s\n"
+		"             one producer process -> one consumer process, messages/s;\n"
+		"             bare-ring is the ceiling any 1 -> 1 ring reaches here\n"
 		"  mpmc4x4    4 producers x 4 consumers (8 processes), 64-byte messages\n"
 		"  idle       CPU share of a receiver blocked on an empty channel (fab only)\n"
 		"  select     receiving through fab_select over 1 and 4 channels vs fab_recv\n"

@@ -1,0 +1,200 @@
+/*
+ * mech_ring.c - the throughput ceiling: a bare two-process ring with no
+ * library, laid out the way ../shared/PLATFORM.md §9 found fastest on this
+ * machine, measured in the same run as fab so that "N x pipe" targets can be
+ * checked against what any ring reaches here.
+ *
+ *   - fixed-size slots of the message's size (rounded up to 8 bytes), no
+ *     header: the length is known, a consumed mark is not needed;
+ *   - the producer publishes its tail every RING_PUB messages, and whenever
+ *     it finds the ring full and at the end; the consumer publishes its head
+ *     every RING_PUB messages and whenever it finds the ring empty;
+ *   - the consumer writes one word into every line it has consumed whole
+ *     (handing the line's ownership back, so the producer's next store into
+ *     it does not wait for the line to be shared back).
+ *
+ * What it does not do, and a channel must: lengths per message, a blocked
+ * sender seeing a freed slot at once (Go semantics forbid a batched head),
+ * sleeping and waking, close, crash recovery, more than one producer or
+ * consumer.  So it is an upper bound for fab's SPSC cells, not a peer: the
+ * records are stamped by the producer and checked by the consumer exactly as
+ * fab's are (rec_stamp / cons_check_rec), copied in from and out to a
+ * buffer as fab_send / fab_recv do.
+ */
+#include "bench.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+#ifndef RING_PUB
+#define RING_PUB 16u /* messages between two index publications (a power of 2) */
+#endif
+
+struct ring_hdr {
+	/* Producer's position, published every RING_PUB messages. */
+	_Alignas(128) _Atomic uint64_t tail;
+	char pad0[120];
+	/* Consumer's position, published every RING_PUB messages. */
+	_Alignas(128) _Atomic uint64_t head;
+	char pad1[120];
+	/* The slots follow, from byte 256. */
+};
+
+static struct ring_hdr *g_ring;
+static size_t g_ring_len;
+
+static size_t slot_size(const struct run *r)
+{
+	return (r->msg + 7) / 8 * 8;
+}
+
+static uint64_t ring_slots(const struct run *r)
+{
+	uint64_t n = 1;
+
+	while (n < r->capacity)
+		n <<= 1;
+	return n;
+}
+
+static int ring_setup(struct run *r, char *why, size_t whylen)
+{
+	if (r->shape != SHAPE_STREAM || r->nprod != 1 || r->ncons != 1 || r->msg == 0) {
+		snprintf(why, whylen, "the bare ring is a 1 -> 1 stream of non-empty messages only");
+		return -1;
+	}
+	g_ring_len = sizeof(struct ring_hdr) + ring_slots(r) * slot_size(r);
+	g_ring = mmap(NULL, g_ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
+		      0);
+	if (g_ring == MAP_FAILED) {
+		g_ring = NULL;
+		snprintf(why, whylen, "mmap(%zu): %s", g_ring_len, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void ring_teardown(struct run *r)
+{
+	(void)r;
+	if (g_ring)
+		munmap(g_ring, g_ring_len);
+	g_ring = NULL;
+}
+
+static int ring_produce(struct run *r, unsigned slot)
+{
+	struct child_out *o = &r->sh->out[slot];
+	unsigned char *buf = bench_buf_alloc(r->msg);
+	unsigned char *base = (unsigned char *)(g_ring + 1);
+	const size_t msg = r->msg, ssz = slot_size(r);
+	const uint64_t n = ring_slots(r), mask = n - 1;
+	uint64_t tail = 0, head = 0, seq;
+	int64_t deadline;
+
+	if (!buf)
+		return child_fail(r, slot, "out of memory");
+	barrier_wait(r);
+	deadline = r->sh->deadline;
+	o->t_start = now_ns();
+	for (seq = 0;; seq++) {
+		if ((seq & 63) == 0 && now_ns() >= deadline)
+			break;
+		if (tail - head == n) {
+			/* Full as far as we know: publish what we wrote, so the
+			 * consumer can drain it, then wait for space.  Release
+			 * publishes the records; the acquire of head pairs with
+			 * the consumer's release store, after which it no longer
+			 * reads the slots it gave back. */
+			atomic_store_explicit(&g_ring->tail, tail, memory_order_release);
+			while (tail - (head = atomic_load_explicit(&g_ring->head,
+								   memory_order_acquire)) == n)
+				cpu_relax();
+		}
+		rec_stamp(buf, msg, rec_tag(slot, seq));
+		memcpy(base + (tail & mask) * ssz, buf, msg);
+		tail++;
+		if ((tail & (RING_PUB - 1)) == 0)
+			/* Publishes the last RING_PUB records (release). */
+			atomic_store_explicit(&g_ring->tail, tail, memory_order_release);
+	}
+	/* Publishes the rest; the count of finished producers, stored after
+	 * it, tells the consumer that no more will come. */
+	atomic_store_explicit(&g_ring->tail, tail, memory_order_release);
+	atomic_fetch_add_explicit(&r->sh->done, 1, memory_order_release);
+	o->count = seq;
+	free(buf);
+	return 0;
+}
+
+static int ring_consume(struct run *r, unsigned slot)
+{
+	struct child_out *o = &r->sh->out[slot];
+	unsigned char *buf = bench_buf_alloc(r->msg);
+	unsigned char *base = (unsigned char *)(g_ring + 1);
+	const size_t msg = r->msg, ssz = slot_size(r);
+	const uint64_t mask = ring_slots(r) - 1;
+	uint64_t head = 0, tail = 0;
+	char why[BENCH_ERRLEN];
+	struct cons_check c;
+	size_t start, l;
+	unsigned i;
+
+	if (!buf)
+		return child_fail(r, slot, "out of memory");
+	memset(&c, 0, sizeof c);
+	c.nprod = 1;
+	c.strict = 1;
+	barrier_wait(r);
+	for (;;) {
+		if (head == tail) {
+			/* Empty as far as we know: give back what we read (the
+			 * release pairs with the producer's acquire of head),
+			 * then look for more (the acquire pairs with its release
+			 * of tail).  The finished count is read before the last
+			 * look at tail, so a tail stored before it is seen. */
+			atomic_store_explicit(&g_ring->head, head, memory_order_release);
+			while ((tail = atomic_load_explicit(&g_ring->tail, memory_order_acquire)) ==
+			       head) {
+				if (atomic_load_explicit(&r->sh->done, memory_order_acquire) &&
+				    atomic_load_explicit(&g_ring->tail, memory_order_acquire) == head)
+					goto end;
+				cpu_relax();
+			}
+		}
+		start = (head & mask) * ssz;
+		memcpy(buf, base + start, msg);
+		/* Hand back every line this slot completes (one store into
+		 * each): the lines ending inside it, all of whose slots are now
+		 * consumed.  A line still holding an unread slot is left alone. */
+		for (l = (start / 64 + 1) * 64; l <= start + ssz; l += 64)
+			memset(base + l - 64, 0, 8);
+		head++;
+		if ((head & (RING_PUB - 1)) == 0)
+			atomic_store_explicit(&g_ring->head, head, memory_order_release);
+		if (cons_check_rec(&c, buf, msg, why, sizeof why) < 0) {
+			free(buf);
+			return child_fail(r, slot, "%s", why);
+		}
+	}
+end:
+	o->t_end = now_ns();
+	o->count = c.total;
+	for (i = 0; i < BENCH_MAXPROD; i++) {
+		o->per_cnt[i] = c.cnt[i];
+		o->per_sum[i] = c.sum[i];
+	}
+	free(buf);
+	return 0;
+}
+
+static int ring_child(struct run *r, enum bench_role role, unsigned slot)
+{
+	/* Pre-fault the ring in this process (the first touch of a page costs
+	 * 5-16 us here, PLATFORM §9), as fab does when it maps a channel. */
+	prefault(g_ring, g_ring_len);
+	return role == ROLE_PROD ? ring_produce(r, slot) : ring_consume(r, slot);
+}
+
+const struct mech mech_ring = { "bare-ring", ring_setup, ring_child, ring_teardown };
