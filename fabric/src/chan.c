@@ -988,6 +988,110 @@ static int fab__try_taken(fab_chan *ch, void *a, fab__block *blk)
 	return FAB_EAGAIN;
 }
 
+/* ---- waiting unbuffered receivers ---------------------------------------- */
+
+/*
+ * A receiver blocked on an unbuffered channel (fab_recv, fab_recv_acquire,
+ * a select's receive case) is counted twice: in the header's recv_ready, a
+ * hint that a non-blocking sender reads first, and in its handle's attach
+ * word (FAB_ATT_READY), the truth.  The word names its owner, so a receiver
+ * killed while it waits is taken out by whoever clears the word of the dead
+ * handle (fab__chan_recover: one CAS from the exact word, so once, whatever
+ * other recoverers and live receivers do).  Until 28 Nov only recv_ready
+ * counted, and a receiver killed while blocked left it raised for good:
+ * every unbuffered fab_try_send and select send case offered its message to
+ * nobody and waited 2 ms for the take.
+ *
+ * The hint goes up before the word and down after it, so recv_ready never
+ * falls below the words' sum: a receiver killed between the two leaves the
+ * hint one high, never low (no sender ever misses a waiting receiver).  A
+ * sender confirms a raised hint against the words before offering
+ * (fab__ready_confirm), and after an offer nobody took it repairs the
+ * channel of any dead handle still counted (fab__ready_reap), so neither
+ * case costs more than a scan of the attach table.  Buffered channels
+ * never touch either word.
+ */
+
+/* Count one receiver of this handle as waiting.  Returns true if it was
+ * counted; false (nothing changed) if the handle's attach word is no longer
+ * its own (recovery took the process for dead) or its count is full: the
+ * receiver then waits unannounced, found by blocking senders only. */
+static bool fab__ready_raise(fab_chan *ch)
+{
+	if (ch->attach_idx < 0)
+		return false;
+	_Atomic uint64_t *a = &ch->attach[ch->attach_idx];
+	uint64_t id = FAB_ATT_MAKE(ch->fab->tag, ch->role, ch->serial);
+	/* The hint first.  seq_cst: pairs with fab__send_unbuffered_now's
+	 * seq_cst load. */
+	fetch_add_seq_cst(&ch->hdr->recv_ready, 1);
+	uint64_t w = load_relaxed(a);
+	while (FAB_ATT_ID(w) == id && FAB_ATT_READY(w) < FAB_ATT_READY_MAX) {
+		/* seq_cst: pairs with fab__ready_confirm's seq_cst loads; a
+		 * select sender that missed this count sees our wake, which
+		 * follows (Dekker with its sleep announce). */
+		if (cas_seq_cst(a, &w, w + FAB_ATT_READY_ONE))
+			return true;
+	}
+	fetch_sub_seq_cst(&ch->hdr->recv_ready, 1); /* as the increment */
+	return false;
+}
+
+/* Undo a fab__ready_raise that returned true. */
+static void fab__ready_lower(fab_chan *ch)
+{
+	_Atomic uint64_t *a = &ch->attach[ch->attach_idx];
+	uint64_t id = FAB_ATT_MAKE(ch->fab->tag, ch->role, ch->serial);
+	uint64_t w = load_relaxed(a);
+	while (FAB_ATT_ID(w) == id && FAB_ATT_READY(w) > 0) {
+		/* The word first, then the hint.  seq_cst as the raise: a
+		 * sender that still sees the count offers, and withdraws after
+		 * 2 ms, so no ordering is needed for correctness; the same
+		 * order as the raise keeps the argument short. */
+		if (cas_seq_cst(a, &w, w - FAB_ATT_READY_ONE)) {
+			fetch_sub_seq_cst(&ch->hdr->recv_ready, 1);
+			return;
+		}
+	}
+	/* The word was cleared meanwhile (recovery took us for dead): the CAS
+	 * that cleared it took our count out of recv_ready already. */
+}
+
+/* Do more than `self` receivers wait, by the attach words?  Stops at the
+ * first word that shows it (handles attach lowest index first, so a
+ * waiting receiver is met within the first few words). */
+static bool fab__ready_confirm(fab_chan *ch, uint32_t self)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < ch->attach_max; i++) {
+		/* seq_cst: pairs with fab__ready_raise's CAS (see there). */
+		n += FAB_ATT_READY(load_seq_cst(&ch->attach[i]));
+		if (n > self)
+			return true;
+	}
+	return false;
+}
+
+/* After an offer nobody took: repair the channel of every handle counted as
+ * a waiting receiver whose process is dead (killed while blocked), which
+ * also takes it out of recv_ready.  Our own process is alive. */
+static void fab__ready_reap(fab_chan *ch)
+{
+	uint32_t last_alive = 0;
+	for (uint32_t i = 0; i < ch->attach_max; i++) {
+		/* Relaxed: a hint of whom to check; fab__chan_recover acts by
+		 * CAS on what it loads itself. */
+		uint64_t w = load_relaxed(&ch->attach[i]);
+		uint32_t t = FAB_ATT_TAG(w);
+		if (!FAB_ATT_READY(w) || t == ch->fab->tag || t == last_alive)
+			continue;
+		if (fab__tag_alive(ch->fab, t))
+			last_alive = t;
+		else
+			fab__chan_recover(ch, ch->fab, t);
+	}
+}
+
 /* Unbuffered: after publishing, wait until a receiver took the message; if
  * the context ends first, withdraw it (unless taken meanwhile). */
 static int fab__rendezvous(fab_chan *ch, fab__send_arg *arg, fab_ctx *ctx)
@@ -1015,7 +1119,7 @@ static int fab__send_unbuffered_now(fab_chan *ch, fab__send_arg *arg, uint32_t s
 	 * recv_ready and the closer's store. */
 	if (load_seq_cst(&ch->hdr->closed))
 		return fab__err(FAB_ECLOSED, "channel %s is closed", ch->name);
-	if (load_seq_cst(&ch->hdr->recv_ready) <= self)
+	if (load_seq_cst(&ch->hdr->recv_ready) <= self || !fab__ready_confirm(ch, self))
 		return FAB_EAGAIN;
 	fab__block blk;
 	int rc = fab__try_send_once(ch, arg, &blk);
@@ -1037,6 +1141,8 @@ static int fab__send_unbuffered_now(fab_chan *ch, fab__send_arg *arg, uint32_t s
 	if (!fab__mpmc_withdraw(ch, arg->pos))
 		return 0; /* taken after all */
 	fab__wake_receivers(ch);
+	/* No taker: perhaps the receiver we counted was killed while waiting. */
+	fab__ready_reap(ch);
 	return FAB_EAGAIN;
 }
 
@@ -1448,10 +1554,11 @@ static ssize_t fab__recv_blocking(fab_chan *ch, fab__recv_arg *arg, fab_ctx *ctx
 	if (ch->capacity == 0) {
 		/* Announce a waiting receiver for unbuffered try_send and for
 		 * select's send cases, which sleep until one appears. */
-		fetch_add_seq_cst(&ch->hdr->recv_ready, 1);
+		bool ready = fab__ready_raise(ch);
 		fab__wake_senders(ch);
 		rc = fab__wait(ch, 1, ctx, fab__try_recv_once, arg);
-		fetch_sub_seq_cst(&ch->hdr->recv_ready, 1);
+		if (ready)
+			fab__ready_lower(ch);
 	} else {
 		rc = fab__wait(ch, 1, ctx, fab__try_recv_once, arg);
 	}
@@ -2169,17 +2276,18 @@ _Atomic uint32_t *fab__case_word(fab_case *c, _Atomic uint32_t **waiters)
 	return &h->send_futex;
 }
 
-void fab__case_ready(fab_case *c, int on)
+bool fab__case_ready(fab_case *c, bool on)
 {
 	/* Only receive cases on unbuffered channels announce themselves; see
-	 * fab__recv_blocking.  seq_cst pairs with fab__send_unbuffered_now. */
+	 * fab__recv_blocking and "Waiting unbuffered receivers". */
 	fab_chan *ch = c->ch;
-	if (on) {
-		fetch_add_seq_cst(&ch->hdr->recv_ready, 1);
-		fab__wake_senders(ch);
-	} else {
-		fetch_sub_seq_cst(&ch->hdr->recv_ready, 1);
+	if (!on) {
+		fab__ready_lower(ch);
+		return false;
 	}
+	bool ready = fab__ready_raise(ch);
+	fab__wake_senders(ch);
+	return ready;
 }
 
 void fab__case_recover(fab_case *c, uint32_t dead_tag)

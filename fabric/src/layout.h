@@ -312,7 +312,9 @@ typedef struct fab_chan_hdr {
 	/* receivers sleep on recv_futex; senders bump it when recv_waiters > 0 */
 	_Atomic uint32_t recv_futex;
 	_Atomic uint32_t recv_waiters;
-	_Atomic uint32_t recv_ready; /* receivers inside a blocking receive (rendezvous) */
+	/* receivers inside a blocking receive (rendezvous): a hint, never below
+	 * the sum of the attach words' counts (FAB_ATT_READY) */
+	_Atomic uint32_t recv_ready;
 	uint8_t pad4[FAB_LINE - 12];
 	/* close state */
 	_Atomic uint32_t closed;
@@ -367,6 +369,16 @@ _Static_assert(offsetof(fab_chan_hdr, send_wait) % 8 == 0, "histograms aligned")
 	 ((uint64_t)(serial) & 0xffffffu))
 #define FAB_ATT_TAG(w) ((uint32_t)((w) >> 32) & 0xffffu)
 #define FAB_ATT_ROLE(w) ((uint32_t)((w) >> 24) & 0xffu)
+/*
+ * Bits 48..63 (since 28 Nov 2026, same layout version): how many receivers
+ * of this handle wait in a blocking receive on an unbuffered channel, each
+ * also counted in the header's recv_ready (chan.c, "Waiting unbuffered
+ * receivers").  FAB_ATT_ID is the word without them: whose handle it is.
+ */
+#define FAB_ATT_READY_ONE (1ULL << 48)
+#define FAB_ATT_READY_MAX 0xffffu
+#define FAB_ATT_READY(w) ((uint32_t)((w) >> 48))
+#define FAB_ATT_ID(w) ((w) & (FAB_ATT_READY_ONE - 1))
 
 /*
  * MPMC slot: a 16-byte header then the payload, the whole slot a multiple of

@@ -47,8 +47,16 @@ uint64_t fab__chan_recover(fab_chan *ch, fab_fabric *fab, uint32_t dead_tag)
 		uint32_t t = FAB_ATT_TAG(w);
 		if (dead_tag ? t != dead_tag : fab__tag_alive(fab, t))
 			continue;
-		if (cas(&ch->attach[i], &w, 0))
-			detached = 1;
+		if (!cas(&ch->attach[i], &w, 0))
+			continue; /* another recoverer cleared it (and counted) */
+		detached = 1;
+		/* Receivers of the dead handle killed while waiting on an
+		 * unbuffered channel: the word counted them in recv_ready,
+		 * and only the CAS that cleared it may take them out, so they
+		 * are subtracted exactly once (chan.c, "Waiting unbuffered
+		 * receivers").  seq_cst as the receivers' own decrements. */
+		if (FAB_ATT_READY(w))
+			fetch_sub_seq_cst(&ch->hdr->recv_ready, FAB_ATT_READY(w));
 	}
 	if (fixed || detached) {
 		/* Wake everyone: sleepers re-check and find the repaired slots.

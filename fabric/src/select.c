@@ -59,6 +59,7 @@ typedef struct fab__sel {
 	uint8_t order[FAB_SELECT_MAX];
 	int nlive; /* cases with a channel, in order[0..nlive) */
 	uint32_t self_ready[FAB_SELECT_MAX]; /* send case i: own waiting receivers on its channel */
+	bool ready[FAB_SELECT_MAX]; /* receive case i is counted as a waiting receiver */
 	bool announced;
 	uint32_t behind_tag; /* some case is stuck behind another's slot */
 	uint32_t behind[FAB_SELECT_MAX]; /* case i: the owner it is stuck behind, 0 none */
@@ -88,13 +89,17 @@ static bool fab__sel_is_unbuffered_recv(const fab_case *c)
 }
 
 /* Announce (or withdraw) this select's waiting unbuffered receive cases,
- * and count, for each send case, how many of them share its channel. */
+ * and count, for each send case, how many of those counted share its
+ * channel. */
 static void fab__sel_announce(fab__sel *s, int on)
 {
 	for (int k = 0; k < s->nlive; k++) {
-		fab_case *c = &s->cases[s->order[k]];
-		if (fab__sel_is_unbuffered_recv(c))
-			fab__case_ready(c, on);
+		int i = s->order[k];
+		fab_case *c = &s->cases[i];
+		if (on)
+			s->ready[i] = fab__sel_is_unbuffered_recv(c) && fab__case_ready(c, true);
+		else if (s->ready[i])
+			fab__case_ready(c, false);
 	}
 	s->announced = on;
 	if (!on)
@@ -106,8 +111,8 @@ static void fab__sel_announce(fab__sel *s, int on)
 		if (c->op != FAB_OP_SEND || c->ch->capacity != 0)
 			continue;
 		for (int m = 0; m < s->nlive; m++) {
-			fab_case *o = &s->cases[s->order[m]];
-			if (fab__sel_is_unbuffered_recv(o) && o->ch->hdr == c->ch->hdr)
+			int j = s->order[m];
+			if (s->ready[j] && s->cases[j].ch->hdr == c->ch->hdr)
 				s->self_ready[i]++;
 		}
 	}

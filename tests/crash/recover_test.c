@@ -45,6 +45,18 @@
  *   real creator is paused at its segment's shm_open; the entry is rewound
  *   to what its claim left, recovery runs, and its stores are replayed.
  *
+ * unbuffered_receiver_killed_while_blocked: a receiver blocked on an
+ *   unbuffered channel (fab_recv, or a select's receive case) counts itself
+ *   in the header's recv_ready, which fab_try_send and select send cases read
+ *   to decide whether a receiver waits.  One SIGKILLed while blocked left the
+ *   count raised for good -- fab_fabric_recover did not touch it -- and every
+ *   later unbuffered fab_try_send offered its message to nobody, waited 2 ms
+ *   for the take and withdrew.  Receivers are now also counted in their
+ *   handle's attach word, so whoever clears a dead handle's word takes them
+ *   out, once; the count must go back to what the live receivers account
+ *   for, after fab_fabric_recover and after a try_send's failed offer (no
+ *   broker), and rendezvous must still work.
+ *
  * Children never ck_assert: codes 20..29 are their setup failures (22: the
  * call returned instead of dying at its armed instruction), 10 a wrong
  * result; the parent asserts.  syscall, clock_gettime and shm_open are interposed for the whole
@@ -769,6 +781,117 @@ START_TEST(registry_claim_keeps_dead_owner)
 }
 END_TEST
 
+/* ---- unbuffered_receiver_killed_while_blocked ----------------------------- */
+
+/* A receiver on unbuffered channel "u": fab_recv (arg NULL) or a select with
+ * one receive case (arg non-NULL).  Expects "hello". */
+static int t6_receiver(void *arg)
+{
+	fab_fabric *f = NULL;
+	fab_chan *rx = NULL;
+	char buf[64] = {0};
+	ssize_t n;
+	int rc = mt_open(S.fabric, "u", FAB_RECV, &f, &rx);
+	if (rc)
+		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
+	if (arg) {
+		fab_case c = {.ch = rx, .op = FAB_OP_RECV, .recv_buf = buf, .recv_cap = sizeof buf};
+		int k = fab_select(&c, 1, NULL, 0);
+		n = k == 0 ? c.result : k;
+	} else {
+		n = fab_recv(rx, buf, sizeof buf, NULL);
+	}
+	if (n != 6 || strcmp(buf, "hello") != 0)
+		MT_CHILD_FAIL(10, "%s: %zd (%s)", arg ? "select" : "recv", n,
+			      n < 0 ? fab_errname((int)n) : buf);
+	mt_close(f, rx);
+	return 0;
+}
+
+/* Spawn a receiver and wait until `ready` receivers are counted and it
+ * sleeps (recv_waiters, a gauge that killed sleepers leave raised, one up). */
+static pid_t t6_blocked(fab_chan_hdr *h, void *how, uint32_t ready)
+{
+	uint32_t waiters = atomic_load(&h->recv_waiters) + 1;
+	pid_t r = mt_spawn(t6_receiver, how);
+	int code = MT_RUNNING;
+	ck_assert_int_gt(r, 0);
+	ck_assert_msg(MT_WAIT_UNTIL((atomic_load(&h->recv_ready) == ready &&
+				     atomic_load(&h->recv_waiters) == waiters && mt_in_futex(r)) ||
+					    mt_exited(r, &code),
+				    10 * MT_SEC),
+		      "receiver never slept (recv_ready %u, want %u; recv_waiters %u, want %u)",
+		      atomic_load(&h->recv_ready), ready, atomic_load(&h->recv_waiters), waiters);
+	ck_assert_msg(code == MT_RUNNING, "receiver returned (exit %d) on an empty channel", code);
+	return r;
+}
+
+static void t6_kill(pid_t r)
+{
+	ck_assert_int_eq(kill(r, SIGKILL), 0);
+	int rc = mt_wait(r, 10 * MT_SEC);
+	ck_assert_msg(rc == 128 + SIGKILL, "receiver ended with %d", rc);
+}
+
+START_TEST(unbuffered_receiver_killed_while_blocked)
+{
+	fab_fabric *fab = NULL;
+	fab_chan *tx = NULL;
+	size_t hsize = 0;
+	rc_begin("rcu");
+	int rc = mt_make_chan(S.fabric, "u", FAB_MPMC, 0, 64, 1, &fab);
+	ck_assert_msg(rc == 0, "create: %s", fab_strerror(rc));
+	fab_chan_hdr *h = rc_map_or_fail(S.fabric, "u", &hsize);
+	ck_assert_int_eq(fab_chan_open(fab, "u", FAB_SEND, &tx), 0);
+
+	/* No broker: a receiver is killed while blocked in fab_recv.  A
+	 * try_send offers to it once, finds nobody took, and must repair the
+	 * count. */
+	t6_kill(t6_blocked(h, NULL, 1));
+	ck_assert_uint_eq(atomic_load(&h->recv_ready), 1);
+	rc = fab_try_send(tx, "hello", 6);
+	ck_assert_msg(rc == FAB_EAGAIN, "try_send with no live receiver: %s", fab_errname(rc));
+	ck_assert_msg(atomic_load(&h->recv_ready) == 0,
+		      "recv_ready %u after fab_try_send's offer to a receiver killed while "
+		      "blocked went untaken: every later try_send offers to nobody",
+		      atomic_load(&h->recv_ready));
+	ck_assert_int_eq(fab_try_send(tx, "hello", 6), FAB_EAGAIN);
+
+	/* fabd: a live receiver blocked in fab_recv, another blocked in a
+	 * select killed; recovery takes out the dead one only. */
+	pid_t live = t6_blocked(h, NULL, 1);
+	t6_kill(t6_blocked(h, (void *)1, 2));
+	int n = fab_fabric_recover(fab);
+	ck_assert_msg(atomic_load(&h->recv_ready) == 1,
+		      "recv_ready %u after fab_fabric_recover (-> %d) with one live receiver and "
+		      "one killed while blocked in a select (want 1)",
+		      atomic_load(&h->recv_ready), n);
+	fab_fabric_recover(fab); /* again: nothing more to take out */
+	ck_assert_uint_eq(atomic_load(&h->recv_ready), 1);
+
+	/* The live receiver meets a blocking sender ... */
+	ck_assert_int_eq(fab_send(tx, "hello", 6, NULL), 0);
+	rc = mt_wait(live, 10 * MT_SEC);
+	ck_assert_msg(rc == 0, "live receiver exited %d%s", rc, mt_code_why(rc));
+	ck_assert_uint_eq(atomic_load(&h->recv_ready), 0);
+	ck_assert_int_eq(fab_try_send(tx, "hello", 6), FAB_EAGAIN);
+
+	/* ... and a new one a try_send (retried: the receiver may not run in
+	 * the 2 ms of one offer). */
+	live = t6_blocked(h, NULL, 1);
+	ck_assert_msg(MT_WAIT_UNTIL(fab_try_send(tx, "hello", 6) == 0, 10 * MT_SEC),
+		      "try_send never met the blocked receiver (recv_ready %u)",
+		      atomic_load(&h->recv_ready));
+	rc = mt_wait(live, 10 * MT_SEC);
+	ck_assert_msg(rc == 0, "receiver exited %d%s", rc, mt_code_why(rc));
+	ck_assert_uint_eq(atomic_load(&h->recv_ready), 0);
+
+	fab_chan_release(tx);
+	munmap(h, hsize);
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("crash_recover");
@@ -780,6 +903,7 @@ int main(void)
 	tcase_add_test(tc, limiter_set_lock_of_dead_process);
 	tcase_add_test(tc, limiter_set_killed_in_wake);
 	tcase_add_test(tc, registry_claim_keeps_dead_owner);
+	tcase_add_test(tc, unbuffered_receiver_killed_while_blocked);
 	suite_add_tcase(s, tc);
 	return mt_run_suite(s);
 }
