@@ -386,6 +386,10 @@ static int fi_ctl_read(void *p)
 		q->gen = FAB_SG_GEN(sg);
 		q->state = FAB_SG_STATE(sg);
 		q->pid = load_relaxed(&pe[i].pid);
+		/* Mid-claim, the claim word names the claimer; `pid` may
+		 * still be the previous owner's. */
+		if (q->state == FAB_PROC_CLAIMED && FAB_SG_PID(sg))
+			q->pid = FAB_SG_PID(sg);
 		q->uid = pe[i].uid;
 		q->start_time = load_relaxed(&pe[i].start_time);
 		q->attached_ns = load_relaxed(&pe[i].attached_ns);

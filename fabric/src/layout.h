@@ -41,7 +41,7 @@
 
 /* Process-table entry states. */
 #define FAB_PROC_FREE 0u
-#define FAB_PROC_CLAIMED 1u /* pid written, start time maybe not yet */
+#define FAB_PROC_CLAIMED 1u /* the claimer's pid in sg; pid, start time being written */
 #define FAB_PROC_LIVE 2u
 
 /*
@@ -51,7 +51,7 @@
  * recovery that raced with a re-claim cannot touch the new owner's slots.
  */
 typedef struct fab_proc_ent {
-	_Atomic uint64_t sg; /* claim generation << 32 | state, changed by CAS */
+	_Atomic uint64_t sg; /* claim generation << 32 | claimer pid << 8 | state, by CAS */
 	_Atomic uint32_t pid;
 	uint32_t uid;
 	_Atomic uint64_t start_time;
@@ -103,9 +103,24 @@ typedef struct fab_hist {
 	_Atomic uint64_t b[FAB_HIST_BUCKETS + 1];
 } fab_hist;
 _Static_assert(sizeof(fab_hist) == 216, "histogram size");
+/*
+ * The claim word sg: generation (bits 32..63), the claimer's pid (bits
+ * 8..31, only in a CLAIMED word: FAB_SG_CLAIMED) and the state (bits 0..7).
+ * The CAS FREE -> CLAIMED names its owner in the same instruction, so a
+ * claimer killed before it stored `pid` and LIVE is recognised as dead and
+ * its entry freed; LIVE and FREE words carry no pid (0).  A pid does not
+ * fit in 24 bits only beyond Linux's PID_MAX_LIMIT (2^22); such a claimer,
+ * like a library older than the field (28 Nov 2026, same layout version),
+ * writes 0, "owner unknown", and its CLAIMED entry is taken for alive.
+ */
 #define FAB_SG_MAKE(gen, st) (((uint64_t)(gen) << 32) | (st))
+#define FAB_SG_CLAIMED(gen, pid)                                                \
+	(((uint64_t)(gen) << 32) |                                              \
+	 ((uint64_t)((pid) <= FAB_SG_PID_MAX ? (pid) : 0u) << 8) | FAB_PROC_CLAIMED)
 #define FAB_SG_GEN(sg) ((uint32_t)((sg) >> 32))
-#define FAB_SG_STATE(sg) ((uint32_t)(sg))
+#define FAB_SG_STATE(sg) ((uint32_t)(sg) & 0xffu)
+#define FAB_SG_PID(sg) (((uint32_t)(sg) >> 8) & FAB_SG_PID_MAX)
+#define FAB_SG_PID_MAX 0xffffffu
 _Static_assert(sizeof(fab_proc_ent) == 64, "proc entry size");
 
 /* Registry entry states (channels and contexts). */

@@ -26,8 +26,11 @@ int fab__proc_claim(fab_fabric *fab)
 			uint32_t gen = FAB_SG_GEN(sg) + 1;
 			/* The CAS makes us the only writer of this entry until we
 			 * free it; the new generation invalidates every tag of the
-			 * previous owner. */
-			if (!cas(&e->sg, &sg, FAB_SG_MAKE(gen, FAB_PROC_CLAIMED)))
+			 * previous owner.  Our pid goes into the same word: killed
+			 * before LIVE, we leave an entry whose owner recovery can
+			 * check (it used to leave pid 0, "mid-claim", alive for
+			 * good: one of FAB_MAX_PROCS entries lost). */
+			if (!cas(&e->sg, &sg, FAB_SG_CLAIMED(gen, me)))
 				continue;
 			store_relaxed(&e->pid, me);
 			e->uid = (uint32_t)geteuid();
@@ -102,11 +105,25 @@ int fab__entry_alive(fab_proc_ent *e, uint64_t sg)
 {
 	if (FAB_SG_STATE(sg) == FAB_PROC_FREE)
 		return 0;
-	uint32_t pid = load_relaxed(&e->pid);
-	uint64_t start = load_relaxed(&e->start_time);
-	if (FAB_SG_STATE(sg) == FAB_PROC_CLAIMED && (pid == 0 || start == 0))
-		return pid == 0 ? 1 : fab__pid_alive(pid, 0); /* mid-claim */
-	return fab__pid_alive(pid, start);
+	if (FAB_SG_STATE(sg) == FAB_PROC_CLAIMED) {
+		/* Mid-claim: only the word names the owner.  `pid` and
+		 * `start_time` may still hold the previous owner's values
+		 * (recovery frees an entry as it is), and a stale start time
+		 * would make the live claimer look like a pid reuse.  So the
+		 * pid alone: a claimer killed here whose pid is already reused
+		 * keeps its entry until that process is gone too. */
+		uint32_t cpid = FAB_SG_PID(sg);
+		if (cpid)
+			return fab__pid_alive(cpid, 0);
+		/* No pid in the word (a library older than the field):
+		 * alive while its own stores are incomplete, as before. */
+		uint32_t pid = load_relaxed(&e->pid);
+		uint64_t start = load_relaxed(&e->start_time);
+		if (pid == 0 || start == 0)
+			return pid == 0 ? 1 : fab__pid_alive(pid, 0);
+		return fab__pid_alive(pid, start);
+	}
+	return fab__pid_alive(load_relaxed(&e->pid), load_relaxed(&e->start_time));
 }
 
 int fab__tag_alive(fab_fabric *fab, uint32_t tag)

@@ -2,7 +2,8 @@
  * recover.c - reclaiming what dead processes held.
  *
  * fab_fabric_recover() finds process-table entries whose process is gone
- * (pid + start time), repairs every channel slot and spsc end they held,
+ * (pid + start time; for an entry claimed but never made LIVE, the pid its
+ * claim CAS wrote), repairs every channel slot and spsc end they held,
  * clears their attachments, finishes or rolls back registry entries they
  * were creating, and only then frees their entries (so an index is never
  * reused while a slot still names it).  Every repair is a CAS from the exact
@@ -81,12 +82,28 @@ int fab_fabric_recover(fab_fabric *fab)
 	uint64_t dead_sg[64];
 	uint32_t dead_idx[64];
 	int nd = 0;
+	int repaired = 0;
 	for (uint32_t i = 0; i < FAB_MAX_PROCS && nd < 64; i++) {
 		fab_proc_ent *e = &fab->procs[i];
 		uint64_t sg = load_acquire(&e->sg);
-		if (FAB_SG_STATE(sg) != FAB_PROC_LIVE || (fab->tag && i == fab->proc_idx))
+		if ((fab->tag && i == fab->proc_idx) || FAB_SG_STATE(sg) == FAB_PROC_FREE)
 			continue;
-		if (fab__entry_alive(e, sg))
+		if (FAB_SG_STATE(sg) == FAB_PROC_CLAIMED) {
+			/* A claimer killed before LIVE never had its tag (the
+			 * handle learns it after LIVE), so nothing names the
+			 * entry: free it now.  Only when the word names the
+			 * claimer (FAB_SG_PID) and that process is gone.  The CAS
+			 * from the exact word leaves an entry another recoverer
+			 * freed, or a new claimer took, alone; its release pairs
+			 * with the next claimer's CAS as a release of the entry
+			 * by its owner does (nothing of the dead claimer's is
+			 * read after it). */
+			if (FAB_SG_PID(sg) && !fab__entry_alive(e, sg) &&
+			    cas(&e->sg, &sg, FAB_SG_MAKE(FAB_SG_GEN(sg), FAB_PROC_FREE)))
+				repaired++;
+			continue;
+		}
+		if (FAB_SG_STATE(sg) != FAB_PROC_LIVE || fab__entry_alive(e, sg))
 			continue;
 		dead_tags[nd] = FAB_TAG_MAKE(i, FAB_SG_GEN(sg));
 		dead_sg[nd] = sg;
@@ -94,7 +111,6 @@ int fab_fabric_recover(fab_fabric *fab)
 		nd++;
 	}
 
-	int repaired = 0;
 	for (uint32_t c = 0; c < FAB_MAX_CHANS; c++) {
 		fab_chan_ent *e = &fab->chans[c];
 		uint32_t st = load_acquire(&e->state);

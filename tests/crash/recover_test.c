@@ -57,6 +57,16 @@
  *   for, after fab_fabric_recover and after a try_send's failed offer (no
  *   broker), and rendezvous must still work.
  *
+ * proc_claimer_killed_before_live: fab__proc_claim CASes a process-table
+ *   entry FREE -> CLAIMED, stores pid, start time etc., then LIVE.  An entry
+ *   CLAIMED with pid 0 counted as "mid-claim", alive forever, and recovery
+ *   looked at LIVE entries only: a process killed right after the CAS lost
+ *   one of the 1024 entries for good.  The claim word now names the claimer
+ *   (its pid).  A real fab_fabric_open is stopped, or killed, at its claim's
+ *   clock read; the entry is rewound to what the CAS alone left; recovery
+ *   must leave the live claimer's entry alone (it then finishes its open and
+ *   works) and free the dead one's.
+ *
  * Children never ck_assert: codes 20..29 are their setup failures (22: the
  * call returned instead of dying at its armed instruction), 10 a wrong
  * result; the parent asserts.  syscall, clock_gettime and shm_open are interposed for the whole
@@ -91,6 +101,20 @@ static struct {
 	volatile int armed;
 	int to_parent[2], to_child[2];
 } rc_pause;
+/* proc_claimer_killed_before_live: at the next CLOCK_REALTIME read (the
+ * claim's attached_ns, after its CAS), SIGKILL (RC_CLAIM_KILL) or stop until
+ * the parent lets it go (RC_CLAIM_PAUSE, through rc_pause's pipes). */
+#define RC_CLAIM_KILL 1
+#define RC_CLAIM_PAUSE 2
+static volatile int rc_claim_at_realtime;
+
+/* Tell the parent we stopped; carry on when it answers. */
+static void rc_pause_here(void)
+{
+	char b = 'p';
+	if (write(rc_pause.to_parent[1], &b, 1) != 1 || read(rc_pause.to_child[0], &b, 1) != 1)
+		_exit(29);
+}
 
 long syscall(long nr, ...)
 {
@@ -113,6 +137,13 @@ int clock_gettime(clockid_t id, struct timespec *ts)
 	static int (*real)(clockid_t, struct timespec *);
 	if (rc_kill_at_clock)
 		raise(SIGKILL);
+	if (rc_claim_at_realtime && id == CLOCK_REALTIME) {
+		int how = rc_claim_at_realtime;
+		rc_claim_at_realtime = 0;
+		if (how == RC_CLAIM_KILL)
+			raise(SIGKILL);
+		rc_pause_here();
+	}
 	if (!real)
 		real = (int (*)(clockid_t, struct timespec *))dlsym(RTLD_NEXT, "clock_gettime");
 	return real(id, ts);
@@ -122,10 +153,8 @@ int shm_open(const char *name, int oflag, mode_t mode)
 {
 	static int (*real)(const char *, int, mode_t);
 	if (rc_pause.armed && (oflag & O_CREAT)) {
-		char b = 'p';
 		rc_pause.armed = 0;
-		if (write(rc_pause.to_parent[1], &b, 1) != 1 || read(rc_pause.to_child[0], &b, 1) != 1)
-			_exit(29);
+		rc_pause_here();
 	}
 	if (!real)
 		real = (int (*)(const char *, int, mode_t))dlsym(RTLD_NEXT, "shm_open");
@@ -892,6 +921,138 @@ START_TEST(unbuffered_receiver_killed_while_blocked)
 }
 END_TEST
 
+/* ---- proc_claimer_killed_before_live -------------------------------------- */
+
+/* fab_fabric_open, stopped or killed (arg) at its claim's clock read; when
+ * let go, it sends one message on channel "c" through its new entry. */
+static int t7_claimer(void *arg)
+{
+	int how = (int)(intptr_t)arg;
+	fab_fabric *f = NULL;
+	fab_chan *tx = NULL;
+	close(rc_pause.to_parent[0]);
+	close(rc_pause.to_child[1]);
+	rc_claim_at_realtime = how;
+	int rc = fab_fabric_open(S.fabric, 0, &f);
+	rc_claim_at_realtime = 0;
+	if (how == RC_CLAIM_KILL)
+		MT_CHILD_FAIL(22, "open returned %s without reading the realtime clock",
+			      fab_errname(rc));
+	if (rc)
+		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
+	if ((rc = fab_chan_open(f, "c", FAB_SEND, &tx)) != 0)
+		MT_CHILD_FAIL(21, "chan open: %s", fab_strerror(rc));
+	if ((rc = fab_try_send(tx, "claimed", 8)) != 0)
+		MT_CHILD_FAIL(10, "try_send: %s", fab_strerror(rc));
+	mt_close(f, tx);
+	return 0;
+}
+
+static uint32_t t7_count(fab_proc_ent *procs, uint32_t state, uint32_t *first)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < FAB_MAX_PROCS; i++) {
+		if (FAB_SG_STATE(atomic_load(&procs[i].sg)) != state)
+			continue;
+		if (n++ == 0 && first)
+			*first = i;
+	}
+	return n;
+}
+
+START_TEST(proc_claimer_killed_before_live)
+{
+	fab_fabric *fab = NULL;
+	fab_chan *rx = NULL;
+	size_t nctl = 0;
+	char buf[16] = {0};
+	rc_begin("rcp");
+	int rc = mt_make_chan(S.fabric, "c", FAB_MPMC, 4, 16, 1, &fab);
+	ck_assert_msg(rc == 0, "create: %s", fab_strerror(rc));
+	ck_assert_int_eq(fab_chan_open(fab, "c", FAB_RECV, &rx), 0);
+	fab_ctl_hdr *ctl = rc_map_or_fail(S.fabric, NULL, &nctl);
+	fab_proc_ent *procs = (fab_proc_ent *)((uint8_t *)ctl + ctl->procs_off);
+	uint32_t j = FAB_MAX_PROCS;
+	uint32_t free0 = t7_count(procs, FAB_PROC_FREE, &j);
+	ck_assert_uint_lt(j, FAB_MAX_PROCS);
+	/* What the entry a claimer takes (the first free one) holds before
+	 * its claim: what a claimer killed right after its CAS leaves. */
+	uint32_t pid0 = atomic_load(&procs[j].pid);
+	uint64_t start0 = atomic_load(&procs[j].start_time);
+
+	/* A live claimer, stopped right after its claim. */
+	ck_assert_int_eq(pipe(rc_pause.to_parent), 0);
+	ck_assert_int_eq(pipe(rc_pause.to_child), 0);
+	pid_t c = mt_spawn(t7_claimer, (void *)(intptr_t)RC_CLAIM_PAUSE);
+	close(rc_pause.to_parent[1]);
+	close(rc_pause.to_child[0]);
+	struct pollfd pfd = {.fd = rc_pause.to_parent[0], .events = POLLIN};
+	char ch = 0;
+	ck_assert_msg(poll(&pfd, 1, 10000) == 1 && read(rc_pause.to_parent[0], &ch, 1) == 1,
+		      "claimer never reached its clock read");
+	uint64_t sg = atomic_load(&procs[j].sg);
+	ck_assert_msg(FAB_SG_STATE(sg) == FAB_PROC_CLAIMED, "entry %u: state %u, not CLAIMED", j,
+		      FAB_SG_STATE(sg));
+	/* Rewound to what the CAS alone left, recovery must not take it. */
+	uint32_t pid1 = atomic_load(&procs[j].pid);
+	uint64_t start1 = atomic_load(&procs[j].start_time);
+	atomic_store(&procs[j].pid, pid0);
+	atomic_store(&procs[j].start_time, start0);
+	fab_fabric_recover(fab);
+	uint64_t sg_after = atomic_load(&procs[j].sg);
+	atomic_store(&procs[j].pid, pid1);
+	atomic_store(&procs[j].start_time, start1);
+	ck_assert_int_eq(write(rc_pause.to_child[1], &ch, 1), 1);
+	rc = mt_wait(c, 10 * MT_SEC);
+	ck_assert_msg(sg_after == sg,
+		      "fab_fabric_recover changed the entry of a live claimer (pid %d) from "
+		      "%#llx to %#llx",
+		      (int)c, (unsigned long long)sg, (unsigned long long)sg_after);
+	ck_assert_msg(rc == 0, "claimer exited %d%s", rc, mt_code_why(rc));
+	ck_assert_int_eq(fab_try_recv(rx, buf, sizeof buf), 8);
+	ck_assert_str_eq(buf, "claimed");
+	close(rc_pause.to_parent[0]);
+	close(rc_pause.to_child[1]);
+	ck_assert_uint_eq(t7_count(procs, FAB_PROC_FREE, NULL), free0);
+
+	/* A claimer killed right after its claim. */
+	ck_assert_int_eq(pipe(rc_pause.to_parent), 0);
+	ck_assert_int_eq(pipe(rc_pause.to_child), 0);
+	c = mt_spawn(t7_claimer, (void *)(intptr_t)RC_CLAIM_KILL);
+	close(rc_pause.to_parent[1]);
+	close(rc_pause.to_child[0]);
+	rc = mt_wait(c, 10 * MT_SEC);
+	ck_assert_msg(rc == 128 + SIGKILL, "claimer ended with %d", rc);
+	ck_assert_msg(FAB_SG_STATE(atomic_load(&procs[j].sg)) == FAB_PROC_CLAIMED,
+		      "entry %u: state %u, not CLAIMED", j, FAB_SG_STATE(atomic_load(&procs[j].sg)));
+	atomic_store(&procs[j].pid, pid0);
+	atomic_store(&procs[j].start_time, start0);
+	int n = fab_fabric_recover(fab);
+	ck_assert_msg(FAB_SG_STATE(atomic_load(&procs[j].sg)) == FAB_PROC_FREE &&
+			      t7_count(procs, FAB_PROC_FREE, NULL) == free0,
+		      "fab_fabric_recover (-> %d) left entry %u of a claimer killed right after "
+		      "its claim in state %u: %u free entries, %u before",
+		      n, j, FAB_SG_STATE(atomic_load(&procs[j].sg)),
+		      t7_count(procs, FAB_PROC_FREE, NULL), free0);
+
+	/* The entry is claimed again and works. */
+	fab_fabric *again = NULL;
+	fab_chan *tx = NULL;
+	ck_assert_int_eq(fab_fabric_open(S.fabric, 0, &again), 0);
+	ck_assert_uint_eq(FAB_SG_STATE(atomic_load(&procs[j].sg)), FAB_PROC_LIVE);
+	ck_assert_int_eq(fab_chan_open(again, "c", FAB_SEND, &tx), 0);
+	ck_assert_int_eq(fab_try_send(tx, "again", 6), 0);
+	ck_assert_int_eq(fab_try_recv(rx, buf, sizeof buf), 6);
+	mt_close(again, tx);
+
+	close(rc_pause.to_parent[0]);
+	close(rc_pause.to_child[1]);
+	fab_chan_release(rx);
+	munmap(ctl, nctl);
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("crash_recover");
@@ -904,6 +1065,7 @@ int main(void)
 	tcase_add_test(tc, limiter_set_killed_in_wake);
 	tcase_add_test(tc, registry_claim_keeps_dead_owner);
 	tcase_add_test(tc, unbuffered_receiver_killed_while_blocked);
+	tcase_add_test(tc, proc_claimer_killed_before_live);
 	suite_add_tcase(s, tc);
 	return mt_run_suite(s);
 }
