@@ -795,21 +795,50 @@ uint64_t fab__producer_hash(const char *id)
 	return h ? h : 1;
 }
 
-/* Settle a close: if the recorded closer ids reach the quorum, the channel is
- * closed and every sleeper woken -- again if need be.  Idempotent; run by every
- * close (also a refused one) and by recovery, so a closer killed between
- * recording its id and counting it, or between `closed` and the wake, stalls
- * nobody.  1 if the channel is closed. */
+/* Settle a close: if the recorded closer ids, less those a rejoin withdrew,
+ * reach the quorum, the channel is closed and every sleeper woken -- again
+ * if need be.  Idempotent; run by every close (also a refused one), by a
+ * rejoin that finds the channel closing, and by recovery, so a closer
+ * killed between recording its id and counting it, between the decision
+ * and `closed`, or between `closed` and the wake, stalls nobody.  1 if the
+ * channel is closed.
+ *
+ * The decision is one read-modify-write of `close_epoch` (setting
+ * FAB_CLOSE_DECIDED) from the value read before counting, and every
+ * withdrawal by fab_chan_rejoin_as bumps that word after setting its
+ * `rejoined` bit: so either the rejoin's bump comes first, our CAS fails and
+ * we count again (now without the withdrawn id), or the decision comes
+ * first and the rejoin sees it and reports FAB_ECLOSED.  A rejoin never
+ * wins after the decision: `closed` is final. */
 int fab__chan_close_settle(fab_chan_hdr *h)
 {
-	uint32_t quorum = h->producers, n = 0;
-	for (uint32_t i = 0; i < FAB_PRODUCERS_MAX; i++)
-		n += load_seq_cst(&h->closer_ids[i]) != 0;
-	if (!load_seq_cst(&h->closed)) {
-		if (quorum == 0 || quorum > FAB_PRODUCERS_MAX || n < quorum)
-			return 0;
-		/* seq_cst: ordered against producers' slot claims and
-		 * receivers' emptiness checks (fab__chan_closed_empty). */
+	uint32_t quorum = h->producers;
+	/* seq_cst: ordered against producers' slot claims and receivers'
+	 * emptiness checks (fab__chan_closed_empty), as the store below. */
+	while (!load_seq_cst(&h->closed)) {
+		/* seq_cst (acquire is what matters): pairs with the release of
+		 * a rejoin's bump; seeing the bump, we see its `rejoined` bit. */
+		uint64_t e = load_seq_cst(&h->close_epoch);
+		if (!(e & FAB_CLOSE_DECIDED)) {
+			if (quorum == 0 || quorum > FAB_PRODUCERS_MAX)
+				return 0;
+			/* seq_cst, as the ids: the closers' records and counts
+			 * (fab_chan_close) and these loads are in one order, so
+			 * of two last closers at least one sees the other. */
+			uint64_t wd = load_seq_cst(&h->rejoined);
+			uint32_t n = 0;
+			for (uint32_t i = 0; i < FAB_PRODUCERS_MAX; i++)
+				n += load_seq_cst(&h->closer_ids[i]) != 0 && !((wd >> i) & 1u);
+			if (n < quorum)
+				return 0;
+			/* seq_cst: the decision, ordered with every rejoin's bump
+			 * (same word) and before our store of `closed`.  Fails
+			 * if a rejoin bumped the epoch since we read it: count
+			 * again. */
+			if (!cas_seq_cst(&h->close_epoch, &e, e | FAB_CLOSE_DECIDED))
+				continue;
+		}
+		/* Decided, by us or by a settle killed before this store. */
 		store_seq_cst(&h->closed, 1);
 	}
 	fab__wake_all(h);
@@ -834,6 +863,23 @@ int fab_chan_close_as(fab_chan *ch, const char *producer)
 	ch->producer_id = id;
 	ch->closed_local = closed;
 	return rc;
+}
+
+/* Our id is recorded in closer_ids[i]: count the close again if a rejoin
+ * withdrew it (clear its `rejoined` bit); 1 if we did, 0 if the producer
+ * had closed already. */
+static int fab__chan_reclose(fab_chan_hdr *h, uint32_t i)
+{
+	uint64_t bit = 1ull << i;
+	/* Acquire: pairs with the rejoin's CAS that set the bit. */
+	uint64_t wd = load_acquire(&h->rejoined);
+	while (wd & bit)
+		/* acq_rel: publishes the close like a slot claim does; the
+		 * seq_cst count that follows (fab_chan_close) orders it
+		 * against the other closers' settles. */
+		if (cas(&h->rejoined, &wd, wd & ~bit))
+			return 1;
+	return 0;
 }
 
 int fab_chan_close(fab_chan *ch)
@@ -869,42 +915,118 @@ int fab_chan_close(fab_chan *ch)
 		ch->closed_local = true;
 		return fab__err(FAB_ECLOSED, "channel %s already closed", ch->name);
 	}
+	/* Slots are claimed in order and never cleared (a rejoin withdraws a
+	 * close with a bit, keeping the slot), so an id is in at most one
+	 * slot, before the first free one. */
 	uint64_t id = ch->producer_id;
 	for (uint32_t i = 0; i < FAB_PRODUCERS_MAX; i++) {
+		/* Acquire: pairs with the claiming CAS below of another
+		 * closer. */
 		uint64_t cur = load_acquire(&h->closer_ids[i]);
-		if (cur == id) {
-			/* Recorded already (maybe by our killed predecessor, before
-			 * it counted): finish what it started. */
-			fab__chan_close_settle(h);
-			ch->closed_local = true;
-			return fab__err(FAB_ECLOSED, "channel %s: this producer already closed", ch->name);
-		}
-		if (cur != 0)
-			continue;
-		if (!cas(&h->closer_ids[i], &cur, id)) {
-			if (cur == id) {
-				fab__chan_close_settle(h);
-				ch->closed_local = true;
-				return fab__err(FAB_ECLOSED, "channel %s: this producer already closed",
-						ch->name);
-			}
-			continue;
-		}
-		ch->closed_local = true;
-		uint32_t n = fetch_add_seq_cst(&h->closes, 1) + 1;
-		if (n > quorum) {
-			/* Raced past a close that completed the quorum. */
-			fetch_sub_seq_cst(&h->closes, 1);
-			fab__chan_close_settle(h);
-			return fab__err(FAB_ECLOSED, "channel %s already closed", ch->name);
-		}
-		/* The ids decide, not `closes`: a closer killed between its id
-		 * and its count still counts. */
+		/* acq_rel: publishes our id to the settles that count it. */
+		if (cur == 0 && cas(&h->closer_ids[i], &cur, id))
+			goto counted;
+		if (cur != id)
+			continue; /* another producer's slot */
+		if (fab__chan_reclose(h, i))
+			goto counted;
+		/* Recorded already (maybe by our killed predecessor, before it
+		 * counted): finish what it started. */
 		fab__chan_close_settle(h);
-		return 0;
+		ch->closed_local = true;
+		return fab__err(FAB_ECLOSED, "channel %s: this producer already closed", ch->name);
 	}
 	ch->closed_local = true;
 	return fab__err(FAB_ECLOSED, "channel %s already closed", ch->name);
+counted:
+	ch->closed_local = true;
+	/* seq_cst: the closers' counts are totally ordered, so the last one
+	 * to count sees every earlier record when it settles. */
+	uint32_t n = fetch_add_seq_cst(&h->closes, 1) + 1;
+	if (n > quorum) {
+		/* Raced past a close that completed the quorum. */
+		fetch_sub_seq_cst(&h->closes, 1);
+		fab__chan_close_settle(h);
+		return fab__err(FAB_ECLOSED, "channel %s already closed", ch->name);
+	}
+	/* The ids decide, not `closes`: a closer killed between its id and
+	 * its count still counts. */
+	fab__chan_close_settle(h);
+	return 0;
+}
+
+int fab_chan_rejoin_as(fab_chan *ch, const char *producer)
+{
+	int rc;
+	if ((rc = fab__chan_check(ch, 0)))
+		return rc;
+	if (!(ch->role & FAB_SEND))
+		return fab__err(FAB_EPERM, "channel %s: only a sending handle can rejoin a producer",
+				ch->name);
+	if (!producer || !*producer || strlen(producer) > FAB__PRODUCER_ID_MAX)
+		return fab__err(FAB_EINVAL, "producer id must be 1..%d characters",
+				FAB__PRODUCER_ID_MAX);
+	fab_chan_hdr *h = ch->hdr;
+	uint64_t id = fab__producer_hash(producer);
+	/* seq_cst, as in fab__chan_close_settle. */
+	if (load_seq_cst(&h->closed))
+		goto closed;
+	/* Its slot, if it ever closed (slots fill in order, see
+	 * fab_chan_close). */
+	uint32_t i = 0;
+	uint64_t cur = 0;
+	/* Acquire: pairs with a closer's claiming CAS. */
+	while (i < FAB_PRODUCERS_MAX && (cur = load_acquire(&h->closer_ids[i])) != id && cur != 0)
+		i++;
+	uint64_t bit = i < FAB_PRODUCERS_MAX && cur == id ? 1ull << i : 0, mine = 0;
+	if (bit) {
+		/* Acquire: pairs with the bit's last change. */
+		uint64_t wd = load_acquire(&h->rejoined);
+		/* seq_cst: the withdrawal is ordered before our bump below,
+		 * so a settle that sees the bump sees the bit. */
+		while (!(wd & bit) && !cas_seq_cst(&h->rejoined, &wd, wd | bit))
+			;
+		mine = !(wd & bit) ? bit : 0;
+	}
+	/* Bump the epoch unless the close is decided: a settle that counted
+	 * our producer's close before the withdrawal then fails its decision
+	 * and counts again.  Also when the close was withdrawn already (by
+	 * another rejoin that may not have bumped yet) or never recorded:
+	 * the answer is then still exact. */
+	uint64_t e = load_seq_cst(&h->close_epoch); /* seq_cst: as the CAS */
+	while (!(e & FAB_CLOSE_DECIDED)) {
+		/* seq_cst: ordered with the settles' decisions on this word;
+		 * release of the withdrawal above to the settles that read
+		 * the new epoch. */
+		if (cas_seq_cst(&h->close_epoch, &e, e + 2)) {
+			if (mine) {
+				/* `closes` counted that close (unless its closer
+				 * was killed before counting: never below 0). */
+				uint32_t c = load_relaxed(&h->closes);
+				/* acq_rel, though nothing is published: a figure
+				 * for fab_chan_stats and the closers' "raced past
+				 * the quorum" test; the ids decide. */
+				while (c && !cas(&h->closes, &c, c - 1))
+					;
+			}
+			if (id == ch->producer_id)
+				ch->closed_local = false;
+			return 0;
+		}
+	}
+	/* The quorum closed the channel first, counting that close: put the
+	 * bit back, so the recorded closes say who closed. */
+	if (mine) {
+		/* Acquire: pairs with our own CAS above (and any since). */
+		uint64_t wd = load_acquire(&h->rejoined);
+		/* acq_rel: nothing depends on it but the figures. */
+		while ((wd & mine) && !cas(&h->rejoined, &wd, wd & ~mine))
+			;
+	}
+closed:
+	fab__chan_close_settle(h);
+	return fab__err(FAB_ECLOSED, "channel %s is closed: producer %s cannot rejoin", ch->name,
+			producer);
 }
 
 /* After a receive found nothing: is the channel closed AND still empty?

@@ -313,7 +313,8 @@ bool fab__case_ready(fab_case *c, bool on); /* on: true if counted; undo only th
 void fab__case_recover(fab_case *c, uint32_t dead_tag);
 
 /* A producer id's 64-bit identity in the close quorum (FNV-1a of the
- * string; never 0): FAB_PRODUCER_ID, fab_stage_open, fab_chan_close_as. */
+ * string; never 0): FAB_PRODUCER_ID, fab_stage_open, fab_chan_close_as,
+ * fab_chan_rejoin_as. */
 uint64_t fab__producer_hash(const char *id);
 #define FAB__PRODUCER_ID_MAX 128 /* bytes of a producer id (FAB_PRODUCER_ID) */
 

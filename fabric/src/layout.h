@@ -281,6 +281,7 @@ _Static_assert(FAB_MAX_PROCS <= 1024, "owner tag holds 10 bits of index");
 #define FAB_RING_SPSC 1u        /* spsc, commit words in their own array */
 #define FAB_RING_MPMC 2u
 #define FAB_RING_SPSC_INLINE 3u /* spsc, commit word at the start of each slot */
+#define FAB_CLOSE_DECIDED 1ull  /* close_epoch: the quorum closed the channel */
 
 /*
  * Channel header.  The first line is immutable after creation (readers copy
@@ -335,7 +336,15 @@ typedef struct fab_chan_hdr {
 	_Atomic uint32_t closed;
 	_Atomic uint32_t closes;
 	_Atomic uint64_t closer_ids[64];
-	uint8_t pad5[FAB_LINE - 8];
+	/* since 28 Nov 2026 (same layout version; zero before): bit i of
+	 * `rejoined` withdraws the close recorded in closer_ids[i] (a
+	 * supervisor restarted that producer: fab_chan_rejoin_as); the close
+	 * decision and every rejoin go through `close_epoch`, whose bit 0
+	 * (FAB_CLOSE_DECIDED) the settle that closes the channel sets, and
+	 * whose other bits count rejoins (docs/channels.md "Close") */
+	_Atomic uint64_t close_epoch;
+	_Atomic uint64_t rejoined;
+	uint8_t pad5[FAB_LINE - 24];
 	/* attach ends and slow-path counters */
 	_Atomic uint64_t spsc_sender;   /* owner tag << 32 | handle serial, 0 = free */
 	_Atomic uint64_t spsc_receiver;
@@ -369,6 +378,8 @@ _Static_assert(offsetof(fab_chan_hdr, head) % FAB_LINE == 0, "head on its own li
 _Static_assert(offsetof(fab_chan_hdr, send_futex) % FAB_LINE == 0, "send futex line");
 _Static_assert(offsetof(fab_chan_hdr, recv_futex) % FAB_LINE == 0, "recv futex line");
 _Static_assert(offsetof(fab_chan_hdr, closed) % FAB_LINE == 0, "close line");
+_Static_assert(offsetof(fab_chan_hdr, close_epoch) == 1288, "close epoch offset");
+_Static_assert(offsetof(fab_chan_hdr, rejoined) == 1296, "rejoined offset");
 _Static_assert(offsetof(fab_chan_hdr, spsc_sender) % FAB_LINE == 0, "attach line");
 _Static_assert(offsetof(fab_chan_hdr, head) == 384, "head offset");
 _Static_assert(offsetof(fab_chan_hdr, tail) == 256, "tail offset");

@@ -990,6 +990,168 @@ START_TEST(t_close_as)
 }
 END_TEST
 
+/* fab_chan_rejoin_as: a supervisor withdraws the close of a producer it
+ * will run again (a restarted or scaled-up replica whose predecessor had
+ * closed): the channel then waits for that producer's next close, which
+ * counts once; once the quorum closed the channel, a rejoin is refused. */
+START_TEST(t_rejoin_as)
+{
+	uint32_t kind = UT_KIND;
+	fab_chan_opts o = ut_opts(kind, 8, 8);
+	o.producers = 2;
+	fab_chan *c = NULL;
+	UT_RC(fab_chan_create(fab, "ra", &o, &c), 0);
+	fab_chan *rx = op("ra", FAB_RECV);
+	UT_RC(fab_chan_rejoin_as(NULL, "w.0"), FAB_EINVAL);
+	UT_RC(fab_chan_rejoin_as(c, NULL), FAB_EINVAL);
+	UT_RC(fab_chan_rejoin_as(c, ""), FAB_EINVAL);
+	char longid[200];
+	memset(longid, 'x', sizeof longid - 1);
+	longid[sizeof longid - 1] = 0;
+	UT_RC(fab_chan_rejoin_as(c, longid), FAB_EINVAL);
+	UT_RC(fab_chan_rejoin_as(rx, "w.0"), FAB_EPERM); /* a receiving handle */
+	UT_RC(fab_chan_rejoin_as(c, "w.0"), 0);          /* never closed: open, nothing done */
+	ck_assert_uint_eq(ut_stats(rx).closes, 0);
+	/* w.1 closes (a scaled-down replica), then rejoins (scaled up again) */
+	UT_RC(fab_chan_close_as(c, "w.1"), 0);
+	ck_assert_uint_eq(ut_stats(rx).closes, 1);
+	UT_RC(fab_chan_rejoin_as(c, "w.1"), 0);
+	ck_assert_uint_eq(ut_stats(rx).closes, 0);
+	UT_RC(fab_chan_rejoin_as(c, "w.1"), 0); /* withdrawn already: no change */
+	ck_assert_uint_eq(ut_stats(rx).closes, 0);
+	/* w.0 closes: one of two, the channel stays open for w.1 */
+	UT_RC(fab_chan_close_as(c, "w.0"), 0);
+	UT_RC(fab_chan_close_as(c, "w.0"), FAB_ECLOSED); /* counted once */
+	fab_stats st = ut_stats(rx);
+	ck_assert_uint_eq(st.closes, 1);
+	ck_assert_uint_eq(st.closed, 0);
+	UT_RC(fab_send(c, "a", 1, NULL), 0);
+	/* w.1's close counts again, once: the quorum */
+	UT_RC(fab_chan_close_as(c, "w.1"), 0);
+	UT_RC(fab_chan_close_as(c, "w.1"), FAB_ECLOSED);
+	st = ut_stats(rx);
+	ck_assert_uint_eq(st.closes, 2);
+	ck_assert_uint_eq(st.closed, 1);
+	char b[8];
+	UT_RC(fab_recv(rx, b, sizeof b, NULL), 1);
+	UT_RC(fab_recv(rx, b, sizeof b, NULL), FAB_ECLOSED);
+	/* closed: final */
+	UT_RC(fab_chan_rejoin_as(c, "w.1"), FAB_ECLOSED);
+	UT_RC(fab_chan_rejoin_as(c, "w.7"), FAB_ECLOSED);
+	st = ut_stats(rx);
+	ck_assert_uint_eq(st.closes, 2);
+	ck_assert_uint_eq(st.closed, 1);
+	fab_chan_release(rx);
+	fab_chan_release(c);
+
+	/* A withdrawn close in the middle of the recorded ones: w.5 (first
+	 * slot) rejoins, w.6 (second) closing again is still refused, and
+	 * w.5's own handle may close again. */
+	o.producers = 3;
+	UT_RC(fab_chan_create(fab, "rb", &o, &c), 0);
+	fab_chan_release(c);
+	setenv("FAB_PRODUCER_ID", "w.5", 1);
+	fab_chan *w5 = op("rb", FAB_SEND);
+	unsetenv("FAB_PRODUCER_ID");
+	UT_RC(fab_chan_close(w5), 0);
+	if (kind == FAB_SPSC) {
+		/* the send end is w5's (its close took it): hand it over */
+		fab_chan_release(w5);
+		c = op("rb", FAB_SEND);
+	} else {
+		c = op("rb", FAB_SEND);
+	}
+	UT_RC(fab_chan_close_as(c, "w.6"), 0);
+	if (kind == FAB_SPSC) {
+		fab_chan_release(c);
+		setenv("FAB_PRODUCER_ID", "w.5", 1);
+		w5 = op("rb", FAB_SEND);
+		unsetenv("FAB_PRODUCER_ID");
+		UT_RC(fab_chan_close(w5), FAB_ECLOSED); /* recorded: closed already */
+		UT_RC(fab_chan_rejoin_as(w5, "w.5"), 0);
+		UT_RC(fab_chan_close_as(w5, "w.6"), FAB_ECLOSED);
+		UT_RC(fab_chan_close(w5), 0); /* its own handle closes again */
+		fab_chan_release(w5);
+		c = op("rb", FAB_SEND);
+	} else {
+		UT_RC(fab_chan_rejoin_as(w5, "w.5"), 0);
+		UT_RC(fab_chan_close_as(c, "w.6"), FAB_ECLOSED);
+		UT_RC(fab_chan_close(w5), 0); /* its own handle closes again */
+		fab_chan_release(w5);
+	}
+	rx = op("rb", FAB_RECV);
+	st = ut_stats(rx);
+	ck_assert_uint_eq(st.closes, 2);
+	ck_assert_uint_eq(st.closed, 0);
+	UT_RC(fab_chan_close_as(c, "w.7"), 0); /* 3 of 3 */
+	UT_RC(fab_recv(rx, b, sizeof b, NULL), FAB_ECLOSED);
+	fab_chan_release(rx);
+	fab_chan_release(c);
+}
+END_TEST
+
+/* A rejoin racing the close that would complete the quorum (threads, many
+ * rounds): "a" had closed, "b" closes while "a" rejoins.  Either the rejoin
+ * wins (0) and the channel stays open until "a" closes again, or the quorum
+ * wins and the rejoin says FAB_ECLOSED; never a rejoin that returned 0 on a
+ * channel that closed anyway.  Always b's close counts. */
+struct rejoin_race {
+	fab_chan *ch;
+	const char *who;
+	int rejoin;
+	_Atomic int *gate;
+	int rc;
+};
+
+static void *rejoin_race_thread(void *arg)
+{
+	struct rejoin_race *t = arg;
+	atomic_fetch_add(t->gate, 1);
+	while (atomic_load(t->gate) < 2)
+		;
+	t->rc = t->rejoin ? fab_chan_rejoin_as(t->ch, t->who) : fab_chan_close_as(t->ch, t->who);
+	return NULL;
+}
+
+START_TEST(t_rejoin_race)
+{
+	int rounds = UT_SANITIZED ? 300 : 2000, won = 0, lost = 0;
+	fab_chan_opts o = ut_opts(FAB_MPMC, 1, 8);
+	o.producers = 2;
+	for (int k = 0; k < rounds; k++) {
+		char name[32];
+		snprintf(name, sizeof name, "rr%d", k);
+		fab_chan *c = NULL;
+		UT_RC(fab_chan_create(fab, name, &o, &c), 0);
+		UT_RC(fab_chan_close_as(c, "a"), 0);
+		fab_chan *h = op(name, FAB_SEND);
+		_Atomic int gate = 0;
+		struct rejoin_race tb = { c, "b", 0, &gate, -1000 }, ta = { h, "a", 1, &gate, -1000 };
+		pthread_t th;
+		ck_assert_int_eq(pthread_create(&th, NULL, rejoin_race_thread, &tb), 0);
+		rejoin_race_thread(&ta);
+		pthread_join(th, NULL);
+		UT_RC(tb.rc, 0);
+		uint32_t closed = ut_stats(c).closed;
+		if (ta.rc == 0) {
+			ck_assert_msg(closed == 0, "round %d: rejoin returned 0, channel closed",
+				      k);
+			won++;
+			UT_RC(fab_chan_close_as(c, "a"), 0);
+			ck_assert_uint_eq(ut_stats(c).closed, 1);
+		} else {
+			UT_RC(ta.rc, FAB_ECLOSED);
+			ck_assert_msg(closed == 1, "round %d: rejoin refused, channel open", k);
+			lost++;
+		}
+		fab_chan_release(h);
+		fab_chan_release(c);
+		UT_RC(fab_chan_destroy(fab, name), 0);
+	}
+	ck_assert_int_eq(won + lost, rounds);
+}
+END_TEST
+
 START_TEST(t_close_quorum)
 {
 	uint32_t kind = UT_KIND;
@@ -2107,6 +2269,8 @@ static Suite *chan_suite(void)
 	KINDS(tc, t_close_recv_only);
 	KINDS(tc, t_close_quorum);
 	KINDS(tc, t_close_as);
+	KINDS(tc, t_rejoin_as);
+	tcase_add_test(tc, t_rejoin_race);
 	KINDS(tc, t_open_closed_to_send);
 	tcase_add_loop_test(tc, t_close_wakes_receiver, 0, 4);
 	tcase_add_loop_test(tc, t_close_wakes_sender, 0, 2);

@@ -32,7 +32,7 @@ extern "C" {
 #endif
 
 #define FAB_VERSION_MAJOR 1
-#define FAB_VERSION_MINOR 2
+#define FAB_VERSION_MINOR 3
 #define FAB_VERSION_PATCH 0
 
 /*
@@ -193,6 +193,13 @@ int fab_chan_close(fab_chan *ch);
  * replica that died.  The handle's own identity is unchanged; a producer
  * that already closed gets FAB_ECLOSED and is not counted twice. */
 int fab_chan_close_as(fab_chan *ch, const char *producer);
+/* (since 1.3) Withdraw the close of the producer named `producer`, unless
+ * the channel is closed: a supervisor about to run that producer again (a
+ * replica restarted or scaled up under the same id, whose predecessor had
+ * closed).  0: its share of the quorum is open (now, or it never closed);
+ * FAB_ECLOSED: the quorum was reached, the close is final.  No process of
+ * that producer may run meanwhile. */
+int fab_chan_rejoin_as(fab_chan *ch, const char *producer);
 int fab_chan_destroy(fab_fabric *fab, const char *name);
 size_t fab_chan_len(fab_chan *ch);
 size_t fab_chan_cap(fab_chan *ch);
