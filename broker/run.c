@@ -425,6 +425,20 @@ int fabd_scale(fabd_sup *r, fabd_stage_rt *st, uint32_t n, char *err, size_t en)
 			}
 		}
 	} else {
+		/* A replica scaled down earlier may have closed its outputs as
+		 * producer S.j on SIGTERM: the new S.j withdraws that close
+		 * first (fabd_rejoin), or the channels would close when the
+		 * other replicas close, while it still sends.  A closed output
+		 * cannot take a new producer (Go: no wg.Add after the close). */
+		char closed[FAB_NAME_MAX + 1];
+		for (uint32_t j = old; j < n; j++)
+			if (fabd_rejoin(r, &st->reps[j], closed, sizeof closed) < 0) {
+				snprintf(err, en,
+					 "cannot scale stage %s up: its output channel %s is "
+					 "closed",
+					 cfg->name, closed);
+				return -1;
+			}
 		cfg->replicas = n;
 		for (uint32_t j = old; j < n; j++) {
 			fabd_replica *rep = &st->reps[j];

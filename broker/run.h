@@ -159,6 +159,10 @@ typedef struct fabd_sup {
 uint64_t fabd_now_ns(void);
 struct io_uring_sqe *fabd_sqe(fabd_sup *r);
 int fabd_replica_spawn(fabd_sup *r, fabd_replica *rep);
+/* Withdraw a previous process's close of the replica's out channels before
+ * it runs again (fab_chan_rejoin_as); -1 when one is closed for good (its
+ * name in closed[0..n)). */
+int fabd_rejoin(fabd_sup *r, fabd_replica *rep, char *closed, size_t n);
 void fabd_replica_died(fabd_sup *r, fabd_replica *rep);
 void fabd_replica_backoff_done(fabd_sup *r, fabd_replica *rep, uint64_t gen);
 void fabd_pipe_read_done(fabd_sup *r, fabd_op *op, int res);

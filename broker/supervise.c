@@ -236,6 +236,54 @@ static void arm_pidfd(fabd_sup *r, fabd_replica *rep)
 	io_uring_sqe_set_data(sqe, &rep->pid_op);
 }
 
+/* fabd will run replica `rep` (again): a restart, a scale up, a first
+ * start on a re-attached fabric.  A previous process under its producer id
+ * ("<stage>.<replica>") may have closed its out channels -- a stage that
+ * closes on SIGTERM when scaled down or restarted, or one that closed and
+ * then failed -- and the close quorum would still count that close: the
+ * channel would close when the other producers close, while the new process
+ * still sends (its sends failing with FAB_ECLOSED).  So fabd withdraws that
+ * close (fab_chan_rejoin_as), as Go's wg.Add(1) before a goroutine that will
+ * send; the new process's own close then counts.  A channel already closed
+ * stays closed.  No process of the replica runs at this point (it was
+ * reaped).  Returns 0, or -1 when an out channel is closed (its name in
+ * closed[0..n) when closed is not NULL). */
+int fabd_rejoin(fabd_sup *r, fabd_replica *rep, char *closed, size_t n)
+{
+	const fabd_stage *s = rep->st->cfg;
+	char id[2 * FAB_NAME_MAX + 16];
+	int ret = 0;
+	snprintf(id, sizeof id, "%s.%u", s->name, rep->idx);
+	for (size_t i = 0; i < s->nports; i++) {
+		const fabd_port *p = &s->ports[i];
+		if (!p->out || p->target_kind != FABD_TARGET_CHANNEL)
+			continue; /* the error channel is never closed by stages */
+		const char *name = r->t->channels[p->target].name;
+		fab_chan *ch;
+		int rc = fab_chan_open(r->fab, name, FAB_SEND, &ch);
+		if (rc == 0) {
+			rc = fab_chan_rejoin_as(ch, id);
+			if (rc < 0 && rc != FAB_ECLOSED)
+				fprintf(stderr, "fabd: %s: rejoining channel %s: %s\n", id, name,
+					fab_errmsg());
+			fab_chan_release(ch);
+		} else {
+			fprintf(stderr, "fabd: %s: rejoining channel %s: %s\n", id, name,
+				fab_errmsg());
+		}
+		if (rc == FAB_ECLOSED) {
+			if (!ret && closed)
+				snprintf(closed, n, "%s", name);
+			ret = -1;
+		}
+	}
+	/* Its share is open again: fabd closes it anew if the replica ends
+	 * up beyond the replicas (run.c proxy_close). */
+	if (rep->idx < 64)
+		rep->st->proxy_closed &= ~(1ull << rep->idx);
+	return ret;
+}
+
 /* Start the replica: fork + exec with the stage environment, stdout and
  * stderr on pipes, PR_SET_PDEATHSIG(SIGKILL) so it cannot outlive fabd.
  * Returns 0 (state RUNNING) or -1 with a message printed (the caller treats
@@ -244,6 +292,7 @@ int fabd_replica_spawn(fabd_sup *r, fabd_replica *rep)
 {
 	const fabd_stage *s = rep->st->cfg;
 	int out_w = -1, err_w = -1;
+	fabd_rejoin(r, rep, NULL, 0); /* a closed channel: the replica will see it */
 	char **env = build_env(r, rep);
 	if (!env) {
 		fprintf(stderr, "fabd: %s.%u: out of memory\n", s->name, rep->idx);
@@ -511,6 +560,10 @@ void fabd_drain_restart(fabd_sup *r, fabd_replica *rep)
 static void schedule_restart(fabd_sup *r, fabd_replica *rep)
 {
 	const fabd_stage *s = rep->st->cfg;
+	/* It will send again: its share is open from now on, not only from
+	 * its spawn, or the other producers could close the channel during
+	 * the backoff. */
+	fabd_rejoin(r, rep, NULL, 0);
 	/* A replica that stayed up longer than the longest delay was healthy:
 	 * its next failure starts the backoff from the beginning again. */
 	if (rep->started_ns && fabd_now_ns() - rep->started_ns >= s->backoff_max_ns)

@@ -1,8 +1,8 @@
 /*
  * broker_test.h - what fabd's process-level tests (test_run.c,
  * test_control.c, test_supervise.c) share: the runner's pid, a recursive
- * rm, the segments a fabric left in /dev/shm, small file helpers, and
- * waiting for a child.  Each test file keeps its own names (prefixes), fabd
+ * rm, the segments a fabric left in /dev/shm, small file helpers, waiting
+ * for a child, and a channel's close state.  Each test file keeps its own names (prefixes), fabd
  * launcher and topologies.
  */
 #ifndef FAB_BROKER_TEST_H
@@ -18,6 +18,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <fab/fab.h>
 
 /* The runner's pid: getppid() in a forked test, getpid() in the runner. */
 static inline pid_t runner(void)
@@ -125,6 +127,29 @@ static inline void wait_text(const char *path, const char *needle)
 			return;
 		nap();
 	}
+}
+
+/* An mpmc channel's close state (*closes: producers that closed so far),
+ * read through a receiving handle of our own, which takes no message (on
+ * spsc it would take the receive end); -1 when it cannot be opened. */
+static inline int chan_closed(const char *fabric, const char *name, uint32_t *closes)
+{
+	fab_fabric *f;
+	fab_chan *ch;
+	if (fab_fabric_open(fabric, 0, &f) < 0)
+		return -1;
+	if (fab_chan_open(f, name, FAB_RECV, &ch) < 0) {
+		fab_fabric_close(f);
+		return -1;
+	}
+	fab_stats st;
+	memset(&st, 0, sizeof st);
+	st.size = sizeof st;
+	int rc = fab_chan_stats(ch, &st);
+	fab_chan_release(ch);
+	fab_fabric_close(f);
+	*closes = st.closes;
+	return rc < 0 ? -1 : (int)st.closed;
 }
 
 #endif /* FAB_BROKER_TEST_H */

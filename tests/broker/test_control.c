@@ -31,7 +31,7 @@
 
 #include "broker_test.h"
 
-static const char *const tags[] = { "m", "e", "q", "c", NULL };
+static const char *const tags[] = { "m", "e", "q", "c", "sr", NULL };
 
 static void names(const char *tag, pid_t rp, char *fabric, size_t fl, char *dir, size_t dl)
 {
@@ -512,6 +512,121 @@ START_TEST(t_control)
 }
 END_TEST
 
+/* Times `v` is listed (one number a line) in the file at `path`. */
+static unsigned listed(const char *path, unsigned long long v)
+{
+	FILE *f = fopen(path, "r");
+	unsigned long long x;
+	unsigned n = 0;
+	while (f && fscanf(f, "%llu", &x) == 1)
+		n += x == v;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/* Lines in the file at `path`. */
+static unsigned lines(const char *path)
+{
+	char *c = slurp(path);
+	unsigned n = 0;
+	for (const char *p = c; *p; p++)
+		n += *p == '\n';
+	free(c);
+	return n;
+}
+
+/* (sr) Scale down, then up to the same index, of a writer whose replicas
+ * stop on SIGTERM the way a stage should: they close their outputs.  The
+ * scaled-down src.1 closes "jobs" as producer src.1; the new src.1 that a
+ * scale up starts is that producer again.  What a user relies on: the
+ * channel closes only when the new src.1 has closed too (not when src.0
+ * finishes), and every message it sends is received.  (A quorum that
+ * still counted the old src.1's close closed jobs when src.0 closed, and
+ * the new src.1's sends failed with FAB_ECLOSED.) */
+START_TEST(t_scale_reuse)
+{
+	tenv e;
+	setup_env(&e, "sr");
+	char starts[320], sent[320], got[320], go[320], y[4096];
+	snprintf(starts, sizeof starts, "%s/starts", e.dir);
+	snprintf(sent, sizeof sent, "%s/sent", e.dir);
+	snprintf(got, sizeof got, "%s/got", e.dir);
+	snprintf(go, sizeof go, "%s/go", e.dir);
+	snprintf(y, sizeof y,
+		 "fabric: %s\n"
+		 "channels:\n"
+		 "  jobs: { capacity: 64, msg_size: 8, kind: mpmc }\n"
+		 "stages:\n"
+		 "  src:\n"
+		 "    run: %s/supstage\n"
+		 "    out: { out: jobs }\n"
+		 "    replicas: 2\n"
+		 "    restart: never\n"
+		 "    env: { ROLE: termsource, START_FILE: %s, SENT: %s, GO: %s, COUNT: \"10\" }\n"
+		 "  sink:\n"
+		 "    run: %s/supstage\n"
+		 "    in: { in: jobs }\n"
+		 "    env: { ROLE: sink, START_FILE: %s, GOT: %s }\n"
+		 "metrics: { listen: off }\n",
+		 e.fabric, STAGE_DIR, starts, sent, go, STAGE_DIR, starts, got);
+	write_text(e.yaml, y);
+	pid_t fabd = start_fabd(&e, NULL, NULL);
+	int s = ctl_connect(fabd, &e);
+	char f[400];
+	/* src.1 handles SIGTERM from here on */
+	snprintf(f, sizeof f, "%s.1.1.ready", go);
+	while (access(f, F_OK) != 0) {
+		alive(fabd, &e);
+		nap();
+	}
+	char *r = ctl(s, "scale src 1");
+	ck_assert_str_eq(r, "{\"ok\":true,\"stage\":\"src\",\"replicas\":1}");
+	free(r);
+	wait_log(fabd, &e, "fabd: src.1: stopped (scaled down), exit status 0");
+	wait_log(fabd, &e, "src.1 | closed on SIGTERM");
+	r = ctl(s, "scale src 2");
+	ck_assert_str_eq(r, "{\"ok\":true,\"stage\":\"src\",\"replicas\":2}");
+	free(r);
+	/* the new src.1 (its second incarnation) waits for its go */
+	snprintf(f, sizeof f, "%s.1.2.ready", go);
+	while (access(f, F_OK) != 0) {
+		alive(fabd, &e);
+		nap();
+	}
+	/* src.0 sends its 10, closes and exits */
+	snprintf(f, sizeof f, "%s.0.1", go);
+	write_text(f, "1\n");
+	wait_log(fabd, &e, "fabd: src.0: exited with status 0");
+	uint32_t closes = 0;
+	int closed = chan_closed(e.fabric, "jobs", &closes);
+	ck_assert_msg(closed == 0,
+		      "jobs is closed (%d, %u closes) while the new src.1 still runs and has "
+		      "not closed",
+		      closed, closes);
+	/* the new src.1 sends its 10 and closes: that ends the pipeline */
+	snprintf(f, sizeof f, "%s.1.2", go);
+	write_text(f, "1\n");
+	int code = wait_code(fabd);
+	close(s);
+	char *log = slurp(e.log);
+	ck_assert_msg(code == 0, "fabd exited %d; log:\n%s", code, log);
+	ck_assert_msg(strstr(log, "| send ") == NULL, "log:\n%s", log);
+	free(log);
+	ck_assert_uint_eq(lines(sent), 20);
+	ck_assert_uint_eq(lines(got), 20);
+	for (unsigned long long i = 0; i < 10; i++) {
+		ck_assert_msg(listed(sent, 100 + i) == 1 && listed(got, 100 + i) == 1,
+			      "src.0's %llu: sent %u, got %u", 100 + i, listed(sent, 100 + i),
+			      listed(got, 100 + i));
+		ck_assert_msg(listed(sent, 1200 + i) == 1 && listed(got, 1200 + i) == 1,
+			      "src.1's %llu: sent %u, got %u", 1200 + i, listed(sent, 1200 + i),
+			      listed(got, 1200 + i));
+	}
+	ck_assert_int_eq(segments_left(e.fabric), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("fabd_control");
@@ -522,6 +637,7 @@ int main(void)
 	tcase_add_test(tc, t_errors);
 	tcase_add_test(tc, t_errors_quiet);
 	tcase_add_test(tc, t_control);
+	tcase_add_test(tc, t_scale_reuse);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);

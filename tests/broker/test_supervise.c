@@ -31,8 +31,8 @@
 
 #include "broker_test.h"
 
-static const char *const tags[] = { "all",  "rest", "always", "never",
-				     "pool", "kill", "drainb", "wdog", "drainc", NULL };
+static const char *const tags[] = { "all",  "rest",   "always", "never",   "pool",
+				     "kill", "drainb", "wdog",   "drainc", "reclose", NULL };
 
 static void names(const char *tag, pid_t rp, char *fabric, size_t fl, char *dir, size_t dl)
 {
@@ -549,6 +549,86 @@ START_TEST(t_drain_needs_consumer)
 }
 END_TEST
 
+/* A replica that closed its output and then failed (exit 1 after
+ * fab_stage_close: say its own cleanup failed) is restarted under the same
+ * producer id.  The new process is a producer that will send: the channel
+ * must stay open until it closes too, and everything it sends must arrive.
+ * (Its predecessor's recorded close used to still count: the channel closed
+ * as soon as src.0 closed, and the new src.1's sends failed with
+ * FAB_ECLOSED.)  src.1 runs first (its first incarnation sends 1100..1109,
+ * closes, exits 1), then src.0 (100..109), then the new src.1
+ * (1200..1209). */
+START_TEST(t_restart_after_close)
+{
+	tenv e;
+	setup_env(&e, "reclose");
+	char y[4096], go[320], f[400];
+	snprintf(go, sizeof go, "%s/go", e.dir);
+	snprintf(y, sizeof y,
+		 "fabric: %s\n"
+		 "channels:\n"
+		 "  jobs: { capacity: 64, msg_size: 8, kind: mpmc }\n"
+		 "stages:\n"
+		 "  src:\n"
+		 "    run: %s/supstage\n"
+		 "    out: { out: jobs }\n"
+		 "    replicas: 2\n"
+		 "    backoff: 1ms\n"
+		 "    env: { ROLE: termsource, START_FILE: %s, SENT: %s, GO: %s, COUNT: \"10\", "
+		 "FAIL_REPLICA: \"1\" }\n"
+		 "  sink:\n"
+		 "    run: %s/supstage\n"
+		 "    in: { in: jobs }\n"
+		 "    env: { ROLE: sink, START_FILE: %s, GOT: %s }\n"
+		 "metrics: { listen: off }\n",
+		 e.fabric, STAGE_DIR, e.starts, e.sent, go, STAGE_DIR, e.starts, e.got);
+	write_text(e.yaml, y);
+	pid_t fabd = start_fabd(&e);
+	snprintf(f, sizeof f, "%s.1.1", go);
+	write_text(f, "1\n");
+	wait_text(e.log, "fabd: src.1: exited with status 1");
+	snprintf(f, sizeof f, "%s.1.2.ready", go); /* restarted, waiting */
+	while (!exists(f))
+		nap();
+	snprintf(f, sizeof f, "%s.0.1", go);
+	write_text(f, "1\n");
+	wait_text(e.log, "fabd: src.0: exited with status 0");
+	uint32_t closes = 0;
+	int closed = chan_closed(e.fabric, "jobs", &closes);
+	ck_assert_msg(closed == 0,
+		      "jobs is closed (%d, %u closes) while the restarted src.1 runs and has not "
+		      "closed",
+		      closed, closes);
+	snprintf(f, sizeof f, "%s.1.2", go);
+	write_text(f, "1\n");
+	int code = wait_code(fabd);
+	char *log = slurp(e.log);
+	ck_assert_msg(code == 0, "fabd exited %d; log:\n%s", code, log);
+	ck_assert_msg(strstr(log, "| send ") == NULL, "log:\n%s", log);
+	ck_assert_msg(strstr(log, "src.1 | failing after the close on purpose") != NULL, "log:\n%s",
+		      log);
+	free(log);
+	ck_assert_int_eq(starts_of(&e, "src").n, 3);
+	unsigned bad, want[] = { 100, 1100, 1200 };
+	unsigned *sent = tally(e.sent, 2000, &bad), *got;
+	ck_assert_uint_eq(bad, 0);
+	got = tally(e.got, 2000, &bad);
+	ck_assert_uint_eq(bad, 0);
+	unsigned total = 0;
+	for (unsigned v = 0; v < 2000; v++)
+		total += got[v];
+	ck_assert_uint_eq(total, 30);
+	for (int k = 0; k < 3; k++)
+		for (unsigned i = 0; i < 10; i++)
+			ck_assert_msg(sent[want[k] + i] == 1 && got[want[k] + i] == 1,
+				      "%u: sent %u, got %u", want[k] + i, sent[want[k] + i],
+				      got[want[k] + i]);
+	free(sent);
+	free(got);
+	ck_assert_int_eq(segments_left(e.fabric), 0);
+}
+END_TEST
+
 /* (d) fabd SIGKILLed mid-pipeline: the source has confirmed 40 sends and is
  * parked, the sink recorded 15 and holds the 15th unacked.  Every stage
  * process dies by PDEATHSIG (reaped here, killed by SIGKILL), the segments
@@ -617,6 +697,7 @@ int main(void)
 	tcase_add_test(tc, t_fabd_killed);
 	tcase_add_test(tc, t_drain_during_backoff);
 	tcase_add_test(tc, t_drain_needs_consumer);
+	tcase_add_test(tc, t_restart_after_close);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);

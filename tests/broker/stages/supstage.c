@@ -22,6 +22,17 @@
  *   exiter  no ports needed: while its incarnation is below STAY_AT it exits
  *           with EXIT_CODE (default 0) at once; from STAY_AT on it waits for
  *           its context to end and exits 0.
+ *   termsource  a source replica that stops on SIGTERM the way a stage
+ *           should (docs/fabd.md "scale"): it closes its outputs
+ *           (fab_stage_close) and exits 0.  With its handler installed it
+ *           creates "<GO>.<replica>.<incarnation>.ready", then waits for the
+ *           file "<GO>.<replica>.<incarnation>" (or its context to end), then
+ *           sends COUNT values replica*1000 + incarnation*100 + i
+ *           (i < COUNT <= 100), appending each to SENT once its send returned
+ *           0, closes and exits 0 -- or 1 in the first incarnation of
+ *           replica FAIL_REPLICA (it closed, then failed).  A send that fails
+ *           is printed ("send <value>: <error>") and the replica exits 3
+ *           after closing.
  *   hanger  no ports needed: while its incarnation is below STAY_AT it stops
  *           calling the library (pause(), a hang for the watchdog); from
  *           STAY_AT on it sleeps inside the library (fab_ctx_wait) for
@@ -32,6 +43,7 @@
 #include "stage_common.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -216,6 +228,59 @@ static int exiter(fab_stage *st, unsigned long inc)
 	return 0;
 }
 
+static volatile sig_atomic_t got_term;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	got_term = 1;
+}
+
+static int termsource(fab_stage *st, unsigned long inc)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_term;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	fab_chan *out = fab_stage_out(st, "out");
+	fab_ctx *ctx = fab_stage_ctx(st);
+	const char *rep = env_str("FAB_REPLICA"), *sent = env_str("SENT");
+	uint64_t r = env_u64("FAB_REPLICA", 0), count = env_u64("COUNT", 0);
+	char go[4200], ready[4300], line[32];
+	snprintf(go, sizeof go, "%s.%s.%lu", env_str("GO") ? env_str("GO") : "go", rep ? rep : "0",
+		 inc);
+	snprintf(ready, sizeof ready, "%s.ready", go);
+	touch(ready);
+	while (!exists(go) && !got_term && fab_ctx_err(ctx) == 0)
+		nap();
+	if (got_term) {
+		fab_stage_close(st);
+		printf("closed on SIGTERM\n");
+		return 0;
+	}
+	for (uint64_t i = 0; i < count && i < 100; i++) {
+		uint64_t v = r * 1000 + inc * 100 + i;
+		int rc = fab_send(out, &v, sizeof v, ctx);
+		if (rc < 0) {
+			printf("send %llu: %s\n", (unsigned long long)v, fab_strerror(rc));
+			fab_stage_close(st);
+			return 3;
+		}
+		snprintf(line, sizeof line, "%llu\n", (unsigned long long)v);
+		if (sent)
+			append_line(sent, line);
+	}
+	fab_stage_close(st);
+	printf("sent %llu, closed\n", (unsigned long long)count);
+	const char *fail = env_str("FAIL_REPLICA");
+	if (inc == 1 && fail && rep && !strcmp(fail, rep)) {
+		printf("failing after the close on purpose\n");
+		return 1;
+	}
+	return 0;
+}
+
 static int hanger(fab_stage *st, unsigned long inc)
 {
 	if (inc < env_u64("STAY_AT", 1))
@@ -255,6 +320,8 @@ int main(void)
 		return sink(st, inc);
 	if (!strcmp(role, "exiter"))
 		return exiter(st, inc);
+	if (!strcmp(role, "termsource"))
+		return termsource(st, inc);
 	if (!strcmp(role, "hanger"))
 		return hanger(st, inc);
 	fprintf(stderr, "supstage: unknown ROLE '%s'\n", role);
