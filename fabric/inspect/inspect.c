@@ -414,6 +414,8 @@ static int fi_ctl_read(void *p)
 		s->errors = load_relaxed(&st[i].errors);
 		s->opens = load_relaxed(&st[i].opens);
 		s->replicas_seen = load_relaxed(&st[i].replicas_seen);
+		/* Relaxed: a figure to show; nothing is read through it. */
+		s->restarting = load_relaxed(&st[i].restarting);
 		f->nstages++;
 	}
 	fab_lim_ent *le = (fab_lim_ent *)(base + FAB_CTL_LIMS_OFF);

@@ -81,6 +81,8 @@ typedef struct fi_stage {
 	char name[FI_NAME];
 	uint64_t errors, opens;
 	uint32_t replicas_seen;
+	uint64_t restarting; /* bit j: replica j is being restarted by its supervisor
+			      * (its fab_stage_close does not close; layout.h) */
 } fi_stage;
 
 typedef struct fi_fabric {

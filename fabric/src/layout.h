@@ -211,7 +211,13 @@ typedef struct fab_stage_ent {
 	_Atomic uint32_t replicas_seen;  /* 1 + the highest replica index opened */
 	_Atomic int32_t last_code;       /* code of the last fab_stage_error */
 	_Atomic int64_t last_error_ns;   /* CLOCK_REALTIME of the last fab_stage_error */
-	uint64_t resv[1];
+	/* since 28 Nov 2026 (same layout version; zero before, and an older
+	 * library ignores it): bit j = replica j is being stopped by its
+	 * supervisor to be run again (fab_stage_restarting), so its
+	 * fab_stage_close does not close its outputs; replicas >= 64 have no
+	 * bit.  Set and cleared by the supervisor (fetch_or / fetch_and),
+	 * read by the replica's fab_stage_close. */
+	_Atomic uint64_t restarting;
 } fab_stage_ent;
 _Static_assert(sizeof(fab_stage_ent) == 128, "stage entry size");
 _Static_assert(offsetof(fab_stage_ent, name) == 16, "stage name offset");
@@ -220,6 +226,7 @@ _Static_assert(offsetof(fab_stage_ent, errors_dropped) == 88, "stage dropped off
 _Static_assert(offsetof(fab_stage_ent, opens) == 96, "stage opens offset");
 _Static_assert(offsetof(fab_stage_ent, replicas_seen) == 104, "stage replicas offset");
 _Static_assert(offsetof(fab_stage_ent, last_error_ns) == 112, "stage last error offset");
+_Static_assert(offsetof(fab_stage_ent, restarting) == 120, "stage restarting offset");
 
 typedef struct fab_ctl_hdr {
 	uint64_t magic;

@@ -12,7 +12,10 @@
  * context, each port's channel (in: FAB_RECV, out: FAB_SEND) and the error
  * channel (FAB_SEND).  Output handles carry the replica's producer identity
  * ("<stage>.<replica>", or FAB_PRODUCER_ID), so fab_stage_close's close of
- * an output counts once per replica however often the replica restarts.
+ * an output counts once per replica however often the replica restarts;
+ * and it closes nothing while the supervisor marks the replica in the
+ * stage entry's `restarting` mask (fab_stage_restarting: the replica is
+ * stopped only to be run again, docs/stage.md "Restarts").
  *
  * fab_stage_error counts every report in the stage's table entry and sends
  * a fixed-layout record (fab_stage_err) to the error channel without
@@ -42,6 +45,7 @@ _Static_assert(offsetof(fab_stage_err, text) == 128, "record text offset");
 #define FAB__PORTS_LEN_MAX 8192   /* bytes of FAB_PORTS */
 #define FAB__REPLICA_MAX 65535u
 #define FAB__SHOW 64              /* bytes of a bad value quoted in a message */
+#define FAB__RESTARTING_BITS 64u  /* replicas fab_stage_ent.restarting covers */
 
 typedef struct fab__port {
 	char name[FAB_NAME_MAX + 1];
@@ -300,6 +304,60 @@ static int fab__stage_ent_get(fab_fabric *fab, const char *name, fab_stage_ent *
 			FAB_MAX_STAGES);
 }
 
+/* The LIVE entry named `name`, or NULL: a lookup that creates nothing. */
+static fab_stage_ent *fab__stage_ent_find(fab_fabric *fab, const char *name)
+{
+	fab_stage_ent *t = (fab_stage_ent *)((uint8_t *)fab->ctl.base + FAB_CTL_STAGES_OFF);
+	for (uint32_t i = 0; i < FAB_MAX_STAGES; i++) {
+		/* Acquire: pairs with the creator's store_release of LIVE in
+		 * fab__stage_ent_get, so its name is visible. */
+		if (load_acquire(&t[i].state) != FAB_ENT_LIVE)
+			continue;
+		char n[sizeof t[i].name];
+		memcpy(n, t[i].name, sizeof n);
+		n[sizeof n - 1] = 0; /* shared memory: bound it */
+		if (strcmp(n, name) == 0)
+			return &t[i];
+	}
+	return NULL;
+}
+
+/*
+ * A supervisor marks replica `replica` of stage `stage` as being stopped in
+ * order to be run again (on), or no longer (off): docs/stage.md "Restarts".
+ * Marking finds or creates the stage's entry (a replica that has not opened
+ * the stage yet finds the mark when it does); unmarking creates nothing.
+ */
+int fab_stage_restarting(fab_fabric *fab, const char *stage, uint32_t replica, int on)
+{
+	int rc;
+	if ((rc = fab__fabric_valid(fab)))
+		return rc;
+	if (!fab__name_ok(stage))
+		return fab__err(FAB_EINVAL, "bad stage name (want [A-Za-z0-9_-]{1,48})");
+	if (replica >= FAB__RESTARTING_BITS)
+		return fab__err(FAB_EINVAL, "replica %u: only replicas 0..%u can be marked", replica,
+				FAB__RESTARTING_BITS - 1);
+	fab_stage_ent *e;
+	if (on) {
+		if ((rc = fab__stage_ent_get(fab, stage, &e)))
+			return rc;
+		/* seq_cst: the supervisor marks before it signals the replica
+		 * (pidfd_send_signal, after this returns); the replica's
+		 * fab_stage_close loads the word with acquire after the signal
+		 * arrived, and the kernel orders the signal after this store.
+		 * Only the bit is published: nothing else is read through it. */
+		atomic_fetch_or_explicit(&e->restarting, 1ull << replica, memory_order_seq_cst);
+	} else if ((e = fab__stage_ent_find(fab, stage))) {
+		/* seq_cst, as above: the supervisor unmarks before it starts
+		 * the next process of the replica (fork after this returns), or
+		 * before a stop that must close (scale down, drain), so that
+		 * process's fab_stage_close sees the bit clear. */
+		atomic_fetch_and_explicit(&e->restarting, ~(1ull << replica), memory_order_seq_cst);
+	}
+	return 0;
+}
+
 /* ---- handle ------------------------------------------------------------------ */
 
 static int fab__stage_valid(fab_stage *st)
@@ -479,15 +537,31 @@ int fab_stage_error(fab_stage *st, int code, const char *fmt, ...)
 	return fab__stage_fail(rc, "error channel %s%s: record dropped (counted)", st->err_name, "");
 }
 
+/* Is this replica being stopped by its supervisor to be run again
+ * (fab_stage_restarting)?  Replicas beyond the mask's 64 bits never are. */
+static int fab__stage_restarting(fab_stage *st)
+{
+	if (st->replica >= FAB__RESTARTING_BITS)
+		return 0;
+	/* Acquire: pairs with the supervisor's seq_cst fetch_or, made before
+	 * it signalled this process to stop; a mark set after we read it
+	 * (a stop that raced with our own finish) is too late, and our close
+	 * counts, as a producer that finished first.  Only the bit is read. */
+	return (int)((load_acquire(&st->ent->restarting) >> st->replica) & 1u);
+}
+
 void fab_stage_close(fab_stage *st)
 {
 	if (!st)
 		return;
-	if (st->fork_gen == load_relaxed(&fab__fork_gen)) {
+	if (st->fork_gen == load_relaxed(&fab__fork_gen) && !fab__stage_restarting(st)) {
 		/* This replica is done producing: close each output (Go's
 		 * close).  FAB_ECLOSED means this replica, or the quorum,
 		 * already closed it (a restart): nothing to do.  Other errors
-		 * cannot be acted on here; the handles are released anyway. */
+		 * cannot be acted on here; the handles are released anyway.
+		 * A replica its supervisor is restarting is not done: it only
+		 * releases its handles, and the next process of the replica
+		 * closes (docs/stage.md "Restarts"). */
 		for (int i = 0; i < st->nports; i++)
 			if (st->ports[i].dir == FAB_SEND && st->ports[i].ch)
 				(void)fab_chan_close(st->ports[i].ch);

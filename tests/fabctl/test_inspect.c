@@ -62,6 +62,11 @@ static uint8_t *rw_map(const char *path, size_t *size)
 
 START_TEST(t_read_and_peek)
 {
+	/* a stage entry with replica 3 marked restarting (by a supervisor) */
+	fab_fabric *ff;
+	ck_assert_int_eq(fab_fabric_open(fabric, 0, &ff), 0);
+	ck_assert_int_eq(fab_stage_restarting(ff, "st", 3, 1), 0);
+	fab_fabric_close(ff);
 	fi_fabric *f;
 	ck_assert_int_eq(fi_open(fabric, &f), 0);
 	ck_assert_int_eq(fi_snapshot(f), 0);
@@ -70,6 +75,10 @@ START_TEST(t_read_and_peek)
 	ck_assert_int_eq(f->chans[0].err, 0);
 	ck_assert_uint_eq(f->chans[0].len, 2);
 	ck_assert_uint_eq(f->chans[0].capacity, 4);
+	ck_assert_uint_eq(f->nstages, 1);
+	ck_assert_str_eq(f->stages[0].name, "st");
+	ck_assert_uint_eq(f->stages[0].restarting, 1u << 3);
+	ck_assert_uint_eq(f->stages[0].opens, 0);
 	fi_close(f);
 	fi_msg *m;
 	unsigned n;

@@ -9,7 +9,8 @@
  * fab_stage_error's record arrives intact and is counted in the control
  * segment's stage table, and a full error channel drops and counts instead
  * of blocking; fab_stage_close closes the outputs once per replica (a
- * restarted replica is not counted twice); a handle inherited across
+ * restarted replica is not counted twice) and not at all while the
+ * supervisor marks the replica as restarting; a handle inherited across
  * fork() is FAB_EINVAL and closes nothing.
  *
  * Stages are "started by hand": the test (or a forked child) sets the FAB_*
@@ -599,6 +600,71 @@ START_TEST(t_producer_id_env)
 }
 END_TEST
 
+/* A replica its supervisor is restarting (fab_stage_restarting) is not
+ * done producing: its fab_stage_close releases without closing, and the
+ * next process of the replica, started after the unmark, closes once.
+ * Without the mark, fan.0's close on its way out and fan.1's close would
+ * complete the quorum while fan.0 is about to run again. */
+START_TEST(t_restarting)
+{
+	fab_chan *rx = mk_chan("merged", FAB_MPMC, 8, 16, 2);
+	/* arguments */
+	UT_RC(fab_stage_restarting(NULL, "fan", 0, 1), FAB_EINVAL);
+	UT_RC(fab_stage_restarting(fab, NULL, 0, 1), FAB_EINVAL);
+	UT_RC(fab_stage_restarting(fab, "no way", 0, 1), FAB_EINVAL);
+	UT_RC(fab_stage_restarting(fab, "fan", 64, 1), FAB_EINVAL);
+	ck_assert_msg(strstr(fab_errmsg(), "0..63") != NULL, "%s", fab_errmsg());
+	/* unmarking creates no entry; marking creates it */
+	UT_RC(fab_stage_restarting(fab, "fan", 0, 0), 0);
+	ck_assert_int_eq(stage_entries("fan", NULL), 0);
+	UT_RC(fab_stage_restarting(fab, "fan", 0, 1), 0);
+	fab_stage_ent *e = stage_ent("fan");
+	ck_assert_uint_eq(atomic_load(&e->restarting), 1);
+	ck_assert_uint_eq(atomic_load(&e->opens), 0);
+
+	/* fan.0, marked, stops: its close is not counted */
+	UT_CHILD_OK(ft_spawn(replica_run, "0"));
+	fab_stats st = ut_stats(rx);
+	ck_assert_uint_eq(st.closes, 0);
+	ck_assert_uint_eq(st.closed, 0);
+	/* fan.1 finishes meanwhile: one close of two */
+	UT_CHILD_OK(ft_spawn(replica_run, "1"));
+	st = ut_stats(rx);
+	ck_assert_uint_eq(st.closes, 1);
+	ck_assert_uint_eq(st.closed, 0);
+	/* unmarked, the next fan.0 runs and closes: the quorum */
+	UT_RC(fab_stage_restarting(fab, "fan", 0, 0), 0);
+	ck_assert_uint_eq(atomic_load(&e->restarting), 0);
+	UT_RC(fab_stage_restarting(fab, "fan", 0, 0), 0); /* twice: no change */
+	UT_CHILD_OK(ft_spawn(replica_run, "0"));
+	st = ut_stats(rx);
+	ck_assert_uint_eq(st.closes, 2);
+	ck_assert_uint_eq(st.closed, 1);
+	char buf[16];
+	int n = 0;
+	while (fab_try_recv(rx, buf, sizeof buf) > 0)
+		n++;
+	ck_assert_int_eq(n, 3);
+	/* bits are per replica */
+	UT_RC(fab_stage_restarting(fab, "fan", 63, 1), 0);
+	UT_RC(fab_stage_restarting(fab, "fan", 5, 1), 0);
+	UT_RC(fab_stage_restarting(fab, "fan", 63, 0), 0);
+	ck_assert_uint_eq(atomic_load(&e->restarting), 1ull << 5);
+	ck_assert_int_eq(stage_entries("fan", NULL), 1);
+	fab_chan_release(rx);
+
+	/* a replica beyond the mask's 64 bits always closes */
+	rx = mk_chan("wide", FAB_MPMC, 8, 16, 1);
+	env_stage("w", "64", "out:o=wide", NULL, NULL);
+	fab_stage *s = NULL;
+	UT_RC(fab_stage_open(&s), 0);
+	atomic_store(&stage_ent("w")->restarting, ~0ull);
+	fab_stage_close(s);
+	ck_assert_uint_eq(ut_stats(rx).closed, 1);
+	fab_chan_release(rx);
+}
+END_TEST
+
 /* ---- fork ------------------------------------------------------------------ */
 
 static fab_stage *forked;
@@ -737,6 +803,7 @@ static Suite *stage_suite(void)
 	tcase_add_loop_test(tc, t_close_closes_outputs, 0, 2);
 	tcase_add_test(tc, t_replica_restart_counted_once);
 	tcase_add_test(tc, t_producer_id_env);
+	tcase_add_test(tc, t_restarting);
 	tcase_add_test(tc, t_fork_inherited);
 	tcase_add_test(tc, t_table_one_entry_per_name);
 	tcase_add_test(tc, t_table_dead_creator_and_scribbles);
