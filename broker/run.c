@@ -294,6 +294,7 @@ static void retired_died(fabd_sup *r, fabd_replica *rep)
 	rep->pid = 0;
 	rep->gen++;
 	rep->state = FABD_R_DONE;
+	fabd_mark_restarting(r, rep, 0); /* (scale down unmarked it already) */
 	for (int i = 0; i < 16 && fab_fabric_recover(r->fab) > 0; i++)
 		;
 	if (si.si_code == CLD_EXITED)
@@ -417,6 +418,9 @@ int fabd_scale(fabd_sup *r, fabd_stage_rt *st, uint32_t n, char *err, size_t en)
 		cfg->replicas = n; /* from now on, run.c reaps the rest (retired_died) */
 		for (uint32_t j = n; j < old; j++) {
 			fabd_replica *rep = &st->reps[j];
+			/* Retired, not restarted: a replica that `restart`
+			 * stopped and that has not exited yet closes after all. */
+			fabd_mark_restarting(r, rep, 0);
 			if (rep->state == FABD_R_RUNNING) {
 				fabd_kill(rep, SIGTERM);
 			} else {
@@ -472,8 +476,13 @@ int fabd_restart_stage(fabd_sup *r, fabd_stage_rt *st, char *err, size_t en)
 		fabd_replica *rep = &st->reps[j];
 		if (rep->state == FABD_R_RUNNING) {
 			/* Restarted on exit like a strategy restart: not counted
-			 * against the intensity, after the stage's backoff. */
+			 * against the intensity, after the stage's backoff.  A
+			 * restart is not the end of its sends: marked first, its
+			 * fab_stage_close on SIGTERM closes nothing (else the
+			 * close of the last open producers of a channel would
+			 * close it before the new process could rejoin). */
 			rep->restart_on_exit = 1;
+			fabd_mark_restarting(r, rep, 1);
 			fabd_kill(rep, SIGTERM);
 			n++;
 		}
@@ -1060,6 +1069,10 @@ int fabd_run(const fabd_topology *t, const fabd_run_opts *o)
 	if (create_objects(r) < 0 || create_contexts(r) < 0 || start_metrics(r) < 0 ||
 	    start_errreader(r) < 0 || fabd_watchdog_start(r) < 0)
 		goto out;
+	/* A previous fabd may have died between marking a replica restarting
+	 * and starting its next process: that replica would never close.
+	 * (On a new fabric there is nothing to clear; cheap anyway.) */
+	fabd_unmark_all(r);
 
 	arm_signal(r);
 	code = FABD_EXIT_OK;

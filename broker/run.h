@@ -116,6 +116,8 @@ typedef struct fabd_stage_rt {
 				  * channels' close quorum */
 	int writer;              /* has an out port on a channel (not the error channel) */
 	uint64_t proxy_closed;   /* bit j: fabd closed the outputs as producer <stage>.<j> */
+	uint64_t restarting;     /* bit j: fabd marked replica j as restarting in the stage
+				  * table (fab_stage_restarting) and has not unmarked it */
 	uint64_t restarts_total; /* spawns after the first of each replica */
 	uint64_t *last_start;    /* per replica: started_ns last seen */
 	uint64_t errors;         /* error records read from the error channel */
@@ -181,6 +183,14 @@ void fabd_close_dead_letters(fabd_sup *r);
 /* The replica will not run again: mark it done and close its share of its
  * out channels' close quorum (supervise.c). */
 void fabd_finish(fabd_sup *r, fabd_replica *rep);
+/* The restart mark (fab_stage_restarting, docs/fabd.md "Producer shares"):
+ * set before fabd SIGTERMs a replica only to run it again, so that its
+ * fab_stage_close does not close its outputs; cleared before the replica's
+ * next process starts and whenever the replica is retired.  Replicas >= 64
+ * cannot be marked.  fabd_unmark_all clears every bit of every stage (a
+ * previous fabd may have died with one set). */
+void fabd_mark_restarting(fabd_sup *r, fabd_replica *rep, int on);
+void fabd_unmark_all(fabd_sup *r);
 int fabd_running(const fabd_sup *r);      /* replicas with a live process */
 int fabd_pending(const fabd_sup *r);      /* replicas running or in backoff */
 /* Arm a one-shot timer; `op` is malloc'd by the caller, owned by the list

@@ -284,6 +284,45 @@ int fabd_rejoin(fabd_sup *r, fabd_replica *rep, char *closed, size_t n)
 	return ret;
 }
 
+void fabd_mark_restarting(fabd_sup *r, fabd_replica *rep, int on)
+{
+	fabd_stage_rt *st = rep->st;
+	if (rep->idx >= 64) {
+		if (on)
+			fprintf(stderr, "fabd: %s.%u: replicas above 63 have no restart mark: "
+					"a close on SIGTERM counts\n",
+				st->cfg->name, rep->idx);
+		return;
+	}
+	uint64_t bit = 1ull << rep->idx;
+	if (!on && !(st->restarting & bit))
+		return; /* not marked by us (fabd_unmark_all cleared the rest) */
+	if (fab_stage_restarting(r->fab, st->cfg->name, rep->idx, on) < 0) {
+		fprintf(stderr, "fabd: %s.%u: %s the restart mark: %s\n", st->cfg->name, rep->idx,
+			on ? "setting" : "clearing", fab_errmsg());
+		if (on)
+			return; /* unmarked: a close on SIGTERM counts, as before the mark */
+	}
+	if (on)
+		st->restarting |= bit;
+	else
+		st->restarting &= ~bit;
+}
+
+void fabd_unmark_all(fabd_sup *r)
+{
+	for (size_t i = 0; i < r->nstages; i++) {
+		fabd_stage_rt *st = &r->stages[i];
+		for (uint32_t j = 0; j < 64; j++)
+			if (fab_stage_restarting(r->fab, st->cfg->name, j, 0) < 0) {
+				fprintf(stderr, "fabd: stage %s: clearing the restart marks: %s\n",
+					st->cfg->name, fab_errmsg());
+				break;
+			}
+		st->restarting = 0;
+	}
+}
+
 /* Start the replica: fork + exec with the stage environment, stdout and
  * stderr on pipes, PR_SET_PDEATHSIG(SIGKILL) so it cannot outlive fabd.
  * Returns 0 (state RUNNING) or -1 with a message printed (the caller treats
@@ -292,6 +331,9 @@ int fabd_replica_spawn(fabd_sup *r, fabd_replica *rep)
 {
 	const fabd_stage *s = rep->st->cfg;
 	int out_w = -1, err_w = -1;
+	/* The previous process (stopped by `restart`) has exited: the new
+	 * one closes its outputs when it finishes. */
+	fabd_mark_restarting(r, rep, 0);
 	fabd_rejoin(r, rep, NULL, 0); /* a closed channel: the replica will see it */
 	char **env = build_env(r, rep);
 	if (!env) {
@@ -438,6 +480,9 @@ static void close_for(fabd_sup *r, fabd_replica *rep)
 {
 	const fabd_stage *s = rep->st->cfg;
 	char id[2 * FAB_NAME_MAX + 16];
+	/* Not restarting any more (a replica `restart` stopped and that a
+	 * drain or a failure ends): fabd closes for it below. */
+	fabd_mark_restarting(r, rep, 0);
 	snprintf(id, sizeof id, "%s.%u", s->name, rep->idx);
 	for (size_t i = 0; i < s->nports; i++) {
 		const fabd_port *p = &s->ports[i];

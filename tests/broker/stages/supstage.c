@@ -29,8 +29,10 @@
  *           file "<GO>.<replica>.<incarnation>" (or its context to end), then
  *           sends COUNT values replica*1000 + incarnation*100 + i
  *           (i < COUNT <= 100), appending each to SENT once its send returned
- *           0, closes and exits 0 -- or 1 in the first incarnation of
- *           replica FAIL_REPLICA (it closed, then failed).  A send that fails
+ *           0, closes ("sent COUNT, closed"), waits until the file LINGER
+ *           exists when LINGER is set, and exits 0 -- or 1 in the first
+ *           incarnation of replica FAIL_REPLICA (it closed, then failed).
+ *           A send that fails
  *           is printed ("send <value>: <error>") and the replica exits 3
  *           after closing.
  *   hanger  no ports needed: while its incarnation is below STAY_AT it stops
@@ -273,6 +275,14 @@ static int termsource(fab_stage *st, unsigned long inc)
 	}
 	fab_stage_close(st);
 	printf("sent %llu, closed\n", (unsigned long long)count);
+	const char *linger = env_str("LINGER");
+	if (linger) {
+		/* closed, still running: until the file LINGER exists (the
+		 * stage's context was released with the stage) */
+		fflush(stdout);
+		while (!exists(linger))
+			nap();
+	}
 	const char *fail = env_str("FAIL_REPLICA");
 	if (inc == 1 && fail && rep && !strcmp(fail, rep)) {
 		printf("failing after the close on purpose\n");
