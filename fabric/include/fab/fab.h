@@ -32,7 +32,7 @@ extern "C" {
 #endif
 
 #define FAB_VERSION_MAJOR 1
-#define FAB_VERSION_MINOR 4
+#define FAB_VERSION_MINOR 3
 #define FAB_VERSION_PATCH 0
 
 /*
@@ -304,7 +304,7 @@ int fab_stage_error(fab_stage *st, int code, const char *fmt, ...)
 #endif
 	;
 void fab_stage_close(fab_stage *st);
-/* (since 1.4) A supervisor marks replica `replica` (0..63) of stage `stage`
+/* (since 1.3) A supervisor marks replica `replica` (0..63) of stage `stage`
  * as being stopped in order to be run again (restarting != 0), or unmarks
  * it: while marked, that replica's fab_stage_close releases its handles
  * without closing its outputs (a restart is not the end of its sends).
