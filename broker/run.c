@@ -455,8 +455,13 @@ int fabd_scale(fabd_sup *r, fabd_stage_rt *st, uint32_t n, char *err, size_t en)
 			st->last_start[j] = 0; /* a new replica, not a restart */
 			rep->restarts = 0;
 			if (fabd_replica_spawn(r, rep) < 0) {
-				rep->state = FABD_R_DONE;
 				fprintf(stderr, "fabd: %s.%u: could not be started\n", cfg->name, j);
+				/* It will not run: done, and its share of the
+				 * outputs' quorum closed (fabd_finish), as for a
+				 * restart that gives up.  fabd_rejoin above may
+				 * have withdrawn an earlier close of S.j; left
+				 * open, the channel would never close. */
+				fabd_finish(r, rep);
 			}
 		}
 	}

@@ -944,10 +944,26 @@ counted:
 	 * to count sees every earlier record when it settles. */
 	uint32_t n = fetch_add_seq_cst(&h->closes, 1) + 1;
 	if (n > quorum) {
-		/* Raced past a close that completed the quorum. */
-		fetch_sub_seq_cst(&h->closes, 1);
-		fab__chan_close_settle(h);
-		return fab__err(FAB_ECLOSED, "channel %s already closed", ch->name);
+		/* `closes` may run high: a rejoin killed between its
+		 * withdrawal and its decrement (fab_chan_rejoin_as) never
+		 * takes the withdrawn close out of the figure, and this close
+		 * would be refused although the ids count it.  The ids decide:
+		 * refuse only if, with ours, more closes count than the quorum
+		 * (we raced past a close that completed it).  seq_cst, as the
+		 * settle's loads: our count follows every earlier closer's. */
+		uint64_t wd = load_seq_cst(&h->rejoined);
+		uint32_t m = 0;
+		for (uint32_t i = 0; i < FAB_PRODUCERS_MAX; i++)
+			m += load_seq_cst(&h->closer_ids[i]) != 0 && !((wd >> i) & 1u);
+		if (m > quorum) {
+			/* Raced past a close that completed the quorum. */
+			fetch_sub_seq_cst(&h->closes, 1);
+			fab__chan_close_settle(h);
+			return fab__err(FAB_ECLOSED, "channel %s already closed", ch->name);
+		}
+		/* Counted.  Put the figure right if nobody counted since
+		 * (acq_rel, a figure: nothing is published through it). */
+		cas(&h->closes, &n, m);
 	}
 	/* The ids decide, not `closes`: a closer killed between its id and
 	 * its count still counts. */

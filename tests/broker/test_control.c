@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/resource.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -31,7 +32,7 @@
 
 #include "broker_test.h"
 
-static const char *const tags[] = { "m", "e", "q", "c", "sr", "rt1", "rt2", "rtz", NULL };
+static const char *const tags[] = { "m", "e", "q", "c", "sr", "rt1", "rt2", "rtz", "sf", NULL };
 
 static void names(const char *tag, pid_t rp, char *fabric, size_t fl, char *dir, size_t dl)
 {
@@ -796,6 +797,117 @@ START_TEST(t_restart_stale_mark)
 }
 END_TEST
 
+/* A scale-up whose replica cannot be started (here fabd's pipe() hits
+ * RLIMIT_NOFILE) after fabd_rejoin withdrew that producer's earlier close:
+ * fabd must close the share again, or the channel never closes, the sink
+ * waits for good and fabd never exits (found by review; a regression of
+ * the rejoin).  src.1 closes on SIGTERM at the scale-down; after the failed
+ * scale-up only src.0 can produce, and its close must end the pipeline. */
+static int count_fds(pid_t pid)
+{
+	char d[64];
+	snprintf(d, sizeof d, "/proc/%d/fd", (int)pid);
+	DIR *dir = opendir(d);
+	int n = 0;
+	struct dirent *de;
+	while (dir && (de = readdir(dir)))
+		n += de->d_name[0] != '.';
+	if (dir)
+		closedir(dir);
+	return n;
+}
+
+START_TEST(t_scale_up_spawn_fails)
+{
+	tenv e;
+	setup_env(&e, "sf");
+	char starts[320], sent[320], got[320], go[320], y[4096];
+	snprintf(starts, sizeof starts, "%s/starts", e.dir);
+	snprintf(sent, sizeof sent, "%s/sent", e.dir);
+	snprintf(got, sizeof got, "%s/got", e.dir);
+	snprintf(go, sizeof go, "%s/go", e.dir);
+	snprintf(y, sizeof y,
+		 "fabric: %s\n"
+		 "channels:\n"
+		 "  jobs: { capacity: 64, msg_size: 8, kind: mpmc }\n"
+		 "stages:\n"
+		 "  src:\n"
+		 "    run: %s/supstage\n"
+		 "    out: { out: jobs }\n"
+		 "    replicas: 2\n"
+		 "    restart: never\n"
+		 "    env: { ROLE: termsource, START_FILE: %s, SENT: %s, GO: %s, COUNT: \"10\" }\n"
+		 "  sink:\n"
+		 "    run: %s/supstage\n"
+		 "    in: { in: jobs }\n"
+		 "    env: { ROLE: sink, START_FILE: %s, GOT: %s }\n"
+		 "metrics: { listen: off }\n",
+		 e.fabric, STAGE_DIR, starts, sent, go, STAGE_DIR, starts, got);
+	write_text(e.yaml, y);
+	pid_t fabd = start_fabd(&e, NULL, NULL);
+	int s = ctl_connect(fabd, &e);
+	char f[400];
+	snprintf(f, sizeof f, "%s.1.1.ready", go);
+	while (access(f, F_OK) != 0) {
+		alive(fabd, &e);
+		nap();
+	}
+	/* src.1 closes on SIGTERM (producer src.1 recorded) */
+	char *r = ctl(s, "scale src 1");
+	ck_assert_str_eq(r, "{\"ok\":true,\"stage\":\"src\",\"replicas\":1}");
+	free(r);
+	wait_log(fabd, &e, "fabd: src.1: stopped (scaled down), exit status 0");
+	wait_log(fabd, &e, "src.1 | closed on SIGTERM");
+	/* fabd's descriptors settle (src.1's pipes closed) */
+	int n = count_fds(fabd), same = 0;
+	while (same < 20) {
+		nap();
+		int m = count_fds(fabd);
+		same = m == n ? same + 1 : 0;
+		n = m;
+	}
+	/* One descriptor to spare: fabd_rejoin's fab_chan_open (shm_open,
+	 * closed after mmap) works, the spawn's pipe() does not. */
+	struct rlimit old, lim;
+	ck_assert_int_eq(prlimit(fabd, RLIMIT_NOFILE, NULL, &old), 0);
+	lim.rlim_cur = (rlim_t)n + 1;
+	lim.rlim_max = old.rlim_max;
+	ck_assert_int_eq(prlimit(fabd, RLIMIT_NOFILE, &lim, NULL), 0);
+	r = ctl(s, "scale src 2");
+	ck_assert_int_eq(prlimit(fabd, RLIMIT_NOFILE, &old, NULL), 0);
+	free(r); /* ok either way: the failed spawn is logged */
+	wait_log(fabd, &e, "fabd: src.1: could not be started");
+	/* src.0 sends its 10, closes and exits: no producer of jobs is left
+	 * (src.1 could not run), so jobs must close and the pipeline end. */
+	snprintf(f, sizeof f, "%s.0.1", go);
+	write_text(f, "1\n");
+	wait_log(fabd, &e, "fabd: src.0: exited with status 0");
+	int code = -1, st;
+	for (int i = 0; i < 100; i++) { /* 10 s */
+		if (waitpid(fabd, &st, WNOHANG) == fabd) {
+			code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+			break;
+		}
+		struct timespec ts = { 0, 100000000 };
+		nanosleep(&ts, NULL);
+	}
+	uint32_t closes = 0;
+	int closed = chan_closed(e.fabric, "jobs", &closes);
+	char *log = slurp(e.log);
+	if (code < 0) {
+		kill(fabd, SIGKILL);
+		waitpid(fabd, &st, 0);
+	}
+	close(s);
+	ck_assert_msg(code >= 0,
+		      "fabd still runs 10 s after the last producer that could run closed: jobs "
+		      "closed=%d (%u closes), src.1's withdrawn close never comes back; log:\n%s",
+		      closed, closes, log);
+	free(log);
+	ck_assert_uint_eq(lines(got), 10);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("fabd_control");
@@ -810,6 +922,7 @@ int main(void)
 	tcase_add_test(tc, t_restart_closing);
 	tcase_add_test(tc, t_restart_closing2);
 	tcase_add_test(tc, t_restart_stale_mark);
+	tcase_add_test(tc, t_scale_up_spawn_fails);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);

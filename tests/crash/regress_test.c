@@ -750,6 +750,75 @@ START_TEST(spsc_tail_hint_behind_after_kill)
 }
 END_TEST
 
+/* A fab_chan_rejoin_as killed after its withdrawal (the CAS that sets the
+ * producer's `rejoined` bit) and before it takes that close off the
+ * `closes` figure leaves the figure one high for good.  fab_chan_close used
+ * to trust the figure for its "raced past the quorum" refusal, so the
+ * producer's next close -- recorded and counted by the ids -- was answered
+ * FAB_ECLOSED "already closed", even while the channel was open (found by
+ * review: every kill point between the two failed).  The state such a
+ * rejoin leaves is staged in the segment: the bit set, nothing else. */
+static void rj_killed_rejoin(fab_chan_hdr *h, int slot)
+{
+	atomic_fetch_or(&h->rejoined, 1ull << slot);
+}
+
+START_TEST(rejoin_killed_before_figure)
+{
+	const char *fabric = mt_fabric_name("rgrj");
+	fab_fabric *fab = NULL;
+	size_t nh = 0;
+	fab_chan *c = NULL;
+
+	/* Quorum 2: p0 closed; a supervisor's rejoin of p0 killed after the
+	 * withdrawal.  p1 closes (open: p0 withdrawn), then the new p0 closes,
+	 * which completes the quorum and must say so. */
+	ck_assert_int_eq(mt_make_chan(fabric, "q2", FAB_MPMC, 4, 8, 2, &fab), 0);
+	ck_assert_int_eq(fab_chan_open(fab, "q2", FAB_SEND, &c), 0);
+	fab_chan_hdr *h = rg_map(fabric, "q2", &nh);
+	ck_assert_int_eq(fab_chan_close_as(c, "p0"), 0);
+	rj_killed_rejoin(h, 0);
+	ck_assert_int_eq(fab_chan_close_as(c, "p1"), 0);
+	ck_assert_msg(!atomic_load(&h->closed), "q2 closed with p0's close withdrawn");
+	int rc = fab_chan_close_as(c, "p0");
+	ck_assert_msg(rc == 0, "p0's close, the one that completes the quorum, returned %s (%s)",
+		      fab_errname(rc), fab_errmsg());
+	ck_assert_msg(atomic_load(&h->closed), "q2 open after every producer closed");
+	munmap(h, nh);
+	fab_chan_release(c);
+
+	/* Quorum 3: p0 and p1 closed, both rejoins killed after withdrawing;
+	 * p2 closes, then the new p0 (2 of 3: open), then the new p1 (closes
+	 * it).  A second close of p1 is still refused, once. */
+	ck_assert_int_eq(mt_make_chan(fabric, "q3", FAB_MPMC, 4, 8, 3, &fab), 0);
+	ck_assert_int_eq(fab_chan_open(fab, "q3", FAB_SEND, &c), 0);
+	h = rg_map(fabric, "q3", &nh);
+	ck_assert_int_eq(fab_chan_close_as(c, "p0"), 0);
+	ck_assert_int_eq(fab_chan_close_as(c, "p1"), 0);
+	rj_killed_rejoin(h, 0);
+	rj_killed_rejoin(h, 1);
+	ck_assert_int_eq(fab_chan_close_as(c, "p2"), 0);
+	rc = fab_chan_close_as(c, "p0");
+	ck_assert_msg(rc == 0, "p0's close (2 of 3, channel open) returned %s (%s)",
+		      fab_errname(rc), fab_errmsg());
+	ck_assert(!atomic_load(&h->closed));
+	ck_assert_int_eq(fab_chan_close_as(c, "p1"), 0);
+	ck_assert(atomic_load(&h->closed));
+	ck_assert_int_eq(fab_chan_close_as(c, "p1"), FAB_ECLOSED);
+	munmap(h, nh);
+	fab_chan_release(c);
+
+	/* The race the figure exists for still refuses: quorum 1 reached, a
+	 * late producer. */
+	ck_assert_int_eq(mt_make_chan(fabric, "q1", FAB_MPMC, 4, 8, 1, &fab), 0);
+	ck_assert_int_eq(fab_chan_open(fab, "q1", FAB_SEND, &c), 0);
+	ck_assert_int_eq(fab_chan_close_as(c, "a"), 0);
+	ck_assert_int_eq(fab_chan_close_as(c, "b"), FAB_ECLOSED);
+	fab_chan_release(c);
+	mt_destroy(fabric, &fab);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("crash_regress");
@@ -763,6 +832,7 @@ int main(void)
 	tcase_add_test(tc, pid_reused_by_self);
 	tcase_add_test(tc, zombie_leader_alive);
 	tcase_add_test(tc, spsc_tail_hint_behind_after_kill);
+	tcase_add_test(tc, rejoin_killed_before_figure);
 	suite_add_tcase(s, tc);
 	return mt_run_suite(s);
 }
