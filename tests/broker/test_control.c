@@ -545,15 +545,22 @@ static unsigned lines(const char *path)
  * finishes), and every message it sends is received.  (A quorum that
  * still counted the old src.1's close closed jobs when src.0 closed, and
  * the new src.1's sends failed with FAB_ECLOSED.) */
-START_TEST(t_scale_reuse)
+/* The start both scale tests share: a writer `src` of two termsource
+ * replicas (they close "jobs" on SIGTERM) feeding a sink; wait until src.1
+ * handles SIGTERM, scale src down to 1, and wait until src.1 has closed
+ * and exited.  The files the stages write go to fl. */
+typedef struct {
+	char starts[320], sent[320], got[320], go[320];
+} sc_files;
+
+static int sc_scaled_down(tenv *e, const char *tag, sc_files *fl, pid_t *fabd)
 {
-	tenv e;
-	setup_env(&e, "sr");
-	char starts[320], sent[320], got[320], go[320], y[4096];
-	snprintf(starts, sizeof starts, "%s/starts", e.dir);
-	snprintf(sent, sizeof sent, "%s/sent", e.dir);
-	snprintf(got, sizeof got, "%s/got", e.dir);
-	snprintf(go, sizeof go, "%s/go", e.dir);
+	char y[4096], f[400];
+	setup_env(e, tag);
+	snprintf(fl->starts, sizeof fl->starts, "%s/starts", e->dir);
+	snprintf(fl->sent, sizeof fl->sent, "%s/sent", e->dir);
+	snprintf(fl->got, sizeof fl->got, "%s/got", e->dir);
+	snprintf(fl->go, sizeof fl->go, "%s/go", e->dir);
 	snprintf(y, sizeof y,
 		 "fabric: %s\n"
 		 "channels:\n"
@@ -570,33 +577,43 @@ START_TEST(t_scale_reuse)
 		 "    in: { in: jobs }\n"
 		 "    env: { ROLE: sink, START_FILE: %s, GOT: %s }\n"
 		 "metrics: { listen: off }\n",
-		 e.fabric, STAGE_DIR, starts, sent, go, STAGE_DIR, starts, got);
-	write_text(e.yaml, y);
-	pid_t fabd = start_fabd(&e, NULL, NULL);
-	int s = ctl_connect(fabd, &e);
-	char f[400];
+		 e->fabric, STAGE_DIR, fl->starts, fl->sent, fl->go, STAGE_DIR, fl->starts, fl->got);
+	write_text(e->yaml, y);
+	*fabd = start_fabd(e, NULL, NULL);
+	int s = ctl_connect(*fabd, e);
 	/* src.1 handles SIGTERM from here on */
-	snprintf(f, sizeof f, "%s.1.1.ready", go);
+	snprintf(f, sizeof f, "%s.1.1.ready", fl->go);
 	while (access(f, F_OK) != 0) {
-		alive(fabd, &e);
+		alive(*fabd, e);
 		nap();
 	}
 	char *r = ctl(s, "scale src 1");
 	ck_assert_str_eq(r, "{\"ok\":true,\"stage\":\"src\",\"replicas\":1}");
 	free(r);
-	wait_log(fabd, &e, "fabd: src.1: stopped (scaled down), exit status 0");
-	wait_log(fabd, &e, "src.1 | closed on SIGTERM");
+	wait_log(*fabd, e, "fabd: src.1: stopped (scaled down), exit status 0");
+	wait_log(*fabd, e, "src.1 | closed on SIGTERM");
+	return s;
+}
+
+START_TEST(t_scale_reuse)
+{
+	tenv e;
+	sc_files fl;
+	pid_t fabd;
+	int s = sc_scaled_down(&e, "sr", &fl, &fabd);
+	char f[400];
+	char *r;
 	r = ctl(s, "scale src 2");
 	ck_assert_str_eq(r, "{\"ok\":true,\"stage\":\"src\",\"replicas\":2}");
 	free(r);
 	/* the new src.1 (its second incarnation) waits for its go */
-	snprintf(f, sizeof f, "%s.1.2.ready", go);
+	snprintf(f, sizeof f, "%s.1.2.ready", fl.go);
 	while (access(f, F_OK) != 0) {
 		alive(fabd, &e);
 		nap();
 	}
 	/* src.0 sends its 10, closes and exits */
-	snprintf(f, sizeof f, "%s.0.1", go);
+	snprintf(f, sizeof f, "%s.0.1", fl.go);
 	write_text(f, "1\n");
 	wait_log(fabd, &e, "fabd: src.0: exited with status 0");
 	uint32_t closes = 0;
@@ -606,7 +623,7 @@ START_TEST(t_scale_reuse)
 		      "not closed",
 		      closed, closes);
 	/* the new src.1 sends its 10 and closes: that ends the pipeline */
-	snprintf(f, sizeof f, "%s.1.2", go);
+	snprintf(f, sizeof f, "%s.1.2", fl.go);
 	write_text(f, "1\n");
 	int code = wait_code(fabd);
 	close(s);
@@ -614,15 +631,15 @@ START_TEST(t_scale_reuse)
 	ck_assert_msg(code == 0, "fabd exited %d; log:\n%s", code, log);
 	ck_assert_msg(strstr(log, "| send ") == NULL, "log:\n%s", log);
 	free(log);
-	ck_assert_uint_eq(lines(sent), 20);
-	ck_assert_uint_eq(lines(got), 20);
+	ck_assert_uint_eq(lines(fl.sent), 20);
+	ck_assert_uint_eq(lines(fl.got), 20);
 	for (unsigned long long i = 0; i < 10; i++) {
-		ck_assert_msg(listed(sent, 100 + i) == 1 && listed(got, 100 + i) == 1,
-			      "src.0's %llu: sent %u, got %u", 100 + i, listed(sent, 100 + i),
-			      listed(got, 100 + i));
-		ck_assert_msg(listed(sent, 1200 + i) == 1 && listed(got, 1200 + i) == 1,
-			      "src.1's %llu: sent %u, got %u", 1200 + i, listed(sent, 1200 + i),
-			      listed(got, 1200 + i));
+		ck_assert_msg(listed(fl.sent, 100 + i) == 1 && listed(fl.got, 100 + i) == 1,
+			      "src.0's %llu: sent %u, got %u", 100 + i, listed(fl.sent, 100 + i),
+			      listed(fl.got, 100 + i));
+		ck_assert_msg(listed(fl.sent, 1200 + i) == 1 && listed(fl.got, 1200 + i) == 1,
+			      "src.1's %llu: sent %u, got %u", 1200 + i, listed(fl.sent, 1200 + i),
+			      listed(fl.got, 1200 + i));
 	}
 	ck_assert_int_eq(segments_left(e.fabric), 0);
 }
@@ -820,44 +837,11 @@ static int count_fds(pid_t pid)
 START_TEST(t_scale_up_spawn_fails)
 {
 	tenv e;
-	setup_env(&e, "sf");
-	char starts[320], sent[320], got[320], go[320], y[4096];
-	snprintf(starts, sizeof starts, "%s/starts", e.dir);
-	snprintf(sent, sizeof sent, "%s/sent", e.dir);
-	snprintf(got, sizeof got, "%s/got", e.dir);
-	snprintf(go, sizeof go, "%s/go", e.dir);
-	snprintf(y, sizeof y,
-		 "fabric: %s\n"
-		 "channels:\n"
-		 "  jobs: { capacity: 64, msg_size: 8, kind: mpmc }\n"
-		 "stages:\n"
-		 "  src:\n"
-		 "    run: %s/supstage\n"
-		 "    out: { out: jobs }\n"
-		 "    replicas: 2\n"
-		 "    restart: never\n"
-		 "    env: { ROLE: termsource, START_FILE: %s, SENT: %s, GO: %s, COUNT: \"10\" }\n"
-		 "  sink:\n"
-		 "    run: %s/supstage\n"
-		 "    in: { in: jobs }\n"
-		 "    env: { ROLE: sink, START_FILE: %s, GOT: %s }\n"
-		 "metrics: { listen: off }\n",
-		 e.fabric, STAGE_DIR, starts, sent, go, STAGE_DIR, starts, got);
-	write_text(e.yaml, y);
-	pid_t fabd = start_fabd(&e, NULL, NULL);
-	int s = ctl_connect(fabd, &e);
+	sc_files fl;
+	pid_t fabd;
+	int s = sc_scaled_down(&e, "sf", &fl, &fabd);
 	char f[400];
-	snprintf(f, sizeof f, "%s.1.1.ready", go);
-	while (access(f, F_OK) != 0) {
-		alive(fabd, &e);
-		nap();
-	}
-	/* src.1 closes on SIGTERM (producer src.1 recorded) */
-	char *r = ctl(s, "scale src 1");
-	ck_assert_str_eq(r, "{\"ok\":true,\"stage\":\"src\",\"replicas\":1}");
-	free(r);
-	wait_log(fabd, &e, "fabd: src.1: stopped (scaled down), exit status 0");
-	wait_log(fabd, &e, "src.1 | closed on SIGTERM");
+	char *r;
 	/* fabd's descriptors settle (src.1's pipes closed) */
 	int n = count_fds(fabd), same = 0;
 	while (same < 20) {
@@ -879,7 +863,7 @@ START_TEST(t_scale_up_spawn_fails)
 	wait_log(fabd, &e, "fabd: src.1: could not be started");
 	/* src.0 sends its 10, closes and exits: no producer of jobs is left
 	 * (src.1 could not run), so jobs must close and the pipeline end. */
-	snprintf(f, sizeof f, "%s.0.1", go);
+	snprintf(f, sizeof f, "%s.0.1", fl.go);
 	write_text(f, "1\n");
 	wait_log(fabd, &e, "fabd: src.0: exited with status 0");
 	int code = -1, st;
@@ -904,7 +888,7 @@ START_TEST(t_scale_up_spawn_fails)
 		      "closed=%d (%u closes), src.1's withdrawn close never comes back; log:\n%s",
 		      closed, closes, log);
 	free(log);
-	ck_assert_uint_eq(lines(got), 10);
+	ck_assert_uint_eq(lines(fl.got), 10);
 }
 END_TEST
 

@@ -286,4 +286,12 @@ static inline int cons_check_rec(struct cons_check *c, const unsigned char *buf,
 	return 0;
 }
 
+/* A consumer's totals into its report (the parent adds them up). */
+static inline void cons_check_out(const struct cons_check *c, struct child_out *o)
+{
+	o->count = c->total;
+	memcpy(o->per_cnt, c->cnt, sizeof o->per_cnt);
+	memcpy(o->per_sum, c->sum, sizeof o->per_sum);
+}
+
 #endif /* FAB_BENCH_H */

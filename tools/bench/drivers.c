@@ -166,11 +166,7 @@ int drive_stream(struct run *r, const struct xport *x, enum bench_role role,
 			return child_fail(r, slot, "%s", why);
 	}
 	o->t_end = now_ns();
-	o->count = c.total;
-	for (i = 0; i < BENCH_MAXPROD; i++) {
-		o->per_cnt[i] = c.cnt[i];
-		o->per_sum[i] = c.sum[i];
-	}
+	cons_check_out(&c, o);
 	free(buf);
 	return 0;
 }

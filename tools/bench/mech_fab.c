@@ -489,7 +489,6 @@ static int fab_consume(struct run *r, fab_chan *ch, unsigned slot)
 	const size_t msg = r->msg;
 	char why[BENCH_ERRLEN];
 	struct cons_check c;
-	unsigned i;
 	ssize_t n;
 
 	if (!buf)
@@ -564,11 +563,7 @@ static int fab_consume(struct run *r, fab_chan *ch, unsigned slot)
 	}
 	o->t_end = now_ns();
 	sel_teardown();
-	o->count = c.total;
-	for (i = 0; i < BENCH_MAXPROD; i++) {
-		o->per_cnt[i] = c.cnt[i];
-		o->per_sum[i] = c.sum[i];
-	}
+	cons_check_out(&c, o);
 	free(buf);
 	/* The last consumer out sees the final counters. */
 	if (atomic_fetch_sub(&r->sh->cons_left, 1) == 1)

@@ -147,7 +147,6 @@ static int ring_consume(struct run *r, unsigned slot)
 	char why[BENCH_ERRLEN];
 	struct cons_check c;
 	size_t start, l;
-	unsigned i;
 
 	if (!buf)
 		return child_fail(r, slot, "out of memory");
@@ -188,11 +187,7 @@ static int ring_consume(struct run *r, unsigned slot)
 	}
 end:
 	o->t_end = now_ns();
-	o->count = c.total;
-	for (i = 0; i < BENCH_MAXPROD; i++) {
-		o->per_cnt[i] = c.cnt[i];
-		o->per_sum[i] = c.sum[i];
-	}
+	cons_check_out(&c, o);
 	free(buf);
 	return 0;
 }
