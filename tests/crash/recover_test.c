@@ -361,18 +361,8 @@ END_TEST
 
 static int t2_receiver(void *arg)
 {
-	fab_fabric *f = NULL;
-	fab_chan *rx = NULL;
-	char buf[64] = {0};
 	(void)arg;
-	int rc = mt_open(S.fabric, "c", FAB_RECV, &f, &rx);
-	if (rc)
-		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
-	ssize_t n = fab_recv(rx, buf, sizeof buf, NULL);
-	if (n != 6 || strcmp(buf, "hello") != 0)
-		MT_CHILD_FAIL(10, "recv: %zd (%s)", n, n < 0 ? fab_errname((int)n) : buf);
-	mt_close(f, rx);
-	return 0;
+	return mt_child_recv_one(S.fabric, "c", "hello");
 }
 
 /* fab_send, killed at its wake's FUTEX_WAKE. */

@@ -281,18 +281,8 @@ END_TEST
 
 static int r2_receiver(void *arg)
 {
-	fab_fabric *f = NULL;
-	fab_chan *rx = NULL;
-	char buf[64] = {0};
 	(void)arg;
-	int rc = mt_open(S.fabric, "u", FAB_RECV, &f, &rx);
-	if (rc)
-		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
-	ssize_t n = fab_recv(rx, buf, sizeof buf, NULL);
-	if (n != 6 || strcmp(buf, "hello") != 0)
-		MT_CHILD_FAIL(10, "recv: %zd (%s)", n, n < 0 ? fab_strerror((int)n) : buf);
-	mt_close(f, rx);
-	return 0;
+	return mt_child_recv_one(S.fabric, "u", "hello");
 }
 
 static int r2_select(void *arg)
@@ -538,18 +528,8 @@ END_TEST
 
 static int r4b_receiver(void *arg)
 {
-	fab_fabric *f = NULL;
-	fab_chan *rx = NULL;
-	char buf[64];
 	(void)arg;
-	int rc = mt_open(S.fabric, "c", FAB_RECV, &f, &rx);
-	if (rc)
-		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
-	ssize_t n = fab_recv(rx, buf, sizeof buf, NULL);
-	if (n != FAB_ECLOSED)
-		MT_CHILD_FAIL(10, "recv: %zd (%s)", n, n < 0 ? fab_errname((int)n) : "a message");
-	mt_close(f, rx);
-	return 0;
+	return mt_child_recv_one(S.fabric, "c", NULL);
 }
 
 /* fab_chan_close up to and including the store of `closed`, then SIGKILL
@@ -917,18 +897,8 @@ static int lw_sender(void *arg)
 
 static int lw_receiver(void *arg)
 {
-	fab_fabric *f = NULL;
-	fab_chan *rx = NULL;
-	char buf[64] = {0};
 	(void)arg;
-	int rc = mt_open(S.fabric, "b", FAB_RECV, &f, &rx);
-	if (rc)
-		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
-	ssize_t n = fab_recv(rx, buf, sizeof buf, NULL);
-	if (n != 2 || strcmp(buf, "m") != 0)
-		MT_CHILD_FAIL(10, "recv: %zd (%s)", n, n < 0 ? fab_errname((int)n) : buf);
-	mt_close(f, rx);
-	return 0;
+	return mt_child_recv_one(S.fabric, "b", "m");
 }
 
 /* a: fab__mpmc_take's CAS and head bump, the copy, fab__mpmc_free, then

@@ -529,6 +529,25 @@ static inline void mt_close(fab_fabric *fab, fab_chan *ch)
 		return (code);                                                   \
 	} while (0)
 
+/* A child's whole body: receive one message from `chan` and check it, the
+ * string `expect` (its NUL included), or FAB_ECLOSED when expect is NULL.
+ * Exit 0; 20 the open failed; 10 anything else was received. */
+static inline int mt_child_recv_one(const char *fabric, const char *chan, const char *expect)
+{
+	fab_fabric *f = NULL;
+	fab_chan *rx = NULL;
+	char buf[64] = {0};
+	int rc = mt_open(fabric, chan, FAB_RECV, &f, &rx);
+	if (rc)
+		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
+	ssize_t n = fab_recv(rx, buf, sizeof buf - 1, NULL);
+	if (expect ? n != (ssize_t)strlen(expect) + 1 || strcmp(buf, expect) != 0 : n != FAB_ECLOSED)
+		MT_CHILD_FAIL(10, "recv: %zd (%s), expected %s", n,
+			      n < 0 ? fab_errname((int)n) : buf, expect ? expect : "FAB_ECLOSED");
+	mt_close(f, rx);
+	return 0;
+}
+
 /* Parent: create a fabric (FAB_CREATE) and a channel, then release the
  * channel handle (an spsc end held by the parent would make a child's
  * open FAB_EBUSY).  Returns 0 or the failing code. */
