@@ -1085,9 +1085,14 @@ int fabd_run(const fabd_topology *t, const fabd_run_opts *o)
 		for (uint32_t j = 0; j < r->stages[i].cfg->replicas; j++) {
 			fabd_replica *rep = &r->stages[i].reps[j];
 			if (fabd_replica_spawn(r, rep) < 0) {
-				rep->state = FABD_R_DONE;
+				/* It will not run: done, and its share of the
+				 * outputs' quorum closed, as every other give-up
+				 * does (fabd_finish); left open, the channels it
+				 * writes would close only when the drain time
+				 * cancels the pipeline. */
 				rep->last_failed = 1;
 				r->stage_failed = 1;
+				fabd_finish(r, rep);
 				fabd_begin_drain(r, "a replica could not be started");
 				break;
 			}

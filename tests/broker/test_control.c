@@ -32,7 +32,8 @@
 
 #include "broker_test.h"
 
-static const char *const tags[] = { "m", "e", "q", "c", "sr", "rt1", "rt2", "rtz", "sf", NULL };
+static const char *const tags[] = { "m", "e", "q", "c", "sr", "rt1", "rt2", "rtz", "sf", "fs",
+				     NULL };
 
 static void names(const char *tag, pid_t rp, char *fabric, size_t fl, char *dir, size_t dl)
 {
@@ -892,6 +893,97 @@ START_TEST(t_scale_up_spawn_fails)
 }
 END_TEST
 
+/* `fabd run YAML` as start_fabd, with its fork number `n` failing
+ * (failfork.c preloaded). */
+static pid_t start_fabd_failfork(const tenv *e, const char *n)
+{
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int fd = open(e->log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
+		if (fd < 0)
+			_exit(120);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		setenv("XDG_RUNTIME_DIR", e->dir, 1);
+		setenv("LD_PRELOAD", FAILFORK_PATH, 1);
+		setenv("FAILFORK_AT", n, 1);
+		/* Under ASan the preloaded object comes before its runtime in
+		 * the library list, which ASan refuses unless told. */
+		char asan[512];
+		const char *old = getenv("ASAN_OPTIONS");
+		snprintf(asan, sizeof asan, "%s%sverify_asan_link_order=0", old ? old : "",
+			 old && *old ? ":" : "");
+		setenv("ASAN_OPTIONS", asan, 1);
+		execl(FABD_PATH, "fabd", "run", e->yaml, (char *)NULL);
+		_exit(121);
+	}
+	return pid;
+}
+
+/* A replica that cannot be started at fabd's first start (fork fails:
+ * failfork.c, on fabd's second fork, src.0's, sink.0 being first) will not
+ * run: its share of the close quorum must be closed at once, as every other
+ * give-up does, so that the channel closes and its readers finish.  Until
+ * 28 Nov it stayed open and the pipeline ended only when the drain time
+ * (60 s here) cancelled it. */
+START_TEST(t_first_spawn_fails)
+{
+	tenv e;
+	char y[4096], go[400], got[400];
+	setup_env(&e, "fs");
+	snprintf(go, sizeof go, "%s/go", e.dir);
+	snprintf(got, sizeof got, "%s/got", e.dir);
+	snprintf(y, sizeof y,
+		 "fabric: %s\n"
+		 "channels:\n"
+		 "  jobs: { capacity: 64, msg_size: 8, kind: mpmc }\n"
+		 "stages:\n"
+		 "  sink:\n"
+		 "    run: %s/supstage\n"
+		 "    in: { in: jobs }\n"
+		 "    env: { ROLE: sink, GOT: %s }\n"
+		 "  src:\n"
+		 "    run: %s/supstage\n"
+		 "    out: { out: jobs }\n"
+		 "    restart: never\n"
+		 "    env: { ROLE: termsource, GO: %s, COUNT: \"10\" }\n"
+		 "shutdown: { drain: 60s }\n"
+		 "metrics: { listen: off }\n",
+		 e.fabric, STAGE_DIR, got, STAGE_DIR, go);
+	write_text(e.yaml, y);
+	pid_t fabd = start_fabd_failfork(&e, "2");
+	wait_log(fabd, &e, "fabd: src.0: fork: ");
+	int code = -1, st;
+	for (int i = 0; i < 100; i++) { /* 10 s, against the drain's 60 */
+		if (waitpid(fabd, &st, WNOHANG) == fabd) {
+			code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+			break;
+		}
+		struct timespec ts = { 0, 100000000 };
+		nanosleep(&ts, NULL);
+	}
+	uint32_t closes = 0;
+	int closed = chan_closed(e.fabric, "jobs", &closes);
+	char *log = slurp(e.log);
+	if (code < 0) {
+		kill(fabd, SIGKILL);
+		waitpid(fabd, &st, 0);
+	}
+	ck_assert_msg(code >= 0,
+		      "fabd still runs 10 s after its only producer failed to start: jobs "
+		      "closed=%d (%u closes), the share of src.0 stays open; log:\n%s",
+		      closed, closes, log);
+	/* The sink finished because jobs closed (not cancelled by the
+	 * drain's end, which comes 60 s later). */
+	ck_assert_msg(strstr(log, "fabd: src.0: closed channel jobs for it") &&
+			      strstr(log, "fabd: sink.0: exited with status 0"),
+		      "log:\n%s", log);
+	free(log);
+	ck_assert_int_ne(code, 0); /* a stage failed */
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("fabd_control");
@@ -907,6 +999,7 @@ int main(void)
 	tcase_add_test(tc, t_restart_closing2);
 	tcase_add_test(tc, t_restart_stale_mark);
 	tcase_add_test(tc, t_scale_up_spawn_fails);
+	tcase_add_test(tc, t_first_spawn_fails);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);
