@@ -34,6 +34,15 @@ for c in cells:
     n = r.get("messages", r.get("round_trips", r.get("calls", None)))
     if n is not None and n <= 0:
         bad.append("%s: nothing moved (%s)" % (c["name"], r))
+# Every SPSC and MPMC throughput target carries its ceiling from the same
+# run (bare-ring, bare-mpmc), the figure that says whether it is in reach.
+tg = {t["what"]: t for t in d.get("targets", [])}
+for what, ceil in (("SPSC 64 B >= 150x pipe", "bare-ring"),
+                   ("SPSC 1 KiB >= 15x pipe", "bare-ring"),
+                   ("MPMC 4x4 >= 20x shared pipe", "bare-mpmc")):
+    t = tg.get(what)
+    if t is None or t.get("ceiling") != ceil or not (t.get("bare_ring") or 0) > 0:
+        bad.append("target %r without its %s ceiling: %s" % (what, ceil, t))
 for b in bad:
     print("FAIL:", b)
 print("%d cells checked" % len(cells))

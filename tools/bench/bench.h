@@ -151,7 +151,7 @@ struct mech {
 };
 
 extern const struct mech mech_fab, mech_cacheline, mech_lines2, mech_futex, mech_pipe,
-	mech_socket, mech_mq, mech_mutexcv, mech_topic, mech_limiter, mech_atomic, mech_ring;
+	mech_socket, mech_mq, mech_mutexcv, mech_topic, mech_limiter, mech_atomic, mech_ring, mech_mring;
 
 /* The fabric every fab run uses: its name (set once by main) and the
  * parent's handle (NULL if it could not be opened). */

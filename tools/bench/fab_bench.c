@@ -86,7 +86,7 @@ static struct group groups[G_N] = {
 	{ "tput1k", "One-way throughput, 1024-byte messages, 1 producer -> 1 consumer", K_TPUT,
 	  1024, 1, 1, { "pipe", "socket", "mq", "mutex-cv", "bare-ring" } },
 	{ "mpmc4x4", "MPMC throughput, 64-byte messages, 4 producers x 4 consumers", K_TPUT,
-	  64, 4, 4, { "pipe", "socket", "mq", "mutex-cv", NULL } },
+	  64, 4, 4, { "pipe", "socket", "mq", "mutex-cv", "bare-mpmc" } },
 	{ "idle", "CPU used by a receiver blocked on an empty channel", K_IDLE, 8, 1, 1,
 	  { NULL } },
 	{ "select", "Receiving through fab_select, 64-byte messages, 1 producer -> 1 consumer",
@@ -172,6 +172,7 @@ static struct cell cells[] = {
 	C(G_MPMC, "pipe", mech_pipe, MODE_DEFAULT, 0),
 	C(G_MPMC, "socket", mech_socket, MODE_DEFAULT, 0),
 	C(G_MPMC, "mq", mech_mq, MODE_DEFAULT, 0),
+	C(G_MPMC, "bare-mpmc", mech_mring, MODE_DEFAULT, 0),
 	C(G_IDLE, "fab-spsc", mech_fab, MODE_IDLE, FAB_SPSC),
 	C(G_IDLE, "fab-mpmc", mech_fab, MODE_IDLE, FAB_MPMC),
 	C(G_SEL, "fab-recv", mech_fab, MODE_DEFAULT, FAB_SPSC),
@@ -1057,18 +1058,23 @@ static int target_met(const struct target *t, double v)
 	return t->at_most ? v <= t->bound : v >= t->bound;
 }
 
-/* The same ratio for the bare ring of the target's group (the ceiling of a
- * two-process ring on this machine, mech_ring.c), or NAN if the target has
+/* The same ratio for the bare queue of the target's group (the ceiling:
+ * bare-ring, a two-process ring, for the SPSC targets; bare-mpmc, a bare
+ * lock-free MPMC queue, for the 4 x 4 ones; mech_ring.c), or NAN if the target has
  * none or it was not measured: a target the ceiling itself misses is out of
  * reach in this run, whatever the channel does. */
 static double ceiling_value(const struct target *t)
 {
-	const struct cell *c = find_cell(t->g, "bare-ring");
-
+	const struct cell *c = NULL;
 	double v;
 
-	if (!c || !t->ref || t->futex || strcmp(t->cell, "fab-spsc") != 0 || !c->selected ||
-	    c->state != CELL_OK || !c->n)
+	if (!t->ref || t->futex)
+		return NAN;
+	if (strcmp(t->cell, "fab-spsc") == 0)
+		c = find_cell(t->g, "bare-ring");
+	else if (t->g == G_MPMC && strcmp(t->cell, "fab-mpmc") == 0)
+		c = find_cell(t->g, "bare-mpmc");
+	if (!c || !c->selected || c->state != CELL_OK || !c->n)
 		return NAN;
 	/* As the verdict: per round when there is such a figure. */
 	v = paired_ratio(c, find_cell(t->g, t->ref), t->p99);
@@ -1097,8 +1103,9 @@ static void print_targets(void)
 		       target_met(&targets[i], isnan(pr) ? v : pr) ? "met" : "MISSED");
 		ceil = ceiling_value(&targets[i]);
 		if (!isnan(ceil))
-			printf("%s (bare ring: %s, %s)",
-			       target_met(&targets[i], isnan(pr) ? v : pr) ? "   " : "", num(ceil),
+			printf("%s (%s: %s, %s)",
+			       target_met(&targets[i], isnan(pr) ? v : pr) ? "   " : "",
+			       targets[i].g == G_MPMC ? "bare MPMC" : "bare ring", num(ceil),
 			       target_met(&targets[i], ceil) ? "within reach" : "out of reach here");
 		printf("\n");
 	}
@@ -1360,6 +1367,8 @@ static void print_json(const struct load_diff *ld)
 		}
 		v = ceiling_value(&targets[i]);
 		if (!isnan(v)) {
+			printf(",\"ceiling\":");
+			json_str(targets[i].g == G_MPMC ? "bare-mpmc" : "bare-ring");
 			printf(",\"bare_ring\":");
 			json_num(v);
 			printf(",\"bare_ring_met\":%s", target_met(&targets[i], v) ? "true" : "false");
@@ -1379,9 +1388,9 @@ static void usage(FILE *f)
 		"Measures fab's channels against pipe(2), an AF_UNIX SOCK_SEQPACKET\n"
 		"socketpair, a POSIX message queue and a process-shared mutex+condvar\n"
 		"queue, and against two floors (a bare cache-line ping-pong and a bare\n"
-		"futex ping-pong) and a throughput ceiling (a bare two-process ring with\n"
-		"no library, bare-ring), all in one run, and prints medians, spread and\n"
-		"ratios.\n"
+		"futex ping-pong) and throughput ceilings (a bare two-process ring and a\n"
+		"bare MPMC queue, no library: bare-ring, bare-mpmc), all in one run, and\n"
+		"prints medians, spread and ratios.\n"
 		"\n"
 		"  rtt        ping-pong round trip, peer answers at once: fab spinning on\n"
 		"             fab_try_send/recv (fab-spin) and in its default mode (fab:\n"
@@ -1392,7 +1401,8 @@ static void usage(FILE *f)
 		"  tput8, tput64, tput1k\n"
 		"             one producer process -> one consumer process, messages/s;\n"
 		"             bare-ring is the ceiling any 1 -> 1 ring reaches here\n"
-		"  mpmc4x4    4 producers x 4 consumers (8 processes), 64-byte messages\n"
+		"  mpmc4x4    4 producers x 4 consumers (8 processes), 64-byte messages;\n"
+		"             bare-mpmc is the ceiling of a bare lock-free MPMC queue here\n"
 		"  idle       CPU share of a receiver blocked on an empty channel (fab only)\n"
 		"  select     receiving through fab_select over 1 and 4 channels vs fab_recv\n"
 		"  topic      broadcast, 64-byte messages, one publisher -> 1, 4, 16 subscriber\n"

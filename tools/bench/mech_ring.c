@@ -24,6 +24,7 @@
 #include "bench.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
@@ -201,3 +202,177 @@ static int ring_child(struct run *r, enum bench_role role, unsigned slot)
 }
 
 const struct mech mech_ring = { "bare-ring", ring_setup, ring_child, ring_teardown };
+
+/*
+ * The MPMC ceiling: a bare bounded MPMC queue shared by the 4 x 4 cell's
+ * eight processes, with no library.  Dmitry Vyukov's bounded queue (the
+ * design most lock-free MPMC rings follow, fab's included): a sequence word
+ * per slot, producers and consumers each claim a position with one CAS on
+ * their shared cursor, the slot's word hands it from one side to the other.
+ * Slots are a multiple of 64 bytes (the word, then the message), as fab's.
+ *
+ * It waits the cheapest way a process can on two CPUs shared by eight:
+ * MRING_SPIN pauses, then sched_yield() on every further look (a sleeping
+ * wait costs a system call on both sides; a pure spin burns the time slice
+ * of the process it waits for).  What it does not do, and fab must: sleep
+ * when idle, lengths, close, contexts, crash recovery (a process killed
+ * between its claim and its word stalls this queue for good), the counters.
+ * So it is an upper bound for fab-mpmc, not a peer.  It runs through the
+ * stream driver the kernel baselines use (drive_stream: the same records,
+ * checks and end markers).
+ */
+#ifndef MRING_SPIN
+#define MRING_SPIN 64u
+#endif
+/* -DMRING_FAA: claim by fetch-and-add (a ticket that cannot fail, then wait
+ * for the slot) instead of the CAS loop; kept to repeat the A/B runs of
+ * tools/bench/README.md. */
+
+struct mring_hdr {
+	/* Next position to claim for a send; for a receive. */
+	_Alignas(128) _Atomic uint64_t enq;
+	char pad0[120];
+	_Alignas(128) _Atomic uint64_t deq;
+	char pad1[120];
+	/* The slots follow: [_Atomic uint64_t seq; message], 64-byte multiples. */
+};
+
+static struct mring_hdr *g_mring;
+static size_t g_mring_len;
+
+static size_t mring_slot(const struct run *r)
+{
+	return (8 + r->msg + 63) / 64 * 64;
+}
+
+static _Atomic uint64_t *mring_word(const struct run *r, uint64_t pos)
+{
+	uint64_t mask = ring_slots(r) - 1;
+
+	return (_Atomic uint64_t *)((unsigned char *)(g_mring + 1) + (pos & mask) * mring_slot(r));
+}
+
+static void mring_wait(unsigned *spins)
+{
+	if (++*spins < MRING_SPIN)
+		cpu_relax();
+	else
+		sched_yield();
+}
+
+static int mring_send(struct run *r, unsigned slot, int dir, const void *m, size_t n)
+{
+	uint64_t pos = atomic_load_explicit(&g_mring->enq, memory_order_relaxed), seq;
+	_Atomic uint64_t *w;
+	unsigned spins = 0;
+
+	(void)slot, (void)dir;
+#ifdef MRING_FAA
+	/* Relaxed ticket; the acquire pairs with the consumer's release of
+	 * the slot's previous lap, as below. */
+	pos = atomic_fetch_add_explicit(&g_mring->enq, 1, memory_order_relaxed);
+	w = mring_word(r, pos);
+	while (atomic_load_explicit(w, memory_order_acquire) != pos)
+		mring_wait(&spins);
+	if (0)
+#endif
+	for (;;) {
+		w = mring_word(r, pos);
+		/* Acquire: pairs with the release of the consumer that freed
+		 * the slot; its copy out is complete before we write. */
+		seq = atomic_load_explicit(w, memory_order_acquire);
+		if (seq == pos) {
+			/* Relaxed CAS: the claim orders nothing; the slot word
+			 * publishes the message. */
+			if (atomic_compare_exchange_weak_explicit(&g_mring->enq, &pos, pos + 1,
+								  memory_order_relaxed,
+								  memory_order_relaxed))
+				break;
+			continue; /* pos reloaded by the failed CAS */
+		}
+		if ((int64_t)(seq - pos) < 0)
+			mring_wait(&spins); /* full: the slot's last lap is unread */
+		pos = atomic_load_explicit(&g_mring->enq, memory_order_relaxed);
+	}
+	memcpy((unsigned char *)w + 8, m, n);
+	/* Release: publishes the message to the consumer of pos. */
+	atomic_store_explicit(w, pos + 1, memory_order_release);
+	return 0;
+}
+
+static ssize_t mring_recv(struct run *r, unsigned slot, int dir, void *b, size_t n)
+{
+	uint64_t pos = atomic_load_explicit(&g_mring->deq, memory_order_relaxed), seq;
+	_Atomic uint64_t *w;
+	unsigned spins = 0;
+
+	(void)slot, (void)dir;
+#ifdef MRING_FAA
+	/* As the send: the acquire pairs with the producer's release. */
+	pos = atomic_fetch_add_explicit(&g_mring->deq, 1, memory_order_relaxed);
+	w = mring_word(r, pos);
+	while (atomic_load_explicit(w, memory_order_acquire) != pos + 1)
+		mring_wait(&spins);
+	if (0)
+#endif
+	for (;;) {
+		w = mring_word(r, pos);
+		/* Acquire: pairs with the producer's release of pos + 1. */
+		seq = atomic_load_explicit(w, memory_order_acquire);
+		if (seq == pos + 1) {
+			if (atomic_compare_exchange_weak_explicit(&g_mring->deq, &pos, pos + 1,
+								  memory_order_relaxed,
+								  memory_order_relaxed))
+				break;
+			continue;
+		}
+		if ((int64_t)(seq - (pos + 1)) < 0)
+			mring_wait(&spins); /* empty */
+		pos = atomic_load_explicit(&g_mring->deq, memory_order_relaxed);
+	}
+	memcpy(b, (unsigned char *)w + 8, n);
+	/* Release: our copy is done before a producer of the next lap
+	 * (position pos + nslots) may write the slot. */
+	atomic_store_explicit(w, pos + ring_slots(r), memory_order_release);
+	return (ssize_t)n;
+}
+
+static const struct xport xp_mring = { mring_send, mring_recv };
+
+static int mring_setup(struct run *r, char *why, size_t whylen)
+{
+	uint64_t i;
+
+	if (r->shape != SHAPE_STREAM || r->msg == 0) {
+		snprintf(why, whylen, "the bare MPMC queue is a stream of non-empty messages only");
+		return -1;
+	}
+	g_mring_len = sizeof(struct mring_hdr) + ring_slots(r) * mring_slot(r);
+	g_mring = mmap(NULL, g_mring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+		       -1, 0);
+	if (g_mring == MAP_FAILED) {
+		g_mring = NULL;
+		snprintf(why, whylen, "mmap(%zu): %s", g_mring_len, strerror(errno));
+		return -1;
+	}
+	/* Slot i is free for position i (before fork: no ordering needed). */
+	for (i = 0; i < ring_slots(r); i++)
+		atomic_store_explicit(mring_word(r, i), i, memory_order_relaxed);
+	return 0;
+}
+
+static void mring_teardown(struct run *r)
+{
+	(void)r;
+	if (g_mring)
+		munmap(g_mring, g_mring_len);
+	g_mring = NULL;
+}
+
+static int mring_child(struct run *r, enum bench_role role, unsigned slot)
+{
+	prefault(g_mring, g_mring_len);
+	return drive_stream(r, &xp_mring, role, slot);
+}
+
+const struct mech mech_mring = { "bare-mpmc", mring_setup, mring_child, mring_teardown };
