@@ -322,6 +322,19 @@ int fab__chan_map(fab_fabric *fab, const char *name, fab_chan *ch)
 			      name, v >> 16, v & 0xffff, FAB_LAYOUT_MAJOR);
 		goto fail;
 	}
+	/* The minor too, both ways: the header differs between minors, and
+	 * a library of another minor attaching to this channel would not keep
+	 * attach_hi (1.3), so our non-blocking sends would miss its waiting
+	 * receivers.  A control segment of a newer minor is fine; a channel
+	 * segment is not.  Checked before the sizes, so the answer is this
+	 * and not FAB_ECORRUPT. */
+	if ((v & 0xffff) != FAB_LAYOUT_MINOR) {
+		rc = fab__err(FAB_EVERSION,
+			      "channel %s: layout %u.%u, this library needs %u.%u exactly (another "
+			      "libfab version made it); destroy and recreate the channel",
+			      name, v >> 16, v & 0xffff, FAB_LAYOUT_MAJOR, FAB_LAYOUT_MINOR);
+		goto fail;
+	}
 	uint32_t kind = h->kind, cap = h->capacity, msz = h->msg_size, dlv = h->delivery;
 	uint32_t mif = h->max_inflight, mdl = h->max_deliveries;
 	fab__geom g;
@@ -385,6 +398,25 @@ void fab__chan_unmap(fab_chan *ch)
 	ch->hdr = NULL;
 }
 
+/* Raise the channel's attach_hi to at least i + 1 (never lower it). */
+static void fab__attach_hi_raise(fab_chan *ch, uint32_t i)
+{
+	_Atomic uint32_t *hi = &ch->hdr->attach_hi;
+	uint32_t cur = load_relaxed(hi); /* a first guess for the CAS */
+	/* The raise is sequenced before every fab__ready_raise of this
+	 * handle, whose seq_cst (so release) increment of recv_ready a sender
+	 * acquires before it loads attach_hi: a sender that counts this
+	 * handle's receiver sees attach_hi > i (fab__ready_confirm).  That
+	 * needs no order of the raise's own; `cas` is acq_rel anyway.  A
+	 * CAS-max loop, not a store: attachers race, and the mark may only
+	 * grow.  It is never lowered, not even when the top handle detaches:
+	 * a lowering (a look at the table, then a store) would race with an
+	 * attach that claimed a word above the new mark and raised it in
+	 * between, and that attacher's receivers would go unseen. */
+	while (cur < i + 1 && !cas(hi, &cur, i + 1))
+		;
+}
+
 static int fab__attach(fab_chan *ch)
 {
 	uint64_t mine = FAB_ATT_MAKE(ch->fab->tag, ch->role, ch->serial);
@@ -392,6 +424,12 @@ static int fab__attach(fab_chan *ch)
 		for (uint32_t i = 0; i < ch->attach_max; i++) {
 			uint64_t z = 0;
 			if (load_relaxed(&ch->attach[i]) == 0 && cas(&ch->attach[i], &z, mine)) {
+				/* Before the handle is returned, so before it can
+				 * count a waiting receiver in word i.  A process
+				 * killed between the claim and the raise leaves a
+				 * word above the mark that counts no receiver;
+				 * recovery, which scans the whole table, clears it. */
+				fab__attach_hi_raise(ch, i);
 				ch->attach_idx = (int)i;
 				return 0;
 			}
@@ -1146,8 +1184,20 @@ static int fab__try_taken(fab_chan *ch, void *a, fab__block *blk)
  * sender confirms a raised hint against the words before offering
  * (fab__ready_confirm), and after an offer nobody took it repairs the
  * channel of any dead handle still counted (fab__ready_reap), so neither
- * case costs more than a scan of the attach table.  Buffered channels
- * never touch either word.
+ * case costs more than a scan of the attach table -- and both scans stop
+ * at the header's attach_hi (since layout 1.3): one more than the highest
+ * word any handle ever claimed, raised by every attach before the handle
+ * can count a receiver.  A hint left one high for good by a receiver
+ * killed between its two steps (or a recoverer killed between clearing a
+ * dead word and subtracting its count) makes every non-blocking send
+ * confirm in vain.  Until 1.3 that was a scan of all 1024 words per call
+ * (17 ns -> 1.1-1.7 us); now it is a scan of attach_hi words.  An attach
+ * takes the lowest free word, so that is the channel's peak number of
+ * simultaneously attached handles (give or take attaches that raced).
+ * Recovery and fab_chan_stats still read the whole table: a process
+ * killed between its claim and its raise of attach_hi leaves a word above
+ * the mark, which only a full scan finds and clears.
+ * Buffered channels never touch either word.
  */
 
 /* Count one receiver of this handle as waiting.  Returns true if it was
@@ -1195,13 +1245,39 @@ static void fab__ready_lower(fab_chan *ch)
 	 * that cleared it took our count out of recv_ready already. */
 }
 
+/* How many attach words may count a waiting receiver: attach_hi, bounded
+ * by the table (a scribbled mark cannot take a scan past it). */
+static uint32_t fab__attach_hi(fab_chan *ch)
+{
+	/* Relaxed: the caller's seq_cst load of recv_ready came first, and
+	 * orders this one (fab__ready_confirm says why that suffices). */
+	uint32_t n = load_relaxed(&ch->hdr->attach_hi);
+	return n < ch->attach_max ? n : ch->attach_max;
+}
+
 /* Do more than `self` receivers wait, by the attach words?  Stops at the
  * first word that shows it (handles attach lowest index first, so a
- * waiting receiver is met within the first few words). */
+ * waiting receiver is met within the first few words), and looks only
+ * below attach_hi: a stale recv_ready (a receiver killed between its two
+ * steps) costs a scan of the channel's peak number of attached handles,
+ * not of the whole table.
+ *
+ * Why the bound misses no receiver the sender may claim to have seen: the
+ * caller loaded recv_ready (seq_cst) before calling.  If that load counted
+ * a receiver of word i, it read the receiver's seq_cst increment or a later
+ * value (every write to recv_ready is a read-modify-write, so they all
+ * continue that increment's release sequence) and so acquired it; the
+ * receiver's attach raised attach_hi above i before that increment, so the
+ * attach happens before our load of attach_hi, which therefore reads that
+ * raise or a later (larger) value.  If our load still misses word i, the
+ * recv_ready load missed the receiver too: it arrived after we looked, and
+ * a try_send may answer FAB_EAGAIN (a select's send case hears the wake the
+ * receiver issues after raising, Dekker with its sleep announce, as when
+ * the hint itself was missed). */
 static bool fab__ready_confirm(fab_chan *ch, uint32_t self)
 {
-	uint32_t n = 0;
-	for (uint32_t i = 0; i < ch->attach_max; i++) {
+	uint32_t n = 0, hi = fab__attach_hi(ch);
+	for (uint32_t i = 0; i < hi; i++) {
 		/* seq_cst: pairs with fab__ready_raise's CAS (see there). */
 		n += FAB_ATT_READY(load_seq_cst(&ch->attach[i]));
 		if (n > self)
@@ -1215,8 +1291,11 @@ static bool fab__ready_confirm(fab_chan *ch, uint32_t self)
  * also takes it out of recv_ready.  Our own process is alive. */
 static void fab__ready_reap(fab_chan *ch)
 {
-	uint32_t last_alive = 0;
-	for (uint32_t i = 0; i < ch->attach_max; i++) {
+	/* Only below attach_hi: a dead handle counted in recv_ready raised the
+	 * mark when it attached (fab__ready_confirm: our load of recv_ready
+	 * came first). */
+	uint32_t last_alive = 0, hi = fab__attach_hi(ch);
+	for (uint32_t i = 0; i < hi; i++) {
 		/* Relaxed: a hint of whom to check; fab__chan_recover acts by
 		 * CAS on what it loads itself. */
 		uint64_t w = load_relaxed(&ch->attach[i]);

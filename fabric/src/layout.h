@@ -7,7 +7,9 @@
  * growth, a static assertion on every size and every offset a reader relies
  * on.  A segment header is written completely and its version word is
  * store-released LAST; a reader that sees version 0 waits for it, a different
- * major version is FAB_EVERSION.
+ * major version is FAB_EVERSION.  So is a control segment of an older minor,
+ * and a channel segment of any other minor (its header differs: 1.3 added
+ * attach_hi, which every library attaching to the channel must raise).
  *
  * Two kinds of segment:
  *   /dev/shm/fab.<fabric>            control: process table, channel registry
@@ -23,7 +25,7 @@
 #include <stdint.h>
 
 #define FAB_LAYOUT_MAJOR 1u
-#define FAB_LAYOUT_MINOR 2u
+#define FAB_LAYOUT_MINOR 3u
 #define FAB_LAYOUT_VERSION ((FAB_LAYOUT_MAJOR << 16) | FAB_LAYOUT_MINOR)
 
 #define FAB_CTL_MAGIC 0x314C5443424146ULL  /* "FABCTL1\0" little-endian */
@@ -377,6 +379,17 @@ typedef struct fab_chan_hdr {
 	fab_hist send_wait;
 	fab_hist recv_wait;
 	fab_hist latency;
+	uint8_t pad6[120]; /* to the next line */
+	/* since layout 1.3: one more than the highest attach-table index any
+	 * handle has claimed in this segment, raised (CAS-max) by every attach
+	 * before the handle is returned and never lowered.  Waiting receivers
+	 * (FAB_ATT_READY) sit below it, so a sender confirming recv_ready
+	 * scans [0, attach_hi) instead of the whole table (chan.c, "Waiting
+	 * unbuffered receivers").  Its own line: written on attach only, read
+	 * by non-blocking unbuffered senders. */
+	_Atomic uint32_t attach_hi;
+	uint32_t resv32;
+	uint64_t resv2[15];
 } fab_chan_hdr;
 
 _Static_assert(offsetof(fab_chan_hdr, version) == 8, "chan version offset");
@@ -392,6 +405,13 @@ _Static_assert(offsetof(fab_chan_hdr, head) == 384, "head offset");
 _Static_assert(offsetof(fab_chan_hdr, tail) == 256, "tail offset");
 _Static_assert(sizeof(fab_chan_hdr) <= 4096, "channel header fits one page");
 _Static_assert(offsetof(fab_chan_hdr, send_wait) % 8 == 0, "histograms aligned");
+_Static_assert(offsetof(fab_chan_hdr, send_wait) == 1536, "send wait histogram offset");
+_Static_assert(offsetof(fab_chan_hdr, latency) == 1968, "latency histogram offset");
+_Static_assert(offsetof(fab_chan_hdr, attach_hi) == 2304, "attach_hi offset");
+_Static_assert(offsetof(fab_chan_hdr, attach_hi) % FAB_LINE == 0, "attach_hi line");
+/* Layout 1.2's header was 2184 bytes: libraries of 1.2 compare hdr_size
+ * with their own size and so refuse channel segments of 1.3. */
+_Static_assert(sizeof(fab_chan_hdr) == 2432, "channel header size");
 
 /*
  * Attach-table word: owner tag << 32 | role << 24 | handle serial (24 bits).

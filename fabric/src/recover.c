@@ -41,6 +41,9 @@ uint64_t fab__chan_recover(fab_chan *ch, fab_fabric *fab, uint32_t dead_tag)
 				fab__spsc_hint_tail(ch, fab__spsc_find_tail(ch));
 		}
 	}
+	/* The whole table, not [0, attach_hi): a process killed between the
+	 * CAS that claimed its word and its raise of attach_hi left a word
+	 * above the mark (chan.c, fab__attach), and only this loop frees it. */
 	for (uint32_t i = 0; i < ch->attach_max; i++) {
 		uint64_t w = load_relaxed(&ch->attach[i]);
 		if (!w)

@@ -17,7 +17,8 @@
  * so under ASan a write past it is caught.
  *
  * Deterministic cases: truncated segments, wrong magic -> FAB_ECORRUPT on
- * open; another layout major version -> FAB_EVERSION.
+ * open; another layout major version -> FAB_EVERSION; another minor of a
+ * channel segment, an older minor of the control segment -> FAB_EVERSION.
  *
  * Child exit codes: 0 ok; 30+k call k returned an invalid value (see the
  * CALL_* list); 40 wrong code on open of a damaged segment; 41 setup.
@@ -696,6 +697,68 @@ START_TEST(wrong_version)
 }
 END_TEST
 
+/* Layout 1.3 added attach_hi to the channel header, which every library
+ * attaching to a channel must raise: a channel segment of any other minor
+ * is FAB_EVERSION (before its sizes are compared, which would say
+ * FAB_ECORRUPT), and so is a control segment of an older minor (a fabric
+ * made by libfab 1.3.0); a newer control segment is read.  The version
+ * words of a fresh fabric are written back the way such segments carry
+ * them; code and message are checked. */
+START_TEST(wrong_minor)
+{
+	const char *fabric = mt_fabric_name("vmin");
+	char ctl[96], chn[96], want[64];
+	size_t nc = 0, nk = 0;
+	fab_fabric *fab = NULL;
+	fab_chan *ch = NULL;
+	seg_names(fabric, ctl, chn, sizeof ctl);
+	build(fabric, &plain);
+	unsigned char *c = map_seg(ctl, &nc), *k = map_seg(chn, &nk);
+	ck_assert(c && k);
+	_Atomic uint32_t *cv = &((fab_ctl_hdr *)c)->version;
+	_Atomic uint32_t *kv = &((fab_chan_hdr *)k)->version;
+	const uint32_t minors[] = {2u, FAB_LAYOUT_MINOR + 1, 0u, 0xffffu};
+	ck_assert_uint_eq(FAB_LAYOUT_MINOR, 3); /* 1.2: the last layout without attach_hi */
+
+	ck_assert_int_eq(fab_fabric_open(fabric, 0, &fab), 0);
+	for (unsigned i = 0; i < sizeof minors / sizeof minors[0]; i++) {
+		atomic_store(kv, (FAB_LAYOUT_MAJOR << 16) | minors[i]);
+		int rc = fab_chan_open(fab, "c", FAB_RECV, &ch);
+		snprintf(want, sizeof want, "channel c: layout %u.%u, ", FAB_LAYOUT_MAJOR,
+			 minors[i]);
+		ck_assert_msg(rc == FAB_EVERSION && ch == NULL && strstr(fab_errmsg(), want),
+			      "channel of layout %u.%u: open returned %s (%s), want FAB_EVERSION "
+			      "saying \"%s\"",
+			      FAB_LAYOUT_MAJOR, minors[i], fab_errname(rc), fab_errmsg(), want);
+	}
+	atomic_store(kv, FAB_LAYOUT_VERSION);
+	ck_assert_int_eq(fab_chan_open(fab, "c", FAB_RECV, &ch), 0);
+	fab_chan_release(ch);
+	fab_fabric_close(fab);
+	fab = NULL;
+
+	/* The control segment: an older minor is refused, a newer one read. */
+	atomic_store(cv, (FAB_LAYOUT_MAJOR << 16) | 2u);
+	int rc = fab_fabric_open(fabric, 0, &fab);
+	snprintf(want, sizeof want, "layout %u.2 predates", FAB_LAYOUT_MAJOR);
+	ck_assert_msg(rc == FAB_EVERSION && fab == NULL && strstr(fab_errmsg(), want),
+		      "fabric of layout %u.2: open returned %s (%s), want FAB_EVERSION saying "
+		      "\"%s\"",
+		      FAB_LAYOUT_MAJOR, fab_errname(rc), fab_errmsg(), want);
+	atomic_store(cv, (FAB_LAYOUT_MAJOR << 16) | (FAB_LAYOUT_MINOR + 1));
+	rc = fab_fabric_open(fabric, 0, &fab);
+	ck_assert_msg(rc == 0, "fabric of a newer minor: %s (%s)", fab_errname(rc), fab_errmsg());
+	ck_assert_int_eq(fab_chan_open(fab, "c", FAB_RECV, &ch), 0);
+	fab_chan_release(ch);
+	fab_fabric_close(fab);
+	atomic_store(cv, FAB_LAYOUT_VERSION);
+
+	munmap(c, nc);
+	munmap(k, nk);
+	ck_assert_int_eq(teardown(fabric), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("crash_corrupt");
@@ -705,6 +768,7 @@ int main(void)
 	tcase_add_test(tc, truncated_segments);
 	tcase_add_test(tc, wrong_magic);
 	tcase_add_test(tc, wrong_version);
+	tcase_add_test(tc, wrong_minor);
 	suite_add_tcase(s, tc);
 	return mt_run_suite(s);
 }
