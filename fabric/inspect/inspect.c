@@ -562,6 +562,11 @@ static int fi_chan_validate(const fi_seg *s, const char *name, fi_geom *g)
 		return rc;
 	if (h->magic != FAB_CHAN_MAGIC)
 		return fi_err(FAB_ECORRUPT, "channel %s: bad magic", name);
+	/* As libfab: a channel header of another minor has another size
+	 * (layout 1.3 added attach_hi), so say so rather than "do not match". */
+	if ((v & 0xffff) != FAB_LAYOUT_MINOR)
+		return fi_err(FAB_EVERSION, "channel %s: layout %u.%u, fabctl reads %u.%u", name,
+			      v >> 16, v & 0xffff, FAB_LAYOUT_MAJOR, FAB_LAYOUT_MINOR);
 	/* Copy the immutable line once: a scribbler cannot move our bounds
 	 * between the check and the use. */
 	uint32_t kind = h->kind, cap = h->capacity, msz = h->msg_size, dlv = h->delivery;
