@@ -32,7 +32,7 @@ extern "C" {
 #endif
 
 #define FAB_VERSION_MAJOR 1
-#define FAB_VERSION_MINOR 3
+#define FAB_VERSION_MINOR 4
 #define FAB_VERSION_PATCH 0
 
 /*
