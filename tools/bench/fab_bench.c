@@ -1058,11 +1058,12 @@ static int target_met(const struct target *t, double v)
 	return t->at_most ? v <= t->bound : v >= t->bound;
 }
 
-/* The same ratio for the bare queue of the target's group (the ceiling:
- * bare-ring, a two-process ring, for the SPSC targets; bare-mpmc, a bare
- * lock-free MPMC queue, for the 4 x 4 ones; mech_ring.c), or NAN if the target has
- * none or it was not measured: a target the ceiling itself misses is out of
- * reach in this run, whatever the channel does. */
+/* The same ratio for the bare queue of the target's group (bare-ring, a
+ * two-process ring, the ceiling of the SPSC targets; bare-mpmc, a bare
+ * lock-free MPMC queue, the reference of the 4 x 4 ones; mech_ring.c), or
+ * NAN if the target has none or it was not measured: an SPSC target the
+ * ceiling itself misses is out of reach in this run, whatever the channel
+ * does. */
 static double ceiling_value(const struct target *t)
 {
 	const struct cell *c = NULL;
@@ -1103,10 +1104,19 @@ static void print_targets(void)
 		       target_met(&targets[i], isnan(pr) ? v : pr) ? "met" : "MISSED");
 		ceil = ceiling_value(&targets[i]);
 		if (!isnan(ceil))
+			/* The bare ring is tuned for this machine (PLATFORM §9):
+			 * a target it misses is out of reach.  The bare MPMC
+			 * queue is the textbook one with the cheapest wait; with
+			 * eight processes on two CPUs how a queue waits decides
+			 * as much as the queue, and fab's wait sometimes beats
+			 * it, so it is a reference, not a bound. */
 			printf("%s (%s: %s, %s)",
 			       target_met(&targets[i], isnan(pr) ? v : pr) ? "   " : "",
 			       targets[i].g == G_MPMC ? "bare MPMC" : "bare ring", num(ceil),
-			       target_met(&targets[i], ceil) ? "within reach" : "out of reach here");
+			       targets[i].g == G_MPMC ?
+				       (target_met(&targets[i], ceil) ? "reaches it" : "misses it too") :
+				       (target_met(&targets[i], ceil) ? "within reach" :
+									"out of reach here"));
 		printf("\n");
 	}
 }
