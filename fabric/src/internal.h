@@ -56,10 +56,18 @@ typedef struct fab__seg {
 	void *base;
 	size_t size;
 	int fd;
+	/* The shm object's identity: two handles map the same segment at
+	 * different addresses, and only this tells them apart from two
+	 * segments (a mapped object keeps its inode; it is not reused). */
+	uint64_t dev, ino;
 } fab__seg;
 int fab__seg_create(const char *path, size_t size, unsigned mode, fab__seg *seg);
 int fab__seg_open(const char *path, size_t min_size, bool populate, fab__seg *seg);
 void fab__seg_unmap(fab__seg *seg);
+static inline bool fab__seg_same(const fab__seg *a, const fab__seg *b)
+{
+	return a->base == b->base || (a->ino == b->ino && a->dev == b->dev);
+}
 int fab__seg_wait_version(_Atomic uint32_t *version, uint32_t *out);
 
 /* ---- fabric.c / proc.c ---- */
@@ -326,6 +334,7 @@ fab_chan_ent *fab__reg_claim(fab_fabric *fab, const char *name, uint32_t type);
 int fab__chan_map(fab_fabric *fab, const char *name, fab_chan *ch);
 void fab__chan_unmap(fab_chan *ch);
 uint64_t fab__chan_recover(fab_chan *ch, fab_fabric *fab, uint32_t dead_tag);
+void fab__waiter_gone(fab_fabric *fab, uint64_t wait_record);
 int fab__chan_close_settle(fab_chan_hdr *h); /* finish a close the quorum reached */
 void fab__ctx_recover(fab_fabric *fab);    /* finish cancels a dead canceller began */
 void fab__lim_recover(fab_fabric *fab);    /* break dead set() locks, redo lost wakes */

@@ -112,7 +112,12 @@ static void fab__sel_announce(fab__sel *s, int on)
 			continue;
 		for (int m = 0; m < s->nlive; m++) {
 			int j = s->order[m];
-			if (s->ready[j] && s->cases[j].ch->hdr == c->ch->hdr)
+			/* The same channel, also through another handle (its own
+			 * mapping): compared by the segment's identity.  Until
+			 * 28 Nov by address, so a select that received through
+			 * one handle and sent through another counted its own
+			 * receiver as a peer and offered it every message. */
+			if (s->ready[j] && fab__seg_same(&s->cases[j].ch->seg, &c->ch->seg))
 				s->self_ready[i]++;
 		}
 	}

@@ -27,8 +27,9 @@ int fab__seg_create(const char *path, size_t size, unsigned mode, fab__seg *seg)
 		return fab__errno("shm_open");
 	}
 	/* The umask applies to shm_open's mode; set the exact bits asked for. */
-	if (fchmod(fd, mode & 0777) < 0 || ftruncate(fd, (off_t)size) < 0) {
-		int rc = fab__errno("fchmod/ftruncate");
+	struct stat sb;
+	if (fchmod(fd, mode & 0777) < 0 || ftruncate(fd, (off_t)size) < 0 || fstat(fd, &sb) < 0) {
+		int rc = fab__errno("fchmod/ftruncate/fstat");
 		shm_unlink(path);
 		close(fd);
 		return rc;
@@ -44,6 +45,8 @@ int fab__seg_create(const char *path, size_t size, unsigned mode, fab__seg *seg)
 	seg->base = p;
 	seg->size = size;
 	seg->fd = fd;
+	seg->dev = (uint64_t)sb.st_dev;
+	seg->ino = (uint64_t)sb.st_ino;
 	return 0;
 }
 
@@ -97,6 +100,8 @@ int fab__seg_open(const char *path, size_t min_size, bool populate, fab__seg *se
 	seg->base = p;
 	seg->size = size;
 	seg->fd = fd;
+	seg->dev = (uint64_t)sb.st_dev;
+	seg->ino = (uint64_t)sb.st_ino;
 	return 0;
 }
 

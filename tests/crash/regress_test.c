@@ -951,6 +951,53 @@ START_TEST(recv_ready_stale_scan_bounded)
 }
 END_TEST
 
+/*
+ * Go's select never matches its own send case with its own receive case on
+ * the same unbuffered channel.  fab's select subtracts its own waiting
+ * receivers when a send case confirms that a receiver waits; until 28 Nov
+ * it recognised them by the handle's mapping address, so a select that
+ * received through one handle and sent through another (two fab_chan_open
+ * of the same channel, as a stage with an in and an out port on one
+ * channel has) counted its own receiver as a peer: every blocking pass
+ * offered the message to itself, waited 2 ms for a take that could not
+ * come, and withdrew it.  Seen here as the tail moving (each offer claims a
+ * position); now compared by the segment's identity, and nothing is
+ * offered.
+ */
+START_TEST(select_self_through_two_handles)
+{
+	const char *fabric = mt_fabric_name("rgst");
+	fab_fabric *fab = NULL;
+	size_t nh = 0;
+	int rc = mt_make_chan(fabric, "c", FAB_MPMC, 0, 64, 1, &fab);
+	ck_assert_msg(rc == 0, "create: %s", fab_strerror(rc));
+	fab_chan *tx = open_or_fail(fab, FAB_SEND), *rx = open_or_fail(fab, FAB_RECV);
+	fab_chan_hdr *h = rg_map(fabric, "c", &nh);
+	uint64_t tail0 = atomic_load(&h->tail);
+	char buf[64];
+	fab_case c[2] = {
+		{.ch = tx, .op = FAB_OP_SEND, .send_msg = "hello", .send_len = 6},
+		{.ch = rx, .op = FAB_OP_RECV, .recv_buf = buf, .recv_cap = sizeof buf},
+	};
+	fab_ctx *t = NULL;
+	ck_assert_int_eq(fab_ctx_with_timeout(NULL, 30 * 1000000LL, &t), 0);
+	rc = fab_select(c, 2, t, 0);
+	fab_ctx_release(t);
+	ck_assert_msg(rc == FAB_ETIMEDOUT, "select alone on an unbuffered channel: %d (%s)", rc,
+		      rc < 0 ? fab_errname(rc) : "a case");
+	uint64_t tail1 = atomic_load(&h->tail);
+	ck_assert_msg(tail1 == tail0,
+		      "the select offered its message to its own receive case (another handle "
+		      "of the same channel): tail %llu -> %llu",
+		      (unsigned long long)tail0, (unsigned long long)tail1);
+	ck_assert_uint_eq(atomic_load(&h->recv_ready), 0);
+	munmap(h, nh);
+	fab_chan_release(rx);
+	fab_chan_release(tx);
+	mt_destroy(fabric, &fab);
+}
+END_TEST
+
 /* 1 + the highest attach word in use, 0 if none. */
 static uint32_t ah_top(_Atomic uint64_t *att)
 {
@@ -1096,6 +1143,7 @@ int main(void)
 	tcase_add_test(tc, rejoin_killed_before_figure);
 	tcase_add_test(tc, recv_ready_stale_scan_bounded);
 	tcase_add_test(tc, attach_hi_covers_attached_handles);
+	tcase_add_test(tc, select_self_through_two_handles);
 	suite_add_tcase(s, tc);
 	return mt_run_suite(s);
 }
