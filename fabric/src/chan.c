@@ -136,7 +136,10 @@ static int fab__wait(fab_chan *ch, int dir_recv, fab_ctx *ctx, fab__try_fn try, 
 	fab_chan_hdr *h = ch->hdr;
 	_Atomic uint32_t *word = dir_recv ? &h->recv_futex : &h->send_futex;
 	_Atomic uint32_t *waiters = dir_recv ? &h->recv_waiters : &h->send_waiters;
-	fetch_add_relaxed(waiters, 1); /* a gauge for fabctl and stats */
+	/* A gauge for fabctl, stats and /metrics; counted before the wait
+	 * record is written (and uncounted after it is cleared, below), so a
+	 * record always names a gauge its process counts in. */
+	fetch_add_relaxed(waiters, 1);
 	uint64_t what = FAB_WAIT_MAKE(FAB_WAIT_CHAN, dir_recv ? FAB_WAIT_RECV : FAB_WAIT_SEND, 1,
 				      ch->reg_idx);
 	fab__wait_mark(ch->fab, what);
@@ -203,8 +206,12 @@ static int fab__wait(fab_chan *ch, int dir_recv, fab_ctx *ctx, fab__try_fn try, 
 		if (r != FAB_EAGAIN)
 			break;
 	}
-	atomic_fetch_sub_explicit(waiters, 1, memory_order_relaxed);
+	/* The wait record first, then the gauge: a process killed between the
+	 * two leaves the gauge one high and no record, never a record naming a
+	 * gauge it no longer counts in (recovery takes a dead sleeper's count
+	 * out by its record, fab_fabric_recover). */
 	fab__wait_unmark(ch->fab, what);
+	atomic_fetch_sub_explicit(waiters, 1, memory_order_relaxed);
 	if (slept_from)
 		fab__hist_add(dir_recv ? &h->recv_wait : &h->send_wait, fab__now_ns() - slept_from);
 	return r;

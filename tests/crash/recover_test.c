@@ -911,6 +911,106 @@ START_TEST(unbuffered_receiver_killed_while_blocked)
 }
 END_TEST
 
+/* ---- sleeper_killed_gauge ---------------------------------------------------- */
+
+/* A receiver (arg NULL) or a sender (arg non-NULL) on buffered channel "w",
+ * which blocks: the channel is empty, or full. */
+static int t8_sleeper(void *arg)
+{
+	fab_fabric *f = NULL;
+	fab_chan *ch = NULL;
+	char buf[64] = {0};
+	int rc = mt_open(S.fabric, "w", arg ? FAB_SEND : FAB_RECV, &f, &ch);
+	if (rc)
+		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
+	ssize_t n = arg ? fab_send(ch, "late", 5, NULL) : fab_recv(ch, buf, sizeof buf, NULL);
+	if (n < 0)
+		MT_CHILD_FAIL(10, "%s: %s", arg ? "send" : "recv", fab_errname((int)n));
+	mt_close(f, ch);
+	return 0;
+}
+
+/* Spawn a sleeper and wait until the gauge counts it and it sleeps. */
+static pid_t t8_asleep(_Atomic uint32_t *gauge, void *how)
+{
+	uint32_t want = atomic_load(gauge) + 1;
+	pid_t r = mt_spawn(t8_sleeper, how);
+	int code = MT_RUNNING;
+	ck_assert_int_gt(r, 0);
+	ck_assert_msg(MT_WAIT_UNTIL((atomic_load(gauge) == want && mt_in_futex(r)) ||
+					    mt_exited(r, &code),
+				    10 * MT_SEC),
+		      "%s never slept (gauge %u, want %u)", how ? "sender" : "receiver",
+		      atomic_load(gauge), want);
+	ck_assert_msg(code == MT_RUNNING, "sleeper returned (exit %d)", code);
+	return r;
+}
+
+/*
+ * The blocked-senders and blocked-receivers gauges (fab_chan_stats,
+ * fabctl, /metrics fab_channel_blocked_*) of a channel on which a sleeper
+ * was killed: recovery takes the dead sleeper out by its wait record,
+ * once.  Until 28 Nov the gauge stayed one high for good, showing a blocked
+ * process that did not exist (and under fabd, whose watchdog kills hung
+ * stages, drifting up with every such kill).
+ */
+START_TEST(sleeper_killed_gauge)
+{
+	fab_fabric *fab = NULL;
+	fab_chan *tx = NULL, *rx = NULL;
+	size_t hsize = 0;
+	fab_stats st;
+	char buf[64];
+	rc_begin("rcw");
+	int rc = mt_make_chan(S.fabric, "w", FAB_MPMC, 2, 64, 1, &fab);
+	ck_assert_msg(rc == 0, "create: %s", fab_strerror(rc));
+	fab_chan_hdr *h = rc_map_or_fail(S.fabric, "w", &hsize);
+
+	/* Receivers: one killed asleep, one alive asleep. */
+	pid_t dead = t8_asleep(&h->recv_waiters, NULL);
+	pid_t live = t8_asleep(&h->recv_waiters, NULL);
+	t6_kill(dead);
+	ck_assert_uint_eq(atomic_load(&h->recv_waiters), 2); /* nothing ran yet */
+	fab_fabric_recover(fab);
+	ck_assert_msg(atomic_load(&h->recv_waiters) == 1,
+		      "recv_waiters %u after recovery, with one receiver alive asleep and one "
+		      "killed asleep (want 1)",
+		      atomic_load(&h->recv_waiters));
+	fab_fabric_recover(fab); /* again: the dead one is taken out once */
+	ck_assert_uint_eq(atomic_load(&h->recv_waiters), 1);
+	ck_assert_int_eq(fab_chan_open(fab, "w", FAB_SEND, &tx), 0);
+	ck_assert_int_eq(fab_send(tx, "hello", 6, NULL), 0);
+	rc = mt_wait(live, 10 * MT_SEC);
+	ck_assert_msg(rc == 0, "live receiver exited %d%s", rc, mt_code_why(rc));
+	memset(&st, 0, sizeof st);
+	st.size = sizeof st;
+	ck_assert_int_eq(fab_chan_stats(tx, &st), 0);
+	ck_assert_uint_eq(st.blocked_receivers, 0);
+
+	/* Senders: the channel full, one killed asleep. */
+	ck_assert_int_eq(fab_send(tx, "a", 2, NULL), 0);
+	ck_assert_int_eq(fab_send(tx, "b", 2, NULL), 0);
+	t6_kill(t8_asleep(&h->send_waiters, (void *)1));
+	ck_assert_uint_eq(atomic_load(&h->send_waiters), 1);
+	fab_fabric_recover(fab);
+	ck_assert_int_eq(fab_chan_stats(tx, &st), 0);
+	ck_assert_msg(st.blocked_senders == 0,
+		      "%u blocked senders after recovery; the only one was killed", st.blocked_senders);
+	/* The queued messages are intact. */
+	ck_assert_int_eq(fab_chan_open(fab, "w", FAB_RECV, &rx), 0);
+	ck_assert_int_eq(fab_recv(rx, buf, sizeof buf, NULL), 2);
+	ck_assert_str_eq(buf, "a");
+	ck_assert_int_eq(fab_recv(rx, buf, sizeof buf, NULL), 2);
+	ck_assert_str_eq(buf, "b");
+	ck_assert_int_eq(fab_try_recv(rx, buf, sizeof buf), FAB_EAGAIN);
+
+	fab_chan_release(rx);
+	fab_chan_release(tx);
+	munmap(h, hsize);
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
 /* ---- proc_claimer_killed_before_live -------------------------------------- */
 
 /* fab_fabric_open, stopped or killed (arg) at its claim's clock read; when
@@ -1055,6 +1155,7 @@ int main(void)
 	tcase_add_test(tc, limiter_set_killed_in_wake);
 	tcase_add_test(tc, registry_claim_keeps_dead_owner);
 	tcase_add_test(tc, unbuffered_receiver_killed_while_blocked);
+	tcase_add_test(tc, sleeper_killed_gauge);
 	tcase_add_test(tc, proc_claimer_killed_before_live);
 	suite_add_tcase(s, tc);
 	return mt_run_suite(s);
