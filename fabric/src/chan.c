@@ -92,6 +92,52 @@ void fab__wake_all(fab_chan_hdr *h)
 typedef int (*fab__try_fn)(fab_chan *ch, void *arg, fab__block *blk);
 
 /*
+ * The sleep marks (layout.h FAB_ATT_SLEEP_*): a thread about to sleep in a
+ * blocking send or receive counts itself in the channel's gauge
+ * (send_waiters / recv_waiters), then marks its handle's attach word; on
+ * waking it clears the mark, then uncounts itself.  So a mark always stands
+ * for a count, and the one CAS that clears a dead handle's word
+ * (fab__chan_recover) takes its sleepers out of the gauges exactly once.
+ * Until 28 Nov a process killed while asleep left the gauge one high for
+ * good: fabctl, fab_chan_stats and /metrics (fab_channel_blocked_*) showed
+ * a blocked process that did not exist, and under fabd, whose watchdog
+ * kills hung stages, the gauge drifted up with every such kill.  A kill
+ * between the count and the mark, or between the unmark and the uncount,
+ * still leaves it one high (never low).  One mark per direction and handle:
+ * a handle is used by one thread at a time.
+ */
+bool fab__sleep_mark(fab_chan *ch, uint64_t mark)
+{
+	if (ch->attach_idx < 0)
+		return false;
+	_Atomic uint64_t *a = &ch->attach[ch->attach_idx];
+	uint64_t id = FAB_ATT_MAKE(ch->fab->tag, ch->role, ch->serial);
+	uint64_t w = load_relaxed(a);
+	/* Relaxed: the mark publishes nothing; recovery acts on the word it
+	 * clears by CAS, and the count went up before (program order is
+	 * enough for a recoverer of a dead process: it runs after our death). */
+	while (FAB_ATT_ID(w) == id && !(w & mark))
+		if (atomic_compare_exchange_weak_explicit(a, &w, w | mark, memory_order_relaxed,
+							  memory_order_relaxed))
+			return true;
+	return false; /* not our word any more (taken for dead), or marked */
+}
+
+/* Clear a mark fab__sleep_mark set.  False if the word is no longer ours:
+ * recovery cleared it and took our count out already. */
+bool fab__sleep_unmark(fab_chan *ch, uint64_t mark)
+{
+	_Atomic uint64_t *a = &ch->attach[ch->attach_idx];
+	uint64_t id = FAB_ATT_MAKE(ch->fab->tag, ch->role, ch->serial);
+	uint64_t w = load_relaxed(a);
+	while (FAB_ATT_ID(w) == id && (w & mark))
+		if (atomic_compare_exchange_weak_explicit(a, &w, w & ~mark, memory_order_relaxed,
+							  memory_order_relaxed))
+			return true;
+	return false;
+}
+
+/*
  * Run try() until it stops returning FAB_EAGAIN, the context ends, or an
  * error.  dir_recv selects the word: receivers sleep on recv_futex, senders
  * on send_futex.  Returns try()'s result or the context's error.
@@ -136,10 +182,11 @@ static int fab__wait(fab_chan *ch, int dir_recv, fab_ctx *ctx, fab__try_fn try, 
 	fab_chan_hdr *h = ch->hdr;
 	_Atomic uint32_t *word = dir_recv ? &h->recv_futex : &h->send_futex;
 	_Atomic uint32_t *waiters = dir_recv ? &h->recv_waiters : &h->send_waiters;
-	/* A gauge for fabctl, stats and /metrics; counted before the wait
-	 * record is written (and uncounted after it is cleared, below), so a
-	 * record always names a gauge its process counts in. */
+	/* A gauge for fabctl, stats and /metrics, with this handle's sleep
+	 * mark in its attach word (fab__sleep_mark). */
 	fetch_add_relaxed(waiters, 1);
+	uint64_t mark = dir_recv ? FAB_ATT_SLEEP_RECV : FAB_ATT_SLEEP_SEND;
+	bool marked = fab__sleep_mark(ch, mark);
 	uint64_t what = FAB_WAIT_MAKE(FAB_WAIT_CHAN, dir_recv ? FAB_WAIT_RECV : FAB_WAIT_SEND, 1,
 				      ch->reg_idx);
 	fab__wait_mark(ch->fab, what);
@@ -206,12 +253,9 @@ static int fab__wait(fab_chan *ch, int dir_recv, fab_ctx *ctx, fab__try_fn try, 
 		if (r != FAB_EAGAIN)
 			break;
 	}
-	/* The wait record first, then the gauge: a process killed between the
-	 * two leaves the gauge one high and no record, never a record naming a
-	 * gauge it no longer counts in (recovery takes a dead sleeper's count
-	 * out by its record, fab_fabric_recover). */
 	fab__wait_unmark(ch->fab, what);
-	atomic_fetch_sub_explicit(waiters, 1, memory_order_relaxed);
+	if (!marked || fab__sleep_unmark(ch, mark))
+		atomic_fetch_sub_explicit(waiters, 1, memory_order_relaxed);
 	if (slept_from)
 		fab__hist_add(dir_recv ? &h->recv_wait : &h->send_wait, fab__now_ns() - slept_from);
 	return r;
@@ -522,8 +566,23 @@ static void fab__chan_detach(fab_chan *ch)
 		fab__spsc_drop_end(ch, &ch->hdr->spsc_receiver);
 	ch->end_word = 0;
 	if (ch->attach_idx >= 0) {
-		uint64_t mine = FAB_ATT_MAKE(ch->fab->tag, ch->role, ch->serial);
-		cas(&ch->attach[ch->attach_idx], &mine, 0);
+		/* Our word, with whatever counts and marks it still carries
+		 * (none, unless a wait ended without its unmark): they go with
+		 * it, as when recovery clears a dead handle's word. */
+		_Atomic uint64_t *a = &ch->attach[ch->attach_idx];
+		uint64_t id = FAB_ATT_MAKE(ch->fab->tag, ch->role, ch->serial);
+		uint64_t w = load_relaxed(a);
+		while (FAB_ATT_ID(w) == id) {
+			if (!cas(a, &w, 0))
+				continue;
+			if (FAB_ATT_READY(w))
+				fetch_sub_seq_cst(&ch->hdr->recv_ready, FAB_ATT_READY(w));
+			if (w & FAB_ATT_SLEEP_SEND)
+				fab__gauge_dec(&ch->hdr->send_waiters);
+			if (w & FAB_ATT_SLEEP_RECV)
+				fab__gauge_dec(&ch->hdr->recv_waiters);
+			break;
+		}
 		ch->attach_idx = -1;
 	}
 }

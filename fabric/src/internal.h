@@ -334,7 +334,19 @@ fab_chan_ent *fab__reg_claim(fab_fabric *fab, const char *name, uint32_t type);
 int fab__chan_map(fab_fabric *fab, const char *name, fab_chan *ch);
 void fab__chan_unmap(fab_chan *ch);
 uint64_t fab__chan_recover(fab_chan *ch, fab_fabric *fab, uint32_t dead_tag);
-void fab__waiter_gone(fab_fabric *fab, uint64_t wait_record);
+/* Take one count out of a blocked gauge for a cleared attach word's sleep
+ * mark; never below 0 (a scribbled word must not wrap the gauge).  Relaxed,
+ * as every change of a gauge. */
+static inline void fab__gauge_dec(_Atomic uint32_t *g)
+{
+	uint32_t v = atomic_load_explicit(g, memory_order_relaxed);
+	while (v > 0 && !atomic_compare_exchange_weak_explicit(g, &v, v - 1, memory_order_relaxed,
+							       memory_order_relaxed))
+		;
+}
+/* a sleeper's mark in its attach word (chan.c, layout.h FAB_ATT_SLEEP_*) */
+bool fab__sleep_mark(fab_chan *ch, uint64_t mark);
+bool fab__sleep_unmark(fab_chan *ch, uint64_t mark);
 int fab__chan_close_settle(fab_chan_hdr *h); /* finish a close the quorum reached */
 void fab__ctx_recover(fab_fabric *fab);    /* finish cancels a dead canceller began */
 void fab__lim_recover(fab_fabric *fab);    /* break dead set() locks, redo lost wakes */

@@ -415,13 +415,15 @@ _Static_assert(sizeof(fab_chan_hdr) == 2432, "channel header size");
 
 /*
  * Attach-table word: owner tag << 32 | role << 24 | handle serial (24 bits).
- * 0 = free.  Recovery clears words whose owner is dead.
+ * 0 = free.  Recovery clears words whose owner is dead.  The role takes the
+ * low 6 bits of its byte (FAB_SEND | FAB_RECV); the top two are the sleep
+ * marks below.
  */
 #define FAB_ATT_MAKE(tag, role, serial)                                         \
-	(((uint64_t)(tag) << 32) | ((uint64_t)((role) & 0xffu) << 24) |       \
+	(((uint64_t)(tag) << 32) | ((uint64_t)((role) & 0x3fu) << 24) |       \
 	 ((uint64_t)(serial) & 0xffffffu))
 #define FAB_ATT_TAG(w) ((uint32_t)((w) >> 32) & 0xffffu)
-#define FAB_ATT_ROLE(w) ((uint32_t)((w) >> 24) & 0xffu)
+#define FAB_ATT_ROLE(w) ((uint32_t)((w) >> 24) & 0x3fu)
 /*
  * Bits 48..63 (since 28 Nov 2026, same layout version): how many receivers
  * of this handle wait in a blocking receive on an unbuffered channel, each
@@ -431,7 +433,19 @@ _Static_assert(sizeof(fab_chan_hdr) == 2432, "channel header size");
 #define FAB_ATT_READY_ONE (1ULL << 48)
 #define FAB_ATT_READY_MAX 0xffffu
 #define FAB_ATT_READY(w) ((uint32_t)((w) >> 48))
-#define FAB_ATT_ID(w) ((w) & (FAB_ATT_READY_ONE - 1))
+/*
+ * Bits 30 and 31, the top of the role byte (since layout 1.3): the handle's
+ * thread sleeps in a blocking send (30) or receive (31) on this channel and
+ * is counted in the header's send_waiters or recv_waiters.  Set after the
+ * count goes up, cleared before it goes down, so the CAS that clears a dead
+ * handle's word takes its sleepers out of the gauges exactly once
+ * (recover.c) and a gauge is never low (chan.c, fab__wait).
+ */
+#define FAB_ATT_SLEEP_SEND (1ULL << 30)
+#define FAB_ATT_SLEEP_RECV (1ULL << 31)
+#define FAB_ATT_SLEEP (FAB_ATT_SLEEP_SEND | FAB_ATT_SLEEP_RECV)
+/* The word without its counts and marks: whose handle it is. */
+#define FAB_ATT_ID(w) ((w) & (FAB_ATT_READY_ONE - 1) & ~FAB_ATT_SLEEP)
 
 /*
  * MPMC slot: a 16-byte header then the payload, the whole slot a multiple of

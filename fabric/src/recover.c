@@ -61,6 +61,13 @@ uint64_t fab__chan_recover(fab_chan *ch, fab_fabric *fab, uint32_t dead_tag)
 		 * receivers").  seq_cst as the receivers' own decrements. */
 		if (FAB_ATT_READY(w))
 			fetch_sub_seq_cst(&ch->hdr->recv_ready, FAB_ATT_READY(w));
+		/* Sleepers of the dead handle (chan.c, "The sleep marks"): counted
+		 * in the gauges before they marked the word, so taken out here,
+		 * by the CAS that cleared it, exactly once. */
+		if (w & FAB_ATT_SLEEP_SEND)
+			fab__gauge_dec(&ch->hdr->send_waiters);
+		if (w & FAB_ATT_SLEEP_RECV)
+			fab__gauge_dec(&ch->hdr->recv_waiters);
 	}
 	if (fixed || detached) {
 		/* Wake everyone: sleepers re-check and find the repaired slots.
@@ -75,53 +82,6 @@ uint64_t fab__chan_recover(fab_chan *ch, fab_fabric *fab, uint32_t dead_tag)
 	return fixed;
 }
 
-/*
- * A process killed while asleep in fab_send or fab_recv (or their batch,
- * reserve and acquire forms) on a channel leaves the channel's
- * send_waiters or recv_waiters gauge one high for good: fabctl, stats and
- * /metrics (fab_channel_blocked_receivers) then show a blocked process that
- * does not exist, and under fabd, whose watchdog kills hung stages, the
- * gauge drifts up with every such kill.  Its wait record (the process
- * entry's `wait`) names the channel and the direction; the sleeper counts
- * itself before writing the record and clears the record before
- * uncounting itself (chan.c, fab__wait), so a record left by a dead process
- * names a gauge it still counts in, and the recoverer that frees the entry
- * takes that count out.  Not covered (the gauge stays one high, never low):
- * a process killed between counting itself and writing its record, or
- * between clearing it and uncounting; a sleeper in fab_select (its record
- * names only the first case); a process with several threads asleep (one
- * record).  The registry index in the record could in principle name a
- * channel created after the dead one was destroyed; the decrement never
- * goes below 0.
- */
-void fab__waiter_gone(fab_fabric *fab, uint64_t w)
-{
-	if (FAB_WAIT_KIND(w) != FAB_WAIT_CHAN || FAB_WAIT_IDX(w) >= FAB_MAX_CHANS)
-		return;
-	uint32_t op = FAB_WAIT_OP(w);
-	if (op != FAB_WAIT_SEND && op != FAB_WAIT_RECV)
-		return;
-	fab_chan_ent *e = &fab->chans[FAB_WAIT_IDX(w)];
-	if (load_acquire(&e->state) != FAB_ENT_LIVE || e->type == FAB_OBJ_TOPIC)
-		return;
-	char name[FAB_NAME_MAX + 1];
-	memcpy(name, e->name, FAB_NAME_MAX);
-	name[FAB_NAME_MAX] = 0;
-	if (!fab__name_ok(name))
-		return;
-	fab_chan tmp;
-	memset(&tmp, 0, sizeof tmp);
-	if (fab__chan_map(fab, name, &tmp))
-		return;
-	_Atomic uint32_t *g = op == FAB_WAIT_RECV ? &tmp.hdr->recv_waiters : &tmp.hdr->send_waiters;
-	/* Relaxed, as every change of the gauge; never below 0. */
-	uint32_t v = load_relaxed(g);
-	while (v > 0 && !atomic_compare_exchange_weak_explicit(g, &v, v - 1, memory_order_relaxed,
-								  memory_order_relaxed))
-		;
-	fab__chan_unmap(&tmp);
-}
-
 int fab_fabric_recover(fab_fabric *fab)
 {
 	int rc;
@@ -131,7 +91,6 @@ int fab_fabric_recover(fab_fabric *fab)
 	uint32_t dead_tags[64];
 	uint64_t dead_sg[64];
 	uint32_t dead_idx[64];
-	uint64_t dead_wait[64];
 	int nd = 0;
 	int repaired = 0;
 	for (uint32_t i = 0; i < FAB_MAX_PROCS && nd < 64; i++) {
@@ -159,11 +118,6 @@ int fab_fabric_recover(fab_fabric *fab)
 		dead_tags[nd] = FAB_TAG_MAKE(i, FAB_SG_GEN(sg));
 		dead_sg[nd] = sg;
 		dead_idx[nd] = i;
-		/* Its last sleep, if it died asleep: read now, while the entry
-		 * is still its (nobody writes a dead process's record; a new
-		 * claimer may once the entry is freed, below).  Acquire, as
-		 * fabctl reads it. */
-		dead_wait[nd] = load_acquire(&e->wait);
 		nd++;
 	}
 
@@ -256,12 +210,8 @@ int fab_fabric_recover(fab_fabric *fab)
 	for (int k = 0; k < nd; k++) {
 		fab_proc_ent *e = &fab->procs[dead_idx[k]];
 		uint64_t sg = dead_sg[k];
-		if (cas(&e->sg, &sg, FAB_SG_MAKE(FAB_SG_GEN(sg), FAB_PROC_FREE))) {
+		if (cas(&e->sg, &sg, FAB_SG_MAKE(FAB_SG_GEN(sg), FAB_PROC_FREE)))
 			repaired++;
-			/* This CAS frees the entry once, so the dead sleeper's
-			 * count is taken out once. */
-			fab__waiter_gone(fab, dead_wait[k]);
-		}
 	}
 	return repaired;
 }

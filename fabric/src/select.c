@@ -214,6 +214,8 @@ int fab_select(fab_case *cases, int n, fab_ctx *ctx, unsigned flags)
 	 * blocked sender or receiver of each channel it waits on. */
 	fab__waitset ws;
 	_Atomic uint32_t *gauge[FAB_SELECT_MAX];
+	fab_chan *gch[FAB_SELECT_MAX];  /* the handle each gauge's mark is on */
+	uint64_t gmark[FAB_SELECT_MAX]; /* the mark we set, or 0 */
 	int nw = 0;
 	for (int k = 0; k < s.nlive; k++) {
 		_Atomic uint32_t *waiters;
@@ -225,7 +227,14 @@ int fab_select(fab_case *cases, int n, fab_ctx *ctx, unsigned flags)
 			continue;
 		ws.word[nw] = w;
 		gauge[nw] = waiters;
-		fetch_add_relaxed(waiters, 1); /* a gauge for fabctl and stats */
+		/* A gauge for fabctl, stats and /metrics, and the sleep mark on
+		 * the case's handle, as fab__wait (chan.c). */
+		fetch_add_relaxed(waiters, 1);
+		gch[nw] = cases[s.order[k]].ch;
+		gmark[nw] = cases[s.order[k]].op == FAB_OP_SEND ? FAB_ATT_SLEEP_SEND
+								: FAB_ATT_SLEEP_RECV;
+		if (!fab__sleep_mark(gch[nw], gmark[nw]))
+			gmark[nw] = 0;
 		nw++;
 	}
 	/* Liveness poll when behind another's slot (see fab__wait in chan.c):
@@ -295,7 +304,8 @@ int fab_select(fab_case *cases, int n, fab_ctx *ctx, unsigned flags)
 			break;
 	}
 	for (int m = 0; m < nw; m++)
-		atomic_fetch_sub_explicit(gauge[m], 1, memory_order_relaxed);
+		if (!gmark[m] || fab__sleep_unmark(gch[m], gmark[m]))
+			atomic_fetch_sub_explicit(gauge[m], 1, memory_order_relaxed);
 	if (first)
 		fab__wait_unmark(first->fab, what);
 out:

@@ -949,10 +949,10 @@ static pid_t t8_asleep(_Atomic uint32_t *gauge, void *how)
 /*
  * The blocked-senders and blocked-receivers gauges (fab_chan_stats,
  * fabctl, /metrics fab_channel_blocked_*) of a channel on which a sleeper
- * was killed: recovery takes the dead sleeper out by its wait record,
- * once.  Until 28 Nov the gauge stayed one high for good, showing a blocked
- * process that did not exist (and under fabd, whose watchdog kills hung
- * stages, drifting up with every such kill).
+ * was killed: recovery takes the dead sleeper out by the sleep mark in its
+ * handle's attach word, once.  Until 28 Nov the gauge stayed one high for
+ * good, showing a blocked process that did not exist (and under fabd, whose
+ * watchdog kills hung stages, drifting up with every such kill).
  */
 START_TEST(sleeper_killed_gauge)
 {
@@ -1006,6 +1006,114 @@ START_TEST(sleeper_killed_gauge)
 
 	fab_chan_release(rx);
 	fab_chan_release(tx);
+	munmap(h, hsize);
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
+/*
+ * The same with a channel destroyed and created again (as a restarted
+ * pipeline does) before recovery ran: the new channel takes the registry
+ * entry of the one the dead sleeper slept on, and its gauge must not lose
+ * a count it never had.  (Found by review of a first fix that named the
+ * channel by its registry index: the gauge went to 0 with a receiver
+ * asleep, and wrapped to 4294967295 when that receiver woke.)
+ */
+START_TEST(sleeper_killed_gauge_index_reused)
+{
+	fab_fabric *fab = NULL;
+	fab_chan *tx = NULL;
+	size_t hsize = 0;
+	fab_stats st;
+	rc_begin("rcr");
+	int rc = mt_make_chan(S.fabric, "w", FAB_MPMC, 2, 64, 1, &fab);
+	ck_assert_msg(rc == 0, "create: %s", fab_strerror(rc));
+	fab_chan_hdr *h = rc_map_or_fail(S.fabric, "w", &hsize);
+	t6_kill(t8_asleep(&h->recv_waiters, NULL)); /* dies asleep; nobody recovers yet */
+	munmap(h, hsize);
+
+	ck_assert_int_eq(fab_chan_destroy(fab, "w"), 0);
+	rc = mt_make_chan(S.fabric, "w", FAB_MPMC, 2, 64, 1, &fab);
+	ck_assert_msg(rc == 0, "create again: %s", fab_strerror(rc));
+	h = rc_map_or_fail(S.fabric, "w", &hsize);
+	pid_t live = t8_asleep(&h->recv_waiters, NULL);
+	ck_assert_uint_eq(atomic_load(&h->recv_waiters), 1);
+
+	fab_fabric_recover(fab); /* frees the dead receiver's process entry */
+	ck_assert_msg(atomic_load(&h->recv_waiters) == 1,
+		      "recv_waiters %u after recovery of a receiver killed on the destroyed "
+		      "channel, with one receiver alive asleep on the new one (want 1)",
+		      atomic_load(&h->recv_waiters));
+	ck_assert_int_eq(fab_chan_open(fab, "w", FAB_SEND, &tx), 0);
+	ck_assert_int_eq(fab_send(tx, "hello", 6, NULL), 0);
+	rc = mt_wait(live, 10 * MT_SEC);
+	ck_assert_msg(rc == 0, "live receiver exited %d%s", rc, mt_code_why(rc));
+	memset(&st, 0, sizeof st);
+	st.size = sizeof st;
+	ck_assert_int_eq(fab_chan_stats(tx, &st), 0);
+	ck_assert_msg(st.blocked_receivers == 0, "%u blocked receivers, none asleep (want 0)",
+		      st.blocked_receivers);
+
+	fab_chan_release(tx);
+	munmap(h, hsize);
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
+/* A select with a receive case on "w" and one on "w2" (both empty). */
+static int t8_selector(void *arg)
+{
+	fab_fabric *f = NULL;
+	fab_chan *a = NULL, *b = NULL;
+	char buf[64];
+	(void)arg;
+	int rc = mt_open(S.fabric, "w", FAB_RECV, &f, &a);
+	if (rc)
+		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
+	if ((rc = fab_chan_open(f, "w2", FAB_RECV, &b)) != 0)
+		MT_CHILD_FAIL(21, "open w2: %s", fab_strerror(rc));
+	fab_case c[2] = {
+		{.ch = a, .op = FAB_OP_RECV, .recv_buf = buf, .recv_cap = sizeof buf},
+		{.ch = b, .op = FAB_OP_RECV, .recv_buf = buf, .recv_cap = sizeof buf},
+	};
+	rc = fab_select(c, 2, NULL, 0);
+	if (rc < 0)
+		MT_CHILD_FAIL(10, "select: %s", fab_errname(rc));
+	fab_chan_release(b);
+	mt_close(f, a);
+	return 0;
+}
+
+/* A sleeper killed inside fab_select counts in the gauge of every channel
+ * it waits on; recovery takes it out of each (one wait record could name
+ * only the first). */
+START_TEST(select_sleeper_killed_gauge)
+{
+	fab_fabric *fab = NULL;
+	size_t hsize = 0, hsize2 = 0;
+	rc_begin("rcs");
+	int rc = mt_make_chan(S.fabric, "w", FAB_MPMC, 2, 64, 1, &fab);
+	ck_assert_msg(rc == 0, "create: %s", fab_strerror(rc));
+	rc = mt_make_chan(S.fabric, "w2", FAB_MPMC, 2, 64, 1, &fab);
+	ck_assert_msg(rc == 0, "create w2: %s", fab_strerror(rc));
+	fab_chan_hdr *h = rc_map_or_fail(S.fabric, "w", &hsize);
+	fab_chan_hdr *h2 = rc_map_or_fail(S.fabric, "w2", &hsize2);
+	pid_t r = mt_spawn(t8_selector, NULL);
+	int code = MT_RUNNING;
+	ck_assert_int_gt(r, 0);
+	ck_assert_msg(MT_WAIT_UNTIL((atomic_load(&h->recv_waiters) == 1 &&
+				     atomic_load(&h2->recv_waiters) == 1 && mt_in_futex(r)) ||
+					    mt_exited(r, &code),
+				    10 * MT_SEC),
+		      "select never slept (recv_waiters %u, %u)", atomic_load(&h->recv_waiters),
+		      atomic_load(&h2->recv_waiters));
+	ck_assert_msg(code == MT_RUNNING, "select returned (exit %d)", code);
+	t6_kill(r);
+	fab_fabric_recover(fab);
+	ck_assert_msg(atomic_load(&h->recv_waiters) == 0 && atomic_load(&h2->recv_waiters) == 0,
+		      "recv_waiters %u, %u after recovery of a select killed asleep (want 0, 0)",
+		      atomic_load(&h->recv_waiters), atomic_load(&h2->recv_waiters));
+	munmap(h2, hsize2);
 	munmap(h, hsize);
 	mt_destroy(S.fabric, &fab);
 }
@@ -1156,6 +1264,8 @@ int main(void)
 	tcase_add_test(tc, registry_claim_keeps_dead_owner);
 	tcase_add_test(tc, unbuffered_receiver_killed_while_blocked);
 	tcase_add_test(tc, sleeper_killed_gauge);
+	tcase_add_test(tc, sleeper_killed_gauge_index_reused);
+	tcase_add_test(tc, select_sleeper_killed_gauge);
 	tcase_add_test(tc, proc_claimer_killed_before_live);
 	suite_add_tcase(s, tc);
 	return mt_run_suite(s);
