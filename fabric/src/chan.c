@@ -575,12 +575,7 @@ static void fab__chan_detach(fab_chan *ch)
 		while (FAB_ATT_ID(w) == id) {
 			if (!cas(a, &w, 0))
 				continue;
-			if (FAB_ATT_READY(w))
-				fetch_sub_seq_cst(&ch->hdr->recv_ready, FAB_ATT_READY(w));
-			if (w & FAB_ATT_SLEEP_SEND)
-				fab__gauge_dec(&ch->hdr->send_waiters);
-			if (w & FAB_ATT_SLEEP_RECV)
-				fab__gauge_dec(&ch->hdr->recv_waiters);
+			fab__att_cleared(ch->hdr, w);
 			break;
 		}
 		ch->attach_idx = -1;

@@ -344,6 +344,21 @@ static inline void fab__gauge_dec(_Atomic uint32_t *g)
 							       memory_order_relaxed))
 		;
 }
+/* An attach word w has just been cleared (by the one CAS that may: its
+ * handle's release, or recovery of its dead owner): take the waiting
+ * receivers (FAB_ATT_READY, chan.c "Waiting unbuffered receivers") and the
+ * sleepers (FAB_ATT_SLEEP_*, chan.c "The sleep marks") it counted out of
+ * the header, exactly once.  seq_cst for recv_ready, as the receivers' own
+ * decrements. */
+static inline void fab__att_cleared(fab_chan_hdr *h, uint64_t w)
+{
+	if (FAB_ATT_READY(w))
+		atomic_fetch_sub_explicit(&h->recv_ready, FAB_ATT_READY(w), memory_order_seq_cst);
+	if (w & FAB_ATT_SLEEP_SEND)
+		fab__gauge_dec(&h->send_waiters);
+	if (w & FAB_ATT_SLEEP_RECV)
+		fab__gauge_dec(&h->recv_waiters);
+}
 /* a sleeper's mark in its attach word (chan.c, layout.h FAB_ATT_SLEEP_*) */
 bool fab__sleep_mark(fab_chan *ch, uint64_t mark);
 bool fab__sleep_unmark(fab_chan *ch, uint64_t mark);

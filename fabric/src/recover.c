@@ -55,19 +55,10 @@ uint64_t fab__chan_recover(fab_chan *ch, fab_fabric *fab, uint32_t dead_tag)
 			continue; /* another recoverer cleared it (and counted) */
 		detached = 1;
 		/* Receivers of the dead handle killed while waiting on an
-		 * unbuffered channel: the word counted them in recv_ready,
-		 * and only the CAS that cleared it may take them out, so they
-		 * are subtracted exactly once (chan.c, "Waiting unbuffered
-		 * receivers").  seq_cst as the receivers' own decrements. */
-		if (FAB_ATT_READY(w))
-			fetch_sub_seq_cst(&ch->hdr->recv_ready, FAB_ATT_READY(w));
-		/* Sleepers of the dead handle (chan.c, "The sleep marks"): counted
-		 * in the gauges before they marked the word, so taken out here,
-		 * by the CAS that cleared it, exactly once. */
-		if (w & FAB_ATT_SLEEP_SEND)
-			fab__gauge_dec(&ch->hdr->send_waiters);
-		if (w & FAB_ATT_SLEEP_RECV)
-			fab__gauge_dec(&ch->hdr->recv_waiters);
+		 * unbuffered channel (recv_ready) or asleep (the blocked
+		 * gauges): only the CAS that cleared the word may take them
+		 * out, so they are subtracted exactly once. */
+		fab__att_cleared(ch->hdr, w);
 	}
 	if (fixed || detached) {
 		/* Wake everyone: sleepers re-check and find the repaired slots.

@@ -75,8 +75,11 @@ static void setup_env(tenv *e, const char *tag)
 	snprintf(e->sock, sizeof e->sock, "%s/fab/%s.sock", e->dir, e->fabric);
 }
 
-/* `fabd run [ARG] YAML` with XDG_RUNTIME_DIR=dir, output in the log. */
-static pid_t start_fabd(const tenv *e, const char *arg1, const char *arg2)
+/* `fabd run [ARG] YAML` with XDG_RUNTIME_DIR=dir, output in the log; with
+ * failfork non-NULL, fabd's fork number `failfork` fails (failfork.c
+ * preloaded). */
+static pid_t start_fabd_ff(const tenv *e, const char *arg1, const char *arg2,
+			   const char *failfork)
 {
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
@@ -87,6 +90,18 @@ static pid_t start_fabd(const tenv *e, const char *arg1, const char *arg2)
 		dup2(fd, 1);
 		dup2(fd, 2);
 		setenv("XDG_RUNTIME_DIR", e->dir, 1);
+		if (failfork) {
+			setenv("LD_PRELOAD", FAILFORK_PATH, 1);
+			setenv("FAILFORK_AT", failfork, 1);
+			/* Under ASan the preloaded object comes before its
+			 * runtime in the library list, which ASan refuses
+			 * unless told. */
+			char asan[512];
+			const char *old = getenv("ASAN_OPTIONS");
+			snprintf(asan, sizeof asan, "%s%sverify_asan_link_order=0",
+				 old ? old : "", old && *old ? ":" : "");
+			setenv("ASAN_OPTIONS", asan, 1);
+		}
 		if (arg1)
 			execl(FABD_PATH, "fabd", "run", arg1, arg2, e->yaml, (char *)NULL);
 		else
@@ -94,6 +109,11 @@ static pid_t start_fabd(const tenv *e, const char *arg1, const char *arg2)
 		_exit(121);
 	}
 	return pid;
+}
+
+static pid_t start_fabd(const tenv *e, const char *arg1, const char *arg2)
+{
+	return start_fabd_ff(e, arg1, arg2, NULL);
 }
 
 /* fabd must still be running while we wait for it. */
@@ -835,6 +855,29 @@ static int count_fds(pid_t pid)
 	return n;
 }
 
+/* Wait up to 10 s for fabd to exit (a hang guard for a pipeline that must
+ * end on its own): its exit code, or -1 after killing it.  Also reads
+ * whether "jobs" is closed and fabd's log (to free). */
+static int sf_wait_end(pid_t fabd, const tenv *e, int *closed, uint32_t *closes, char **log)
+{
+	int code = -1, st;
+	for (int i = 0; i < 100; i++) {
+		if (waitpid(fabd, &st, WNOHANG) == fabd) {
+			code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+			break;
+		}
+		struct timespec ts = { 0, 100000000 };
+		nanosleep(&ts, NULL);
+	}
+	*closed = chan_closed(e->fabric, "jobs", closes);
+	*log = slurp(e->log);
+	if (code < 0) {
+		kill(fabd, SIGKILL);
+		waitpid(fabd, &st, 0);
+	}
+	return code;
+}
+
 START_TEST(t_scale_up_spawn_fails)
 {
 	tenv e;
@@ -867,22 +910,10 @@ START_TEST(t_scale_up_spawn_fails)
 	snprintf(f, sizeof f, "%s.0.1", fl.go);
 	write_text(f, "1\n");
 	wait_log(fabd, &e, "fabd: src.0: exited with status 0");
-	int code = -1, st;
-	for (int i = 0; i < 100; i++) { /* 10 s */
-		if (waitpid(fabd, &st, WNOHANG) == fabd) {
-			code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-			break;
-		}
-		struct timespec ts = { 0, 100000000 };
-		nanosleep(&ts, NULL);
-	}
 	uint32_t closes = 0;
-	int closed = chan_closed(e.fabric, "jobs", &closes);
-	char *log = slurp(e.log);
-	if (code < 0) {
-		kill(fabd, SIGKILL);
-		waitpid(fabd, &st, 0);
-	}
+	int closed = -1;
+	char *log = NULL;
+	int code = sf_wait_end(fabd, &e, &closed, &closes, &log);
 	close(s);
 	ck_assert_msg(code >= 0,
 		      "fabd still runs 10 s after the last producer that could run closed: jobs "
@@ -892,34 +923,6 @@ START_TEST(t_scale_up_spawn_fails)
 	ck_assert_uint_eq(lines(fl.got), 10);
 }
 END_TEST
-
-/* `fabd run YAML` as start_fabd, with its fork number `n` failing
- * (failfork.c preloaded). */
-static pid_t start_fabd_failfork(const tenv *e, const char *n)
-{
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		int fd = open(e->log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
-		if (fd < 0)
-			_exit(120);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		setenv("XDG_RUNTIME_DIR", e->dir, 1);
-		setenv("LD_PRELOAD", FAILFORK_PATH, 1);
-		setenv("FAILFORK_AT", n, 1);
-		/* Under ASan the preloaded object comes before its runtime in
-		 * the library list, which ASan refuses unless told. */
-		char asan[512];
-		const char *old = getenv("ASAN_OPTIONS");
-		snprintf(asan, sizeof asan, "%s%sverify_asan_link_order=0", old ? old : "",
-			 old && *old ? ":" : "");
-		setenv("ASAN_OPTIONS", asan, 1);
-		execl(FABD_PATH, "fabd", "run", e->yaml, (char *)NULL);
-		_exit(121);
-	}
-	return pid;
-}
 
 /* A replica that cannot be started at fabd's first start (fork fails:
  * failfork.c, on fabd's second fork, src.0's, sink.0 being first) will not
@@ -952,24 +955,12 @@ START_TEST(t_first_spawn_fails)
 		 "metrics: { listen: off }\n",
 		 e.fabric, STAGE_DIR, got, STAGE_DIR, go);
 	write_text(e.yaml, y);
-	pid_t fabd = start_fabd_failfork(&e, "2");
+	pid_t fabd = start_fabd_ff(&e, NULL, NULL, "2");
 	wait_log(fabd, &e, "fabd: src.0: fork: ");
-	int code = -1, st;
-	for (int i = 0; i < 100; i++) { /* 10 s, against the drain's 60 */
-		if (waitpid(fabd, &st, WNOHANG) == fabd) {
-			code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-			break;
-		}
-		struct timespec ts = { 0, 100000000 };
-		nanosleep(&ts, NULL);
-	}
 	uint32_t closes = 0;
-	int closed = chan_closed(e.fabric, "jobs", &closes);
-	char *log = slurp(e.log);
-	if (code < 0) {
-		kill(fabd, SIGKILL);
-		waitpid(fabd, &st, 0);
-	}
+	int closed = -1;
+	char *log = NULL;
+	int code = sf_wait_end(fabd, &e, &closed, &closes, &log);
 	ck_assert_msg(code >= 0,
 		      "fabd still runs 10 s after its only producer failed to start: jobs "
 		      "closed=%d (%u closes), the share of src.0 stays open; log:\n%s",

@@ -53,6 +53,19 @@ struct ring_hdr {
 static struct ring_hdr *g_ring;
 static size_t g_ring_len;
 
+/* len bytes of zeroed memory shared with the children forked later, or NULL
+ * with the reason in why. */
+static struct ring_hdr *ring_map(size_t len, char *why, size_t whylen)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED) {
+		snprintf(why, whylen, "mmap(%zu): %s", len, strerror(errno));
+		return NULL;
+	}
+	return p;
+}
+
 static size_t slot_size(const struct run *r)
 {
 	return (r->msg + 7) / 8 * 8;
@@ -74,14 +87,8 @@ static int ring_setup(struct run *r, char *why, size_t whylen)
 		return -1;
 	}
 	g_ring_len = sizeof(struct ring_hdr) + ring_slots(r) * slot_size(r);
-	g_ring = mmap(NULL, g_ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
-		      0);
-	if (g_ring == MAP_FAILED) {
-		g_ring = NULL;
-		snprintf(why, whylen, "mmap(%zu): %s", g_ring_len, strerror(errno));
-		return -1;
-	}
-	return 0;
+	g_ring = ring_map(g_ring_len, why, whylen);
+	return g_ring ? 0 : -1;
 }
 
 static void ring_teardown(struct run *r)
@@ -228,16 +235,10 @@ const struct mech mech_ring = { "bare-ring", ring_setup, ring_child, ring_teardo
  * for the slot) instead of the CAS loop; kept to repeat the A/B runs of
  * tools/bench/README.md. */
 
-struct mring_hdr {
-	/* Next position to claim for a send; for a receive. */
-	_Alignas(128) _Atomic uint64_t enq;
-	char pad0[120];
-	_Alignas(128) _Atomic uint64_t deq;
-	char pad1[120];
-	/* The slots follow: [_Atomic uint64_t seq; message], 64-byte multiples. */
-};
-
-static struct mring_hdr *g_mring;
+/* The same header as the bare ring's: tail is the next position to claim
+ * for a send, head for a receive.  The slots follow: [_Atomic uint64_t seq;
+ * message], 64-byte multiples. */
+static struct ring_hdr *g_mring;
 static size_t g_mring_len;
 
 static size_t mring_slot(const struct run *r)
@@ -262,7 +263,7 @@ static void mring_wait(unsigned *spins)
 
 static int mring_send(struct run *r, unsigned slot, int dir, const void *m, size_t n)
 {
-	uint64_t pos = atomic_load_explicit(&g_mring->enq, memory_order_relaxed), seq;
+	uint64_t pos = atomic_load_explicit(&g_mring->tail, memory_order_relaxed), seq;
 	_Atomic uint64_t *w;
 	unsigned spins = 0;
 
@@ -270,7 +271,7 @@ static int mring_send(struct run *r, unsigned slot, int dir, const void *m, size
 #ifdef MRING_FAA
 	/* Relaxed ticket; the acquire pairs with the consumer's release of
 	 * the slot's previous lap, as below. */
-	pos = atomic_fetch_add_explicit(&g_mring->enq, 1, memory_order_relaxed);
+	pos = atomic_fetch_add_explicit(&g_mring->tail, 1, memory_order_relaxed);
 	w = mring_word(r, pos);
 	while (atomic_load_explicit(w, memory_order_acquire) != pos)
 		mring_wait(&spins);
@@ -284,7 +285,7 @@ static int mring_send(struct run *r, unsigned slot, int dir, const void *m, size
 		if (seq == pos) {
 			/* Relaxed CAS: the claim orders nothing; the slot word
 			 * publishes the message. */
-			if (atomic_compare_exchange_weak_explicit(&g_mring->enq, &pos, pos + 1,
+			if (atomic_compare_exchange_weak_explicit(&g_mring->tail, &pos, pos + 1,
 								  memory_order_relaxed,
 								  memory_order_relaxed))
 				break;
@@ -292,7 +293,7 @@ static int mring_send(struct run *r, unsigned slot, int dir, const void *m, size
 		}
 		if ((int64_t)(seq - pos) < 0)
 			mring_wait(&spins); /* full: the slot's last lap is unread */
-		pos = atomic_load_explicit(&g_mring->enq, memory_order_relaxed);
+		pos = atomic_load_explicit(&g_mring->tail, memory_order_relaxed);
 	}
 	memcpy((unsigned char *)w + 8, m, n);
 	/* Release: publishes the message to the consumer of pos. */
@@ -302,14 +303,14 @@ static int mring_send(struct run *r, unsigned slot, int dir, const void *m, size
 
 static ssize_t mring_recv(struct run *r, unsigned slot, int dir, void *b, size_t n)
 {
-	uint64_t pos = atomic_load_explicit(&g_mring->deq, memory_order_relaxed), seq;
+	uint64_t pos = atomic_load_explicit(&g_mring->head, memory_order_relaxed), seq;
 	_Atomic uint64_t *w;
 	unsigned spins = 0;
 
 	(void)slot, (void)dir;
 #ifdef MRING_FAA
 	/* As the send: the acquire pairs with the producer's release. */
-	pos = atomic_fetch_add_explicit(&g_mring->deq, 1, memory_order_relaxed);
+	pos = atomic_fetch_add_explicit(&g_mring->head, 1, memory_order_relaxed);
 	w = mring_word(r, pos);
 	while (atomic_load_explicit(w, memory_order_acquire) != pos + 1)
 		mring_wait(&spins);
@@ -320,7 +321,7 @@ static ssize_t mring_recv(struct run *r, unsigned slot, int dir, void *b, size_t
 		/* Acquire: pairs with the producer's release of pos + 1. */
 		seq = atomic_load_explicit(w, memory_order_acquire);
 		if (seq == pos + 1) {
-			if (atomic_compare_exchange_weak_explicit(&g_mring->deq, &pos, pos + 1,
+			if (atomic_compare_exchange_weak_explicit(&g_mring->head, &pos, pos + 1,
 								  memory_order_relaxed,
 								  memory_order_relaxed))
 				break;
@@ -328,7 +329,7 @@ static ssize_t mring_recv(struct run *r, unsigned slot, int dir, void *b, size_t
 		}
 		if ((int64_t)(seq - (pos + 1)) < 0)
 			mring_wait(&spins); /* empty */
-		pos = atomic_load_explicit(&g_mring->deq, memory_order_relaxed);
+		pos = atomic_load_explicit(&g_mring->head, memory_order_relaxed);
 	}
 	memcpy(b, (unsigned char *)w + 8, n);
 	/* Release: our copy is done before a producer of the next lap
@@ -347,14 +348,9 @@ static int mring_setup(struct run *r, char *why, size_t whylen)
 		snprintf(why, whylen, "the bare MPMC queue is a stream of non-empty messages only");
 		return -1;
 	}
-	g_mring_len = sizeof(struct mring_hdr) + ring_slots(r) * mring_slot(r);
-	g_mring = mmap(NULL, g_mring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-		       -1, 0);
-	if (g_mring == MAP_FAILED) {
-		g_mring = NULL;
-		snprintf(why, whylen, "mmap(%zu): %s", g_mring_len, strerror(errno));
+	g_mring_len = sizeof(struct ring_hdr) + ring_slots(r) * mring_slot(r);
+	if (!(g_mring = ring_map(g_mring_len, why, whylen)))
 		return -1;
-	}
 	/* Slot i is free for position i (before fork: no ordering needed). */
 	for (i = 0; i < ring_slots(r); i++)
 		atomic_store_explicit(mring_word(r, i), i, memory_order_relaxed);
