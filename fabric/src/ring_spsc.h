@@ -42,7 +42,12 @@ static inline __attribute__((always_inline)) void fab__copy_small(void *d, const
 	 * in A/B runs).  Other lengths: overlapping runs of words from the
 	 * start and up to the end, at most three branches and no loop (bytes in
 	 * the overlap are written twice with the same value). */
-	if (n >= 8 && !(n & 7)) {
+	if (n == 8) {
+		/* The commonest size (a word, a pointer, a sequence number) with
+		 * no table jump: the switch below cost 8-byte messages ~10 % in
+		 * two full runs. */
+		fab__copy_w8(dd, ss, 0);
+	} else if (n >= 8 && !(n & 7)) {
 		switch (n >> 3) {
 		case 8:
 			fab__copy_w8(dd, ss, 56);
