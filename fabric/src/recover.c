@@ -138,8 +138,13 @@ int fab_fabric_recover(fab_fabric *fab)
 			fab_chan tmp;
 			memset(&tmp, 0, sizeof tmp);
 			int mrc = fab__chan_map(fab, name, &tmp);
-			if (mrc == 0) {
-				fab__chan_unmap(&tmp);
+			if (mrc == 0 || mrc == FAB_EVERSION) {
+				/* Finished (its version word is written last): keep
+				 * it, also when another layout minor made it (a
+				 * library of that version may be using it; we only
+				 * cannot). */
+				if (mrc == 0)
+					fab__chan_unmap(&tmp);
 				cas(&e->state, &st, FAB_ENT_LIVE);
 			} else if (mrc != FAB_ECORRUPT && mrc != FAB_ENOENT) {
 				continue; /* a passing failure (memory, fds): not evidence */

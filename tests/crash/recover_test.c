@@ -1119,6 +1119,50 @@ START_TEST(select_sleeper_killed_gauge)
 }
 END_TEST
 
+/* ---- registry_creating_other_minor --------------------------------------- */
+
+/*
+ * A channel whose creator died after finishing its segment but before
+ * marking the registry entry LIVE is kept by recovery (the version word is
+ * written last, so the segment is whole).  Also when a library of another
+ * layout minor made it: this library cannot open it (FAB_EVERSION), but a
+ * process of that version may be using it.  Until 28 Nov recovery took
+ * FAB_EVERSION for a passing failure and left the entry CREATING for good
+ * (found by review).
+ */
+START_TEST(registry_creating_other_minor)
+{
+	fab_fabric *fab = NULL;
+	fab_chan *ch = NULL;
+	size_t nctl = 0, nh = 0;
+	rc_begin("rcv");
+	int rc = mt_make_chan(S.fabric, "v", FAB_MPMC, 4, 64, 1, &fab);
+	ck_assert_msg(rc == 0, "create: %s", fab_strerror(rc));
+	fab_ctl_hdr *ctl = rc_map_or_fail(S.fabric, NULL, &nctl);
+	fab_chan_ent *ents = (fab_chan_ent *)((uint8_t *)ctl + ctl->chans_off);
+	fab_chan_ent *e = NULL;
+	ck_assert_int_eq(rc_reg_count(ents, "v", FAB_ENT_LIVE, &e), 1);
+	fab_chan_hdr *h = rc_map_or_fail(S.fabric, "v", &nh);
+
+	/* As another library's creator leaves it when killed between its
+	 * version store and its registry store; its tag names a free entry
+	 * of the process table (a dead process). */
+	atomic_store(&h->version, (1u << 16) | (FAB_LAYOUT_MINOR - 1));
+	atomic_store(&e->owner, FAB_TAG_MAKE(FAB_MAX_PROCS - 1, 7));
+	atomic_store(&e->state, FAB_ENT_CREATING);
+	fab_fabric_recover(fab);
+	ck_assert_msg(atomic_load(&e->state) == FAB_ENT_LIVE,
+		      "registry entry of a finished channel of layout 1.%u, creator dead, is %s "
+		      "after recovery (want LIVE)",
+		      FAB_LAYOUT_MINOR - 1, rc_ent_state(atomic_load(&e->state)));
+	ck_assert_int_eq(fab_chan_open(fab, "v", FAB_SEND, &ch), FAB_EVERSION);
+
+	munmap(h, nh);
+	munmap(ctl, nctl);
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
 /* ---- proc_claimer_killed_before_live -------------------------------------- */
 
 /* fab_fabric_open, stopped or killed (arg) at its claim's clock read; when
@@ -1266,6 +1310,7 @@ int main(void)
 	tcase_add_test(tc, sleeper_killed_gauge);
 	tcase_add_test(tc, sleeper_killed_gauge_index_reused);
 	tcase_add_test(tc, select_sleeper_killed_gauge);
+	tcase_add_test(tc, registry_creating_other_minor);
 	tcase_add_test(tc, proc_claimer_killed_before_live);
 	suite_add_tcase(s, tc);
 	return mt_run_suite(s);
