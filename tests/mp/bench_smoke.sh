@@ -34,15 +34,35 @@ for c in cells:
     n = r.get("messages", r.get("round_trips", r.get("calls", None)))
     if n is not None and n <= 0:
         bad.append("%s: nothing moved (%s)" % (c["name"], r))
-# Every SPSC and MPMC throughput target carries its ceiling from the same
-# run (bare-ring, bare-mpmc), the figure that says whether it is in reach.
+# Every SPSC and MPMC throughput target and the spinning round trip carry
+# their ceiling from the same run (bare-ring, bare-mpmc, ring-pp), the
+# figure that says whether they are in reach.
 tg = {t["what"]: t for t in d.get("targets", [])}
 for what, ceil in (("SPSC 64 B >= 150x pipe", "bare-ring"),
                    ("SPSC 1 KiB >= 15x pipe", "bare-ring"),
-                   ("MPMC 4x4 >= 20x shared pipe", "bare-mpmc")):
+                   ("MPMC 4x4 >= 20x shared pipe", "bare-mpmc"),
+                   ("spinning round trip p50 <= 1.2x cache line", "ring-pp"),
+                   ("spinning round trip p99 <= 1.2x cache line", "ring-pp")):
     t = tg.get(what)
     if t is None or t.get("ceiling") != ceil or not (t.get("bare_ring") or 0) > 0:
         bad.append("target %r without its %s ceiling: %s" % (what, ceil, t))
+# The spinning round trips are compared with the cache-line floor in blocks
+# of their own runs (spinpp.h): each such cell reports both ratios, and the
+# spinning targets' per-round figure is that comparison.
+rtt = {c["mechanism"]: c for g in d["groups"] if g["name"] == "rtt" for c in g["cells"]}
+for name in ("fab-spin", "two-line", "ring-pp"):
+    b = rtt.get(name, {}).get("blocks_x_cacheline")
+    if not b or not (b.get("p50") or 0) > 0 or not (b.get("p99") or 0) > 0:
+        bad.append("rtt/%s without its block ratios: %s" % (name, rtt.get(name)))
+if "blocks_x_cacheline" in rtt.get("cacheline", {}):
+    bad.append("the cache-line floor compared with itself")
+for what in ("spinning round trip p50 <= 1.2x cache line",
+             "spinning round trip p99 <= 1.2x cache line"):
+    t = tg.get(what) or {}
+    b = rtt.get("fab-spin", {}).get("blocks_x_cacheline") or {}
+    want = b.get("p99" if "p99" in what else "p50")
+    if want is None or abs((t.get("per_round") or 0) - want) > 1e-9 * max(want, 1):
+        bad.append("target %r: per round %s, blocks %s" % (what, t.get("per_round"), want))
 for b in bad:
     print("FAIL:", b)
 print("%d cells checked" % len(cells))

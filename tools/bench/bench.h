@@ -80,6 +80,8 @@ struct child_out {
 	uint64_t per_cnt[BENCH_MAXPROD]; /* consumer: messages from each producer */
 	uint64_t per_sum[BENCH_MAXPROD]; /* consumer: sum of their sequence numbers */
 	uint64_t p50_ns, p99_ns, samples; /* ping-pong initiator */
+	/* run.pair_cl: the cache-line floor's blocks of the same run */
+	uint64_t ref_p50_ns, ref_p99_ns, ref_samples;
 	int64_t cpu_ns, wall_ns;       /* MODE_IDLE consumer: CPU used while blocked */
 	uint64_t futex_waits, futex_wakes, fab_sent; /* fab's counters, or counted */
 	int32_t have_futex;            /* futex_* above are meaningful */
@@ -127,6 +129,8 @@ struct run {
 	int64_t delay_ns;              /* MODE_SLEEP: each side's delay before sending */
 	int64_t warmup_rt;             /* ping-pong: round trips not recorded */
 	int cpu[2];                    /* pin the two processes of a 1:1 shape; -1 no */
+	int pair_cl;                   /* spinning ping-pong: alternate blocks with the
+					  cache-line floor (spinpp.h) */
 	struct shared *sh;
 
 	/* Set up by each mechanism in the parent. */
@@ -151,7 +155,8 @@ struct mech {
 };
 
 extern const struct mech mech_fab, mech_cacheline, mech_lines2, mech_futex, mech_pipe,
-	mech_socket, mech_mq, mech_mutexcv, mech_topic, mech_limiter, mech_atomic, mech_ring, mech_mring;
+	mech_socket, mech_mq, mech_mutexcv, mech_topic, mech_limiter, mech_atomic, mech_ring, mech_mring,
+	mech_ringpp;
 
 /* The fabric every fab run uses: its name (set once by main) and the
  * parent's handle (NULL if it could not be opened). */

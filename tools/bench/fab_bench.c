@@ -29,6 +29,7 @@
  * for how the cost of a call is taken.
  */
 #include "bench.h"
+#include "spinpp.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -124,6 +125,9 @@ struct cell {
 	unsigned n;                   /* rounds measured */
 	double v[MAXROUNDS];          /* p50 ns, or msgs/s */
 	double v99[MAXROUNDS];        /* p99 ns (latency) */
+	/* Spinning round trips (run.pair_cl): the cache-line floor's p50 and
+	 * p99 in the blocks of the same run, 0 when not paired */
+	double vr[MAXROUNDS], vr99[MAXROUNDS];
 	double fx[MAXROUNDS];         /* futex calls per message / round trip, or -1 */
 	double cnt[MAXROUNDS];        /* round trips or messages of each round */
 	unsigned rnd[MAXROUNDS];      /* the round each figure was measured in */
@@ -144,6 +148,7 @@ static struct cell cells[] = {
 	C(G_RTT, "fab", mech_fab, MODE_DEFAULT, FAB_SPSC),
 	C(G_RTT, "cacheline", mech_cacheline, MODE_SPIN, 0),
 	C(G_RTT, "two-line", mech_lines2, MODE_SPIN, 0),
+	C(G_RTT, "ring-pp", mech_ringpp, MODE_SPIN, 0),
 	C(G_RTT, "futex", mech_futex, MODE_DEFAULT, 0),
 	C(G_RTT, "pipe", mech_pipe, MODE_DEFAULT, 0),
 	C(G_RTT, "socket", mech_socket, MODE_DEFAULT, 0),
@@ -439,6 +444,25 @@ static double ratio(const struct cell *c, const struct cell *ref, int p99)
 	return b > 0 ? a / b : NAN;
 }
 
+/* A spinning round trip against the cache-line floor measured in blocks of
+ * the same run (run.pair_cl, spinpp.h): the median over rounds of each
+ * round's p50 (p99) ratio, or NAN if the cell was not paired. */
+static double block_ratio(const struct cell *c, int p99)
+{
+	double r[MAXROUNDS];
+	unsigned i, k = 0;
+
+	if (!c || c->state != CELL_OK)
+		return NAN;
+	for (i = 0; i < c->n; i++) {
+		double a = p99 ? c->v99[i] : c->v[i], b = p99 ? c->vr99[i] : c->vr[i];
+
+		if (b > 0 && !isnan(a))
+			r[k++] = a / b;
+	}
+	return k ? median(r, k, NULL, NULL) : NAN;
+}
+
 /* ---- one round of one cell ------------------------------------------------ */
 
 static void cell_fail(struct cell *c, unsigned round, const char *fmt, ...)
@@ -482,6 +506,7 @@ static void run_init(struct run *r, struct shared *sh, const struct cell *c)
 	r->warmup_rt = c->mode == MODE_SLEEP ? 10 : 100;
 	r->cpu[0] = g_cpu[0];
 	r->cpu[1] = g_cpu[1];
+	r->pair_cl = c->g == G_RTT && c->mode == MODE_SPIN && c->m != &mech_cacheline;
 	r->fd[0][0] = r->fd[0][1] = r->fd[1][0] = r->fd[1][1] = -1;
 	r->mq[0] = r->mq[1] = (mqd_t)-1;
 }
@@ -668,6 +693,15 @@ static int run_cell(struct cell *c, struct shared *sh, unsigned round)
 		}
 		c->v[c->n] = (double)sh->out[0].p50_ns;
 		c->v99[c->n] = (double)sh->out[0].p99_ns;
+		c->vr[c->n] = c->vr99[c->n] = 0;
+		if (r.pair_cl) {
+			if (sh->out[0].ref_samples == 0) {
+				cell_fail(c, round, "no round trip of the cache-line blocks was timed");
+				return 0;
+			}
+			c->vr[c->n] = (double)sh->out[0].ref_p50_ns;
+			c->vr99[c->n] = (double)sh->out[0].ref_p99_ns;
+		}
 		c->cnt[c->n] = (double)sh->out[0].count;
 		calls = 0;
 		fx = -1;
@@ -997,6 +1031,19 @@ static void print_group(int gi)
 			printf("\n");
 		print_section(gi, seen[i]);
 	}
+	for (i = 0, ns = 0; i < NCELLS; i++) {
+		const struct cell *c = &cells[i];
+
+		if (c->g != gi || !c->selected || isnan(block_ratio(c, 0)))
+			continue;
+		if (!ns++)
+			printf("   in blocks: each of these runs alternated blocks of %u round trips with\n"
+			       "   the cache-line floor in the same two processes; p50/p99 x the floor's\n"
+			       "   blocks, median of the rounds (immune to placement flips between cells):\n",
+			       PP_BLOCK);
+		printf("     %-10s %s", c->mname, num(block_ratio(c, 0)));
+		printf("/%s\n", num(block_ratio(c, 1)));
+	}
 	for (i = 0; i < g->nnote; i++)
 		printf("   note: %s\n", g->note[i]);
 }
@@ -1048,8 +1095,14 @@ static double paired_value(const struct target *t)
 {
 	const struct cell *c = find_cell(t->g, t->cell);
 
+	double b;
+
 	if (!c || !c->selected || t->futex || !t->ref)
 		return NAN;
+	/* Against the cache-line floor: the blocks of the cell's own runs,
+	 * the one comparison no placement flip can split. */
+	if (strcmp(t->ref, "cacheline") == 0 && !isnan(b = block_ratio(c, t->p99)))
+		return b;
 	return paired_ratio(c, find_cell(t->g, t->ref), t->p99);
 }
 
@@ -1060,10 +1113,11 @@ static int target_met(const struct target *t, double v)
 
 /* The same ratio for the bare queue of the target's group (bare-ring, a
  * two-process ring, the ceiling of the SPSC targets; bare-mpmc, a bare
- * lock-free MPMC queue, the reference of the 4 x 4 ones; mech_ring.c), or
- * NAN if the target has none or it was not measured: an SPSC target the
- * ceiling itself misses is out of reach in this run, whatever the channel
- * does. */
+ * lock-free MPMC queue, the reference of the 4 x 4 ones; ring-pp, two bare
+ * rings with fab's slot layout, the floor of the spinning round trip;
+ * mech_ring.c), or NAN if the target has none or it was not measured: an
+ * SPSC target the ceiling itself misses is out of reach in this run,
+ * whatever the channel does, and so is a round trip the bare rings miss. */
 static double ceiling_value(const struct target *t)
 {
 	const struct cell *c = NULL;
@@ -1075,10 +1129,15 @@ static double ceiling_value(const struct target *t)
 		c = find_cell(t->g, "bare-ring");
 	else if (t->g == G_MPMC && strcmp(t->cell, "fab-mpmc") == 0)
 		c = find_cell(t->g, "bare-mpmc");
+	else if (t->g == G_RTT && strcmp(t->cell, "fab-spin") == 0)
+		c = find_cell(t->g, "ring-pp");
 	if (!c || !c->selected || c->state != CELL_OK || !c->n)
 		return NAN;
-	/* As the verdict: per round when there is such a figure. */
-	v = paired_ratio(c, find_cell(t->g, t->ref), t->p99);
+	/* As the verdict: in blocks, else per round, when there is such a
+	 * figure. */
+	v = strcmp(t->ref, "cacheline") == 0 ? block_ratio(c, t->p99) : NAN;
+	if (isnan(v))
+		v = paired_ratio(c, find_cell(t->g, t->ref), t->p99);
 	return isnan(v) ? ratio(c, find_cell(t->g, t->ref), t->p99) : v;
 }
 
@@ -1097,7 +1156,8 @@ static void print_targets(void)
 			       "   median of the ratios within each round, where both cells ran within\n"
 			       "   ~1 s of each other, so in the same vCPU placement unless it flipped\n"
 			       "   in between; the verdict is taken on the per-round figure when there\n"
-			       "   is one)\n"
+			       "   is one; against the cache line, the per-round figure is taken in\n"
+			       "   blocks of the same run, see the rtt table)\n"
 			       "   %-46s %10s %10s\n", "target", "ratio", "per round");
 		pr = paired_value(&targets[i]);
 		printf("   %-46s %10s %10s  %s", targets[i].what, num(v), isnan(pr) ? "-" : num(pr),
@@ -1109,10 +1169,14 @@ static void print_targets(void)
 			 * queue is the textbook one with the cheapest wait; with
 			 * eight processes on two CPUs how a queue waits decides
 			 * as much as the queue, and fab's wait sometimes beats
-			 * it, so it is a reference, not a bound. */
+			 * it, so it is a reference, not a bound.  The bare rings
+			 * of the round trip (ring-pp) are fab's slot layout with
+			 * no code around it: the floor of any channel whose
+			 * messages move through the slots of a ring. */
 			printf("%s (%s: %s, %s)",
 			       target_met(&targets[i], isnan(pr) ? v : pr) ? "   " : "",
-			       targets[i].g == G_MPMC ? "bare MPMC" : "bare ring", num(ceil),
+			       targets[i].g == G_MPMC ? "bare MPMC" :
+			       targets[i].g == G_RTT  ? "bare rings" : "bare ring", num(ceil),
 			       targets[i].g == G_MPMC ?
 				       (target_met(&targets[i], ceil) ? "reaches it" : "misses it too") :
 				       (target_met(&targets[i], ceil) ? "within reach" :
@@ -1291,6 +1355,13 @@ static void print_json(const struct load_diff *ld)
 					printf(",\"calls_per_s\":");
 					json_num(c->med99);
 				}
+				if (ck == K_LAT && !isnan(block_ratio(c, 0))) {
+					printf(",\"blocks_x_cacheline\":{\"p50\":");
+					json_num(block_ratio(c, 0));
+					printf(",\"p99\":");
+					json_num(block_ratio(c, 1));
+					printf("}");
+				}
 				if (ck == K_LAT) {
 					printf(",\"p99_ns\":");
 					json_num(c->med99);
@@ -1332,6 +1403,13 @@ static void print_json(const struct load_diff *ld)
 					if (ck == K_LAT) {
 						printf(",\"p99\":");
 						json_num(c->v99[j]);
+						if (c->vr[j] > 0) {
+							printf(",\"cacheline_blocks\":{\"p50\":");
+							json_num(c->vr[j]);
+							printf(",\"p99\":");
+							json_num(c->vr99[j]);
+							printf("}");
+						}
 						printf(",\"round_trips\":");
 					} else if (ck == K_IDLE) {
 						printf(",\"seconds\":");
@@ -1378,7 +1456,8 @@ static void print_json(const struct load_diff *ld)
 		v = ceiling_value(&targets[i]);
 		if (!isnan(v)) {
 			printf(",\"ceiling\":");
-			json_str(targets[i].g == G_MPMC ? "bare-mpmc" : "bare-ring");
+			json_str(targets[i].g == G_MPMC ? "bare-mpmc" :
+				 targets[i].g == G_RTT  ? "ring-pp" : "bare-ring");
 			printf(",\"bare_ring\":");
 			json_num(v);
 			printf(",\"bare_ring_met\":%s", target_met(&targets[i], v) ? "true" : "false");
@@ -1404,7 +1483,10 @@ static void usage(FILE *f)
 		"\n"
 		"  rtt        ping-pong round trip, peer answers at once: fab spinning on\n"
 		"             fab_try_send/recv (fab-spin) and in its default mode (fab:\n"
-		"             fab_send/recv spin briefly, then sleep); p50 and p99\n"
+		"             fab_send/recv spin briefly, then sleep); p50 and p99;\n"
+		"             ring-pp is two bare rings of fab's slot layout, the floor\n"
+		"             of any ring; the spinning cells alternate blocks with the\n"
+		"             cache-line floor in the same processes (\"in blocks\")\n"
 		"  rtt-sleep  ping-pong where each side busy-waits before answering, so the\n"
 		"             other is asleep when the message arrives (delay calibrated\n"
 		"             from fab's own futex counters); the sum of both one-way latencies\n"

@@ -19,6 +19,7 @@
  * message queue is unlinked at once, so a killed run leaves nothing behind.
  */
 #include "bench.h"
+#include "spinpp.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -41,52 +42,26 @@ static int cl_setup(struct run *r, char *why, size_t whylen)
 	return 0;
 }
 
+static int cl_ping(void *ctx, uint64_t i)
+{
+	pp_cl_ping(ctx, i);
+	return 0;
+}
+
+static int cl_pong(void *ctx, uint64_t i)
+{
+	return pp_cl_pong(ctx, i);
+}
+
+static int cl_end(void *ctx)
+{
+	atomic_store_explicit((_Atomic uint64_t *)ctx, UINT64_MAX, memory_order_release);
+	return 0;
+}
+
 static int cl_child(struct run *r, enum bench_role role, unsigned slot)
 {
-	_Atomic uint64_t *w = &r->sh->cl_word;
-	struct child_out *o = &r->sh->out[slot];
-	int64_t t0, t1, deadline;
-	uint64_t i, v;
-
-	if (role == ROLE_PING) {
-		struct hist *h = calloc(1, sizeof *h);
-
-		if (!h)
-			return child_fail(r, slot, "out of memory");
-		barrier_wait(r);
-		deadline = r->sh->deadline;
-		for (i = 0;; i++) {
-			t0 = now_ns();
-			/* Pairs with the ponger's acquire load below. */
-			atomic_store_explicit(w, 2 * i + 1, memory_order_release);
-			/* Pairs with the ponger's release store of 2i+2. */
-			while (atomic_load_explicit(w, memory_order_acquire) != 2 * i + 2)
-				cpu_relax();
-			t1 = now_ns();
-			if ((int64_t)i >= r->warmup_rt)
-				hist_add(h, (uint64_t)(t1 - t0));
-			if (t1 >= deadline && (int64_t)i >= r->warmup_rt)
-				break;
-		}
-		atomic_store_explicit(w, UINT64_MAX, memory_order_release);
-		o->count = i + 1;
-		o->p50_ns = hist_pct(h, 0.50);
-		o->p99_ns = hist_pct(h, 0.99);
-		o->samples = h->n;
-		free(h);
-		return 0;
-	}
-	barrier_wait(r);
-	for (i = 0;; i++) {
-		/* Pairs with the pinger's release store of 2i+1. */
-		while ((v = atomic_load_explicit(w, memory_order_acquire)) != 2 * i + 1) {
-			if (v == UINT64_MAX)
-				return 0;
-			cpu_relax();
-		}
-		/* Pairs with the pinger's acquire load. */
-		atomic_store_explicit(w, 2 * i + 2, memory_order_release);
-	}
+	return spin_pp(r, role, slot, &r->sh->cl_word, cl_ping, cl_pong, cl_end);
 }
 
 static void nothing(struct run *r)
@@ -105,53 +80,55 @@ const struct mech mech_cacheline = { "cacheline", cl_setup, cl_child, nothing };
  * bounces one.  The gap between the two floors is what separating the
  * directions costs on this machine, before any channel code runs.
  */
+struct l2_ctx {
+	_Atomic uint64_t *out, *in;
+	char rec[BENCH_PP_MSG];
+};
+_Static_assert(BENCH_PP_MSG <= 56, "record and word share a line");
+
+/* Round trip i: the words carry i + 1 (both start at 0). */
+static int l2_ping(void *ctx, uint64_t i)
+{
+	struct l2_ctx *c = ctx;
+
+	memcpy((char *)(c->out + 1), c->rec, sizeof c->rec);
+	/* Publishes the record; pairs with the peer's acquire. */
+	atomic_store_explicit(c->out, i + 1, memory_order_release);
+	/* Pairs with the peer's release store of i + 1. */
+	while (atomic_load_explicit(c->in, memory_order_acquire) != i + 1)
+		cpu_relax();
+	memcpy(c->rec, (const char *)(c->in + 1), sizeof c->rec);
+	return 0;
+}
+
+static int l2_pong(void *ctx, uint64_t i)
+{
+	struct l2_ctx *c = ctx;
+	uint64_t v;
+
+	while ((v = atomic_load_explicit(c->in, memory_order_acquire)) != i + 1) {
+		if (v == UINT64_MAX)
+			return 1;
+		cpu_relax();
+	}
+	memcpy(c->rec, (const char *)(c->in + 1), sizeof c->rec);
+	memcpy((char *)(c->out + 1), c->rec, sizeof c->rec);
+	atomic_store_explicit(c->out, i + 1, memory_order_release);
+	return 0;
+}
+
+static int l2_end(void *ctx)
+{
+	atomic_store_explicit(((struct l2_ctx *)ctx)->out, UINT64_MAX, memory_order_release);
+	return 0;
+}
+
 static int l2_child(struct run *r, enum bench_role role, unsigned slot)
 {
-	_Atomic uint64_t *out = r->sh->l2_word[role == ROLE_PING ? 0 : 1];
-	_Atomic uint64_t *in = r->sh->l2_word[role == ROLE_PING ? 1 : 0];
-	struct child_out *o = &r->sh->out[slot];
-	char rec[BENCH_PP_MSG] = { 0 };
-	int64_t t0, t1, deadline;
-	uint64_t i, v;
-	struct hist *h = NULL;
+	struct l2_ctx c = { r->sh->l2_word[role == ROLE_PING ? 0 : 1],
+			    r->sh->l2_word[role == ROLE_PING ? 1 : 0], { 0 } };
 
-	_Static_assert(BENCH_PP_MSG <= 56, "record and word share a line");
-	if (role == ROLE_PING && !(h = calloc(1, sizeof *h)))
-		return child_fail(r, slot, "out of memory");
-	barrier_wait(r);
-	deadline = r->sh->deadline;
-	for (i = 1;; i++) {
-		t0 = now_ns();
-		if (role == ROLE_PING) {
-			memcpy((char *)(out + 1), rec, sizeof rec);
-			/* Publishes the record; pairs with the peer's acquire. */
-			atomic_store_explicit(out, i, memory_order_release);
-		}
-		/* Pairs with the peer's release store of i. */
-		while ((v = atomic_load_explicit(in, memory_order_acquire)) != i) {
-			if (v == UINT64_MAX)
-				return 0;
-			cpu_relax();
-		}
-		memcpy(rec, (const char *)(in + 1), sizeof rec);
-		if (role == ROLE_PONG) {
-			memcpy((char *)(out + 1), rec, sizeof rec);
-			atomic_store_explicit(out, i, memory_order_release);
-			continue;
-		}
-		t1 = now_ns();
-		if ((int64_t)i > r->warmup_rt)
-			hist_add(h, (uint64_t)(t1 - t0));
-		if (t1 >= deadline && (int64_t)i > r->warmup_rt)
-			break;
-	}
-	atomic_store_explicit(out, UINT64_MAX, memory_order_release);
-	o->count = i;
-	o->p50_ns = hist_pct(h, 0.50);
-	o->p99_ns = hist_pct(h, 0.99);
-	o->samples = h->n;
-	free(h);
-	return 0;
+	return spin_pp(r, role, slot, &c, l2_ping, l2_pong, l2_end);
 }
 
 /* run.c zeroes r->sh before every run, so both words start at 0. */

@@ -27,6 +27,7 @@
  * fabric themselves, since handles do not survive fork.
  */
 #include "bench.h"
+#include "spinpp.h"
 
 #include <stdlib.h>
 #include <unistd.h>
@@ -178,87 +179,89 @@ static void take_stats(struct run *r, unsigned slot, fab_chan *const *chs, unsig
 
 /*
  * MODE_SPIN at-most-once: drive_pp's loop written out with fab_try_send and
- * fab_try_recv called directly, as the cache-line floor's loop is written
- * (mech_base.c): the same clock reads around the round trip, the same
- * record, the same checks, no indirect call through struct xport.  Those
- * calls and their wrappers cost ~5-10 ns a round trip here, which the floors
- * never pay and which is not fab's (docs/performance.md).
+ * fab_try_recv called directly, in the loop the floors use (spinpp.h: the
+ * same clock reads, record and checks, and no indirect call through struct
+ * xport).  Those calls and their wrappers cost ~5-10 ns a round trip here,
+ * which the floors never pay and which is not fab's (docs/performance.md).
  */
-static int fab_pp_spin(struct run *r, enum bench_role role, unsigned slot)
-{
-	struct child_out *o = &r->sh->out[slot];
-	fab_chan *out = g_ch[role == ROLE_PING ? 0 : 1];
-	fab_chan *in = g_ch[role == ROLE_PING ? 1 : 0];
+struct spin_ctx {
+	struct run *r;
+	unsigned slot;
+	fab_chan *out, *in;
 	struct pp_rec m, got;
-	int64_t t0, t1, deadline;
-	uint64_t i;
-	ssize_t n;
+};
+
+static inline __attribute__((always_inline)) int spin_send(struct spin_ctx *c)
+{
 	int rc;
 
-	memset(&m, 0, sizeof m);
-	memset(&got, 0, sizeof got);
-	if (role == ROLE_PING) {
-		struct hist *h = calloc(1, sizeof *h);
+	while ((rc = fab_try_send(c->out, &c->m, sizeof c->m)) == FAB_EAGAIN)
+		cpu_relax();
+	return rc ? fail_rc(c->r, c->slot, "fab_try_send", rc), 1 : 0;
+}
 
-		if (!h)
-			return child_fail(r, slot, "out of memory");
-		barrier_wait(r);
-		deadline = r->sh->deadline;
-		for (i = 0;; i++) {
-			t0 = now_ns();
-			m.seq = i;
-			m.t_send = t0;
-			while ((rc = fab_try_send(out, &m, sizeof m)) == FAB_EAGAIN)
-				cpu_relax();
-			if (rc != 0)
-				return fail_rc(r, slot, "fab_try_send", rc), 1;
-			while ((n = fab_try_recv(in, &got, sizeof got)) == FAB_EAGAIN)
-				cpu_relax();
-			t1 = now_ns();
-			if (n != (ssize_t)sizeof got || got.seq != i) {
-				if (n < 0)
-					return fail_rc(r, slot, "fab_try_recv", n), 1;
-				return child_fail(r, slot, "round trip %llu: got record %llu of %zd bytes",
-						  (unsigned long long)i,
-						  (unsigned long long)got.seq, n);
-			}
-			if ((int64_t)i >= r->warmup_rt)
-				hist_add(h, t1 > t0 ? (uint64_t)(t1 - t0) : 0);
-			if (t1 >= deadline && (int64_t)i >= r->warmup_rt)
-				break;
-		}
-		m.seq = BENCH_END;
-		while ((rc = fab_try_send(out, &m, sizeof m)) == FAB_EAGAIN)
-			cpu_relax();
-		if (rc != 0)
-			return fail_rc(r, slot, "fab_try_send", rc), 1;
-		o->count = i + 1;
-		o->p50_ns = hist_pct(h, 0.50);
-		o->p99_ns = hist_pct(h, 0.99);
-		o->samples = h->n;
-		free(h);
-		return 0;
+static inline __attribute__((always_inline)) ssize_t spin_recv(struct spin_ctx *c)
+{
+	ssize_t n;
+
+	while ((n = fab_try_recv(c->in, &c->got, sizeof c->got)) == FAB_EAGAIN)
+		cpu_relax();
+	return n;
+}
+
+static int spin_ping(void *ctx, uint64_t i)
+{
+	struct spin_ctx *c = ctx;
+	ssize_t n;
+
+	c->m.seq = i;
+	if (spin_send(c))
+		return 1;
+	n = spin_recv(c);
+	if (n != (ssize_t)sizeof c->got || c->got.seq != i) {
+		if (n < 0)
+			return fail_rc(c->r, c->slot, "fab_try_recv", n), 1;
+		return child_fail(c->r, c->slot, "round trip %llu: got record %llu of %zd bytes",
+				  (unsigned long long)i, (unsigned long long)c->got.seq, n);
 	}
-	barrier_wait(r);
-	for (i = 0;; i++) {
-		while ((n = fab_try_recv(in, &got, sizeof got)) == FAB_EAGAIN)
-			cpu_relax();
-		if (n == (ssize_t)sizeof got && got.seq == BENCH_END)
-			break;
-		if (n != (ssize_t)sizeof got || got.seq != i) {
-			if (n < 0)
-				return fail_rc(r, slot, "fab_try_recv", n), 1;
-			return child_fail(r, slot, "expected record %llu, got %llu of %zd bytes",
-					  (unsigned long long)i, (unsigned long long)got.seq, n);
-		}
-		m.seq = i;
-		while ((rc = fab_try_send(out, &m, sizeof m)) == FAB_EAGAIN)
-			cpu_relax();
-		if (rc != 0)
-			return fail_rc(r, slot, "fab_try_send", rc), 1;
-	}
-	o->count = i;
 	return 0;
+}
+
+static int spin_pong(void *ctx, uint64_t i)
+{
+	struct spin_ctx *c = ctx;
+	ssize_t n = spin_recv(c);
+
+	if (n == (ssize_t)sizeof c->got && c->got.seq == BENCH_END)
+		return 1;
+	if (n != (ssize_t)sizeof c->got || c->got.seq != i) {
+		if (n < 0)
+			return -(fail_rc(c->r, c->slot, "fab_try_recv", n), 1);
+		return -child_fail(c->r, c->slot, "expected record %llu, got %llu of %zd bytes",
+				   (unsigned long long)i, (unsigned long long)c->got.seq, n);
+	}
+	c->m.seq = i;
+	return spin_send(c) ? -1 : 0;
+}
+
+static int spin_end(void *ctx)
+{
+	struct spin_ctx *c = ctx;
+
+	c->m.seq = BENCH_END;
+	return spin_send(c);
+}
+
+static int fab_pp_spin(struct run *r, enum bench_role role, unsigned slot)
+{
+	struct spin_ctx c;
+
+	memset(&c, 0, sizeof c);
+	c.r = r;
+	c.slot = slot;
+	c.out = g_ch[role == ROLE_PING ? 0 : 1];
+	c.in = g_ch[role == ROLE_PING ? 1 : 0];
+	return spin_pp(r, role, slot, &c, spin_ping, spin_pong, spin_end);
 }
 
 static int fab_pp(struct run *r, fab_fabric *f, enum bench_role role, unsigned slot)

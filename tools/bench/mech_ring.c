@@ -22,6 +22,7 @@
  * buffer as fab_send / fab_recv do.
  */
 #include "bench.h"
+#include "spinpp.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -372,3 +373,148 @@ static int mring_child(struct run *r, enum bench_role role, unsigned slot)
 }
 
 const struct mech mech_mring = { "bare-mpmc", mring_setup, mring_child, mring_teardown };
+
+/* ---- the round trip of a bare ring ------------------------------------- */
+
+/*
+ * ring-pp: the spinning round trip of two bare rings, one per direction,
+ * with the layout of fab's small-message SPSC channel and no library code:
+ * BENCH_PP_CAP slots of 64 bytes, each holding its commit word and the
+ * record, a new slot (line) for every message; the receiver publishes its
+ * head after every message (a sender must see a freed slot at once), the
+ * sender reads it only when its cached limit runs out.  Unlike the two-line
+ * floor, whose two lines never move, every message here lands in a line the
+ * writer has not written for a lap: what any ring pays on a round trip.
+ * The loop is the floors' (same clock reads, record copy, cpu_relax between
+ * looks), so the gap to fab-spin is the library's code.
+ */
+struct rpp_slot {
+	_Atomic uint64_t word; /* position + 1 once the record is in */
+	struct pp_rec rec;
+	char pad[64 - 8 - sizeof(struct pp_rec)];
+};
+_Static_assert(sizeof(struct rpp_slot) == 64, "one slot per line");
+
+struct rpp_dir {
+	/* The receiver's position, stored after every message. */
+	_Alignas(128) _Atomic uint64_t head;
+	char pad[120];
+	struct rpp_slot slot[BENCH_PP_CAP];
+};
+_Static_assert((BENCH_PP_CAP & (BENCH_PP_CAP - 1)) == 0, "a power of two");
+
+static struct rpp_dir *g_rpp;
+
+static int rpp_setup(struct run *r, char *why, size_t whylen)
+{
+	if (r->shape != SHAPE_PP || r->mode != MODE_SPIN) {
+		snprintf(why, whylen, "the bare ring round trip is a spinning ping-pong only");
+		return -1;
+	}
+	g_rpp = (struct rpp_dir *)ring_map(2 * sizeof *g_rpp, why, whylen);
+	return g_rpp ? 0 : -1;
+}
+
+static void rpp_teardown(struct run *r)
+{
+	(void)r;
+	if (g_rpp)
+		munmap(g_rpp, 2 * sizeof *g_rpp);
+	g_rpp = NULL;
+}
+
+struct rpp_end {
+	struct rpp_dir *d;
+	uint64_t pos, limit; /* sender: tail and cached head + capacity */
+};
+
+static void rpp_send(struct rpp_end *e, const struct pp_rec *m)
+{
+	uint64_t p = e->pos;
+	struct rpp_slot *s = &e->d->slot[p & (BENCH_PP_CAP - 1)];
+
+	while (p >= e->limit) {
+		/* Pairs with the receiver's release of head: it no longer
+		 * reads the slot we are about to reuse. */
+		e->limit = atomic_load_explicit(&e->d->head, memory_order_acquire) + BENCH_PP_CAP;
+		if (p >= e->limit)
+			cpu_relax();
+	}
+	s->rec = *m;
+	/* Publishes the record; pairs with the receiver's acquire. */
+	atomic_store_explicit(&s->word, p + 1, memory_order_release);
+	e->pos = p + 1;
+}
+
+static void rpp_recv(struct rpp_end *e, struct pp_rec *m)
+{
+	uint64_t h = e->pos;
+	struct rpp_slot *s = &e->d->slot[h & (BENCH_PP_CAP - 1)];
+
+	/* Pairs with the sender's release of the word. */
+	while (atomic_load_explicit(&s->word, memory_order_acquire) != h + 1)
+		cpu_relax();
+	*m = s->rec;
+	/* Our read of the record is done before the sender reuses the slot. */
+	atomic_store_explicit(&e->d->head, h + 1, memory_order_release);
+	e->pos = h + 1;
+}
+
+struct rpp_ctx {
+	struct run *r;
+	unsigned slot;
+	struct rpp_end out, in;
+	struct pp_rec m, got;
+};
+
+static int rpp_ping(void *ctx, uint64_t i)
+{
+	struct rpp_ctx *c = ctx;
+
+	c->m.seq = i;
+	rpp_send(&c->out, &c->m);
+	rpp_recv(&c->in, &c->got);
+	if (c->got.seq != i)
+		return child_fail(c->r, c->slot, "round trip %llu: got record %llu",
+				  (unsigned long long)i, (unsigned long long)c->got.seq);
+	return 0;
+}
+
+static int rpp_pong(void *ctx, uint64_t i)
+{
+	struct rpp_ctx *c = ctx;
+
+	rpp_recv(&c->in, &c->got);
+	if (c->got.seq == BENCH_END)
+		return 1;
+	if (c->got.seq != i)
+		return -child_fail(c->r, c->slot, "expected record %llu, got %llu",
+				   (unsigned long long)i, (unsigned long long)c->got.seq);
+	c->m.seq = i;
+	rpp_send(&c->out, &c->m);
+	return 0;
+}
+
+static int rpp_end(void *ctx)
+{
+	struct rpp_ctx *c = ctx;
+
+	c->m.seq = BENCH_END;
+	rpp_send(&c->out, &c->m);
+	return 0;
+}
+
+static int rpp_child(struct run *r, enum bench_role role, unsigned slot)
+{
+	struct rpp_ctx c;
+
+	memset(&c, 0, sizeof c);
+	c.r = r;
+	c.slot = slot;
+	c.out.d = &g_rpp[role == ROLE_PING ? 0 : 1];
+	c.out.limit = BENCH_PP_CAP;
+	c.in.d = &g_rpp[role == ROLE_PING ? 1 : 0];
+	return spin_pp(r, role, slot, &c, rpp_ping, rpp_pong, rpp_end);
+}
+
+const struct mech mech_ringpp = { "ring-pp", rpp_setup, rpp_child, rpp_teardown };
