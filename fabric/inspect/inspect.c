@@ -640,8 +640,10 @@ static int fi_chan_read_guarded(void *p)
 	c->producers = h->producers;
 	c->closes = load_relaxed(&h->closes);
 	c->closed = load_relaxed(&h->closed) != 0;
-	c->send_waiters = load_relaxed(&h->send_waiters);
-	c->recv_waiters = load_relaxed(&h->recv_waiters);
+	/* send_waiters / recv_waiters: counted from the sleep marks in the
+	 * attach table below, as fab_chan_stats does (the header's counts
+	 * can be one high after a kill). */
+	c->send_waiters = c->recv_waiters = 0;
 	/* Depth as fab__chan_len_raw: clamped, never trusted. */
 	uint64_t t = load_acquire(&h->tail), hd = load_acquire(&h->head);
 	int64_t d = (int64_t)(t - hd);
@@ -677,6 +679,10 @@ static int fi_chan_read_guarded(void *p)
 			c->senders++;
 		if (role & FAB_RECV)
 			c->receivers++;
+		if (w & FAB_ATT_SLEEP_SEND)
+			c->send_waiters++;
+		if (w & FAB_ATT_SLEEP_RECV)
+			c->recv_waiters++;
 		c->att[c->natt].proc = FAB_TAG_IDX(tag);
 		c->att[c->natt].gen = FAB_TAG_GEN(tag);
 		c->att[c->natt].role = role;

@@ -97,14 +97,18 @@ typedef int (*fab__try_fn)(fab_chan *ch, void *arg, fab__block *blk);
  * (send_waiters / recv_waiters), then marks its handle's attach word; on
  * waking it clears the mark, then uncounts itself.  So a mark always stands
  * for a count, and the one CAS that clears a dead handle's word
- * (fab__chan_recover) takes its sleepers out of the gauges exactly once.
+ * (fab__chan_recover) takes its sleepers out of the counts exactly once.
+ * The blocked gauges users see (fab_chan_stats, the inspector: fabctl and
+ * /metrics) count the marks themselves, since 28 Nov (seventh session).
  * Until 28 Nov a process killed while asleep left the gauge one high for
  * good: fabctl, fab_chan_stats and /metrics (fab_channel_blocked_*) showed
  * a blocked process that did not exist, and under fabd, whose watchdog
  * kills hung stages, the gauge drifted up with every such kill.  A kill
  * between the count and the mark, or between the unmark and the uncount,
- * still leaves it one high (never low).  One mark per direction and handle:
- * a handle is used by one thread at a time.
+ * still leaves the count one high (never low); the gauges, counting marks,
+ * are exact, and the count's only other reader, recovery, at worst wakes
+ * the channel's sleepers once more than needed.  One mark per direction
+ * and handle: a handle is used by one thread at a time.
  */
 bool fab__sleep_mark(fab_chan *ch, uint64_t mark)
 {
@@ -2450,6 +2454,11 @@ int fab_chan_stats(fab_chan *ch, fab_stats *st)
 	uint32_t closes = load_relaxed(&h->closes);
 	s.closes = closes > FAB_PRODUCERS_MAX ? FAB_PRODUCERS_MAX : closes;
 	s.closed = load_relaxed(&h->closed) ? 1 : 0;
+	/* The blocked gauges count the sleep marks ("The sleep marks"), not
+	 * the header's send_waiters / recv_waiters: a process killed between
+	 * counting itself and marking its word, or between unmarking and
+	 * uncounting, leaves those one high; a mark goes with its handle's
+	 * word, which recovery clears. */
 	for (uint32_t i = 0; i < ch->attach_max; i++) {
 		uint64_t w = load_relaxed(&ch->attach[i]);
 		if (!w)
@@ -2458,9 +2467,11 @@ int fab_chan_stats(fab_chan *ch, fab_stats *st)
 			s.senders++;
 		if (FAB_ATT_ROLE(w) & FAB_RECV)
 			s.receivers++;
+		if (w & FAB_ATT_SLEEP_SEND)
+			s.blocked_senders++;
+		if (w & FAB_ATT_SLEEP_RECV)
+			s.blocked_receivers++;
 	}
-	s.blocked_senders = load_relaxed(&h->send_waiters);
-	s.blocked_receivers = load_relaxed(&h->recv_waiters);
 	s.len = fab__chan_len_raw(ch);
 	uint64_t skipped = load_relaxed(&h->skipped);
 	uint64_t tail = load_relaxed(&h->tail) - h->start_pos;

@@ -330,11 +330,15 @@ typedef struct fab_chan_hdr {
 	/* consumer line */
 	_Atomic uint64_t head;
 	uint8_t pad2[FAB_LINE - 8];
-	/* senders sleep on send_futex; receivers bump it when send_waiters > 0 */
+	/* senders sleep on send_futex (bit 0: someone sleeps; fab__wake_word).
+	 * send_waiters counts the senders in a blocking call's sleep phase; it
+	 * can stay one high after a kill (chan.c "The sleep marks"), so the
+	 * blocked gauges count the attach words' sleep marks instead, and
+	 * only recovery reads it (to wake the channel's sleepers) */
 	_Atomic uint32_t send_futex;
 	_Atomic uint32_t send_waiters;
 	uint8_t pad3[FAB_LINE - 8];
-	/* receivers sleep on recv_futex; senders bump it when recv_waiters > 0 */
+	/* receivers sleep on recv_futex; recv_waiters as send_waiters */
 	_Atomic uint32_t recv_futex;
 	_Atomic uint32_t recv_waiters;
 	/* receivers inside a blocking receive (rendezvous): a hint, never below
@@ -438,8 +442,9 @@ _Static_assert(sizeof(fab_chan_hdr) == 2432, "channel header size");
  * thread sleeps in a blocking send (30) or receive (31) on this channel and
  * is counted in the header's send_waiters or recv_waiters.  Set after the
  * count goes up, cleared before it goes down, so the CAS that clears a dead
- * handle's word takes its sleepers out of the gauges exactly once
- * (recover.c) and a gauge is never low (chan.c, fab__wait).
+ * handle's word takes its sleepers out of the counts exactly once
+ * (recover.c) and a count is never low (chan.c, fab__wait).  The blocked
+ * gauges (fab_chan_stats, the inspector) are the number of marks.
  */
 #define FAB_ATT_SLEEP_SEND (1ULL << 30)
 #define FAB_ATT_SLEEP_RECV (1ULL << 31)

@@ -1012,6 +1012,77 @@ START_TEST(sleeper_killed_gauge)
 END_TEST
 
 /*
+ * The blocked gauges count sleep marks, not the header's counts: a sleeper
+ * killed between counting itself and marking its handle's attach word (or
+ * between unmarking and uncounting) leaves the count one high, which the
+ * gauges must not show.  The kill window is a few instructions, so the test
+ * makes the state such a kill leaves by hand (the count raised with no
+ * mark), next to one real sleeper in each direction.  Until the seventh
+ * session of 28 Nov the gauges read the counts.
+ */
+START_TEST(gauge_counts_marks)
+{
+	fab_fabric *fab = NULL;
+	fab_chan *tx = NULL, *rx = NULL;
+	size_t hsize = 0;
+	fab_stats st;
+	char buf[64];
+	rc_begin("rcg");
+	int rc = mt_make_chan(S.fabric, "w", FAB_MPMC, 1, 64, 1, &fab);
+	ck_assert_msg(rc == 0, "create: %s", fab_strerror(rc));
+	fab_chan_hdr *h = rc_map_or_fail(S.fabric, "w", &hsize);
+	ck_assert_int_eq(fab_chan_open(fab, "w", FAB_SEND, &tx), 0);
+	memset(&st, 0, sizeof st);
+	st.size = sizeof st;
+
+	/* One receiver asleep on the empty channel; a dead one's count. */
+	pid_t r1 = t8_asleep(&h->recv_waiters, NULL);
+	atomic_fetch_add(&h->recv_waiters, 1);
+	ck_assert_int_eq(fab_chan_stats(tx, &st), 0);
+	ck_assert_msg(st.blocked_receivers == 1,
+		      "%u blocked receivers: one asleep, one count without a mark (want 1)",
+		      st.blocked_receivers);
+	ck_assert_int_eq(fab_send(tx, "x", 2, NULL), 0);
+	rc = mt_wait(r1, 10 * MT_SEC);
+	ck_assert_msg(rc == 0, "receiver exited %d%s", rc, mt_code_why(rc));
+	ck_assert_int_eq(fab_chan_stats(tx, &st), 0);
+	ck_assert_uint_eq(st.blocked_receivers, 0);
+	ck_assert_uint_eq(atomic_load(&h->recv_waiters), 1); /* the stale count */
+
+	/* One sender asleep on the full channel; a dead one's count. */
+	ck_assert_int_eq(fab_send(tx, "a", 2, NULL), 0);
+	pid_t s1 = t8_asleep(&h->send_waiters, (void *)1);
+	atomic_fetch_add(&h->send_waiters, 1);
+	ck_assert_int_eq(fab_chan_stats(tx, &st), 0);
+	ck_assert_msg(st.blocked_senders == 1,
+		      "%u blocked senders: one asleep, one count without a mark (want 1)",
+		      st.blocked_senders);
+	ck_assert_uint_eq(st.blocked_receivers, 0);
+	/* Recovery wakes the channel's sleepers for the stale counts; that
+	 * costs a wake, nothing else: the sender sleeps on, the message is
+	 * intact. */
+	fab_fabric_recover(fab);
+	ck_assert_int_eq(fab_chan_stats(tx, &st), 0);
+	ck_assert_uint_eq(st.blocked_senders, 1);
+	ck_assert_int_eq(fab_chan_open(fab, "w", FAB_RECV, &rx), 0);
+	ck_assert_int_eq(fab_recv(rx, buf, sizeof buf, NULL), 2);
+	ck_assert_str_eq(buf, "a");
+	ck_assert_int_eq(fab_recv(rx, buf, sizeof buf, NULL), 5);
+	ck_assert_str_eq(buf, "late");
+	rc = mt_wait(s1, 10 * MT_SEC);
+	ck_assert_msg(rc == 0, "sender exited %d%s", rc, mt_code_why(rc));
+	ck_assert_int_eq(fab_chan_stats(tx, &st), 0);
+	ck_assert_uint_eq(st.blocked_senders, 0);
+	ck_assert_uint_eq(st.blocked_receivers, 0);
+
+	fab_chan_release(rx);
+	fab_chan_release(tx);
+	munmap(h, hsize);
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
+/*
  * The same with a channel destroyed and created again (as a restarted
  * pipeline does) before recovery ran: the new channel takes the registry
  * entry of the one the dead sleeper slept on, and its gauge must not lose
@@ -1308,6 +1379,7 @@ int main(void)
 	tcase_add_test(tc, registry_claim_keeps_dead_owner);
 	tcase_add_test(tc, unbuffered_receiver_killed_while_blocked);
 	tcase_add_test(tc, sleeper_killed_gauge);
+	tcase_add_test(tc, gauge_counts_marks);
 	tcase_add_test(tc, sleeper_killed_gauge_index_reused);
 	tcase_add_test(tc, select_sleeper_killed_gauge);
 	tcase_add_test(tc, registry_creating_other_minor);
