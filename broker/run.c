@@ -1026,10 +1026,18 @@ int fabd_run(const fabd_topology *t, const fabd_run_opts *o)
 	 * first one answering there and stops before touching the fabric. */
 	if (fabd_control_start(r) < 0)
 		goto out;
-	if (fab_fabric_open(t->fabric, FAB_CREATE, &r->fab) < 0) {
+	/* The topology's mode (default 0600) goes to the control segment and,
+	 * by inheritance, to every channel and topic fabd creates in it. */
+	if (fab_fabric_open(t->fabric, FAB_CREATE | FAB_MODE(t->mode), &r->fab) < 0) {
 		fprintf(stderr, "fabd: fabric %s: %s\n", t->fabric, fab_errmsg());
 		goto out;
 	}
+	if (existed && (sb.st_mode & 0777) != t->mode)
+		fprintf(stderr,
+			"fabd: fabric %s exists with mode %04o, the topology asks %04o; it keeps "
+			"%04o (fabctl rm %s, then run again, to change it)\n",
+			t->fabric, (unsigned)(sb.st_mode & 0777), (unsigned)t->mode,
+			(unsigned)(sb.st_mode & 0777), t->fabric);
 	if (existed) {
 		/* A previous fabd (and its stages, by PDEATHSIG) died: free what
 		 * they held before checking and re-attaching the objects. */

@@ -750,6 +750,34 @@ static int get_enum(P *p, yaml_node_t *n, const char *path, const char *const na
 	return -1;
 }
 
+/* The fabric's permission bits: three or four octal digits (0600, 0660,
+ * 660), owner read-write and no execute bits, as fab_fabric_open's
+ * FAB_MODE takes them. */
+static int get_mode(P *p, yaml_node_t *n, const char *path, uint32_t *out)
+{
+	static const char expect[] =
+		"a mode like 0600 or 0660 (octal; the owner reads and writes, no execute bits)";
+	const char *s = want_scalar(p, n, path, expect);
+	if (!s)
+		return -1;
+	size_t len = strlen(s);
+	uint32_t m = 0;
+	int ok = (len == 3 || (len == 4 && s[0] == '0'));
+	for (size_t i = 0; ok && i < len; i++) {
+		if (s[i] < '0' || s[i] > '7')
+			ok = 0;
+		else
+			m = m * 8 + (uint32_t)(s[i] - '0');
+	}
+	if (!ok || (m & 0600) != 0600 || (m & 0111)) {
+		char b[80];
+		errn(p, n, "%s: expected %s, got %s", path, expect, what(n, b, sizeof b));
+		return -1;
+	}
+	*out = m;
+	return 0;
+}
+
 static int get_name(P *p, yaml_node_t *n, const char *path, char out[FAB_NAME_MAX + 1])
 {
 	const char *s = want_scalar(p, n, path, "a name");
@@ -1655,9 +1683,9 @@ void fabd_topology_free(fabd_topology *t)
 
 static void walk(P *p)
 {
-	enum { FABRIC, CHANNELS, LIMITERS, TOPICS, STAGES, ERRORS, METRICS, SHUTDOWN, NKEYS };
+	enum { FABRIC, CHANNELS, LIMITERS, TOPICS, STAGES, ERRORS, METRICS, SHUTDOWN, MODE, NKEYS };
 	static const char *const keys[] = { "fabric", "channels", "limiters", "topics", "stages",
-					    "errors", "metrics",  "shutdown", NULL };
+					    "errors", "metrics",  "shutdown", "mode",   NULL };
 	yaml_node_t *root = yaml_document_get_root_node(p->doc);
 	if (!root) {
 		err(p, (fabd_pos){ 0, 0 }, "empty topology: 'fabric' and 'stages' are required");
@@ -1677,6 +1705,8 @@ static void walk(P *p)
 		errn(p, root, "missing required key 'fabric'");
 	else
 		get_name(p, f[FABRIC], "fabric", p->t->fabric);
+	if (f[MODE])
+		get_mode(p, f[MODE], "mode", &p->t->mode);
 	/* errors first: port resolution needs its name, and it is cheap. */
 	if (f[ERRORS])
 		errors_section(p, f[ERRORS]);
@@ -1713,6 +1743,7 @@ static int load(yaml_parser_t *parser, fabd_topology **out, fabd_diags *d)
 		p.oom = 1;
 		goto done;
 	}
+	t->mode = 0600;
 	strcpy(t->errors.name, FABD_DEF_ERRORS_NAME);
 	t->errors.capacity = FABD_DEF_ERRORS_CAPACITY;
 	t->errors.msg_size = FABD_DEF_ERRORS_MSG_SIZE;

@@ -144,6 +144,7 @@ typedef struct fabd_stage {
 
 typedef struct fabd_topology {
 	char fabric[FAB_NAME_MAX + 1];
+	uint32_t mode;           /* the fabric's permission bits (FAB_MODE), 0600 default */
 	fabd_channel *channels;
 	size_t nchannels;
 	fabd_limiter *limiters;

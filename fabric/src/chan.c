@@ -630,7 +630,7 @@ fab_chan_ent *fab__reg_claim(fab_fabric *fab, const char *name, uint32_t type)
 
 /* ---- create / open / release ------------------------------------------- */
 
-static int fab__opts(const fab_chan_opts *o, fab_chan_opts *out)
+static int fab__opts(const fab_chan_opts *o, unsigned fab_mode, fab_chan_opts *out)
 {
 	memset(out, 0, sizeof *out);
 	if (o) {
@@ -675,7 +675,7 @@ static int fab__opts(const fab_chan_opts *o, fab_chan_opts *out)
 	if (out->msg_size > FAB_MSG_SIZE_MAX)
 		return fab__err(FAB_EINVAL, "msg_size %u > %u", out->msg_size, FAB_MSG_SIZE_MAX);
 	if (out->mode == 0)
-		out->mode = 0600;
+		out->mode = fab_mode; /* the fabric's (fab_fabric_open FAB_MODE) */
 	if (out->mode & ~0777u)
 		return fab__err(FAB_EINVAL, "mode %o has bits beyond 0777", out->mode);
 	return 0;
@@ -742,7 +742,7 @@ int fab_chan_create(fab_fabric *fab, const char *name, const fab_chan_opts *opts
 	if ((rc = fab__named_args(fab, name, out, "channel")))
 		return rc;
 	fab_chan_opts o;
-	if ((rc = fab__opts(opts, &o)))
+	if ((rc = fab__opts(opts, fab->mode, &o)))
 		return rc;
 	if (o.dead_letter && strcmp(o.dead_letter, name) == 0)
 		return fab__err(FAB_EINVAL, "channel %s cannot be its own dead letter", name);

@@ -130,8 +130,21 @@ int fab_fabric_open(const char *name, unsigned flags, fab_fabric **out)
 	*out = NULL;
 	if (!fab__name_ok(name))
 		return fab__err(FAB_EINVAL, "bad fabric name (want [A-Za-z0-9_-]{1,48})");
-	if (flags & ~FAB_CREATE)
-		return fab__err(FAB_EINVAL, "unknown flags 0x%x", flags & ~FAB_CREATE);
+	if (flags & ~(FAB_CREATE | FAB_MODE(0777)))
+		return fab__err(FAB_EINVAL, "unknown flags 0x%x", flags & ~(FAB_CREATE | FAB_MODE(0777)));
+	/* FAB_MODE: the permission bits of a fabric this call creates (and the
+	 * default of the channels and topics created in it); ignored when the
+	 * fabric exists, as open(2) ignores the mode without O_CREAT.  Every
+	 * process of a fabric maps its control segment read-write, so the
+	 * owner must have both; execute bits mean nothing on a segment. */
+	unsigned mode = (flags >> 16) & 0777u;
+	if (mode == 0)
+		mode = 0600;
+	if ((mode & 0600) != 0600 || (mode & 0111))
+		return fab__err(FAB_EINVAL,
+				"fabric mode %04o: want owner read-write and no execute bits (0600, "
+				"0660, 0666, ...)",
+				mode);
 
 	fab_fabric *fab = calloc(1, sizeof *fab);
 	if (!fab)
@@ -148,7 +161,7 @@ int fab_fabric_open(const char *name, unsigned flags, fab_fabric **out)
 		rc = fab__seg_open(path, sizeof(fab_ctl_hdr), false, &fab->ctl);
 		if (rc != FAB_ENOENT || !(flags & FAB_CREATE) || tries > 3)
 			break;
-		rc = fab__seg_create(path, FAB_CTL_SIZE, 0600, &fab->ctl);
+		rc = fab__seg_create(path, FAB_CTL_SIZE, mode, &fab->ctl);
 		if (rc == 0) {
 			fab__ctl_init(fab->ctl.base, name);
 			break;
@@ -166,6 +179,7 @@ int fab_fabric_open(const char *name, unsigned flags, fab_fabric **out)
 		free(fab);
 		return rc;
 	}
+	fab->mode = fab->ctl.mode;
 	*out = fab;
 	return 0;
 }

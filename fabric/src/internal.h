@@ -60,6 +60,7 @@ typedef struct fab__seg {
 	 * different addresses, and only this tells them apart from two
 	 * segments (a mapped object keeps its inode; it is not reused). */
 	uint64_t dev, ino;
+	unsigned mode; /* its permission bits (st_mode & 0777) */
 } fab__seg;
 int fab__seg_create(const char *path, size_t size, unsigned mode, fab__seg *seg);
 int fab__seg_open(const char *path, size_t min_size, bool populate, fab__seg *seg);
@@ -85,6 +86,9 @@ struct fab_fabric {
 	fab_hist *lhists; /* limiter wait histograms */
 	uint32_t proc_idx;
 	uint32_t tag; /* our owner tag */
+	/* The control segment's permission bits: the mode of the channels and
+	 * topics created in this fabric without one (fab_fabric_open FAB_MODE) */
+	unsigned mode;
 };
 
 int fab__fabric_valid(fab_fabric *fab);

@@ -47,6 +47,7 @@ int fab__seg_create(const char *path, size_t size, unsigned mode, fab__seg *seg)
 	seg->fd = fd;
 	seg->dev = (uint64_t)sb.st_dev;
 	seg->ino = (uint64_t)sb.st_ino;
+	seg->mode = (unsigned)sb.st_mode & 0777u;
 	return 0;
 }
 
@@ -102,6 +103,7 @@ int fab__seg_open(const char *path, size_t min_size, bool populate, fab__seg *se
 	seg->fd = fd;
 	seg->dev = (uint64_t)sb.st_dev;
 	seg->ino = (uint64_t)sb.st_ino;
+	seg->mode = (unsigned)sb.st_mode & 0777u;
 	return 0;
 }
 

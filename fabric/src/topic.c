@@ -495,7 +495,7 @@ static void fab__topic_unmap(fab__tmap *m)
 
 /* ---- options and creation ------------------------------------------------ */
 
-static int fab__topic_opts(const fab_chan_opts *o, fab_chan_opts *out)
+static int fab__topic_opts(const fab_chan_opts *o, unsigned fab_mode, fab_chan_opts *out)
 {
 	memset(out, 0, sizeof *out);
 	if (o) {
@@ -519,7 +519,7 @@ static int fab__topic_opts(const fab_chan_opts *o, fab_chan_opts *out)
 	if (out->msg_size > FAB_MSG_SIZE_MAX)
 		return fab__err(FAB_EINVAL, "msg_size %u > %u", out->msg_size, FAB_MSG_SIZE_MAX);
 	if (out->mode == 0)
-		out->mode = 0600;
+		out->mode = fab_mode; /* the fabric's (fab_fabric_open FAB_MODE) */
 	if (out->mode & ~0777u)
 		return fab__err(FAB_EINVAL, "mode %o has bits beyond 0777", out->mode);
 	return 0;
@@ -588,7 +588,7 @@ int fab_topic_create(fab_fabric *fab, const char *name, const fab_chan_opts *opt
 	if ((rc = fab__named_args(fab, name, out, "topic")))
 		return rc;
 	fab_chan_opts o;
-	if ((rc = fab__topic_opts(opts, &o)))
+	if ((rc = fab__topic_opts(opts, fab->mode, &o)))
 		return rc;
 	fab__tgeom g;
 	if ((rc = fab__topic_geometry(o.capacity, o.msg_size, &g)))

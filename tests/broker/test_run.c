@@ -24,6 +24,7 @@
 #include <fab/fab.h>
 
 #include "broker_test.h"
+#include "fabtest.h"
 
 static const char *const tags[] = { "a", "b", "c", "d", "e", NULL };
 
@@ -186,11 +187,13 @@ END_TEST
 
 /* (d) SIGTERM on a pipeline with an endless source: it drains, fabd exits
  * 0, the sink got everything without duplicates, no segment is left. */
+/* (d) also: the topology's `mode` reaches the control segment and every
+ * channel fabd creates (the error channel included). */
 START_TEST(t_sigterm_drains)
 {
 	tenv e;
 	setup_env(&e, "d");
-	pipeline(&e, 0, 2, "", "", "");
+	pipeline(&e, 0, 2, "", "", "mode: \"0660\"\n");
 	pid_t fabd = start_fabd(&e);
 	/* Wait until messages have gone through: the results channel counts. */
 	fab_fabric *fab = NULL;
@@ -206,6 +209,10 @@ START_TEST(t_sigterm_drains)
 	} while (st.sent < 100);
 	fab_chan_release(ch);
 	fab_fabric_close(fab);
+	ck_assert_int_eq(ft_shm_mode(e.fabric, NULL), 0660);
+	ck_assert_int_eq(ft_shm_mode(e.fabric, "jobs"), 0660);
+	ck_assert_int_eq(ft_shm_mode(e.fabric, "results"), 0660);
+	ck_assert_int_eq(ft_shm_mode(e.fabric, "errors"), 0660); /* the default error channel */
 	ck_assert_int_eq(kill(fabd, SIGTERM), 0);
 	ck_assert_int_eq(wait_code(fabd), 0);
 	char *c = slurp(e.count);

@@ -62,6 +62,7 @@ START_TEST(t_full_model)
 {
 	fabd_topology *t = load_ok(DATA "full.yaml");
 	ck_assert_str_eq(t->fabric, "full-1");
+	ck_assert_uint_eq(t->mode, 0660);
 	ck_assert_uint_eq(t->nchannels, 4);
 	ck_assert_uint_eq(t->nstages, 3);
 	ck_assert_uint_eq(t->processes, 6);
@@ -209,6 +210,7 @@ START_TEST(t_defaults)
 	fabd_topology *t;
 	fabd_diags d = { 0 };
 	ck_assert_int_eq(fabd_topology_parse(y, strlen(y), &t, &d), 0);
+	ck_assert_uint_eq(t->mode, 0600);
 	ck_assert_str_eq(t->errors.name, FABD_DEF_ERRORS_NAME);
 	ck_assert_uint_eq(t->errors.capacity, FABD_DEF_ERRORS_CAPACITY);
 	ck_assert_uint_eq(t->errors.msg_size, FABD_DEF_ERRORS_MSG_SIZE);
@@ -323,6 +325,8 @@ START_TEST(t_err_bad_values)
 		"'localhost'",
 		"26:20: shutdown.drain: expected a duration like 250ms, 10s or 2m, got '1x'",
 		"26:31: shutdown.grace: expected a duration like 250ms, 10s or 2m, got '5'",
+		"27:7: mode: expected a mode like 0600 or 0660 (octal; the owner reads and writes, "
+		"no execute bits), got '0700'",
 		NULL
 	};
 	expect_errors(DATA "bad_values.yaml", w);
@@ -456,6 +460,37 @@ START_TEST(t_example_pipeline)
 	ck_assert_uint_eq(t->channels[fabd_topology_channel(t, "raw")].kind, FAB_SPSC);
 	ck_assert_uint_eq(t->channels[fabd_topology_channel(t, "enriched")].producers, 20);
 	fabd_topology_free(t);
+}
+END_TEST
+
+/* The fabric's mode (FAB_MODE): octal, owner read-write, no execute bits. */
+START_TEST(t_mode)
+{
+	static const struct {
+		const char *v;
+		uint32_t want; /* 0: refused */
+	} cases[] = { { "0600", 0600 }, { "660", 0660 },   { "\"0666\"", 0666 }, { "0644", 0644 },
+		      { "0700", 0 },    { "0400", 0 },     { "06600", 0 },       { "66", 0 },
+		      { "0o660", 0 },   { "rw-rw----", 0 }, { "0661", 0 },        { "0060", 0 },
+		      { "1660", 0 },    { "{}", 0 } };
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char y[128];
+		snprintf(y, sizeof y, "fabric: f\nmode: %s\nstages: { a: { run: a } }\n", cases[i].v);
+		fabd_topology *t = NULL;
+		fabd_diags d = { 0 };
+		int rc = fabd_topology_parse(y, strlen(y), &t, &d);
+		if (cases[i].want) {
+			ck_assert_msg(rc == 0, "mode %s refused", cases[i].v);
+			ck_assert_msg(t->mode == cases[i].want, "mode %s read as %o", cases[i].v,
+				      t->mode);
+			fabd_topology_free(t);
+		} else {
+			ck_assert_msg(rc == -1 && d.n == 1 && strstr(d.v[0].msg, "mode: expected"),
+				      "mode %s: rc %d, %zu errors%s%s", cases[i].v, rc, d.n,
+				      d.n ? ": " : "", d.n ? d.v[0].msg : "");
+		}
+		fabd_diags_free(&d);
+	}
 }
 END_TEST
 
@@ -886,6 +921,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, t_error_cap);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("syntax");
+	tcase_add_test(tc, t_mode);
 	tcase_add_test(tc, t_value_syntax);
 	tcase_add_test(tc, t_split_command);
 	tcase_add_test(tc, t_hostile);

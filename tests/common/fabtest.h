@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,6 +27,21 @@
 
 static pid_t ft_children[FT_MAX_CHILDREN];
 static int ft_nchildren;
+
+/* Mode bits of the fabric's control segment (obj NULL) or of its object
+ * obj, or -1 if there is none. */
+static inline int ft_shm_mode(const char *fabric, const char *obj)
+{
+	char p[256];
+	struct stat st;
+	if (obj)
+		snprintf(p, sizeof p, "/dev/shm/fab.%s.%s", fabric, obj);
+	else
+		snprintf(p, sizeof p, "/dev/shm/fab.%s", fabric);
+	if (stat(p, &st) != 0)
+		return -1;
+	return (int)(st.st_mode & 07777);
+}
 
 /* A fabric name unique to this test run: "t<tag>-<pid>-<n>". */
 static inline const char *ft_fabric_name(const char *tag)

@@ -9,7 +9,9 @@
  */
 #include "unit.h"
 
+#include <grp.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 
 /* ---- open / close / destroy ------------------------------------------- */
 
@@ -59,6 +61,108 @@ START_TEST(t_create_mode_ignores_umask)
 	umask(old);
 	ck_assert_msg(m == 0600, "fabric segment mode %o under umask 0, want 0600", m);
 	ck_assert_msg(cm == 0600, "channel segment mode %o under umask 0, want 0600", cm);
+}
+END_TEST
+
+/* FAB_MODE: a fabric shared with the creator's group, and what inherits
+ * its mode (channels and topics created without one); an explicit mode
+ * wins; an existing fabric keeps its mode; nonsense modes are refused. */
+START_TEST(t_create_mode_shared)
+{
+	mode_t old = umask(077); /* a strict umask must not narrow it either */
+	const char *n = ut_fabric_name();
+	fab_fabric *f = NULL, *f2 = NULL;
+	UT_RC(fab_fabric_open(n, FAB_CREATE | FAB_MODE(0660), &f), 0);
+	int m = ut_shm_mode(n, NULL);
+	fab_chan *c = NULL, *p = NULL;
+	fab_topic *t = NULL;
+	UT_RC(fab_chan_create(f, "c", NULL, &c), 0);
+	fab_chan_opts po = {.size = sizeof po, .mode = 0600};
+	UT_RC(fab_chan_create(f, "p", &po, &p), 0);
+	UT_RC(fab_topic_create(f, "t", NULL, &t), 0);
+	int cm = ut_shm_mode(n, "c"), pm = ut_shm_mode(n, "p"), tm = ut_shm_mode(n, "t");
+	/* Opening the existing fabric with another mode changes nothing. */
+	UT_RC(fab_fabric_open(n, FAB_CREATE | FAB_MODE(0666), &f2), 0);
+	int m2 = ut_shm_mode(n, NULL);
+	fab_topic_release(t);
+	fab_chan_release(p);
+	fab_chan_release(c);
+	fab_fabric_close(f2);
+	fab_fabric_close(f);
+	UT_RC(fab_fabric_destroy(n), 0);
+	umask(old);
+	ck_assert_msg(m == 0660, "fabric segment mode %o, want 0660", m);
+	ck_assert_msg(cm == 0660, "channel created without a mode: %o, want the fabric's 0660", cm);
+	ck_assert_msg(pm == 0600, "channel created with 0600: %o", pm);
+	ck_assert_msg(tm == 0660, "topic created without a mode: %o, want 0660", tm);
+	ck_assert_msg(m2 == 0660, "existing fabric's mode changed to %o by a later open", m2);
+
+	/* Modes a fabric cannot have: the owner must read and write its
+	 * control segment, and execute bits mean nothing; and bits that are
+	 * no flag at all. */
+	static const unsigned bad[] = {0400, 0200, 0060, 0700, 0770, 0661};
+	for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		f = (fab_fabric *)1;
+		UT_RC(fab_fabric_open(n, FAB_CREATE | FAB_MODE(bad[i]), &f), FAB_EINVAL);
+		ck_assert_ptr_null(f);
+		ck_assert_msg(strstr(fab_errmsg(), "mode"), "mode %o: '%s'", bad[i],
+			      fab_errmsg());
+		ck_assert_msg(!ut_shm_exists(n, NULL), "mode %o created the fabric", bad[i]);
+	}
+	UT_RC(fab_fabric_open(n, FAB_CREATE | 0x100u, &f), FAB_EINVAL);
+	UT_RC(fab_fabric_open(n, FAB_CREATE | (1u << 28), &f), FAB_EINVAL);
+	ck_assert(!ut_shm_exists(n, NULL));
+}
+END_TEST
+
+/* Another user in the creator's group (uid 65534 with group 0, the group
+ * root's segments get) opens a 0660 fabric and a channel in it and sends;
+ * against a 0600 fabric it gets FAB_EPERM.  Needs root to change users:
+ * the README's commands and CI run as root. */
+static int child_other_user(void *arg)
+{
+	const char *name = arg;
+	fab_fabric *f = NULL;
+	fab_chan *c = NULL;
+	CHILD_CHECK(setgroups(0, NULL) == 0 && setgid(0) == 0 && setuid(65534) == 0, 10);
+	CHILD_CHECK(geteuid() == 65534, 11);
+	char priv[80];
+	snprintf(priv, sizeof priv, "%s-p", name);
+	CHILD_RC(fab_fabric_open(priv, 0, &f), FAB_EPERM, 12);
+	CHILD_RC(fab_fabric_open(name, 0, &f), 0, 13);
+	CHILD_RC(fab_chan_open(f, "g", FAB_SEND, &c), 0, 14);
+	CHILD_RC(fab_send(c, "other-user", 10, NULL), 0, 15);
+	fab_chan_release(c);
+	fab_fabric_close(f);
+	return 0;
+}
+
+START_TEST(t_group_shared_fabric)
+{
+	ck_assert_msg(geteuid() == 0, "this test changes users and needs root (CI runs as root)");
+	const char *n = ut_fabric_name();
+	char priv[80];
+	snprintf(priv, sizeof priv, "%s-p", n);
+	fab_fabric *f = NULL, *fp = NULL;
+	fab_chan *g = NULL;
+	UT_RC(fab_fabric_open(n, FAB_CREATE | FAB_MODE(0660), &f), 0);
+	UT_RC(fab_fabric_open(priv, FAB_CREATE, &fp), 0);
+	fab_chan_opts o = ut_opts(FAB_MPMC, 4, 16);
+	UT_RC(fab_chan_create(f, "g", &o, &g), 0);
+	pid_t pid = ft_spawn(child_other_user, (void *)n);
+	ck_assert_int_gt(pid, 0);
+	int st = 0;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	char buf[16];
+	ssize_t got = fab_try_recv(g, buf, sizeof buf);
+	fab_chan_release(g);
+	fab_fabric_close(fp);
+	fab_fabric_close(f);
+	fab_fabric_destroy(priv);
+	fab_fabric_destroy(n);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child as uid 65534: status %#x", st);
+	ck_assert_int_eq(got, 10);
+	ck_assert_int_eq(memcmp(buf, "other-user", 10), 0);
 }
 END_TEST
 
@@ -503,6 +607,8 @@ static Suite *fabric_suite(void)
 	tcase_add_test(tc, t_open_missing);
 	tcase_add_test(tc, t_create_segment);
 	tcase_add_test(tc, t_create_mode_ignores_umask);
+	tcase_add_test(tc, t_create_mode_shared);
+	tcase_add_test(tc, t_group_shared_fabric);
 	tcase_add_test(tc, t_reopen_same_process);
 	tcase_add_test(tc, t_reopen_other_process);
 	tcase_add_test(tc, t_destroy_removes_all);

@@ -81,27 +81,13 @@ static inline int ut_segments_of(const char *name)
 
 static inline bool ut_shm_exists(const char *fabric, const char *chan)
 {
-	char p[256];
-	struct stat st;
-	if (chan)
-		snprintf(p, sizeof p, "/dev/shm/fab.%s.%s", fabric, chan);
-	else
-		snprintf(p, sizeof p, "/dev/shm/fab.%s", fabric);
-	return stat(p, &st) == 0;
+	return ft_shm_mode(fabric, chan) >= 0;
 }
 
 /* Mode bits of a segment, or -1. */
 static inline int ut_shm_mode(const char *fabric, const char *chan)
 {
-	char p[256];
-	struct stat st;
-	if (chan)
-		snprintf(p, sizeof p, "/dev/shm/fab.%s.%s", fabric, chan);
-	else
-		snprintf(p, sizeof p, "/dev/shm/fab.%s", fabric);
-	if (stat(p, &st) != 0)
-		return -1;
-	return (int)(st.st_mode & 07777);
+	return ft_shm_mode(fabric, chan);
 }
 
 /* Destroy every fabric of this run, then unlink any stray segment.

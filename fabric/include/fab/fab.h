@@ -32,7 +32,7 @@ extern "C" {
 #endif
 
 #define FAB_VERSION_MAJOR 1
-#define FAB_VERSION_MINOR 4
+#define FAB_VERSION_MINOR 5
 #define FAB_VERSION_PATCH 0
 
 /*
@@ -63,6 +63,11 @@ enum fab_errno {
 
 /* fab_fabric_open flags */
 #define FAB_CREATE 0x1u /* create the fabric if it does not exist */
+/* Since 1.5: the permission bits of a fabric this call creates, e.g.
+ * FAB_CREATE | FAB_MODE(0660) to share it with the creator's group (default
+ * 0600); also the mode of channels and topics later created in it without
+ * one.  Ignored when the fabric exists. */
+#define FAB_MODE(m) (((unsigned)(m) & 0777u) << 16)
 
 /* channel roles (a bit mask) */
 #define FAB_SEND 0x1u
@@ -110,7 +115,8 @@ typedef struct fab_chan_opts {
 	uint32_t max_inflight;   /* leases per consumer handle (default 1) */
 	uint32_t max_deliveries; /* then dead-lettered (default 5) */
 	const char *dead_letter; /* channel name, or NULL */
-	uint32_t mode;           /* permission bits (default 0600) */
+	uint32_t mode;           /* permission bits (default: the fabric's, 0600
+				    unless created with FAB_MODE) */
 } fab_chan_opts;
 
 typedef struct fab_msg_info {
