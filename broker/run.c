@@ -1026,6 +1026,17 @@ int fabd_run(const fabd_topology *t, const fabd_run_opts *o)
 	 * first one answering there and stops before touching the fabric. */
 	if (fabd_control_start(r) < 0)
 		goto out;
+	/* A fabric of another user is not ours to run: one that lets us in may
+	 * have been planted (0666) to read or feed our pipeline (found by
+	 * review).  Root is no exception. */
+	if (existed && sb.st_uid != geteuid()) {
+		fprintf(stderr,
+			"fabd: fabric %s exists and belongs to uid %u, not to fabd's uid %u; "
+			"refusing to run it (remove it with `fabctl rm --force %s` as its owner or "
+			"root)\n",
+			t->fabric, (unsigned)sb.st_uid, (unsigned)geteuid(), t->fabric);
+		goto out;
+	}
 	/* The topology's mode (default 0600) goes to the control segment and,
 	 * by inheritance, to every channel and topic fabd creates in it. */
 	if (fab_fabric_open(t->fabric, FAB_CREATE | FAB_MODE(t->mode), &r->fab) < 0) {

@@ -756,7 +756,8 @@ static int get_enum(P *p, yaml_node_t *n, const char *path, const char *const na
 static int get_mode(P *p, yaml_node_t *n, const char *path, uint32_t *out)
 {
 	static const char expect[] =
-		"a mode like 0600 or 0660 (octal; the owner reads and writes, no execute bits)";
+		"a mode like 0600 or 0660 (octal; the owner reads and writes, group and others "
+		"read and write, read or nothing)";
 	const char *s = want_scalar(p, n, path, expect);
 	if (!s)
 		return -1;
@@ -769,7 +770,9 @@ static int get_mode(P *p, yaml_node_t *n, const char *path, uint32_t *out)
 		else
 			m = m * 8 + (uint32_t)(s[i] - '0');
 	}
-	if (!ok || (m & 0600) != 0600 || (m & 0111)) {
+	unsigned g = (m >> 3) & 7u, o = m & 7u; /* as libfab's fab__mode_ok */
+	if (!ok || (m & 0700) != 0600 || (g != 0 && g != 4 && g != 6) ||
+	    (o != 0 && o != 4 && o != 6)) {
 		char b[80];
 		errn(p, n, "%s: expected %s, got %s", path, expect, what(n, b, sizeof b));
 		return -1;

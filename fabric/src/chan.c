@@ -767,7 +767,7 @@ int fab_chan_create(fab_fabric *fab, const char *name, const fab_chan_opts *opts
 		rc = fab__err(FAB_ENOMEM, "out of memory");
 		goto fail_ent;
 	}
-	if ((rc = fab__seg_create(path, g.total, o.mode, &seg)))
+	if ((rc = fab__seg_create(path, g.total, o.mode, (long)fab->ctl.gid, &seg)))
 		goto fail_ent;
 	fab__chan_init(seg.base, name, &o, &g);
 	fab__seg_unmap(&seg); /* re-map through the validating path */
@@ -865,6 +865,17 @@ int fab_chan_destroy(fab_fabric *fab, const char *name)
 	if (!fab__name_ok(name))
 		return fab__err(FAB_EINVAL, "bad channel name (want [A-Za-z0-9_-]{1,48})");
 	int found = 0;
+	char path[128];
+	fab__chan_path(path, sizeof path, fab->name, name);
+	/* Before the registry: a member of a shared fabric may not unlink
+	 * another user's segment (/dev/shm is sticky), and freeing the entry
+	 * first left a segment that still worked but was no longer registered
+	 * (found by review). */
+	uint32_t seg_owner = 0;
+	if (!fab__seg_unlinkable(path, &seg_owner))
+		return fab__err(FAB_EPERM,
+				"channel %s belongs to uid %u: only its owner or root can destroy it",
+				name, seg_owner);
 	int i = fab__reg_find(fab, name);
 	if (i >= 0) {
 		fab_chan_ent *e = &fab->chans[i];
@@ -877,8 +888,6 @@ int fab_chan_destroy(fab_fabric *fab, const char *name)
 			found = 1;
 		}
 	}
-	char path[128];
-	fab__chan_path(path, sizeof path, fab->name, name);
 	if (shm_unlink(path) == 0)
 		found = 1;
 	else if (errno == EACCES || errno == EPERM)

@@ -140,10 +140,11 @@ int fab_fabric_open(const char *name, unsigned flags, fab_fabric **out)
 	unsigned mode = (flags >> 16) & 0777u;
 	if (mode == 0)
 		mode = 0600;
-	if ((mode & 0600) != 0600 || (mode & 0111))
+	if (!fab__mode_ok(mode))
 		return fab__err(FAB_EINVAL,
-				"fabric mode %04o: want owner read-write and no execute bits (0600, "
-				"0660, 0666, ...)",
+				"fabric mode %04o: want owner read-write, group and others each "
+				"read-write, read-only or nothing, no execute bits (0600, 0660, 0640, "
+				"0666, ...)",
 				mode);
 
 	fab_fabric *fab = calloc(1, sizeof *fab);
@@ -161,7 +162,7 @@ int fab_fabric_open(const char *name, unsigned flags, fab_fabric **out)
 		rc = fab__seg_open(path, sizeof(fab_ctl_hdr), false, &fab->ctl);
 		if (rc != FAB_ENOENT || !(flags & FAB_CREATE) || tries > 3)
 			break;
-		rc = fab__seg_create(path, FAB_CTL_SIZE, mode, &fab->ctl);
+		rc = fab__seg_create(path, FAB_CTL_SIZE, mode, -1, &fab->ctl);
 		if (rc == 0) {
 			fab__ctl_init(fab->ctl.base, name);
 			break;
@@ -179,7 +180,12 @@ int fab_fabric_open(const char *name, unsigned flags, fab_fabric **out)
 		free(fab);
 		return rc;
 	}
-	fab->mode = fab->ctl.mode;
+	/* The default mode of what we create in the fabric: its own, only if
+	 * it is ours.  A fabric of another user that lets us in may have been
+	 * planted by anyone (0666); inheriting its mode would publish our
+	 * channels to everyone (found by review).  Members of a shared fabric
+	 * pass a mode to share what they create. */
+	fab->mode = fab->ctl.uid == (uint32_t)geteuid() ? fab->ctl.mode : 0600;
 	*out = fab;
 	return 0;
 }
@@ -199,9 +205,37 @@ int fab_fabric_destroy(const char *name)
 	char prefix[80];
 	int plen = snprintf(prefix, sizeof prefix, "fab.%s.", name);
 	int found = 0;
+	char path[300];
+	uint32_t owner = 0;
+	/* Nothing is removed unless everything can be: /dev/shm is sticky, so
+	 * in a fabric shared with a group only each segment's owner (or root)
+	 * may unlink it, and a destroy that stopped half-way left registry
+	 * entries naming nothing (found by review). */
+	fab__chan_path(path, sizeof path, name, NULL);
+	if (!fab__seg_unlinkable(path, &owner))
+		return fab__err(FAB_EPERM, "fabric %s belongs to uid %u: only its owner or root can destroy it",
+				name, owner);
+	DIR *d = opendir("/dev/shm");
+	if (d) {
+		struct dirent *de;
+		while ((de = readdir(d))) {
+			if (strncmp(de->d_name, prefix, (size_t)plen) != 0 ||
+			    !fab__name_ok(de->d_name + plen))
+				continue;
+			snprintf(path, sizeof path, "/%s", de->d_name);
+			if (!fab__seg_unlinkable(path, &owner)) {
+				closedir(d);
+				return fab__err(FAB_EPERM,
+						"%s belongs to uid %u: only its owner or root can remove it; "
+						"nothing was removed",
+						path, owner);
+			}
+		}
+		closedir(d);
+	}
 	/* Channel segments by directory scan, so segments whose registry entry
 	 * was lost (a creator that died half-way) go too. */
-	DIR *d = opendir("/dev/shm");
+	d = opendir("/dev/shm");
 	if (d) {
 		struct dirent *de;
 		while ((de = readdir(d))) {
@@ -209,7 +243,6 @@ int fab_fabric_destroy(const char *name)
 				continue;
 			if (!fab__name_ok(de->d_name + plen))
 				continue;
-			char path[300];
 			snprintf(path, sizeof path, "/%s", de->d_name);
 			if (shm_unlink(path) == 0) {
 				found = 1;
@@ -220,7 +253,6 @@ int fab_fabric_destroy(const char *name)
 		}
 		closedir(d);
 	}
-	char path[80];
 	fab__chan_path(path, sizeof path, name, NULL);
 	if (shm_unlink(path) == 0)
 		found = 1;

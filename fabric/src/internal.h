@@ -61,8 +61,22 @@ typedef struct fab__seg {
 	 * segments (a mapped object keeps its inode; it is not reused). */
 	uint64_t dev, ino;
 	unsigned mode; /* its permission bits (st_mode & 0777) */
+	uint32_t uid, gid; /* its owner and group */
 } fab__seg;
-int fab__seg_create(const char *path, size_t size, unsigned mode, fab__seg *seg);
+/* Create path exclusively with exactly `mode`; gid >= 0: give it that group
+ * (a shared fabric's, so its members get the group bits; a failure to, when
+ * the caller is not in that group, leaves the caller's). */
+int fab__seg_create(const char *path, size_t size, unsigned mode, long gid, fab__seg *seg);
+/* May this process unlink the segment `path` ("/fab...")?  /dev/shm is
+ * sticky: only the segment's owner, root or the directory's owner may.
+ * True also when it is gone; false with its owner in *owner. */
+bool fab__seg_unlinkable(const char *path, uint32_t *owner);
+/* A fabric mode (FAB_MODE): owner rw; group and others each rw, r or none. */
+static inline bool fab__mode_ok(unsigned m)
+{
+	unsigned g = (m >> 3) & 7u, o = m & 7u;
+	return (m & 0700) == 0600 && (g == 0 || g == 4 || g == 6) && (o == 0 || o == 4 || o == 6);
+}
 int fab__seg_open(const char *path, size_t min_size, bool populate, fab__seg *seg);
 void fab__seg_unmap(fab__seg *seg);
 static inline bool fab__seg_same(const fab__seg *a, const fab__seg *b)

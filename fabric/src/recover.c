@@ -150,7 +150,14 @@ int fab_fabric_recover(fab_fabric *fab)
 				continue; /* a passing failure (memory, fds): not evidence */
 			} else {
 				char path[128];
+				uint32_t seg_owner = 0;
 				fab__chan_path(path, sizeof path, fab->name, name);
+				/* Another user's unfinished segment that we may not
+				 * unlink (a member of a shared fabric): leave the
+				 * entry CREATING for its owner's recovery; freed, the
+				 * name would stay taken by a segment nobody finds. */
+				if (!fab__seg_unlinkable(path, &seg_owner))
+					continue;
 				if (cas(&e->state, &st, FAB_ENT_FREE)) {
 					cas(&e->owner, &owner, 0); /* none for the next claimer */
 					shm_unlink(path);

@@ -9,12 +9,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-int fab__seg_create(const char *path, size_t size, unsigned mode, fab__seg *seg)
+int fab__seg_create(const char *path, size_t size, unsigned mode, long gid, fab__seg *seg)
 {
 	/* O_EXCL: the name is ours or the call fails; never adopt a segment
 	 * someone else planted (PLATFORM §8: root bypasses DAC otherwise). */
@@ -26,7 +27,13 @@ int fab__seg_create(const char *path, size_t size, unsigned mode, fab__seg *seg)
 			return fab__err(FAB_EPERM, "%s: permission denied", path);
 		return fab__errno("shm_open");
 	}
-	/* The umask applies to shm_open's mode; set the exact bits asked for. */
+	/* The umask applies to shm_open's mode; set the exact bits asked for.
+	 * The group first: a new file takes the creator's group, and a member
+	 * of a shared fabric whose primary group is another would lock the
+	 * fabric's group out of its own segment.  Failing that (not in the
+	 * group), it keeps ours. */
+	if (gid >= 0)
+		(void)!fchown(fd, (uid_t)-1, (gid_t)gid);
 	struct stat sb;
 	if (fchmod(fd, mode & 0777) < 0 || ftruncate(fd, (off_t)size) < 0 || fstat(fd, &sb) < 0) {
 		int rc = fab__errno("fchmod/ftruncate/fstat");
@@ -48,6 +55,8 @@ int fab__seg_create(const char *path, size_t size, unsigned mode, fab__seg *seg)
 	seg->dev = (uint64_t)sb.st_dev;
 	seg->ino = (uint64_t)sb.st_ino;
 	seg->mode = (unsigned)sb.st_mode & 0777u;
+	seg->uid = (uint32_t)sb.st_uid;
+	seg->gid = (uint32_t)sb.st_gid;
 	return 0;
 }
 
@@ -104,7 +113,23 @@ int fab__seg_open(const char *path, size_t min_size, bool populate, fab__seg *se
 	seg->dev = (uint64_t)sb.st_dev;
 	seg->ino = (uint64_t)sb.st_ino;
 	seg->mode = (unsigned)sb.st_mode & 0777u;
+	seg->uid = (uint32_t)sb.st_uid;
+	seg->gid = (uint32_t)sb.st_gid;
 	return 0;
+}
+
+bool fab__seg_unlinkable(const char *path, uint32_t *owner)
+{
+	char full[320];
+	struct stat sb, db;
+	snprintf(full, sizeof full, "/dev/shm%s", path);
+	if (lstat(full, &sb) != 0)
+		return true; /* gone (or unreadable: shm_unlink will say) */
+	*owner = (uint32_t)sb.st_uid;
+	if (stat("/dev/shm", &db) != 0 || !(db.st_mode & S_ISVTX))
+		return true;
+	uid_t me = geteuid();
+	return me == 0 || sb.st_uid == me || db.st_uid == me;
 }
 
 void fab__seg_unmap(fab__seg *seg)

@@ -610,7 +610,7 @@ int fab_topic_create(fab_fabric *fab, const char *name, const fab_chan_opts *opt
 		rc = fab__err(FAB_ENOMEM, "out of memory");
 		goto fail_ent;
 	}
-	if ((rc = fab__seg_create(path, g.total, o.mode, &seg)))
+	if ((rc = fab__seg_create(path, g.total, o.mode, (long)fab->ctl.gid, &seg)))
 		goto fail_ent;
 	fab__topic_init(seg.base, name, &o, &g);
 	fab__seg_unmap(&seg); /* re-map through the validating path */
@@ -1191,7 +1191,10 @@ int fab__topic_recover(fab_fabric *fab, fab_chan_ent *e, uint32_t st, const char
 		if (mrc != FAB_ECORRUPT && mrc != FAB_ENOENT)
 			return 0; /* a passing failure (memory, fds): not evidence */
 		char path[128];
+		uint32_t seg_owner = 0;
 		fab__chan_path(path, sizeof path, fab->name, name);
+		if (!fab__seg_unlinkable(path, &seg_owner))
+			return 0; /* another user's: as recover.c, for its owner */
 		if (cas(&e->state, &st, FAB_ENT_FREE)) {
 			/* No stale tag on a free entry (fab__reg_claim). */
 			cas(&e->owner, &owner, 0);

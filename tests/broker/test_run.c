@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,7 @@
 #include "broker_test.h"
 #include "fabtest.h"
 
-static const char *const tags[] = { "a", "b", "c", "d", "e", NULL };
+static const char *const tags[] = { "a", "b", "c", "d", "e", "f", NULL };
 
 static void names(const char *tag, pid_t rp, char *fabric, size_t fl, char *dir, size_t dl)
 {
@@ -250,6 +251,35 @@ START_TEST(t_prefix)
 }
 END_TEST
 
+/* (f) A fabric of another user under the topology's name (planted 0666,
+ * so it would let fabd in): fabd refuses to run it, exit 5, and touches
+ * nothing.  Needs root to be another user (CI runs as root). */
+START_TEST(t_foreign_fabric)
+{
+	ck_assert_msg(geteuid() == 0, "this test changes users and needs root (CI runs as root)");
+	tenv e;
+	setup_env(&e, "f");
+	pipeline(&e, 10, 1, "", "", "");
+	pid_t sq = fork();
+	ck_assert_int_ge(sq, 0);
+	if (sq == 0) {
+		fab_fabric *f = NULL;
+		if (setgroups(0, NULL) || setgid(65533) || setuid(65533))
+			_exit(10);
+		_exit(fab_fabric_open(e.fabric, FAB_CREATE | FAB_MODE(0666), &f) ? 11 : 0);
+	}
+	ck_assert_int_eq(wait_code(sq), 0);
+	int code = wait_code(start_fabd(&e));
+	int segs = segments_left(e.fabric);
+	fab_fabric_destroy(e.fabric);
+	char *c = slurp(e.log);
+	ck_assert_msg(code == 5, "fabd exited %d on another user's fabric: %s", code, c);
+	ck_assert_msg(strstr(c, "belongs to uid 65533") != NULL, "log: %s", c);
+	free(c);
+	ck_assert_int_eq(segs, 1); /* the planted control segment alone */
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("fabd_run");
@@ -261,6 +291,7 @@ int main(void)
 	tcase_add_test(tc, t_intensity);
 	tcase_add_test(tc, t_sigterm_drains);
 	tcase_add_test(tc, t_prefix);
+	tcase_add_test(tc, t_foreign_fabric);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);

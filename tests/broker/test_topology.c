@@ -326,7 +326,7 @@ START_TEST(t_err_bad_values)
 		"26:20: shutdown.drain: expected a duration like 250ms, 10s or 2m, got '1x'",
 		"26:31: shutdown.grace: expected a duration like 250ms, 10s or 2m, got '5'",
 		"27:7: mode: expected a mode like 0600 or 0660 (octal; the owner reads and writes, "
-		"no execute bits), got '0700'",
+		"group and others read and write, read or nothing), got '0700'",
 		NULL
 	};
 	expect_errors(DATA "bad_values.yaml", w);
@@ -472,7 +472,7 @@ START_TEST(t_mode)
 	} cases[] = { { "0600", 0600 }, { "660", 0660 },   { "\"0666\"", 0666 }, { "0644", 0644 },
 		      { "0700", 0 },    { "0400", 0 },     { "06600", 0 },       { "66", 0 },
 		      { "0o660", 0 },   { "rw-rw----", 0 }, { "0661", 0 },        { "0060", 0 },
-		      { "1660", 0 },    { "{}", 0 } };
+		      { "1660", 0 },    { "{}", 0 },         { "0620", 0 },        { "0602", 0 } };
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		char y[128];
 		snprintf(y, sizeof y, "fabric: f\nmode: %s\nstages: { a: { run: a } }\n", cases[i].v);

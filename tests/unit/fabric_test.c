@@ -133,6 +133,43 @@ static int child_other_user(void *arg)
 	CHILD_RC(fab_chan_open(f, "g", FAB_SEND, &c), 0, 14);
 	CHILD_RC(fab_send(c, "other-user", 10, NULL), 0, 15);
 	fab_chan_release(c);
+	/* A member may not remove what it does not own, and a refusal
+	 * changes nothing (/dev/shm is sticky; until review, the channel's
+	 * registry entry was freed first and the fabric half-removed). */
+	CHILD_RC(fab_chan_destroy(f, "g"), FAB_EPERM, 16);
+	CHILD_CHECK(strstr(fab_errmsg(), "uid 0"), 17);
+	CHILD_RC(fab_fabric_destroy(name), FAB_EPERM, 18);
+	fab_fabric_close(f);
+	return 0;
+}
+
+/* A member whose primary group is not the fabric's (uid 65534, group
+ * 65534, in group 0 too) creates a channel meant for the group: it gets
+ * the fabric's group, not the member's. */
+static int child_member_creates(void *arg)
+{
+	const char *name = arg;
+	gid_t g0 = 0;
+	fab_fabric *f = NULL;
+	fab_chan *c = NULL;
+	CHILD_CHECK(setgroups(1, &g0) == 0 && setgid(65534) == 0 && setuid(65534) == 0, 10);
+	CHILD_RC(fab_fabric_open(name, 0, &f), 0, 11);
+	fab_chan_opts o = {.size = sizeof o, .capacity = 4, .msg_size = 16, .mode = 0660};
+	CHILD_RC(fab_chan_create(f, "m", &o, &c), 0, 12);
+	CHILD_RC(fab_send(c, "member", 6, NULL), 0, 13);
+	fab_chan_release(c);
+	fab_fabric_close(f);
+	return 0;
+}
+
+/* Another user plants a world-writable fabric under the name root is about
+ * to use. */
+static int child_squatter(void *arg)
+{
+	const char *name = arg;
+	fab_fabric *f = NULL;
+	CHILD_CHECK(setgroups(0, NULL) == 0 && setgid(65533) == 0 && setuid(65533) == 0, 10);
+	CHILD_RC(fab_fabric_open(name, FAB_CREATE | FAB_MODE(0666), &f), 0, 11);
 	fab_fabric_close(f);
 	return 0;
 }
@@ -155,6 +192,38 @@ START_TEST(t_group_shared_fabric)
 	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
 	char buf[16];
 	ssize_t got = fab_try_recv(g, buf, sizeof buf);
+	int nseg = ut_segments_of(n);
+	fab_chan *g2 = NULL;
+	int reopen = fab_chan_open(f, "g", FAB_RECV, &g2);
+	fab_chan_release(g2);
+
+	/* A member in the fabric's group by a supplementary group only. */
+	pid_t pm = ft_spawn(child_member_creates, (void *)n);
+	ck_assert_int_gt(pm, 0);
+	int stm = 0;
+	ck_assert_int_eq(waitpid(pm, &stm, 0), pm);
+	char mp[160];
+	struct stat msb = {0};
+	snprintf(mp, sizeof mp, "/dev/shm/fab.%s.m", n);
+	int mstat = stat(mp, &msb);
+
+	/* A squatter's fabric: root may open it (it grants access), but what
+	 * root creates in it does not inherit the squatter's 0666. */
+	char sq[80];
+	snprintf(sq, sizeof sq, "%s-s", n);
+	pid_t ps = ft_spawn(child_squatter, sq);
+	ck_assert_int_gt(ps, 0);
+	int sts = 0;
+	ck_assert_int_eq(waitpid(ps, &sts, 0), ps);
+	fab_fabric *fs = NULL;
+	fab_chan *cs = NULL;
+	int sqo = fab_fabric_open(sq, FAB_CREATE, &fs);
+	int sqc = sqo ? sqo : fab_chan_create(fs, "c", NULL, &cs);
+	int sqm = ut_shm_mode(sq, "c");
+	fab_chan_release(cs);
+	fab_fabric_close(fs);
+	fab_fabric_destroy(sq);
+
 	fab_chan_release(g);
 	fab_fabric_close(fp);
 	fab_fabric_close(f);
@@ -163,6 +232,20 @@ START_TEST(t_group_shared_fabric)
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child as uid 65534: status %#x", st);
 	ck_assert_int_eq(got, 10);
 	ck_assert_int_eq(memcmp(buf, "other-user", 10), 0);
+	ck_assert_msg(nseg == 2 && reopen == 0,
+		      "after the member's refused destroys: %d segments (want 2), reopen %d", nseg,
+		      reopen);
+	ck_assert_msg(WIFEXITED(stm) && WEXITSTATUS(stm) == 0, "member creating: status %#x", stm);
+	ck_assert_int_eq(mstat, 0);
+	ck_assert_msg(msb.st_gid == 0 && msb.st_uid == 65534 && (msb.st_mode & 0777) == 0660,
+		      "member's channel: uid %u gid %u mode %o (want 65534, the fabric's group 0, "
+		      "0660)",
+		      (unsigned)msb.st_uid, (unsigned)msb.st_gid, (unsigned)(msb.st_mode & 0777));
+	ck_assert_msg(WIFEXITED(sts) && WEXITSTATUS(sts) == 0, "squatter: status %#x", sts);
+	ck_assert_int_eq(sqo, 0);
+	ck_assert_int_eq(sqc, 0);
+	ck_assert_msg(sqm == 0600, "root's channel in a squatter's 0666 fabric: mode %o (want 0600)",
+		      sqm);
 }
 END_TEST
 

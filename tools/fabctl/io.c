@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- peek ------------------------------------------------------------- */
@@ -349,7 +350,11 @@ int fabctl_rm(int argc, char **argv)
 					   "or use --force",
 					   fab, live, live == 1 ? "" : "es", pids);
 	}
-	/* Unlink every fab.<fabric>.* then the control segment. */
+	/* Unlink every fab.<fabric>.* then the control segment, but first make
+	 * sure we may unlink them all: /dev/shm is sticky, so in a fabric
+	 * shared with a group each segment can be removed only by its owner
+	 * (or root), and a removal that stopped half-way left a fabric whose
+	 * registry named segments that no longer existed (found by review). */
 	DIR *d = opendir("/dev/shm");
 	if (!d)
 		return fabctl_fail(FABCTL_EXIT_ERROR, "/dev/shm: %s", strerror(errno));
@@ -359,6 +364,28 @@ int fabctl_rm(int argc, char **argv)
 	unsigned removed = 0;
 	int status = 0;
 	struct dirent *de;
+	struct stat dsb;
+	uid_t me = geteuid();
+	if (me != 0 && stat("/dev/shm", &dsb) == 0 && (dsb.st_mode & S_ISVTX) && dsb.st_uid != me) {
+		char full[300];
+		struct stat sb;
+		snprintf(full, sizeof full, "/dev/shm/fab.%s", fab);
+		int other = lstat(full, &sb) == 0 && sb.st_uid != me;
+		while (!other && (de = readdir(d))) {
+			if (strncmp(de->d_name, prefix, pl) || !fi_name_ok(de->d_name + pl))
+				continue;
+			snprintf(full, sizeof full, "/dev/shm/%s", de->d_name);
+			other = lstat(full, &sb) == 0 && sb.st_uid != me;
+		}
+		if (other) {
+			closedir(d);
+			return fabctl_fail(FABCTL_EXIT_REFUSED,
+					   "rm %s: %s belongs to uid %u; only its owner or root can "
+					   "remove it (nothing was removed)",
+					   fab, full, (unsigned)sb.st_uid);
+		}
+		rewinddir(d);
+	}
 	while ((de = readdir(d))) {
 		if (strncmp(de->d_name, prefix, pl) || !fi_name_ok(de->d_name + pl))
 			continue;
