@@ -77,10 +77,12 @@
 #include "layout.h"
 
 #include <dlfcn.h>
+#include <grp.h>
 #include <linux/futex.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 #ifndef SYS_futex_waitv
@@ -1234,6 +1236,77 @@ START_TEST(registry_creating_other_minor)
 }
 END_TEST
 
+/* ---- registry_creating_of_another_user ------------------------------------- */
+
+/* A member of a shared fabric (uid 65534 in group 0) runs recovery. */
+static int t9_member_recovers(void *arg)
+{
+	(void)arg;
+	fab_fabric *f = NULL;
+	if (setgroups(0, NULL) || setgid(0) || setuid(65534))
+		MT_CHILD_FAIL(20, "cannot become uid 65534: %s", strerror(errno));
+	int rc = fab_fabric_open(S.fabric, 0, &f);
+	if (rc)
+		MT_CHILD_FAIL(21, "open as a member: %s", fab_strerror(rc));
+	fab_fabric_recover(f);
+	fab_fabric_close(f);
+	return 0;
+}
+
+/*
+ * Recovery run by a member of a shared fabric finds an unfinished channel
+ * (version 0) of a dead creator that belongs to another user: it cannot
+ * unlink the segment (/dev/shm is sticky), so it must leave the entry
+ * CREATING for the owner's recovery.  Found by review: it freed the entry,
+ * and the segment then kept the name taken (FAB_EEXIST) where no recovery
+ * would ever look again.  Needs root to be another user (CI runs as root).
+ */
+START_TEST(registry_creating_of_another_user)
+{
+	ck_assert_msg(geteuid() == 0, "this test changes users and needs root (CI runs as root)");
+	fab_fabric *fab = NULL;
+	fab_chan *ch = NULL;
+	size_t nctl = 0, nh = 0;
+	char p[160];
+	rc_begin("rcu");
+	int rc = mt_make_chan(S.fabric, "u", FAB_MPMC, 4, 64, 1, &fab);
+	ck_assert_msg(rc == 0, "create: %s", fab_strerror(rc));
+	/* Shared with group 0, as FAB_MODE(0660) makes it. */
+	snprintf(p, sizeof p, "/dev/shm/fab.%s", S.fabric);
+	ck_assert_int_eq(chmod(p, 0660), 0);
+	snprintf(p, sizeof p, "/dev/shm/fab.%s.u", S.fabric);
+	ck_assert_int_eq(chmod(p, 0660), 0);
+	fab_ctl_hdr *ctl = rc_map_or_fail(S.fabric, NULL, &nctl);
+	fab_chan_ent *ents = (fab_chan_ent *)((uint8_t *)ctl + ctl->chans_off);
+	fab_chan_ent *e = NULL;
+	ck_assert_int_eq(rc_reg_count(ents, "u", FAB_ENT_LIVE, &e), 1);
+	fab_chan_hdr *h = rc_map_or_fail(S.fabric, "u", &nh);
+	/* As a creator killed before its version store leaves it. */
+	atomic_store(&h->version, 0);
+	atomic_store(&e->owner, FAB_TAG_MAKE(FAB_MAX_PROCS - 1, 7));
+	atomic_store(&e->state, FAB_ENT_CREATING);
+	munmap(h, nh);
+
+	rc = mt_wait(mt_spawn(t9_member_recovers, NULL), 10 * MT_SEC);
+	ck_assert_msg(rc == 0, "member exited %d%s", rc, mt_code_why(rc));
+	ck_assert_msg(atomic_load(&e->state) == FAB_ENT_CREATING && access(p, F_OK) == 0,
+		      "after a member's recovery: entry %s, segment %s (want CREATING, kept for "
+		      "its owner)",
+		      rc_ent_state(atomic_load(&e->state)), access(p, F_OK) ? "gone" : "kept");
+	/* The owner's recovery finishes it: the name is free again. */
+	fab_fabric_recover(fab);
+	ck_assert_msg(atomic_load(&e->state) == FAB_ENT_FREE && access(p, F_OK) != 0,
+		      "after the owner's recovery: entry %s, segment %s",
+		      rc_ent_state(atomic_load(&e->state)), access(p, F_OK) ? "gone" : "kept");
+	fab_chan_opts o = {.size = sizeof o, .capacity = 4, .msg_size = 64};
+	ck_assert_int_eq(fab_chan_create(fab, "u", &o, &ch), 0);
+	fab_chan_release(ch);
+
+	munmap(ctl, nctl);
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
 /* ---- proc_claimer_killed_before_live -------------------------------------- */
 
 /* fab_fabric_open, stopped or killed (arg) at its claim's clock read; when
@@ -1383,6 +1456,7 @@ int main(void)
 	tcase_add_test(tc, sleeper_killed_gauge_index_reused);
 	tcase_add_test(tc, select_sleeper_killed_gauge);
 	tcase_add_test(tc, registry_creating_other_minor);
+	tcase_add_test(tc, registry_creating_of_another_user);
 	tcase_add_test(tc, proc_claimer_killed_before_live);
 	suite_add_tcase(s, tc);
 	return mt_run_suite(s);
