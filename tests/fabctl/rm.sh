@@ -27,6 +27,24 @@ run rm2 "$FABCTL" rm "$G"; expect_rc rm2 0; expect_out rm2 "removed fabric $G \(
 [ ! -e /dev/shm/fab.$G ] && [ ! -e /dev/shm/fab.$G.d1 ] || fail "rm left segments"
 run rm3 "$FABCTL" rm "$G"; expect_rc rm3 3
 
+# A fabric shared with a group (0660): a member who is not root may not
+# remove segments it does not own (/dev/shm is sticky), so rm refuses
+# before removing anything, even with --force (until 28 Nov it removed what
+# it could and left the rest).  Needs root to be another user.
+H=fctl-rm3-$$
+start_fixture deadlock "$H"
+kill -KILL "$(fixture_val "$H" parent)" "$(fixture_val "$H" a)" "$(fixture_val "$H" b)"
+for _ in $(seq 1 400); do
+	kill -0 "$(fixture_val "$H" a)" 2>/dev/null || kill -0 "$(fixture_val "$H" b)" 2>/dev/null || break
+	sleep 0.05
+done
+chmod 0660 /dev/shm/fab.$H /dev/shm/fab.$H.* || fail "chmod"
+run rm6 setpriv --reuid=65534 --regid=0 --clear-groups "$FABCTL" rm "$H" --force
+expect_rc rm6 4
+expect_err rm6 "belongs to uid 0; only its owner or root can remove it \(nothing was removed\)"
+[ -e /dev/shm/fab.$H ] && [ -e /dev/shm/fab.$H.d1 ] || fail "a refused rm by a member removed something"
+run rm7 "$FABCTL" rm "$H"; expect_rc rm7 0
+
 # --force while live
 run rm4 "$FABCTL" rm "$F" --force; expect_rc rm4 0
 ls /dev/shm | grep -q "^fab\.$F\(\.\|\$\)" && fail "rm --force left segments"
