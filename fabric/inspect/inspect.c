@@ -732,7 +732,10 @@ static int fi_topic_read_guarded(void *p)
 	c->producers = 0;
 	c->sent = load_relaxed(&h->published);
 	c->dropped = load_relaxed(&h->dropped_total);
-	c->recv_waiters = load_relaxed(&h->data_waiters);
+	/* Blocked subscribers: the sleep marks of the ACTIVE entries (below),
+	 * not data_waiters, which a subscriber killed between counting and
+	 * marking leaves one high; publishers have no entry to mark. */
+	c->recv_waiters = 0;
 	c->send_waiters = load_relaxed(&h->space_waiters);
 	uint64_t tail = load_acquire(&h->tail), lag = 0, got = 0;
 	fab_topic_sub *subs = (fab_topic_sub *)(a->s->base + FAB_TOPIC_SUBS_OFF);
@@ -741,6 +744,8 @@ static int fi_topic_read_guarded(void *p)
 		if (FAB_TSUB_STATE(sw) != FAB_TSUB_ACTIVE)
 			continue;
 		c->receivers++;
+		if (load_relaxed(&subs[i].sleeping) == sw)
+			c->recv_waiters++;
 		got += load_relaxed(&subs[i].delivered);
 		uint64_t cur = load_acquire(&subs[i].cursor);
 		if ((int64_t)(tail - cur) > (int64_t)lag)

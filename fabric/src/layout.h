@@ -634,10 +634,19 @@ typedef struct fab_topic_sub {
 	_Atomic uint64_t delivered; /* messages received */
 	_Atomic uint64_t dropped;   /* positions lost when lapped (DROP) */
 	_Atomic int64_t joined_ns;  /* CLOCK_REALTIME of the subscribe */
-	uint64_t resv[11];
+	/* since 28 Nov 2026 (libfab 1.5.0, same layout version; zero before):
+	 * the sleep mark, the entry's state word `sw` while its subscriber
+	 * sleeps in fab_sub_recv, 0 otherwise.  Set after data_waiters counts
+	 * the sleeper, cleared (CAS from sw) before it uncounts; the prune of a
+	 * dead subscriber clears it by the same CAS and takes the count out,
+	 * so exactly one of them does.  The blocked-subscribers gauge is the
+	 * number of ACTIVE entries whose mark equals their sw. */
+	_Atomic uint64_t sleeping;
+	uint64_t resv[10];
 } fab_topic_sub;
 _Static_assert(sizeof(fab_topic_sub) == FAB_LINE, "topic subscriber entry size");
 _Static_assert(offsetof(fab_topic_sub, cursor) == 8, "topic subscriber cursor offset");
+_Static_assert(offsetof(fab_topic_sub, sleeping) == 40, "topic subscriber sleep mark offset");
 _Static_assert(FAB_TOPIC_SUBS_OFF + FAB_TOPIC_SUBS_MAX * sizeof(fab_topic_sub) ==
 		       FAB_TOPIC_SLOTS_OFF,
 	       "topic slots follow the subscriber table");

@@ -216,6 +216,13 @@ static int fab__tprune(fab__tmap *m, uint32_t i, uint64_t w)
 	/* acq_rel (cas): publishers that load FREE stop counting the entry. */
 	if (!cas(&m->subs[i].sw, &w, FAB_TSUB_MAKE(FAB_TSUB_GEN(w), 0, 0, FAB_TSUB_FREE)))
 		return 0;
+	/* A subscriber killed asleep: its mark holds the word we just pruned
+	 * from.  Whoever clears the mark (this CAS, or the sleeper's own on
+	 * waking) takes it out of data_waiters, so once.  Relaxed: a gauge. */
+	uint64_t mk = w;
+	if (atomic_compare_exchange_strong_explicit(&m->subs[i].sleeping, &mk, 0,
+						    memory_order_relaxed, memory_order_relaxed))
+		fab__gauge_dec(&m->hdr->data_waiters);
 	fetch_add_relaxed(&m->hdr->pruned, 1);
 	return 1;
 }
@@ -307,7 +314,7 @@ typedef ssize_t (*fab__ttry_fn)(void *self, void *arg, fab__tblock *blk);
  * polled.  Returns try()'s result or the context's error.
  */
 static ssize_t fab__twait(fab__tmap *m, uint32_t *budget, _Atomic uint32_t *gauge, fab_ctx *ctx,
-			  fab__ttry_fn try, void *self, void *arg)
+			  fab__ttry_fn try, void *self, void *arg, fab_sub *sleeper)
 {
 	fab__tblock blk;
 	ssize_t r = try(self, arg, &blk);
@@ -345,6 +352,15 @@ static ssize_t fab__twait(fab__tmap *m, uint32_t *budget, _Atomic uint32_t *gaug
 
 	fab_topic_hdr *h = m->hdr;
 	fetch_add_relaxed(gauge, 1); /* a gauge for fabctl and tests */
+	/* A subscriber marks its entry after counting itself (layout.h
+	 * fab_topic_sub.sleeping): a prune of it, dead, then uncounts it. */
+	bool marked = false;
+	if (sleeper) {
+		uint64_t z = 0;
+		marked = atomic_compare_exchange_strong_explicit(&sleeper->ent->sleeping, &z,
+								 sleeper->word, memory_order_relaxed,
+								 memory_order_relaxed);
+	}
 	uint64_t what = FAB_WAIT_MAKE(FAB_WAIT_TOPIC,
 				      gauge == &h->data_waiters ? FAB_WAIT_RECV : FAB_WAIT_SEND, 1,
 				      m->reg_idx);
@@ -399,7 +415,13 @@ static ssize_t fab__twait(fab__tmap *m, uint32_t *budget, _Atomic uint32_t *gaug
 		if (r != FAB_EAGAIN)
 			break;
 	}
-	atomic_fetch_sub_explicit(gauge, 1, memory_order_relaxed);
+	/* Unmark, then uncount; if the mark is gone, a prune (we were taken
+	 * for dead) uncounted us already. */
+	uint64_t mk = sleeper ? sleeper->word : 0;
+	if (!marked || atomic_compare_exchange_strong_explicit(&sleeper->ent->sleeping, &mk, 0,
+							       memory_order_relaxed,
+							       memory_order_relaxed))
+		atomic_fetch_sub_explicit(gauge, 1, memory_order_relaxed);
 	fab__wait_unmark(m->fab, what);
 	return r;
 }
@@ -804,7 +826,7 @@ int fab_topic_publish(fab_topic *t, const void *msg, size_t len, fab_ctx *ctx)
 	fab__tblock blk;
 	ssize_t r = fab__try_claim(t, &p, &blk);
 	if (r == FAB_EAGAIN)
-		r = fab__twait(m, &t->spin, &h->space_waiters, ctx, fab__try_claim, t, &p);
+		r = fab__twait(m, &t->spin, &h->space_waiters, ctx, fab__try_claim, t, &p, NULL);
 	if (r)
 		return (int)r;
 	fab_mslot *s = fab__tslot(m, p);
@@ -873,6 +895,9 @@ static int fab__sub_join(fab_sub *u, unsigned policy)
 			store_relaxed(&e->delivered, 0);
 			store_relaxed(&e->dropped, 0);
 			store_relaxed(&e->joined_ns, fab__realtime_ns());
+			/* No mark of an earlier claim (a prune clears one; this
+			 * makes sure): ours is set only while we sleep. */
+			store_relaxed(&e->sleeping, 0);
 			uint64_t act = FAB_TSUB_MAKE(gen, tag, policy, FAB_TSUB_ACTIVE);
 			/* Pairs with fab__topic_rescan's load_acquire of sw: the
 			 * cursor is visible with ACTIVE. */
@@ -1088,7 +1113,7 @@ ssize_t fab_sub_recv(fab_sub *u, void *buf, size_t cap, fab_ctx *ctx)
 	if (r != FAB_EAGAIN)
 		return r;
 	return fab__twait(&u->m, &u->spin, &u->m.hdr->data_waiters, ctx, fab__try_take_checked, u,
-			  &a);
+			  &a, u);
 }
 
 uint64_t fab_sub_dropped(fab_sub *u)

@@ -141,6 +141,47 @@ START_TEST(t_blocked_marks)
 }
 END_TEST
 
+/* The same for a topic's blocked subscribers: the marks of ACTIVE entries
+ * (fab_topic_sub.sleeping == sw), not data_waiters. */
+START_TEST(t_blocked_marks_topic)
+{
+	fab_fabric *ff;
+	fab_topic *t;
+	fab_sub *u;
+	ck_assert_int_eq(fab_fabric_open(fabric, 0, &ff), 0);
+	ck_assert_int_eq(fab_topic_create(ff, "tp", NULL, &t), 0);
+	ck_assert_int_eq(fab_topic_subscribe(ff, "tp", FAB_SUB_BLOCK, &u), 0);
+	char path[128];
+	snprintf(path, sizeof path, "/fab.%s.tp", fabric);
+	size_t size;
+	uint8_t *p = rw_map(path, &size);
+	fab_topic_hdr *h = (fab_topic_hdr *)p;
+	fab_topic_sub *subs = (fab_topic_sub *)(p + FAB_TOPIC_SUBS_OFF);
+	int mine = -1;
+	for (int i = 0; i < (int)FAB_TOPIC_SUBS_MAX && mine < 0; i++)
+		if (FAB_TSUB_STATE(atomic_load(&subs[i].sw)) == FAB_TSUB_ACTIVE)
+			mine = i;
+	ck_assert_int_ge(mine, 0);
+	atomic_fetch_add(&h->data_waiters, 3); /* ours and two dead ones' counts */
+	atomic_store(&subs[mine].sleeping, atomic_load(&subs[mine].sw));
+	fi_chan c = {0};
+	ck_assert_int_eq(fi_chan_read(fabric, "tp", FAB_OBJ_TOPIC, &c), 0);
+	ck_assert_msg(c.recv_waiters == 1, "blocked subscribers %u (want 1: one mark, count 3)",
+		      c.recv_waiters);
+	fi_chan_free(&c);
+	/* A stale mark (another claim's word) is no sleeper. */
+	atomic_store(&subs[mine].sleeping, atomic_load(&subs[mine].sw) ^ (1ULL << 32));
+	ck_assert_int_eq(fi_chan_read(fabric, "tp", FAB_OBJ_TOPIC, &c), 0);
+	ck_assert_uint_eq(c.recv_waiters, 0);
+	fi_chan_free(&c);
+	atomic_store(&subs[mine].sleeping, 0);
+	munmap(p, size);
+	fab_sub_release(u);
+	fab_topic_release(t);
+	fab_fabric_close(ff);
+}
+END_TEST
+
 /* One scribble on the channel header: offset, 32-bit value, message. */
 static const struct {
 	size_t off;
@@ -293,6 +334,7 @@ int main(void)
 	tcase_add_unchecked_fixture(tc, NULL, teardown);
 	tcase_add_test(tc, t_read_and_peek);
 	tcase_add_test(tc, t_blocked_marks);
+	tcase_add_test(tc, t_blocked_marks_topic);
 	tcase_add_loop_test(tc, t_scribble, 0, (int)(sizeof scribbles / sizeof scribbles[0]));
 	tcase_add_test(tc, t_registry_name_without_nul);
 	tcase_add_test(tc, t_control_corrupt);
