@@ -133,10 +133,11 @@ int fab_fabric_open(const char *name, unsigned flags, fab_fabric **out)
 	if (flags & ~(FAB_CREATE | FAB_MODE(0777)))
 		return fab__err(FAB_EINVAL, "unknown flags 0x%x", flags & ~(FAB_CREATE | FAB_MODE(0777)));
 	/* FAB_MODE: the permission bits of a fabric this call creates (and the
-	 * default of the channels and topics created in it); ignored when the
-	 * fabric exists, as open(2) ignores the mode without O_CREAT.  Every
-	 * process of a fabric maps its control segment read-write, so the
-	 * owner must have both; execute bits mean nothing on a segment. */
+	 * default of the channels and topics its owner creates in it, below);
+	 * applied only when the fabric is created, as open(2)'s mode only with
+	 * O_CREAT, but checked always.  Every process of a fabric maps its
+	 * control segment read-write, so the owner must have both; execute
+	 * bits mean nothing on a segment (fab__mode_ok). */
 	unsigned mode = (flags >> 16) & 0777u;
 	if (mode == 0)
 		mode = 0600;

@@ -65,8 +65,8 @@ enum fab_errno {
 #define FAB_CREATE 0x1u /* create the fabric if it does not exist */
 /* Since 1.5: the permission bits of a fabric this call creates, e.g.
  * FAB_CREATE | FAB_MODE(0660) to share it with the creator's group (default
- * 0600); also the mode of channels and topics later created in it without
- * one.  Ignored when the fabric exists. */
+ * 0600); also the mode of channels and topics its owner later creates in it
+ * without one.  Applied only when the call creates the fabric. */
 #define FAB_MODE(m) (((unsigned)(m) & 0777u) << 16)
 
 /* channel roles (a bit mask) */
