@@ -165,8 +165,17 @@ int fi_map(const char *path, size_t min_size, fi_seg *s)
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return fi_err(FAB_ENOENT, "/dev/shm%s does not exist", path);
+		struct stat sb;
+		char full[320];
+		snprintf(full, sizeof full, "/dev/shm%s", path);
+		if (errno == EACCES && stat(full, &sb) == 0)
+			/* Whose it is and what its mode grants: whom to ask. */
+			return fi_err(FAB_EPERM,
+				      "%s: permission denied (owner uid %u, group %u, mode %04o)",
+				      full, (unsigned)sb.st_uid, (unsigned)sb.st_gid,
+				      (unsigned)(sb.st_mode & 07777));
 		if (errno == EACCES || errno == ELOOP)
-			return fi_err(FAB_EPERM, "/dev/shm%s: permission denied", path);
+			return fi_err(FAB_EPERM, "%s: permission denied", full);
 		return fi_err(FAB_ESYS, "shm_open %s: %s", path, strerror(errno));
 	}
 	struct stat sb;

@@ -60,14 +60,32 @@ int fab__seg_create(const char *path, size_t size, unsigned mode, long gid, fab_
 	return 0;
 }
 
+/* FAB_EPERM for a segment we may not open read-write, saying whose it is
+ * and what its mode grants, so that the user knows whom to ask (the owner,
+ * or the topology's `mode`). */
+static int fab__seg_denied(const char *path)
+{
+	char full[320];
+	struct stat sb;
+	snprintf(full, sizeof full, "/dev/shm%s", path);
+	if (stat(full, &sb) < 0)
+		return fab__err(FAB_EPERM, "%s: permission denied", path);
+	return fab__err(FAB_EPERM,
+			"%s: permission denied (owner uid %u, group %u, mode %04o; "
+			"libfab opens segments for reading and writing)",
+			path, (unsigned)sb.st_uid, (unsigned)sb.st_gid, (unsigned)(sb.st_mode & 07777));
+}
+
 int fab__seg_open(const char *path, size_t min_size, bool populate, fab__seg *seg)
 {
 	int fd = shm_open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return fab__err(FAB_ENOENT, "%s does not exist", path);
-		if (errno == EACCES || errno == ELOOP)
-			return fab__err(FAB_EPERM, "%s: permission denied", path);
+		if (errno == EACCES)
+			return fab__seg_denied(path);
+		if (errno == ELOOP)
+			return fab__err(FAB_EPERM, "%s: permission denied (a symbolic link)", path);
 		return fab__errno("shm_open");
 	}
 	struct stat sb;

@@ -27,6 +27,7 @@
  *             (behind the deadlock, not on its cycle)
  *   leave     channel c1 (mpmc 4, "m1" queued), then exit leaving the
  *             segments for a corruption test (no children, no wait)
+ *   leave2    as leave, plus channel c2 (spsc 4, "m2" queued)
  *   many N M  N channels, M child processes attached (each opens one
  *             channel), for the cost script
  */
@@ -256,7 +257,7 @@ int main(int argc, char **argv)
 {
 	if (argc < 3) {
 		fprintf(stderr,
-			"usage: fixture basic|deadlock|nodead|ring3|leave|many FABRIC [N M]\n");
+			"usage: fixture basic|deadlock|nodead|ring3|leave|leave2|many FABRIC [N M]\n");
 		return 2;
 	}
 	const char *mode = argv[1];
@@ -323,9 +324,13 @@ int main(int argc, char **argv)
 		printf("c=%d\n", (int)spawn(dl_child, "c:d3,d2"));
 		printf("w=%d\n", (int)spawn(blocked_sender, "d1"));
 		wait_sleepers(4);
-	} else if (!strcmp(mode, "leave")) {
+	} else if (!strcmp(mode, "leave") || !strcmp(mode, "leave2")) {
 		const char *one[] = {"m1", NULL};
 		mk(f, "c1", FAB_MPMC, 4, 64, 0, one);
+		if (!strcmp(mode, "leave2")) {
+			const char *two[] = {"m2", NULL};
+			mk(f, "c2", FAB_SPSC, 4, 64, 0, two);
+		}
 		fab_fabric_close(f);
 		puts("ready");
 		return 0;

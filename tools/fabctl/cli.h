@@ -23,6 +23,10 @@ int fabctl_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2,
 /* The exit code for a FAB_E* code of inspect.c or libfab. */
 int fabctl_exit_for(int fabrc);
 
+/* A listing's exit status rc after one of its objects failed with fabrc:
+ * 5 (corrupt) before 7 (not permitted) before 1 or whatever rc held. */
+int fabctl_exit_merge(int rc, int fabrc);
+
 /* Consume a global option (-f F, -o FMT) at argv[*i]; 1 if consumed, 0 if
  * not an option of ours, -1 on a bad one (message printed). */
 int fabctl_common_opt(int argc, char **argv, int *i);

@@ -42,9 +42,26 @@ int fabctl_exit_for(int fabrc)
 		return FABCTL_EXIT_CORRUPT;
 	case FAB_EINVAL:
 		return FABCTL_EXIT_USAGE;
+	case FAB_EPERM:
+		/* A segment whose mode does not let us read (or write) it: not
+		 * corrupt, and not a failure of fabctl either. */
+		return FABCTL_EXIT_NOPRIV;
 	default:
 		return FABCTL_EXIT_ERROR;
 	}
+}
+
+int fabctl_exit_merge(int rc, int fabrc)
+{
+	/* One object of a listing failed with fabrc: the listing's status is
+	 * the gravest so far, a corrupt segment before a forbidden one before
+	 * any other error. */
+	int e = fabctl_exit_for(fabrc);
+	if (rc == FABCTL_EXIT_CORRUPT || e == FABCTL_EXIT_CORRUPT)
+		return FABCTL_EXIT_CORRUPT;
+	if (rc == FABCTL_EXIT_NOPRIV || e == FABCTL_EXIT_NOPRIV)
+		return FABCTL_EXIT_NOPRIV;
+	return rc ? rc : FABCTL_EXIT_ERROR;
 }
 
 bool fabctl_is_help(const char *a)
@@ -261,7 +278,7 @@ static void usage(FILE *o)
 	    "  trace [--seconds N]     futex sleeps per channel and process (eBPF)\n"
 	    "\n"
 	    "`fabctl VERB --help` describes a verb.  Exit codes: 0 ok, 1 error, 2 usage,\n"
-	    "3 not found, 4 refused, 5 corrupt segment, 6 no fabd, 7 no privilege (trace),\n"
+	    "3 not found, 4 refused, 5 corrupt segment, 6 no fabd, 7 not permitted,\n"
 	    "8 deadlock found, 9 trace unsupported, 10 recv timed out.\n",
 	    o);
 }

@@ -12,7 +12,7 @@
 #define FABCTL_EXIT_REFUSED 4   /* refused: rm with live processes, fabd said no */
 #define FABCTL_EXIT_CORRUPT 5   /* a segment failed validation (reported, not trusted) */
 #define FABCTL_EXIT_NOBROKER 6  /* a control verb, and no fabd serves the fabric */
-#define FABCTL_EXIT_NOPRIV 7    /* trace: not allowed to load eBPF (says what is missing) */
+#define FABCTL_EXIT_NOPRIV 7    /* not permitted: a segment's mode; trace: loading eBPF */
 #define FABCTL_EXIT_DEADLOCK 8  /* blocked: at least one wait-for cycle found */
 #define FABCTL_EXIT_UNSUPPORTED 9 /* trace: this fabctl was built without eBPF support */
 #define FABCTL_EXIT_TIMEOUT 10  /* recv: --timeout passed before -n messages arrived */

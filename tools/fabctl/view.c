@@ -95,7 +95,8 @@ int fabctl_ls(int argc, char **argv)
 			puts("usage: fabctl [-o json] ls\n"
 			     "The fabrics with a control segment in /dev/shm: name, created, live\n"
 			     "processes, channels and topics, creator uid.  A segment that fails\n"
-			     "validation is listed with its error (exit 5).");
+			     "validation is listed with its error (exit 5), one you may not\n"
+			     "read with \"permission denied\" (exit 7).");
 			return 0;
 		}
 		int r = fabctl_common_opt(argc, argv, &i);
@@ -131,9 +132,7 @@ int fabctl_ls(int argc, char **argv)
 		}
 		shown++;
 		if (e) {
-			rc = fabctl_exit_for(e) == FABCTL_EXIT_CORRUPT
-				 ? FABCTL_EXIT_CORRUPT
-				 : (rc ? rc : FABCTL_EXIT_ERROR);
+			rc = fabctl_exit_merge(rc, e);
 			if (fabctl_o.json) {
 				fputs(",\"error\":", stdout);
 				js_str(stdout, fi_errmsg());
@@ -184,7 +183,8 @@ static double rate(uint64_t now, uint64_t before, double dt)
 }
 
 /* Print the channel table of snapshot f (rates against prev, dt seconds
- * apart); returns FABCTL_EXIT_CORRUPT when a segment failed, else 0. */
+ * apart); returns 0, or when a segment could not be read the exit status
+ * for the gravest reason (fabctl_exit_merge). */
 int fabctl_chan_render(fi_fabric *f, fi_fabric *prev, double dt, FILE *o)
 {
 	int rc = 0;
@@ -205,7 +205,7 @@ int fabctl_chan_render(fi_fabric *f, fi_fabric *prev, double dt, FILE *o)
 			js_str(o, c->name);
 		}
 		if (c->err) {
-			rc = FABCTL_EXIT_CORRUPT;
+			rc = fabctl_exit_merge(rc, c->err);
 			if (fabctl_o.json) {
 				fputs(",\"error\":", o);
 				js_str(o, c->errmsg);
@@ -270,7 +270,8 @@ int fabctl_chan(int argc, char **argv)
 			     "and out (msgs/s, two samples D apart, default 200ms), close quorum,\n"
 			     "senders and receivers attached, blocked senders and receivers,\n"
 			     "redelivered, dead-lettered, dropped, closed.  A segment that fails\n"
-			     "validation is listed with its error (exit 5).");
+			     "validation is listed with its error (exit 5), one you may not\n"
+			     "read with \"permission denied\" (exit 7).");
 			return 0;
 		}
 		int r = fabctl_common_opt(argc, argv, &i);
