@@ -469,6 +469,24 @@ static int fi_ctl_read(void *p)
 	return 0;
 }
 
+/* A topic's blocked publishers: the live processes whose wait record says
+ * they sleep publishing on it, never more than its space_waiters.  The
+ * count alone stays one high for good when a publisher is killed asleep
+ * (publishers have no entry of their own to mark, unlike subscribers); the
+ * record is the process's, so a process counts once however many of its
+ * threads sleep there, as in `fabctl ps`. */
+static uint32_t fi_topic_publishers_asleep(const fi_fabric *f, const fi_chan *c)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < f->nprocs; i++) {
+		uint64_t w = f->procs[i].wait;
+		if (f->procs[i].live && FAB_WAIT_KIND(w) == FAB_WAIT_TOPIC &&
+		    FAB_WAIT_OP(w) == FAB_WAIT_SEND && FAB_WAIT_IDX(w) == c->reg_idx)
+			n++;
+	}
+	return n < c->send_waiters ? n : c->send_waiters;
+}
+
 int fi_snapshot(fi_fabric *f)
 {
 	fi_snapshot_free(f);
@@ -518,6 +536,8 @@ int fi_snapshot(fi_fabric *f)
 		}
 		fi_chan_read(f->name, a.reg[i].name, a.reg[i].type, c);
 		c->reg_idx = a.reg[i].idx;
+		if (c->type == FAB_OBJ_TOPIC && !c->err)
+			c->send_waiters = fi_topic_publishers_asleep(f, c);
 	}
 	free(a.reg);
 	return 0;
@@ -743,7 +763,9 @@ static int fi_topic_read_guarded(void *p)
 	c->dropped = load_relaxed(&h->dropped_total);
 	/* Blocked subscribers: the sleep marks of the ACTIVE entries (below),
 	 * not data_waiters, which a subscriber killed between counting and
-	 * marking leaves one high; publishers have no entry to mark. */
+	 * marking leaves one high.  Publishers have no entry to mark: this is
+	 * their count, which fi_snapshot bounds by the process table's wait
+	 * records (fi_topic_publishers_asleep). */
 	c->recv_waiters = 0;
 	c->send_waiters = load_relaxed(&h->space_waiters);
 	uint64_t tail = load_acquire(&h->tail), lag = 0, got = 0;

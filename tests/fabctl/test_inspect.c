@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fab/fab.h>
@@ -182,6 +184,80 @@ START_TEST(t_blocked_marks_topic)
 }
 END_TEST
 
+/* A child that publishes on topic tq, which a BLOCK subscriber that never
+ * reads holds full: it sleeps in fab_topic_publish until killed. */
+static pid_t publisher_child(void)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		fab_fabric *f;
+		fab_topic *t;
+		if (fab_fabric_open(fabric, 0, &f) || fab_topic_open(f, "tq", &t))
+			_exit(2);
+		int rc = fab_topic_publish(t, "x", 1, NULL);
+		_exit(rc ? 3 : 4); /* either way it did not stay asleep */
+	}
+	return pid;
+}
+
+/* The topic's blocked-publishers figure of a fresh snapshot. */
+static uint32_t topic_blocked_publishers(void)
+{
+	fi_fabric *f;
+	ck_assert_int_eq(fi_open(fabric, &f), 0);
+	ck_assert_int_eq(fi_snapshot(f), 0);
+	uint32_t n = UINT32_MAX;
+	for (uint32_t i = 0; i < f->nchans; i++)
+		if (!strcmp(f->chans[i].name, "tq"))
+			n = f->chans[i].send_waiters;
+	fi_close(f);
+	ck_assert_uint_ne(n, UINT32_MAX);
+	return n;
+}
+
+/* A publisher killed asleep is not a blocked publisher: publishers have no
+ * entry to mark, and the topic's space_waiters stays one high for good;
+ * the snapshot counts the live processes whose wait record names the topic
+ * (until 28 Nov it showed the count: BLK_S 2 with one publisher left). */
+START_TEST(t_blocked_publishers_topic)
+{
+	fab_fabric *ff;
+	fab_topic *t;
+	fab_sub *u;
+	fab_chan_opts o = {.size = sizeof o, .capacity = 1, .msg_size = 8};
+	ck_assert_int_eq(fab_fabric_open(fabric, 0, &ff), 0);
+	ck_assert_int_eq(fab_topic_create(ff, "tq", &o, &t), 0);
+	ck_assert_int_eq(fab_topic_subscribe(ff, "tq", FAB_SUB_BLOCK, &u), 0);
+	ck_assert_int_eq(fab_topic_publish(t, "m", 1, NULL), 0); /* now full */
+	pid_t a = publisher_child(), b = publisher_child();
+	ck_assert_int_gt(a, 0);
+	ck_assert_int_gt(b, 0);
+	char path[128];
+	snprintf(path, sizeof path, "/fab.%s.tq", fabric);
+	size_t size;
+	fab_topic_hdr *h = (fab_topic_hdr *)rw_map(path, &size);
+	/* Until both sleep (bounded by the test's timeout, not by a clock). */
+	while (topic_blocked_publishers() < 2) {
+		int st;
+		ck_assert_msg(waitpid(a, &st, WNOHANG) == 0 && waitpid(b, &st, WNOHANG) == 0,
+			      "a publisher returned from a full topic");
+		usleep(1000);
+	}
+	kill(a, SIGKILL);
+	ck_assert_int_eq(waitpid(a, NULL, 0), a);
+	ck_assert_uint_eq(atomic_load(&h->space_waiters), 2); /* the dead one's count stays */
+	ck_assert_msg(topic_blocked_publishers() == 1, "blocked publishers %u (want 1)",
+		      topic_blocked_publishers());
+	kill(b, SIGKILL);
+	ck_assert_int_eq(waitpid(b, NULL, 0), b);
+	ck_assert_uint_eq(topic_blocked_publishers(), 0);
+	munmap(h, size);
+	fab_sub_release(u);
+	fab_topic_release(t);
+	fab_fabric_close(ff);
+}
+END_TEST
+
 /* One scribble on the channel header: offset, 32-bit value, message. */
 static const struct {
 	size_t off;
@@ -335,6 +411,7 @@ int main(void)
 	tcase_add_test(tc, t_read_and_peek);
 	tcase_add_test(tc, t_blocked_marks);
 	tcase_add_test(tc, t_blocked_marks_topic);
+	tcase_add_test(tc, t_blocked_publishers_topic);
 	tcase_add_loop_test(tc, t_scribble, 0, (int)(sizeof scribbles / sizeof scribbles[0]));
 	tcase_add_test(tc, t_registry_name_without_nul);
 	tcase_add_test(tc, t_control_corrupt);
