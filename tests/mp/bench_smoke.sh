@@ -46,6 +46,15 @@ for what, ceil in (("SPSC 64 B >= 150x pipe", "bare-ring"),
     t = tg.get(what)
     if t is None or t.get("ceiling") != ceil or not (t.get("bare_ring") or 0) > 0:
         bad.append("target %r without its %s ceiling: %s" % (what, ceil, t))
+# The SPSC targets also carry the ceiling under Go's visibility rules
+# (bare-go, its own cell: not the bare ring's figure again); the others not.
+for what in ("SPSC 8 B >= 400x pipe", "SPSC 64 B >= 150x pipe", "SPSC 1 KiB >= 15x pipe"):
+    t = tg.get(what) or {}
+    if not (t.get("bare_go") or 0) > 0 or t.get("bare_go") == t.get("bare_ring"):
+        bad.append("target %r without its bare-go ceiling: %s" % (what, t))
+for t in d.get("targets", []):
+    if "bare_go" in t and not t["what"].startswith("SPSC "):
+        bad.append("target %r carries bare_go" % t["what"])
 # The spinning round trips are compared with the cache-line floor in blocks
 # of their own runs (spinpp.h): each such cell reports both ratios, and the
 # spinning targets' per-round figure is that comparison.

@@ -155,8 +155,8 @@ struct mech {
 };
 
 extern const struct mech mech_fab, mech_cacheline, mech_lines2, mech_futex, mech_pipe,
-	mech_socket, mech_mq, mech_mutexcv, mech_topic, mech_limiter, mech_atomic, mech_ring, mech_mring,
-	mech_ringpp;
+	mech_socket, mech_mq, mech_mutexcv, mech_topic, mech_limiter, mech_atomic, mech_ring,
+	mech_ring_go, mech_mring, mech_ringpp;
 
 /* The fabric every fab run uses: its name (set once by main) and the
  * parent's handle (NULL if it could not be opened). */
