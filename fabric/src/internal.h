@@ -50,6 +50,9 @@ int64_t fab__realtime_ns(void);
 uint64_t fab__random64(void);
 uint64_t fab__proc_start_time(int pid, char *state_out); /* 0 if unreadable */
 uint32_t fab__proc_threads(int pid); /* threads in its group, 0 if unreadable */
+/* 1 if process pid maps the shm object (dev, ino), 0 if not, -1 if its
+ * /proc/<pid>/maps cannot be read. */
+int fab__proc_maps_object(int pid, uint64_t dev, uint64_t ino);
 
 /* ---- shm.c ---- */
 typedef struct fab__seg {
@@ -115,7 +118,7 @@ int fab__proc_claim(fab_fabric *fab);
 void fab__proc_release(fab_fabric *fab);
 /* 1 if the owner tag names a live process, 0 if dead (or entry re-claimed). */
 int fab__tag_alive(fab_fabric *fab, uint32_t tag);
-int fab__entry_alive(fab_proc_ent *e, uint64_t sg);
+int fab__entry_alive(fab_fabric *fab, fab_proc_ent *e, uint64_t sg);
 void fab__chan_path(char *buf, size_t n, const char *fabric, const char *chan);
 
 /* ---- wait.c ---- */

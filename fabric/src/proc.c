@@ -101,7 +101,7 @@ static int fab__pid_alive(uint32_t pid, uint64_t start)
 	return 1;
 }
 
-int fab__entry_alive(fab_proc_ent *e, uint64_t sg)
+int fab__entry_alive(fab_fabric *fab, fab_proc_ent *e, uint64_t sg)
 {
 	if (FAB_SG_STATE(sg) == FAB_PROC_FREE)
 		return 0;
@@ -110,11 +110,21 @@ int fab__entry_alive(fab_proc_ent *e, uint64_t sg)
 		 * `start_time` may still hold the previous owner's values
 		 * (recovery frees an entry as it is), and a stale start time
 		 * would make the live claimer look like a pid reuse.  So the
-		 * pid alone: a claimer killed here whose pid is already reused
-		 * keeps its entry until that process is gone too. */
+		 * pid, and whether that process maps this fabric's control
+		 * segment: a claimer maps it before its claim and keeps it
+		 * mapped, so a process with the claimer's pid that does not is
+		 * another one that got the pid of a claimer killed here (until
+		 * 28 Nov that entry stayed taken while the new process lived).
+		 * When its maps cannot be read (another user's), the pid alone
+		 * decides, as before. */
 		uint32_t cpid = FAB_SG_PID(sg);
-		if (cpid)
-			return fab__pid_alive(cpid, 0);
+		if (cpid) {
+			if (!fab__pid_alive(cpid, 0))
+				return 0;
+			if ((pid_t)cpid == getpid())
+				return 1;
+			return fab__proc_maps_object((int)cpid, fab->ctl.dev, fab->ctl.ino) != 0;
+		}
 		/* No pid in the word (a library older than the field):
 		 * alive while its own stores are incomplete, as before. */
 		uint32_t pid = load_relaxed(&e->pid);
@@ -138,5 +148,5 @@ int fab__tag_alive(fab_fabric *fab, uint32_t tag)
 	uint64_t sg = load_acquire(&e->sg);
 	if (FAB_SG_STATE(sg) == FAB_PROC_FREE || (FAB_SG_GEN(sg) & 31u) != FAB_TAG_GEN(tag))
 		return 0; /* freed or re-claimed: the tagged owner is gone */
-	return fab__entry_alive(e, sg);
+	return fab__entry_alive(fab, e, sg);
 }

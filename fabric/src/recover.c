@@ -99,12 +99,12 @@ int fab_fabric_recover(fab_fabric *fab)
 			 * with the next claimer's CAS as a release of the entry
 			 * by its owner does (nothing of the dead claimer's is
 			 * read after it). */
-			if (FAB_SG_PID(sg) && !fab__entry_alive(e, sg) &&
+			if (FAB_SG_PID(sg) && !fab__entry_alive(fab, e, sg) &&
 			    cas(&e->sg, &sg, FAB_SG_MAKE(FAB_SG_GEN(sg), FAB_PROC_FREE)))
 				repaired++;
 			continue;
 		}
-		if (FAB_SG_STATE(sg) != FAB_PROC_LIVE || fab__entry_alive(e, sg))
+		if (FAB_SG_STATE(sg) != FAB_PROC_LIVE || fab__entry_alive(fab, e, sg))
 			continue;
 		dead_tags[nd] = FAB_TAG_MAKE(i, FAB_SG_GEN(sg));
 		dead_sg[nd] = sg;

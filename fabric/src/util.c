@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -158,4 +159,55 @@ uint32_t fab__proc_threads(int pid)
 	if (!p)
 		return 0;
 	return (uint32_t)strtoul(p + 9, NULL, 10);
+}
+
+/* Does process pid map the shm object (dev, ino)?  1 yes, 0 no, -1 when
+ * its /proc/<pid>/maps cannot be read (another user's, hidepid).  Each
+ * line of maps is "start-end perms offset major:minor inode [path]"; the
+ * device and inode identify the object even after an unlink, so a mapping
+ * of an older segment of the same name is not taken for ours.  Read in
+ * chunks, so a line longer than the buffer is skipped, never misparsed. */
+int fab__proc_maps_object(int pid, uint64_t dev, uint64_t ino)
+{
+	char path[64], buf[4096];
+	snprintf(path, sizeof path, "/proc/%d/maps", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	size_t have = 0;
+	int found = 0;
+	bool skipping = false; /* inside a line longer than buf */
+	for (;;) {
+		ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			close(fd);
+			return -1;
+		}
+		have += (size_t)n;
+		char *line = buf, *nl;
+		while (!found && (nl = memchr(line, '\n', have - (size_t)(line - buf)))) {
+			*nl = 0;
+			unsigned maj, min;
+			unsigned long long in;
+			if (!skipping &&
+			    sscanf(line, "%*x-%*x %*4s %*x %x:%x %llu", &maj, &min, &in) == 3 &&
+			    in == ino && makedev(maj, min) == dev)
+				found = 1;
+			skipping = false;
+			line = nl + 1;
+		}
+		size_t rest = have - (size_t)(line - buf);
+		if (rest == sizeof buf - 1) {
+			rest = 0; /* no newline in a full buffer: skip that line */
+			skipping = true;
+		}
+		memmove(buf, line, rest);
+		have = rest;
+		if (found || n == 0)
+			break;
+	}
+	close(fd);
+	return found;
 }

@@ -1490,6 +1490,43 @@ START_TEST(proc_claimer_killed_before_live)
 
 	close(rc_pause.to_parent[0]);
 	close(rc_pause.to_child[1]);
+
+	/* A claimer killed right after its claim whose pid another process
+	 * has since got: that process is alive but does not map the fabric,
+	 * so the entry is freed (until 28 Nov it stayed taken while that
+	 * process lived).  The stand-in is a sleep(1) exec'd from a fork (exec
+	 * drops the inherited mappings). */
+	uint32_t k = FAB_MAX_PROCS;
+	uint32_t free1 = t7_count(procs, FAB_PROC_FREE, &k);
+	ck_assert_uint_lt(k, FAB_MAX_PROCS);
+	pid_t other = fork();
+	ck_assert_int_ge(other, 0);
+	if (other == 0) {
+		execl("/bin/sleep", "sleep", "60", (char *)NULL);
+		_exit(127);
+	}
+	/* Until the exec is done: its maps no longer show the fabric. */
+	char exe[64], target[64];
+	snprintf(exe, sizeof exe, "/proc/%d/exe", (int)other);
+	for (int i = 0; i < 10000; i++) {
+		ssize_t l = readlink(exe, target, sizeof target - 1);
+		if (l > 0 && (target[l] = 0, strstr(target, "sleep")))
+			break;
+		usleep(1000);
+	}
+	uint64_t ksg = atomic_load(&procs[k].sg);
+	uint64_t claimed = FAB_SG_CLAIMED(FAB_SG_GEN(ksg) + 1, (uint32_t)other);
+	ck_assert(atomic_compare_exchange_strong(&procs[k].sg, &ksg, claimed));
+	n = fab_fabric_recover(fab);
+	uint64_t ksg_after = atomic_load(&procs[k].sg);
+	kill(other, SIGKILL);
+	waitpid(other, NULL, 0);
+	ck_assert_msg(FAB_SG_STATE(ksg_after) == FAB_PROC_FREE &&
+			      t7_count(procs, FAB_PROC_FREE, NULL) == free1,
+		      "fab_fabric_recover (-> %d) left entry %u, CLAIMED by pid %d which is alive "
+		      "but not in the fabric, in state %u",
+		      n, k, (int)other, FAB_SG_STATE(ksg_after));
+
 	fab_chan_release(rx);
 	munmap(ctl, nctl);
 	mt_destroy(S.fabric, &fab);
