@@ -19,7 +19,7 @@ run ch1 "${AS_OTHER[@]}" "$FABCTL" chan --interval 0; expect_rc ch1 7
 expect_out ch1 "^c1 +error: /dev/shm/fab\.$F\.c1: permission denied \(owner uid 0, group 0, mode 0600\)"
 expect_out ch1 "^c2 +spsc +at-most-once +1/4 "
 run ch1j "${AS_OTHER[@]}" "$FABCTL" -o json chan --interval 0; expect_rc ch1j 7
-pycheck ch1j "[c for c in d['channels'] if c['name']=='c1' and 'permission denied' in c['error']] and [c for c in d['channels'] if c['name']=='c2' and c['len']==1]"
+pycheck ch1j "[c for c in d['channels'] if c['name']=='c1' and 'permission denied' in c['error'] and c['code']=='FAB_EPERM'] and [c for c in d['channels'] if c['name']=='c2' and c['len']==1]"
 run top1 "${AS_OTHER[@]}" "$FABCTL" top -n 1 --interval 1ms; expect_rc top1 7
 
 run pk1 "${AS_OTHER[@]}" "$FABCTL" peek c1; expect_rc pk1 7
@@ -46,6 +46,8 @@ PY
 run ch3 "${AS_OTHER[@]}" "$FABCTL" chan --interval 0; expect_rc ch3 5
 expect_out ch3 "^c1 +error: .*permission denied"
 expect_out ch3 "^c2 +error: "
+run ch3j "${AS_OTHER[@]}" "$FABCTL" -o json chan --interval 0; expect_rc ch3j 5
+pycheck ch3j "[c['code'] for c in d['channels']] == ['FAB_EPERM', 'FAB_ECORRUPT']"
 
 # The control segment itself forbidden: exit 7 with the reason.
 chmod 0600 /dev/shm/fab.$F

@@ -136,6 +136,8 @@ int fabctl_ls(int argc, char **argv)
 			if (fabctl_o.json) {
 				fputs(",\"error\":", stdout);
 				js_str(stdout, fi_errmsg());
+				fputs(",\"code\":", stdout);
+				js_str(stdout, fab_errname(e));
 				fputc('}', stdout);
 			} else {
 				printf("%-24s error: %s\n", names[i], fi_errmsg());
@@ -209,6 +211,8 @@ int fabctl_chan_render(fi_fabric *f, fi_fabric *prev, double dt, FILE *o)
 			if (fabctl_o.json) {
 				fputs(",\"error\":", o);
 				js_str(o, c->errmsg);
+				fputs(",\"code\":", o);
+				js_str(o, fab_errname(c->err));
 				fputc('}', o);
 			} else {
 				fprintf(o, "%-20s error: %s\n", c->name, c->errmsg);
