@@ -162,11 +162,13 @@ uint32_t fab__proc_threads(int pid)
 }
 
 /* Does process pid map the shm object (dev, ino)?  1 yes, 0 no, -1 when
- * its /proc/<pid>/maps cannot be read (another user's, hidepid).  Each
- * line of maps is "start-end perms offset major:minor inode [path]"; the
- * device and inode identify the object even after an unlink, so a mapping
- * of an older segment of the same name is not taken for ours.  Read in
- * chunks, so a line longer than the buffer is skipped, never misparsed. */
+ * its /proc/<pid>/maps cannot be read (another user's, hidepid) or shows
+ * no mapping at all (found by review: a live process whose main thread
+ * exited has an empty maps under its pid).  Each line of maps is
+ * "start-end perms offset major:minor inode [path]"; the device and inode
+ * identify the object even after an unlink, so a mapping of an older
+ * segment of the same name is not taken for ours.  Read in chunks, so a
+ * line longer than the buffer is skipped, never misparsed. */
 int fab__proc_maps_object(int pid, uint64_t dev, uint64_t ino)
 {
 	char path[64], buf[4096];
@@ -175,7 +177,7 @@ int fab__proc_maps_object(int pid, uint64_t dev, uint64_t ino)
 	if (fd < 0)
 		return -1;
 	size_t have = 0;
-	int found = 0;
+	int found = 0, lines = 0;
 	bool skipping = false; /* inside a line longer than buf */
 	for (;;) {
 		ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
@@ -196,6 +198,7 @@ int fab__proc_maps_object(int pid, uint64_t dev, uint64_t ino)
 			    in == ino && makedev(maj, min) == dev)
 				found = 1;
 			skipping = false;
+			lines++;
 			line = nl + 1;
 		}
 		size_t rest = have - (size_t)(line - buf);
@@ -209,5 +212,10 @@ int fab__proc_maps_object(int pid, uint64_t dev, uint64_t ino)
 			break;
 	}
 	close(fd);
+	/* No mapping at all: a process whose main thread has exited while
+	 * others run (its leader, whose pid this is, shows no memory map), or
+	 * one being torn down.  Its maps say nothing about it: cannot tell. */
+	if (!found && !lines)
+		return -1;
 	return found;
 }

@@ -80,6 +80,7 @@
 #include <grp.h>
 #include <linux/futex.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/stat.h>
@@ -1368,6 +1369,14 @@ END_TEST
 
 /* fab_fabric_open, stopped or killed (arg) at its claim's clock read; when
  * let go, it sends one message on channel "c" through its new entry. */
+static void *t7_forever(void *arg)
+{
+	(void)arg;
+	for (;;)
+		pause();
+	return NULL;
+}
+
 static int t7_claimer(void *arg)
 {
 	int how = (int)(intptr_t)arg;
@@ -1526,6 +1535,58 @@ START_TEST(proc_claimer_killed_before_live)
 		      "fab_fabric_recover (-> %d) left entry %u, CLAIMED by pid %d which is alive "
 		      "but not in the fabric, in state %u",
 		      n, k, (int)other, FAB_SG_STATE(ksg_after));
+
+	/* The same word naming a live process whose main thread has exited
+	 * while another runs: its maps under the leader's pid are empty, which
+	 * says nothing (found by review: the entry was freed while its
+	 * claimer lived on). */
+	int gate[2];
+	ck_assert_int_eq(pipe(gate), 0);
+	pid_t lead = fork();
+	ck_assert_int_ge(lead, 0);
+	if (lead == 0) {
+		pthread_t th;
+		close(gate[0]);
+		if (pthread_create(&th, NULL, t7_forever, NULL))
+			_exit(3);
+		if (write(gate[1], "x", 1) != 1)
+			_exit(4);
+		pthread_exit(NULL);
+	}
+	close(gate[1]);
+	char g = 0;
+	ck_assert_int_eq(read(gate[0], &g, 1), 1);
+	close(gate[0]);
+	/* Until the leader is a zombie (its map gone), bounded. */
+	char stat_path[64], st[512];
+	snprintf(stat_path, sizeof stat_path, "/proc/%d/stat", (int)lead);
+	for (int i = 0; i < 10000; i++) {
+		FILE *sf = fopen(stat_path, "r");
+		size_t got = sf ? fread(st, 1, sizeof st - 1, sf) : 0;
+		if (sf)
+			fclose(sf);
+		st[got] = 0;
+		char *rp = strrchr(st, ')');
+		if (rp && rp[1] == ' ' && rp[2] == 'Z')
+			break;
+		usleep(1000);
+	}
+	k = FAB_MAX_PROCS;
+	free1 = t7_count(procs, FAB_PROC_FREE, &k);
+	ck_assert_uint_lt(k, FAB_MAX_PROCS);
+	ksg = atomic_load(&procs[k].sg);
+	claimed = FAB_SG_CLAIMED(FAB_SG_GEN(ksg) + 1, (uint32_t)lead);
+	ck_assert(atomic_compare_exchange_strong(&procs[k].sg, &ksg, claimed));
+	n = fab_fabric_recover(fab);
+	ksg_after = atomic_load(&procs[k].sg);
+	kill(lead, SIGKILL);
+	waitpid(lead, NULL, 0);
+	/* Free it ourselves for the teardown's checks. */
+	atomic_store(&procs[k].sg, FAB_SG_MAKE(FAB_SG_GEN(claimed), FAB_PROC_FREE));
+	ck_assert_msg(ksg_after == claimed,
+		      "fab_fabric_recover (-> %d) changed entry %u, CLAIMED by pid %d whose main "
+		      "thread exited while another runs, to state %u",
+		      n, k, (int)lead, FAB_SG_STATE(ksg_after));
 
 	fab_chan_release(rx);
 	munmap(ctl, nctl);
