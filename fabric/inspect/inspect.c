@@ -469,22 +469,24 @@ static int fi_ctl_read(void *p)
 	return 0;
 }
 
-/* A topic's blocked publishers: the live processes whose wait record says
- * they sleep publishing on it, never more than its space_waiters.  The
- * count alone stays one high for good when a publisher is killed asleep
- * (publishers have no entry of their own to mark, unlike subscribers); the
- * record is the process's, so a process counts once however many of its
- * threads sleep there, as in `fabctl ps`. */
+/* A topic's blocked publishers: its space_waiters count, less the dead
+ * processes whose wait record says they slept publishing on it.  Such a
+ * process left the count one high (publishers have no entry to mark, as
+ * subscribers do), and recovery takes it out when it frees the process's
+ * entry (recover.c); until then we leave it out here.  Counting live
+ * records instead would miss threads: a process has one record, and the
+ * last thread to sleep overwrites it (found by review). */
 static uint32_t fi_topic_publishers_asleep(const fi_fabric *f, const fi_chan *c)
 {
-	uint32_t n = 0;
+	uint32_t dead = 0;
 	for (uint32_t i = 0; i < f->nprocs; i++) {
 		uint64_t w = f->procs[i].wait;
-		if (f->procs[i].live && FAB_WAIT_KIND(w) == FAB_WAIT_TOPIC &&
-		    FAB_WAIT_OP(w) == FAB_WAIT_SEND && FAB_WAIT_IDX(w) == c->reg_idx)
-			n++;
+		if (f->procs[i].state == FAB_PROC_LIVE && !f->procs[i].live &&
+		    FAB_WAIT_KIND(w) == FAB_WAIT_TOPIC && FAB_WAIT_OP(w) == FAB_WAIT_SEND &&
+		    FAB_WAIT_IDX(w) == c->reg_idx)
+			dead++;
 	}
-	return n < c->send_waiters ? n : c->send_waiters;
+	return c->send_waiters > dead ? c->send_waiters - dead : 0;
 }
 
 int fi_snapshot(fi_fabric *f)
@@ -764,8 +766,8 @@ static int fi_topic_read_guarded(void *p)
 	/* Blocked subscribers: the sleep marks of the ACTIVE entries (below),
 	 * not data_waiters, which a subscriber killed between counting and
 	 * marking leaves one high.  Publishers have no entry to mark: this is
-	 * their count, which fi_snapshot bounds by the process table's wait
-	 * records (fi_topic_publishers_asleep). */
+	 * their count, from which fi_snapshot takes the dead publishers that
+	 * recovery has not yet taken out (fi_topic_publishers_asleep). */
 	c->recv_waiters = 0;
 	c->send_waiters = load_relaxed(&h->space_waiters);
 	uint64_t tail = load_acquire(&h->tail), lag = 0, got = 0;

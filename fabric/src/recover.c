@@ -82,6 +82,7 @@ int fab_fabric_recover(fab_fabric *fab)
 	uint32_t dead_tags[64];
 	uint64_t dead_sg[64];
 	uint32_t dead_idx[64];
+	uint64_t dead_wait[64];
 	int nd = 0;
 	int repaired = 0;
 	for (uint32_t i = 0; i < FAB_MAX_PROCS && nd < 64; i++) {
@@ -109,6 +110,9 @@ int fab_fabric_recover(fab_fabric *fab)
 		dead_tags[nd] = FAB_TAG_MAKE(i, FAB_SG_GEN(sg));
 		dead_sg[nd] = sg;
 		dead_idx[nd] = i;
+		/* What it slept on when it died (nothing changes it now: a
+		 * dead process does not write, and the entry is not free). */
+		dead_wait[nd] = load_relaxed(&e->wait);
 		nd++;
 	}
 
@@ -213,8 +217,17 @@ int fab_fabric_recover(fab_fabric *fab)
 	for (int k = 0; k < nd; k++) {
 		fab_proc_ent *e = &fab->procs[dead_idx[k]];
 		uint64_t sg = dead_sg[k];
-		if (cas(&e->sg, &sg, FAB_SG_MAKE(FAB_SG_GEN(sg), FAB_PROC_FREE)))
-			repaired++;
+		if (!cas(&e->sg, &sg, FAB_SG_MAKE(FAB_SG_GEN(sg), FAB_PROC_FREE)))
+			continue;
+		repaired++;
+		/* A publisher killed asleep: nothing else names it, so its
+		 * topic's space_waiters would stay one high for good.  Its
+		 * record is cleared before its own uncount (topic.c,
+		 * fab__twait), so a record still there means it was counted;
+		 * this CAS's winner takes it out, once. */
+		uint64_t w = dead_wait[k];
+		if (FAB_WAIT_KIND(w) == FAB_WAIT_TOPIC && FAB_WAIT_OP(w) == FAB_WAIT_SEND)
+			fab__topic_uncount_publisher(fab, FAB_WAIT_IDX(w));
 	}
 	return repaired;
 }

@@ -415,6 +415,12 @@ static ssize_t fab__twait(fab__tmap *m, uint32_t *budget, _Atomic uint32_t *gaug
 		if (r != FAB_EAGAIN)
 			break;
 	}
+	/* The process's wait record goes before our uncount: recovery
+	 * uncounts a dead publisher whose record still names the topic
+	 * (fab__topic_uncount_publisher), so a record that is still there
+	 * means the count is too.  Killed between the two, we leave the count
+	 * one high, as between the count and the record on the way in. */
+	fab__wait_unmark(m->fab, what);
 	/* Unmark, then uncount; if the mark is gone, a prune (we were taken
 	 * for dead) uncounted us already. */
 	uint64_t mk = sleeper ? sleeper->word : 0;
@@ -422,7 +428,6 @@ static ssize_t fab__twait(fab__tmap *m, uint32_t *budget, _Atomic uint32_t *gaug
 							       memory_order_relaxed,
 							       memory_order_relaxed))
 		atomic_fetch_sub_explicit(gauge, 1, memory_order_relaxed);
-	fab__wait_unmark(m->fab, what);
 	return r;
 }
 
@@ -1191,6 +1196,32 @@ int fab__topic_validate(fab_topic *t)
 					m->name, i);
 	}
 	return 0;
+}
+
+void fab__topic_uncount_publisher(fab_fabric *fab, uint32_t reg_idx)
+{
+	if (reg_idx >= FAB_MAX_CHANS)
+		return;
+	fab_chan_ent *e = &fab->chans[reg_idx];
+	if (load_acquire(&e->state) != FAB_ENT_LIVE || e->type != FAB_OBJ_TOPIC)
+		return; /* destroyed since: its count went with it */
+	char name[FAB_NAME_MAX + 1];
+	memcpy(name, e->name, FAB_NAME_MAX);
+	name[FAB_NAME_MAX] = 0;
+	if (!fab__name_ok(name))
+		return;
+	fab__tmap m;
+	memset(&m, 0, sizeof m);
+	if (fab__topic_map(fab, name, &m))
+		return;
+	/* Never below zero: the count of a topic recreated under the same
+	 * registry index since the sleep is not this one's. */
+	_Atomic uint32_t *w = &m.hdr->space_waiters;
+	uint32_t v = load_relaxed(w);
+	while (v && !atomic_compare_exchange_weak_explicit(w, &v, v - 1, memory_order_relaxed,
+							   memory_order_relaxed))
+		;
+	fab__topic_unmap(&m);
 }
 
 int fab__topic_recover(fab_fabric *fab, fab_chan_ent *e, uint32_t st, const char *name)
