@@ -163,20 +163,26 @@ int fi_map(const char *path, size_t min_size, fi_seg *s)
 	s->size = 0;
 	int fd = shm_open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd < 0) {
-		if (errno == ENOENT)
+		int e = errno;
+		if (e == ENOENT)
 			return fi_err(FAB_ENOENT, "/dev/shm%s does not exist", path);
 		struct stat sb;
 		char full[320];
 		snprintf(full, sizeof full, "/dev/shm%s", path);
-		if (errno == EACCES && stat(full, &sb) == 0)
+		int st = e == EACCES ? stat(full, &sb) : 0;
+		if (e == EACCES && st < 0 && errno == ENOENT)
+			/* Removed since (a fabric destroyed while listed): gone,
+			 * as above, not an error (found by review). */
+			return fi_err(FAB_ENOENT, "/dev/shm%s does not exist", path);
+		if (e == EACCES && st == 0)
 			/* Whose it is and what its mode grants: whom to ask. */
 			return fi_err(FAB_EPERM,
 				      "%s: permission denied (owner uid %u, group %u, mode %04o)",
 				      full, (unsigned)sb.st_uid, (unsigned)sb.st_gid,
 				      (unsigned)(sb.st_mode & 07777));
-		if (errno == EACCES || errno == ELOOP)
+		if (e == EACCES || e == ELOOP)
 			return fi_err(FAB_EPERM, "%s: permission denied", full);
-		return fi_err(FAB_ESYS, "shm_open %s: %s", path, strerror(errno));
+		return fi_err(FAB_ESYS, "shm_open %s: %s", path, strerror(e));
 	}
 	struct stat sb;
 	if (fstat(fd, &sb) < 0) {

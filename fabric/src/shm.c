@@ -69,7 +69,8 @@ static int fab__seg_denied(const char *path)
 	struct stat sb;
 	snprintf(full, sizeof full, "/dev/shm%s", path);
 	if (stat(full, &sb) < 0)
-		return fab__err(FAB_EPERM, "%s: permission denied", path);
+		return errno == ENOENT ? fab__err(FAB_ENOENT, "%s does not exist", path)
+				       : fab__err(FAB_EPERM, "%s: permission denied", path);
 	return fab__err(FAB_EPERM,
 			"%s: permission denied (owner uid %u, group %u, mode %04o; "
 			"libfab opens segments for reading and writing)",

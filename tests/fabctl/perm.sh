@@ -4,7 +4,8 @@
 # permitted), not reported as corrupt (exit 5, until 28 Nov); peek says so
 # with exit 7; send/recv, which open the fabric for writing, say whose the
 # segment is and what its mode grants; a listing with a corrupt segment too
-# exits 5, the graver.  Needs root to be another user (uid 65534).
+# exits 5, the graver; ls lists another user's private fabric without
+# failing.  Needs root to be another user (uid 65534).
 . "$LIB"
 F=fctl-perm-$$
 start_fixture leave2 "$F"
@@ -52,5 +53,11 @@ pycheck ch3j "[c['code'] for c in d['channels']] == ['FAB_EPERM', 'FAB_ECORRUPT'
 # The control segment itself forbidden: exit 7 with the reason.
 chmod 0600 /dev/shm/fab.$F
 run ch4 "${AS_OTHER[@]}" "$FABCTL" chan --interval 0; expect_rc ch4 7
-expect_err ch4 "permission denied"
+expect_err ch4 "permission denied \(owner uid 0, group 0, mode 0600\)"
+# ls lists it with its owner and does not fail for it: another user's
+# private fabric is not an error of the listing (other tests' fabrics may
+# be listed too, so only: not 7, and our row).
+run ls1 "${AS_OTHER[@]}" "$FABCTL" -o json ls
+[ "$RC" -ne 7 ] || { cat "$TMP/ls1.out"; fail "ls: exit 7 for another user's fabric"; }
+pycheck ls1 "[x for x in d['fabrics'] if x['name']=='$F' and x['code']=='FAB_EPERM' and 'owner uid 0' in x['error']]"
 echo "perm: ok"

@@ -26,6 +26,8 @@ int fabctl_exit_for(int fabrc);
 /* A listing's exit status rc after one of its objects failed with fabrc:
  * 5 (corrupt) before 7 (not permitted) before 1 or whatever rc held. */
 int fabctl_exit_merge(int rc, int fabrc);
+/* The graver of two exit statuses, in that order (0 is the least). */
+int fabctl_exit_worse(int a, int b);
 
 /* Consume a global option (-f F, -o FMT) at argv[*i]; 1 if consumed, 0 if
  * not an option of ours, -1 on a bad one (message printed). */

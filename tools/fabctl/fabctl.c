@@ -51,17 +51,22 @@ int fabctl_exit_for(int fabrc)
 	}
 }
 
+int fabctl_exit_worse(int a, int b)
+{
+	/* A corrupt segment before a forbidden one before any other error. */
+	if (a == FABCTL_EXIT_CORRUPT || b == FABCTL_EXIT_CORRUPT)
+		return FABCTL_EXIT_CORRUPT;
+	if (a == FABCTL_EXIT_NOPRIV || b == FABCTL_EXIT_NOPRIV)
+		return FABCTL_EXIT_NOPRIV;
+	return a ? a : b;
+}
+
 int fabctl_exit_merge(int rc, int fabrc)
 {
 	/* One object of a listing failed with fabrc: the listing's status is
-	 * the gravest so far, a corrupt segment before a forbidden one before
-	 * any other error. */
+	 * the gravest so far. */
 	int e = fabctl_exit_for(fabrc);
-	if (rc == FABCTL_EXIT_CORRUPT || e == FABCTL_EXIT_CORRUPT)
-		return FABCTL_EXIT_CORRUPT;
-	if (rc == FABCTL_EXIT_NOPRIV || e == FABCTL_EXIT_NOPRIV)
-		return FABCTL_EXIT_NOPRIV;
-	return rc ? rc : FABCTL_EXIT_ERROR;
+	return fabctl_exit_worse(rc, e ? e : FABCTL_EXIT_ERROR);
 }
 
 bool fabctl_is_help(const char *a)

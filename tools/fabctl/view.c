@@ -95,8 +95,8 @@ int fabctl_ls(int argc, char **argv)
 			puts("usage: fabctl [-o json] ls\n"
 			     "The fabrics with a control segment in /dev/shm: name, created, live\n"
 			     "processes, channels and topics, creator uid.  A segment that fails\n"
-			     "validation is listed with its error (exit 5), one you may not\n"
-			     "read with \"permission denied\" (exit 7).");
+			     "validation is listed with its error (exit 5); another user's fabric\n"
+			     "you may not read, with \"permission denied\" and its owner (exit 0).");
 			return 0;
 		}
 		int r = fabctl_common_opt(argc, argv, &i);
@@ -132,7 +132,11 @@ int fabctl_ls(int argc, char **argv)
 		}
 		shown++;
 		if (e) {
-			rc = fabctl_exit_merge(rc, e);
+			/* Another user's fabric not shared with us is listed (its
+			 * name is taken, and the message says whose it is) but is
+			 * not a failure of the listing (found by review). */
+			if (e != FAB_EPERM)
+				rc = fabctl_exit_merge(rc, e);
 			if (fabctl_o.json) {
 				fputs(",\"error\":", stdout);
 				js_str(stdout, fi_errmsg());
@@ -608,8 +612,7 @@ int fabctl_top(int argc, char **argv)
 			fputs(",\"ps\":", stdout);
 			fabctl_ps_render(f, stdout);
 			fputc('}', stdout);
-			if (r)
-				rc = r;
+			rc = fabctl_exit_worse(rc, r); /* over every frame */
 		} else {
 			if (tty_out)
 				fputs("\033[H\033[2J", stdout);
@@ -617,8 +620,7 @@ int fabctl_top(int argc, char **argv)
 			fmt_time(f->real_ns, when, sizeof when);
 			printf("fabric %s  %s  (q quits)\n\n", f->name, when);
 			int r = fabctl_chan_render(f, prev, dt, stdout);
-			if (r)
-				rc = r;
+			rc = fabctl_exit_worse(rc, r); /* over every frame */
 			fputc('\n', stdout);
 			fabctl_ps_render(f, stdout);
 			if (!tty_out)
