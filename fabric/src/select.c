@@ -211,7 +211,10 @@ int fab_select(fab_case *cases, int n, fab_ctx *ctx, unsigned flags)
 	}
 
 	/* Sleep on every distinct word.  The gauges count this select as a
-	 * blocked sender or receiver of each channel it waits on. */
+	 * blocked sender or receiver of each channel it waits on, once: two
+	 * handles of one channel map its header at two addresses, so a word
+	 * is the same when the segment and the offset are (until 28 Nov such
+	 * a select was counted, and marked, twice). */
 	fab__waitset ws;
 	_Atomic uint32_t *gauge[FAB_SELECT_MAX];
 	fab_chan *gch[FAB_SELECT_MAX];  /* the handle each gauge's mark is on */
@@ -219,10 +222,14 @@ int fab_select(fab_case *cases, int n, fab_ctx *ctx, unsigned flags)
 	int nw = 0;
 	for (int k = 0; k < s.nlive; k++) {
 		_Atomic uint32_t *waiters;
+		fab_chan *ch = cases[s.order[k]].ch;
 		_Atomic uint32_t *w = fab__case_word(&cases[s.order[k]], &waiters);
+		uintptr_t off = (uintptr_t)w - (uintptr_t)ch->hdr;
 		int dup = 0;
 		for (int m = 0; m < nw && !dup; m++)
-			dup = ws.word[m] == w;
+			dup = ws.word[m] == w ||
+			      (gch[m]->seg.ino == ch->seg.ino && gch[m]->seg.dev == ch->seg.dev &&
+			       (uintptr_t)ws.word[m] - (uintptr_t)gch[m]->hdr == off);
 		if (dup)
 			continue;
 		ws.word[nw] = w;
@@ -230,7 +237,7 @@ int fab_select(fab_case *cases, int n, fab_ctx *ctx, unsigned flags)
 		/* A gauge for fabctl, stats and /metrics, and the sleep mark on
 		 * the case's handle, as fab__wait (chan.c). */
 		fetch_add_relaxed(waiters, 1);
-		gch[nw] = cases[s.order[k]].ch;
+		gch[nw] = ch;
 		gmark[nw] = cases[s.order[k]].op == FAB_OP_SEND ? FAB_ATT_SLEEP_SEND
 								: FAB_ATT_SLEEP_RECV;
 		if (!fab__sleep_mark(gch[nw], gmark[nw]))

@@ -287,6 +287,75 @@ START_TEST(t_blocked_publishers_topic)
 }
 END_TEST
 
+/* A select over two receiving handles of one empty channel "sel", in a
+ * child: it sleeps until a message comes. */
+static pid_t selecting_child(void)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		fab_fabric *f;
+		fab_chan *h1, *h2;
+		char b1[64], b2[64];
+		if (fab_fabric_open(fabric, 0, &f) || fab_chan_open(f, "sel", FAB_RECV, &h1) ||
+		    fab_chan_open(f, "sel", FAB_RECV, &h2))
+			_exit(2);
+		fab_case c[2] = {
+		    {.ch = h1, .op = FAB_OP_RECV, .recv_buf = b1, .recv_cap = sizeof b1},
+		    {.ch = h2, .op = FAB_OP_RECV, .recv_buf = b2, .recv_cap = sizeof b2},
+		};
+		int got = fab_select(c, 2, NULL, 0);
+		_exit(got == 0 || got == 1 ? 0 : 3);
+	}
+	return pid;
+}
+
+/* One select asleep on two handles of a channel is one blocked receiver
+ * (until 28 Nov it was counted, and marked, once per handle). */
+START_TEST(t_blocked_select_two_handles)
+{
+	fab_fabric *ff;
+	fab_chan *c;
+	fab_chan_opts o = {.size = sizeof o, .capacity = 4, .msg_size = 64};
+	ck_assert_int_eq(fab_fabric_open(fabric, 0, &ff), 0);
+	ck_assert_int_eq(fab_chan_create(ff, "sel", &o, &c), 0);
+	pid_t p = selecting_child();
+	ck_assert_int_gt(p, 0);
+	/* Until its wait record says it sleeps in a select: set after every
+	 * case's count and mark (bounded by the test's timeout). */
+	for (int asleep = 0; !asleep;) {
+		int st;
+		ck_assert_msg(waitpid(p, &st, WNOHANG) == 0, "the select returned on an empty channel");
+		fi_fabric *f;
+		ck_assert_int_eq(fi_open(fabric, &f), 0);
+		ck_assert_int_eq(fi_snapshot(f), 0);
+		for (uint32_t i = 0; i < f->nprocs; i++)
+			if (f->procs[i].pid == (uint32_t)p &&
+			    FAB_WAIT_KIND(f->procs[i].wait) == FAB_WAIT_SELECT)
+				asleep = 1;
+		fi_close(f);
+		if (!asleep)
+			usleep(1000);
+	}
+	fi_chan fc = {0};
+	ck_assert_int_eq(fi_chan_read(fabric, "sel", FAB_OBJ_CHAN, &fc), 0);
+	uint32_t gauge = fc.recv_waiters;
+	fi_chan_free(&fc);
+	fab_stats st;
+	memset(&st, 0, sizeof st);
+	st.size = sizeof st;
+	ck_assert_int_eq(fab_chan_stats(c, &st), 0);
+	ck_assert_int_eq(fab_send(c, "go", 2, NULL), 0);
+	int status = -1;
+	ck_assert_int_eq(waitpid(p, &status, 0), p);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+	ck_assert_msg(gauge == 1 && st.blocked_receivers == 1,
+		      "blocked receivers: fabctl %u, fab_chan_stats %u (want 1, 1)", gauge,
+		      st.blocked_receivers);
+	fab_chan_release(c);
+	fab_fabric_close(ff);
+}
+END_TEST
+
 /* One scribble on the channel header: offset, 32-bit value, message. */
 static const struct {
 	size_t off;
@@ -441,6 +510,7 @@ int main(void)
 	tcase_add_test(tc, t_blocked_marks);
 	tcase_add_test(tc, t_blocked_marks_topic);
 	tcase_add_test(tc, t_blocked_publishers_topic);
+	tcase_add_test(tc, t_blocked_select_two_handles);
 	tcase_add_loop_test(tc, t_scribble, 0, (int)(sizeof scribbles / sizeof scribbles[0]));
 	tcase_add_test(tc, t_registry_name_without_nul);
 	tcase_add_test(tc, t_control_corrupt);
