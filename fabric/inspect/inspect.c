@@ -266,15 +266,40 @@ static uint64_t fi_start_time(uint32_t pid, char *state)
 	return strtoull(p, NULL, 10);
 }
 
+/* Threads of process pid (the Threads: line of /proc/<pid>/status), 0 if
+ * unreadable. */
+static uint32_t fi_threads(uint32_t pid)
+{
+	char path[64], buf[4096];
+	snprintf(path, sizeof path, "/proc/%u/status", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	char *p = strstr(buf, "\nThreads:");
+	return p ? (uint32_t)strtoul(p + 9, NULL, 10) : 0;
+}
+
 bool fi_pid_alive(uint32_t pid, uint64_t start)
 {
+	/* As libfab's fab__pid_alive (proc.c), so that fabctl and recovery
+	 * agree on who is dead (found by review: fabctl took a process whose
+	 * main thread had exited for dead while its threads ran). */
 	if (pid == 0)
+		return false;
+	if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
 		return false;
 	char st = 0;
 	uint64_t now = fi_start_time(pid, &st);
-	if (now == 0 || st == 'Z' || st == 'X')
-		return false;
-	return now == start;
+	if (now == 0)
+		return true; /* it exists, /proc hides it (hidepid): cannot tell */
+	if ((st == 'Z' || st == 'X') && fi_threads(pid) <= 1)
+		return false; /* killed, not yet reaped */
+	return !start || now == start; /* else its pid was reused */
 }
 
 /* ---- control segment ------------------------------------------------- */
@@ -487,9 +512,12 @@ static uint32_t fi_topic_publishers_asleep(const fi_fabric *f, const fi_chan *c)
 	uint32_t dead = 0;
 	for (uint32_t i = 0; i < f->nprocs; i++) {
 		uint64_t w = f->procs[i].wait;
+		/* A sleep that began before this topic was created was on an
+		 * earlier object under the same registry index (as recovery). */
 		if (f->procs[i].state == FAB_PROC_LIVE && !f->procs[i].live &&
 		    FAB_WAIT_KIND(w) == FAB_WAIT_TOPIC && FAB_WAIT_OP(w) == FAB_WAIT_SEND &&
-		    FAB_WAIT_IDX(w) == c->reg_idx)
+		    FAB_WAIT_IDX(w) == c->reg_idx &&
+		    (!c->created_mono_ns || c->created_mono_ns <= f->procs[i].wait_ns))
 			dead++;
 	}
 	return c->send_waiters > dead ? c->send_waiters - dead : 0;
@@ -769,6 +797,7 @@ static int fi_topic_read_guarded(void *p)
 	c->producers = 0;
 	c->sent = load_relaxed(&h->published);
 	c->dropped = load_relaxed(&h->dropped_total);
+	c->created_mono_ns = h->created_mono_ns;
 	/* Blocked subscribers: the sleep marks of the ACTIVE entries (below),
 	 * not data_waiters, which a subscriber killed between counting and
 	 * marking leaves one high.  Publishers have no entry to mark: this is

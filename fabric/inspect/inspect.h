@@ -74,6 +74,7 @@ typedef struct fi_chan {
 	fi_att *att; /* attach table entries with a live-looking tag */
 	uint32_t natt;
 	fi_hist send_wait, recv_wait, latency; /* channels only */
+	int64_t created_mono_ns; /* topics: CLOCK_MONOTONIC of creation, 0 unknown */
 } fi_chan;
 
 typedef struct fi_stage {

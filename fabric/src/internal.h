@@ -394,9 +394,10 @@ void fab__lim_recover(fab_fabric *fab);    /* break dead set() locks, redo lost 
  * Returns how many objects changed, or -1 if the segment is a channel's (a
  * stale type word): then the caller treats the entry as a channel. */
 /* A dead process's wait record said it slept publishing on the topic at
- * registry index reg_idx: take it out of that topic's space_waiters
- * (once: called by the recoverer whose CAS freed the entry). */
-void fab__topic_uncount_publisher(fab_fabric *fab, uint32_t reg_idx);
+ * registry index reg_idx since slept_ns (CLOCK_MONOTONIC): take it out of
+ * that topic's space_waiters, unless the topic there now was created
+ * after (once: called by the recoverer whose CAS freed the entry). */
+void fab__topic_uncount_publisher(fab_fabric *fab, uint32_t reg_idx, int64_t slept_ns);
 int fab__topic_recover(fab_fabric *fab, fab_chan_ent *e, uint32_t st, const char *name);
 /* Check a topic's invariants (topic.c file comment); 0 or FAB_ECORRUPT. */
 int fab__topic_validate(fab_topic *t);

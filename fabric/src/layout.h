@@ -591,7 +591,13 @@ typedef struct fab_topic_hdr {
 	_Atomic uint64_t futex_waits;
 	_Atomic uint64_t futex_wakes;
 	_Atomic uint64_t subscribes;    /* subscriptions made since creation */
-	uint64_t resv[10];
+	/* since 28 Nov 2026 (same layout version; 0 before: unknown):
+	 * CLOCK_MONOTONIC when the topic was created.  A dead publisher's wait
+	 * record names the topic by registry index only, and an index is
+	 * reused; a sleep that began before this time was on another topic
+	 * (recover.c, fab__topic_uncount_publisher; the inspector). */
+	int64_t created_mono_ns;
+	uint64_t resv[9];
 } fab_topic_hdr;
 _Static_assert(offsetof(fab_topic_hdr, version) == 8, "topic version offset");
 _Static_assert(offsetof(fab_topic_hdr, total_size) == 16, "topic total_size offset");
@@ -606,6 +612,7 @@ _Static_assert(offsetof(fab_topic_hdr, sub_gen) == 384, "topic sub_gen offset");
 _Static_assert(offsetof(fab_topic_hdr, data_futex) == 512, "topic data futex offset");
 _Static_assert(offsetof(fab_topic_hdr, space_futex) == 640, "topic space futex offset");
 _Static_assert(offsetof(fab_topic_hdr, dropped_total) == 768, "topic counters offset");
+_Static_assert(offsetof(fab_topic_hdr, created_mono_ns) == 816, "topic creation time offset");
 _Static_assert(sizeof(fab_topic_hdr) == 896, "topic header size");
 _Static_assert(sizeof(fab_topic_hdr) <= FAB_TOPIC_SUBS_OFF, "topic header fits one page");
 

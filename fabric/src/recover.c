@@ -83,6 +83,7 @@ int fab_fabric_recover(fab_fabric *fab)
 	uint64_t dead_sg[64];
 	uint32_t dead_idx[64];
 	uint64_t dead_wait[64];
+	int64_t dead_wait_ns[64];
 	int nd = 0;
 	int repaired = 0;
 	for (uint32_t i = 0; i < FAB_MAX_PROCS && nd < 64; i++) {
@@ -113,6 +114,7 @@ int fab_fabric_recover(fab_fabric *fab)
 		/* What it slept on when it died (nothing changes it now: a
 		 * dead process does not write, and the entry is not free). */
 		dead_wait[nd] = load_relaxed(&e->wait);
+		dead_wait_ns[nd] = load_relaxed(&e->wait_ns);
 		nd++;
 	}
 
@@ -227,7 +229,7 @@ int fab_fabric_recover(fab_fabric *fab)
 		 * this CAS's winner takes it out, once. */
 		uint64_t w = dead_wait[k];
 		if (FAB_WAIT_KIND(w) == FAB_WAIT_TOPIC && FAB_WAIT_OP(w) == FAB_WAIT_SEND)
-			fab__topic_uncount_publisher(fab, FAB_WAIT_IDX(w));
+			fab__topic_uncount_publisher(fab, FAB_WAIT_IDX(w), dead_wait_ns[k]);
 	}
 	return repaired;
 }

@@ -427,7 +427,7 @@ static ssize_t fab__twait(fab__tmap *m, uint32_t *budget, _Atomic uint32_t *gaug
 	if (!marked || atomic_compare_exchange_strong_explicit(&sleeper->ent->sleeping, &mk, 0,
 							       memory_order_relaxed,
 							       memory_order_relaxed))
-		atomic_fetch_sub_explicit(gauge, 1, memory_order_relaxed);
+		fab__gauge_dec(gauge); /* never below zero, as recovery's */
 	return r;
 }
 
@@ -574,6 +574,7 @@ static void fab__topic_init(fab_topic_hdr *h, const char *name, const fab_chan_o
 	if (sp && *sp)
 		start = strtoull(sp, NULL, 0);
 	h->start_pos = start;
+	h->created_mono_ns = fab__now_ns();
 	store_relaxed(&h->tail, start);
 	uint8_t *slots = (uint8_t *)h + FAB_TOPIC_SLOTS_OFF;
 	for (uint32_t k = 0; k < g->nslots; k++) {
@@ -1198,7 +1199,7 @@ int fab__topic_validate(fab_topic *t)
 	return 0;
 }
 
-void fab__topic_uncount_publisher(fab_fabric *fab, uint32_t reg_idx)
+void fab__topic_uncount_publisher(fab_fabric *fab, uint32_t reg_idx, int64_t slept_ns)
 {
 	if (reg_idx >= FAB_MAX_CHANS)
 		return;
@@ -1214,13 +1215,13 @@ void fab__topic_uncount_publisher(fab_fabric *fab, uint32_t reg_idx)
 	memset(&m, 0, sizeof m);
 	if (fab__topic_map(fab, name, &m))
 		return;
-	/* Never below zero: the count of a topic recreated under the same
-	 * registry index since the sleep is not this one's. */
-	_Atomic uint32_t *w = &m.hdr->space_waiters;
-	uint32_t v = load_relaxed(w);
-	while (v && !atomic_compare_exchange_weak_explicit(w, &v, v - 1, memory_order_relaxed,
-							   memory_order_relaxed))
-		;
+	/* A topic created after the sleep began is another one under the
+	 * same registry index (found by review: recovery took a live
+	 * publisher's count off it, and that publisher's own uncount then
+	 * wrapped the gauge).  0: a topic made before the field, unknown. */
+	int64_t born = m.hdr->created_mono_ns;
+	if (!born || born <= slept_ns)
+		fab__gauge_dec(&m.hdr->space_waiters); /* never below zero */
 	fab__topic_unmap(&m);
 }
 

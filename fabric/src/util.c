@@ -161,6 +161,26 @@ uint32_t fab__proc_threads(int pid)
 	return (uint32_t)strtoul(p + 9, NULL, 10);
 }
 
+/* Is pid a kernel thread (PF_KTHREAD in the flags, field 9 of
+ * /proc/<pid>/stat)?  false when unreadable. */
+static bool fab__proc_is_kthread(int pid)
+{
+	char buf[1024];
+	if (!fab__proc_read(pid, "stat", buf, sizeof buf))
+		return false;
+	char *p = strrchr(buf, ')');
+	if (!p || p[1] != ' ')
+		return false;
+	p += 2; /* field 3 */
+	for (int f = 3; f < 9; f++) {
+		p = strchr(p, ' ');
+		if (!p)
+			return false;
+		p++;
+	}
+	return (strtoul(p, NULL, 10) & 0x00200000ul) != 0; /* PF_KTHREAD */
+}
+
 /* Does process pid map the shm object (dev, ino)?  1 yes, 0 no, -1 when
  * its /proc/<pid>/maps cannot be read (another user's, hidepid) or shows
  * no mapping at all (found by review: a live process whose main thread
@@ -212,10 +232,12 @@ int fab__proc_maps_object(int pid, uint64_t dev, uint64_t ino)
 			break;
 	}
 	close(fd);
-	/* No mapping at all: a process whose main thread has exited while
-	 * others run (its leader, whose pid this is, shows no memory map), or
-	 * one being torn down.  Its maps say nothing about it: cannot tell. */
+	/* No mapping at all: a kernel thread, which maps nothing (so no
+	 * fabric: found by review, such a pid kept a claim alive), or a
+	 * process whose main thread has exited while others run (its leader,
+	 * whose pid this is, shows no memory map), or one being torn down;
+	 * of those, its maps say nothing: cannot tell. */
 	if (!found && !lines)
-		return -1;
+		return fab__proc_is_kthread(pid) ? 0 : -1;
 	return found;
 }

@@ -213,6 +213,22 @@ static pid_t publisher_child(int threads)
 	return pid;
 }
 
+/* Does process p's wait record say it sleeps publishing (on a topic)? */
+static bool publishing_recorded(pid_t p)
+{
+	fi_fabric *f;
+	bool yes = false;
+	ck_assert_int_eq(fi_open(fabric, &f), 0);
+	ck_assert_int_eq(fi_snapshot(f), 0);
+	for (uint32_t i = 0; i < f->nprocs; i++)
+		if (f->procs[i].pid == (uint32_t)p &&
+		    FAB_WAIT_KIND(f->procs[i].wait) == FAB_WAIT_TOPIC &&
+		    FAB_WAIT_OP(f->procs[i].wait) == FAB_WAIT_SEND)
+			yes = true;
+	fi_close(f);
+	return yes;
+}
+
 /* The topic's blocked-publishers figure of a fresh snapshot. */
 static uint32_t topic_blocked_publishers(void)
 {
@@ -250,8 +266,12 @@ START_TEST(t_blocked_publishers_topic)
 	snprintf(path, sizeof path, "/fab.%s.tq", fabric);
 	size_t size;
 	fab_topic_hdr *h = (fab_topic_hdr *)rw_map(path, &size);
-	/* Until all three threads sleep (bounded by the test's timeout). */
-	while (atomic_load(&h->space_waiters) < 3) {
+	/* Until all three threads are counted and both processes' wait
+	 * records name the topic (a publisher counts itself, then records;
+	 * found by review: a kill in between would leave no record).  Bounded
+	 * by the test's timeout. */
+	while (atomic_load(&h->space_waiters) < 3 || !publishing_recorded(a) ||
+	       !publishing_recorded(b)) {
 		int st;
 		ck_assert_msg(waitpid(a, &st, WNOHANG) == 0 && waitpid(b, &st, WNOHANG) == 0,
 			      "a publisher returned from a full topic");
@@ -279,6 +299,62 @@ START_TEST(t_blocked_publishers_topic)
 	 * for it, the other stays (a limit, docs/topics.md). */
 	fab_fabric_recover(ff);
 	ck_assert_msg(atomic_load(&h->space_waiters) == 1, "space_waiters %u (want 1)",
+		      atomic_load(&h->space_waiters));
+	munmap(h, size);
+	fab_sub_release(u);
+	fab_topic_release(t);
+	fab_fabric_close(ff);
+}
+END_TEST
+
+/* The registry index of a publisher killed asleep is reused by a new
+ * topic on which a live publisher sleeps: that one is neither left out of
+ * the gauge nor taken out of the new topic's count by recovery, and its
+ * own uncount does not wrap the count (found by review: BLK_S 0, then
+ * 4294967295 for good). */
+START_TEST(t_blocked_publishers_reused_index)
+{
+	fab_fabric *ff;
+	fab_topic *t;
+	fab_sub *u;
+	fab_chan_opts o = {.size = sizeof o, .capacity = 1, .msg_size = 8};
+	ck_assert_int_eq(fab_fabric_open(fabric, 0, &ff), 0);
+	ck_assert_int_eq(fab_topic_create(ff, "tq", &o, &t), 0);
+	ck_assert_int_eq(fab_topic_subscribe(ff, "tq", FAB_SUB_BLOCK, &u), 0);
+	ck_assert_int_eq(fab_topic_publish(t, "m", 1, NULL), 0);
+	pid_t a = publisher_child(1);
+	ck_assert_int_gt(a, 0);
+	while (!publishing_recorded(a))
+		usleep(1000);
+	kill(a, SIGKILL);
+	ck_assert_int_eq(waitpid(a, NULL, 0), a);
+	fab_sub_release(u);
+	fab_topic_release(t);
+	ck_assert_int_eq(fab_chan_destroy(ff, "tq"), 0);
+	/* "tq" again: the lowest free registry index, the dead one's. */
+	ck_assert_int_eq(fab_topic_create(ff, "tq", &o, &t), 0);
+	ck_assert_int_eq(fab_topic_subscribe(ff, "tq", FAB_SUB_BLOCK, &u), 0);
+	ck_assert_int_eq(fab_topic_publish(t, "m", 1, NULL), 0);
+	pid_t c = publisher_child(1);
+	ck_assert_int_gt(c, 0);
+	char path[128];
+	snprintf(path, sizeof path, "/fab.%s.tq", fabric);
+	size_t size;
+	fab_topic_hdr *h = (fab_topic_hdr *)rw_map(path, &size);
+	while (!publishing_recorded(c))
+		usleep(1000);
+	ck_assert_msg(topic_blocked_publishers() == 1, "blocked publishers %u (want 1)",
+		      topic_blocked_publishers());
+	fab_fabric_recover(ff); /* frees the dead one's entry */
+	ck_assert_msg(atomic_load(&h->space_waiters) == 1, "space_waiters %u (want 1)",
+		      atomic_load(&h->space_waiters));
+	/* Room: the live publisher's message goes in and it uncounts itself. */
+	char b[8];
+	ck_assert_int_eq(fab_sub_recv(u, b, sizeof b, NULL), 1);
+	int st = -1;
+	ck_assert_int_eq(waitpid(c, &st, 0), c);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 4, "publisher status %#x", st);
+	ck_assert_msg(atomic_load(&h->space_waiters) == 0, "space_waiters %u (want 0)",
 		      atomic_load(&h->space_waiters));
 	munmap(h, size);
 	fab_sub_release(u);
@@ -510,6 +586,7 @@ int main(void)
 	tcase_add_test(tc, t_blocked_marks);
 	tcase_add_test(tc, t_blocked_marks_topic);
 	tcase_add_test(tc, t_blocked_publishers_topic);
+	tcase_add_test(tc, t_blocked_publishers_reused_index);
 	tcase_add_test(tc, t_blocked_select_two_handles);
 	tcase_add_loop_test(tc, t_scribble, 0, (int)(sizeof scribbles / sizeof scribbles[0]));
 	tcase_add_test(tc, t_registry_name_without_nul);

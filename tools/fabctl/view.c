@@ -600,8 +600,14 @@ int fabctl_top(int argc, char **argv)
 		}
 		if (top_stop && it > 0)
 			break;
-		if ((rc = fabctl_snapshot(name, &f)))
+		int sr = fabctl_snapshot(name, &f);
+		if (sr) {
+			/* The fabric went away (or broke) between frames: its
+			 * status, unless an earlier frame's was graver (found by
+			 * review). */
+			rc = fabctl_exit_worse(rc, sr);
 			break;
+		}
 		fabctl_restarts_load(name);
 		double dt = (double)(f->mono_ns - prev->mono_ns) / 1e9;
 		if (fabctl_o.json) {
