@@ -234,20 +234,29 @@ static int fi_version(_Atomic uint32_t *word, const char *what, const char *name
 
 /* ---- liveness -------------------------------------------------------- */
 
+/* /proc/<pid>/<file> into buf (NUL-terminated); false if unreadable. */
+static bool fi_proc_read(uint32_t pid, const char *file, char *buf, size_t len)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%u/%s", pid, file);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, buf, len - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	return true;
+}
+
 /* Field 22 of /proc/<pid>/stat (start time in clock ticks) and the state
  * letter; 0 when unreadable. */
 static uint64_t fi_start_time(uint32_t pid, char *state)
 {
-	char path[64], buf[1024];
-	snprintf(path, sizeof path, "/proc/%u/stat", pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	char buf[1024];
+	if (!fi_proc_read(pid, "stat", buf, sizeof buf))
 		return 0;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
 	/* The command name may hold blanks and parentheses: fields resume
 	 * after the last ')'. */
 	char *p = strrchr(buf, ')');
@@ -270,16 +279,9 @@ static uint64_t fi_start_time(uint32_t pid, char *state)
  * unreadable. */
 static uint32_t fi_threads(uint32_t pid)
 {
-	char path[64], buf[4096];
-	snprintf(path, sizeof path, "/proc/%u/status", pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	char buf[4096];
+	if (!fi_proc_read(pid, "status", buf, sizeof buf))
 		return 0;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
 	char *p = strstr(buf, "\nThreads:");
 	return p ? (uint32_t)strtoul(p + 9, NULL, 10) : 0;
 }

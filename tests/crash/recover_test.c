@@ -1439,6 +1439,29 @@ static uint32_t t7_count(fab_proc_ent *procs, uint32_t state, uint32_t *first)
 	return n;
 }
 
+/* What recovery does with a process-table entry CLAIMED by `pid` (as a
+ * claimer killed right after its claim CAS leaves it): forges that word in
+ * the first free entry, runs fab_fabric_recover, frees the entry again
+ * (for the teardown's checks) and returns the word recovery left. */
+struct t7_forged {
+	uint32_t idx;
+	uint64_t claimed, after;
+	int recovered;
+};
+static struct t7_forged t7_forge_claim(fab_fabric *fab, fab_proc_ent *procs, pid_t pid)
+{
+	struct t7_forged r = {FAB_MAX_PROCS, 0, 0, 0};
+	t7_count(procs, FAB_PROC_FREE, &r.idx);
+	ck_assert_uint_lt(r.idx, FAB_MAX_PROCS);
+	uint64_t sg = atomic_load(&procs[r.idx].sg);
+	r.claimed = FAB_SG_CLAIMED(FAB_SG_GEN(sg) + 1, (uint32_t)pid);
+	ck_assert(atomic_compare_exchange_strong(&procs[r.idx].sg, &sg, r.claimed));
+	r.recovered = fab_fabric_recover(fab);
+	r.after = atomic_load(&procs[r.idx].sg);
+	atomic_store(&procs[r.idx].sg, FAB_SG_MAKE(FAB_SG_GEN(r.claimed), FAB_PROC_FREE));
+	return r;
+}
+
 START_TEST(proc_claimer_killed_before_live)
 {
 	fab_fabric *fab = NULL;
@@ -1532,9 +1555,6 @@ START_TEST(proc_claimer_killed_before_live)
 	 * so the entry is freed (until 28 Nov it stayed taken while that
 	 * process lived).  The stand-in is a sleep(1) exec'd from a fork (exec
 	 * drops the inherited mappings). */
-	uint32_t k = FAB_MAX_PROCS;
-	uint32_t free1 = t7_count(procs, FAB_PROC_FREE, &k);
-	ck_assert_uint_lt(k, FAB_MAX_PROCS);
 	pid_t other = fork();
 	ck_assert_int_ge(other, 0);
 	if (other == 0) {
@@ -1550,18 +1570,13 @@ START_TEST(proc_claimer_killed_before_live)
 			break;
 		usleep(1000);
 	}
-	uint64_t ksg = atomic_load(&procs[k].sg);
-	uint64_t claimed = FAB_SG_CLAIMED(FAB_SG_GEN(ksg) + 1, (uint32_t)other);
-	ck_assert(atomic_compare_exchange_strong(&procs[k].sg, &ksg, claimed));
-	n = fab_fabric_recover(fab);
-	uint64_t ksg_after = atomic_load(&procs[k].sg);
+	struct t7_forged fg = t7_forge_claim(fab, procs, other);
 	kill(other, SIGKILL);
 	waitpid(other, NULL, 0);
-	ck_assert_msg(FAB_SG_STATE(ksg_after) == FAB_PROC_FREE &&
-			      t7_count(procs, FAB_PROC_FREE, NULL) == free1,
+	ck_assert_msg(FAB_SG_STATE(fg.after) == FAB_PROC_FREE,
 		      "fab_fabric_recover (-> %d) left entry %u, CLAIMED by pid %d which is alive "
 		      "but not in the fabric, in state %u",
-		      n, k, (int)other, FAB_SG_STATE(ksg_after));
+		      fg.recovered, fg.idx, (int)other, FAB_SG_STATE(fg.after));
 
 	/* The same word naming a live process whose main thread has exited
 	 * while another runs: its maps under the leader's pid are empty, which
@@ -1598,22 +1613,13 @@ START_TEST(proc_claimer_killed_before_live)
 			break;
 		usleep(1000);
 	}
-	k = FAB_MAX_PROCS;
-	free1 = t7_count(procs, FAB_PROC_FREE, &k);
-	ck_assert_uint_lt(k, FAB_MAX_PROCS);
-	ksg = atomic_load(&procs[k].sg);
-	claimed = FAB_SG_CLAIMED(FAB_SG_GEN(ksg) + 1, (uint32_t)lead);
-	ck_assert(atomic_compare_exchange_strong(&procs[k].sg, &ksg, claimed));
-	n = fab_fabric_recover(fab);
-	ksg_after = atomic_load(&procs[k].sg);
+	fg = t7_forge_claim(fab, procs, lead);
 	kill(lead, SIGKILL);
 	waitpid(lead, NULL, 0);
-	/* Free it ourselves for the teardown's checks. */
-	atomic_store(&procs[k].sg, FAB_SG_MAKE(FAB_SG_GEN(claimed), FAB_PROC_FREE));
-	ck_assert_msg(ksg_after == claimed,
+	ck_assert_msg(fg.after == fg.claimed,
 		      "fab_fabric_recover (-> %d) changed entry %u, CLAIMED by pid %d whose main "
 		      "thread exited while another runs, to state %u",
-		      n, k, (int)lead, FAB_SG_STATE(ksg_after));
+		      fg.recovered, fg.idx, (int)lead, FAB_SG_STATE(fg.after));
 
 	/* And naming a kernel thread (which maps nothing, so no fabric): the
 	 * claimer is gone (found by review: empty maps had kept the entry).
@@ -1621,19 +1627,11 @@ START_TEST(proc_claimer_killed_before_live)
 	 * its own; then there is no such pid to meet either. */
 	pid_t kth = t7_kernel_thread();
 	if (kth > 0) {
-		k = FAB_MAX_PROCS;
-		free1 = t7_count(procs, FAB_PROC_FREE, &k);
-		ck_assert_uint_lt(k, FAB_MAX_PROCS);
-		ksg = atomic_load(&procs[k].sg);
-		claimed = FAB_SG_CLAIMED(FAB_SG_GEN(ksg) + 1, (uint32_t)kth);
-		ck_assert(atomic_compare_exchange_strong(&procs[k].sg, &ksg, claimed));
-		n = fab_fabric_recover(fab);
-		ksg_after = atomic_load(&procs[k].sg);
-		atomic_store(&procs[k].sg, FAB_SG_MAKE(FAB_SG_GEN(claimed), FAB_PROC_FREE));
-		ck_assert_msg(FAB_SG_STATE(ksg_after) == FAB_PROC_FREE,
+		fg = t7_forge_claim(fab, procs, kth);
+		ck_assert_msg(FAB_SG_STATE(fg.after) == FAB_PROC_FREE,
 			      "fab_fabric_recover (-> %d) left entry %u, CLAIMED by kernel thread %d, "
 			      "in state %u",
-			      n, k, (int)kth, FAB_SG_STATE(ksg_after));
+			      fg.recovered, fg.idx, (int)kth, FAB_SG_STATE(fg.after));
 	} else {
 		fprintf(stderr, "proc_claimer_killed_before_live: no kernel thread visible here "
 				"(a PID namespace): that part not run\n");

@@ -213,20 +213,51 @@ static pid_t publisher_child(int threads)
 	return pid;
 }
 
-/* Does process p's wait record say it sleeps publishing (on a topic)? */
-static bool publishing_recorded(pid_t p)
+/* Does process p's wait record, in a fresh snapshot, say it sleeps in
+ * `kind` (FAB_WAIT_*) doing `op` (0: any)? */
+static bool wait_recorded(pid_t p, uint32_t kind, uint32_t op)
 {
 	fi_fabric *f;
 	bool yes = false;
 	ck_assert_int_eq(fi_open(fabric, &f), 0);
 	ck_assert_int_eq(fi_snapshot(f), 0);
-	for (uint32_t i = 0; i < f->nprocs; i++)
-		if (f->procs[i].pid == (uint32_t)p &&
-		    FAB_WAIT_KIND(f->procs[i].wait) == FAB_WAIT_TOPIC &&
-		    FAB_WAIT_OP(f->procs[i].wait) == FAB_WAIT_SEND)
+	for (uint32_t i = 0; i < f->nprocs; i++) {
+		uint64_t w = f->procs[i].wait;
+		if (f->procs[i].pid == (uint32_t)p && FAB_WAIT_KIND(w) == kind &&
+		    (!op || FAB_WAIT_OP(w) == op))
 			yes = true;
+	}
 	fi_close(f);
 	return yes;
+}
+
+static bool publishing_recorded(pid_t p)
+{
+	return wait_recorded(p, FAB_WAIT_TOPIC, FAB_WAIT_SEND);
+}
+
+/* Topic tq of capacity 1, held full by a BLOCK subscriber *u that does
+ * not read. */
+static void full_topic(fab_fabric *ff, fab_topic **t, fab_sub **u)
+{
+	fab_chan_opts o = {.size = sizeof o, .capacity = 1, .msg_size = 8};
+	ck_assert_int_eq(fab_topic_create(ff, "tq", &o, t), 0);
+	ck_assert_int_eq(fab_topic_subscribe(ff, "tq", FAB_SUB_BLOCK, u), 0);
+	ck_assert_int_eq(fab_topic_publish(*t, "m", 1, NULL), 0);
+}
+
+static void expect_space_waiters(fab_topic_hdr *h, uint32_t want)
+{
+	uint32_t v = atomic_load(&h->space_waiters);
+	ck_assert_msg(v == want, "space_waiters %u (want %u)", v, want);
+}
+
+static void topic_done(fab_topic_hdr *h, size_t size, fab_sub *u, fab_topic *t, fab_fabric *ff)
+{
+	munmap(h, size);
+	fab_sub_release(u);
+	fab_topic_release(t);
+	fab_fabric_close(ff);
 }
 
 /* The topic's blocked-publishers figure of a fresh snapshot. */
@@ -254,11 +285,8 @@ START_TEST(t_blocked_publishers_topic)
 	fab_fabric *ff;
 	fab_topic *t;
 	fab_sub *u;
-	fab_chan_opts o = {.size = sizeof o, .capacity = 1, .msg_size = 8};
 	ck_assert_int_eq(fab_fabric_open(fabric, 0, &ff), 0);
-	ck_assert_int_eq(fab_topic_create(ff, "tq", &o, &t), 0);
-	ck_assert_int_eq(fab_topic_subscribe(ff, "tq", FAB_SUB_BLOCK, &u), 0);
-	ck_assert_int_eq(fab_topic_publish(t, "m", 1, NULL), 0); /* now full */
+	full_topic(ff, &t, &u);
 	pid_t a = publisher_child(1), b = publisher_child(2);
 	ck_assert_int_gt(a, 0);
 	ck_assert_int_gt(b, 0);
@@ -281,29 +309,22 @@ START_TEST(t_blocked_publishers_topic)
 		      topic_blocked_publishers());
 	kill(a, SIGKILL);
 	ck_assert_int_eq(waitpid(a, NULL, 0), a);
-	ck_assert_msg(atomic_load(&h->space_waiters) == 3, "space_waiters %u (want 3)",
-		      atomic_load(&h->space_waiters)); /* the dead one's count stays */
+	expect_space_waiters(h, 3); /* the dead one's count stays */
 	ck_assert_msg(topic_blocked_publishers() == 2, "blocked publishers %u (want 2)",
 		      topic_blocked_publishers());
 	/* Recovery takes it out of the count, once. */
 	fab_fabric_recover(ff);
-	ck_assert_msg(atomic_load(&h->space_waiters) == 2, "space_waiters %u (want 2)",
-		      atomic_load(&h->space_waiters));
+	expect_space_waiters(h, 2);
 	fab_fabric_recover(ff);
-	ck_assert_msg(atomic_load(&h->space_waiters) == 2, "space_waiters %u (want 2)",
-		      atomic_load(&h->space_waiters));
+	expect_space_waiters(h, 2);
 	ck_assert_uint_eq(topic_blocked_publishers(), 2);
 	kill(b, SIGKILL);
 	ck_assert_int_eq(waitpid(b, NULL, 0), b);
 	/* b's two threads shared one record: recovery takes one count out
 	 * for it, the other stays (a limit, docs/topics.md). */
 	fab_fabric_recover(ff);
-	ck_assert_msg(atomic_load(&h->space_waiters) == 1, "space_waiters %u (want 1)",
-		      atomic_load(&h->space_waiters));
-	munmap(h, size);
-	fab_sub_release(u);
-	fab_topic_release(t);
-	fab_fabric_close(ff);
+	expect_space_waiters(h, 1);
+	topic_done(h, size, u, t, ff);
 }
 END_TEST
 
@@ -317,11 +338,8 @@ START_TEST(t_blocked_publishers_reused_index)
 	fab_fabric *ff;
 	fab_topic *t;
 	fab_sub *u;
-	fab_chan_opts o = {.size = sizeof o, .capacity = 1, .msg_size = 8};
 	ck_assert_int_eq(fab_fabric_open(fabric, 0, &ff), 0);
-	ck_assert_int_eq(fab_topic_create(ff, "tq", &o, &t), 0);
-	ck_assert_int_eq(fab_topic_subscribe(ff, "tq", FAB_SUB_BLOCK, &u), 0);
-	ck_assert_int_eq(fab_topic_publish(t, "m", 1, NULL), 0);
+	full_topic(ff, &t, &u);
 	pid_t a = publisher_child(1);
 	ck_assert_int_gt(a, 0);
 	while (!publishing_recorded(a))
@@ -332,9 +350,7 @@ START_TEST(t_blocked_publishers_reused_index)
 	fab_topic_release(t);
 	ck_assert_int_eq(fab_chan_destroy(ff, "tq"), 0);
 	/* "tq" again: the lowest free registry index, the dead one's. */
-	ck_assert_int_eq(fab_topic_create(ff, "tq", &o, &t), 0);
-	ck_assert_int_eq(fab_topic_subscribe(ff, "tq", FAB_SUB_BLOCK, &u), 0);
-	ck_assert_int_eq(fab_topic_publish(t, "m", 1, NULL), 0);
+	full_topic(ff, &t, &u);
 	pid_t c = publisher_child(1);
 	ck_assert_int_gt(c, 0);
 	char path[128];
@@ -346,20 +362,15 @@ START_TEST(t_blocked_publishers_reused_index)
 	ck_assert_msg(topic_blocked_publishers() == 1, "blocked publishers %u (want 1)",
 		      topic_blocked_publishers());
 	fab_fabric_recover(ff); /* frees the dead one's entry */
-	ck_assert_msg(atomic_load(&h->space_waiters) == 1, "space_waiters %u (want 1)",
-		      atomic_load(&h->space_waiters));
+	expect_space_waiters(h, 1);
 	/* Room: the live publisher's message goes in and it uncounts itself. */
 	char b[8];
 	ck_assert_int_eq(fab_sub_recv(u, b, sizeof b, NULL), 1);
 	int st = -1;
 	ck_assert_int_eq(waitpid(c, &st, 0), c);
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 4, "publisher status %#x", st);
-	ck_assert_msg(atomic_load(&h->space_waiters) == 0, "space_waiters %u (want 0)",
-		      atomic_load(&h->space_waiters));
-	munmap(h, size);
-	fab_sub_release(u);
-	fab_topic_release(t);
-	fab_fabric_close(ff);
+	expect_space_waiters(h, 0);
+	topic_done(h, size, u, t, ff);
 }
 END_TEST
 
@@ -398,19 +409,10 @@ START_TEST(t_blocked_select_two_handles)
 	ck_assert_int_gt(p, 0);
 	/* Until its wait record says it sleeps in a select: set after every
 	 * case's count and mark (bounded by the test's timeout). */
-	for (int asleep = 0; !asleep;) {
+	while (!wait_recorded(p, FAB_WAIT_SELECT, 0)) {
 		int st;
 		ck_assert_msg(waitpid(p, &st, WNOHANG) == 0, "the select returned on an empty channel");
-		fi_fabric *f;
-		ck_assert_int_eq(fi_open(fabric, &f), 0);
-		ck_assert_int_eq(fi_snapshot(f), 0);
-		for (uint32_t i = 0; i < f->nprocs; i++)
-			if (f->procs[i].pid == (uint32_t)p &&
-			    FAB_WAIT_KIND(f->procs[i].wait) == FAB_WAIT_SELECT)
-				asleep = 1;
-		fi_close(f);
-		if (!asleep)
-			usleep(1000);
+		usleep(1000);
 	}
 	fi_chan fc = {0};
 	ck_assert_int_eq(fi_chan_read(fabric, "sel", FAB_OBJ_CHAN, &fc), 0);
