@@ -117,4 +117,46 @@ for v in ps blocked top ps_json blocked_json; do
 	case $RC in 0 | 5 | 8) ;; *) cat "$TMP/t$v.err" >&2; fail "t$v: exit $RC" ;; esac
 	grep -q 'runtime error\|Sanitizer' "$TMP/t$v.err" && { cat "$TMP/t$v.err" >&2; fail "t$v: sanitizer report"; }
 done
+# top keeps the gravest status over all its frames: a channel corrupt in the
+# first frame and repaired before the later ones still exits 5, and so does a
+# run whose fabric disappears between frames after a corrupt one (the
+# snapshot's own failure is milder).  No timing: the repair waits for the
+# first frame on top's output, and top -n is large enough to see it.
+# last_frame FILE: top's text output from its last complete frame header on.
+last_frame() { awk '/^fabric /{buf=""} {buf=buf $0 "\n"} END{printf "%s", buf}' "$1"; }
+# top_frames CASE ACTION: ACTION runs once the first frame is out.
+top_frames() {
+	local name=$1 action=$2
+	fresh
+	local good
+	good=$(python3 -c "import struct,sys; print(struct.unpack('<Q', open(sys.argv[1],'rb').read(8))[0])" "$CH")
+	scribble "$CH" 0 Q 0x1122334455667788
+	"$FABCTL" top -n 400 --interval 20ms >"$TMP/$name.out" 2>"$TMP/$name.err" &
+	local tp=$! i
+	for i in $(seq 1 500); do
+		grep -q '^c1 .*error:' "$TMP/$name.out" && break
+		kill -0 "$tp" 2>/dev/null || break
+		sleep 0.02
+	done
+	grep -q '^c1 .*error:' "$TMP/$name.out" || { kill "$tp"; fail "$name: no first frame with the corrupt c1"; }
+	case $action in
+	repair) scribble "$CH" 0 Q "$good" ;;
+	destroy) "$FABCTL" rm "$F" --force >/dev/null 2>&1 || rm -f "$CTL" "$CH" ;;
+	esac
+	if [ "$action" = repair ]; then
+		# wait for a frame that shows c1 sound, then stop top (SIGTERM ends it cleanly)
+		for i in $(seq 1 500); do
+			last_frame "$TMP/$name.out" | grep '^c1 ' | grep -vq 'error:' && break
+			sleep 0.02
+		done
+		kill -TERM "$tp"
+	fi
+	wait "$tp"
+	RC=$?
+	expect_rc "$name" 5
+}
+top_frames topfix repair
+last_frame "$TMP/topfix.out" | grep '^c1 ' | grep -vq 'error:' || fail "topfix: no frame after the repair shows c1 sound"
+top_frames topgone destroy
+expect_err topgone "$F"
 echo "corrupt: ok"
