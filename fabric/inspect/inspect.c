@@ -21,6 +21,7 @@
 #include "atomic.h"
 #include "layout.h"
 #include "geom.h"
+#include "procfs.h"
 
 #include <fab/fab.h>
 
@@ -234,74 +235,11 @@ static int fi_version(_Atomic uint32_t *word, const char *what, const char *name
 
 /* ---- liveness -------------------------------------------------------- */
 
-/* /proc/<pid>/<file> into buf (NUL-terminated); false if unreadable. */
-static bool fi_proc_read(uint32_t pid, const char *file, char *buf, size_t len)
-{
-	char path[64];
-	snprintf(path, sizeof path, "/proc/%u/%s", pid, file);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	ssize_t n = read(fd, buf, len - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = 0;
-	return true;
-}
-
-/* Field 22 of /proc/<pid>/stat (start time in clock ticks) and the state
- * letter; 0 when unreadable. */
-static uint64_t fi_start_time(uint32_t pid, char *state)
-{
-	char buf[1024];
-	if (!fi_proc_read(pid, "stat", buf, sizeof buf))
-		return 0;
-	/* The command name may hold blanks and parentheses: fields resume
-	 * after the last ')'. */
-	char *p = strrchr(buf, ')');
-	if (!p || p[1] != ' ')
-		return 0;
-	p += 2;
-	if (state)
-		*state = *p;
-	/* p is field 3; field 22 is 19 fields on. */
-	for (int f = 3; f < 22 && *p; f++) {
-		p = strchr(p, ' ');
-		if (!p)
-			return 0;
-		p++;
-	}
-	return strtoull(p, NULL, 10);
-}
-
-/* Threads of process pid (the Threads: line of /proc/<pid>/status), 0 if
- * unreadable. */
-static uint32_t fi_threads(uint32_t pid)
-{
-	char buf[4096];
-	if (!fi_proc_read(pid, "status", buf, sizeof buf))
-		return 0;
-	char *p = strstr(buf, "\nThreads:");
-	return p ? (uint32_t)strtoul(p + 9, NULL, 10) : 0;
-}
-
 bool fi_pid_alive(uint32_t pid, uint64_t start)
 {
-	/* As libfab's fab__pid_alive (proc.c), so that fabctl and recovery
-	 * agree on who is dead (found by review: fabctl took a process whose
-	 * main thread had exited for dead while its threads ran). */
-	if (pid == 0)
-		return false;
-	if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
-		return false;
-	char st = 0;
-	uint64_t now = fi_start_time(pid, &st);
-	if (now == 0)
-		return true; /* it exists, /proc hides it (hidepid): cannot tell */
-	if ((st == 'Z' || st == 'X') && fi_threads(pid) <= 1)
-		return false; /* killed, not yet reaped */
-	return !start || now == start; /* else its pid was reused */
+	/* libfab's own rule (procfs.h), so that fabctl and recovery agree on
+	 * who is dead. */
+	return fab__pid_alive(pid, start);
 }
 
 /* ---- control segment ------------------------------------------------- */

@@ -48,8 +48,6 @@ int fab__name_ok(const char *name);
 int64_t fab__now_ns(void);              /* CLOCK_MONOTONIC */
 int64_t fab__realtime_ns(void);
 uint64_t fab__random64(void);
-uint64_t fab__proc_start_time(int pid, char *state_out); /* 0 if unreadable */
-uint32_t fab__proc_threads(int pid); /* threads in its group, 0 if unreadable */
 /* 1 if process pid maps the shm object (dev, ino), 0 if not, -1 if its
  * /proc/<pid>/maps cannot be read or lists nothing. */
 int fab__proc_maps_object(int pid, uint64_t dev, uint64_t ino);

@@ -8,6 +8,7 @@
  * new process are all recognised as dead.
  */
 #include "internal.h"
+#include "procfs.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -67,38 +68,6 @@ void fab__proc_release(fab_fabric *fab)
 	/* Release: our last writes to shared objects happen before the entry
 	 * can be claimed again. */
 	cas(&e->sg, &sg, FAB_SG_MAKE(FAB_SG_GEN(sg), FAB_PROC_FREE));
-}
-
-/* Liveness of a process given by pid and recorded start time. */
-static int fab__pid_alive(uint32_t pid, uint64_t start)
-{
-	if (pid == 0)
-		return 0;
-	char st = 0;
-	if ((pid_t)pid == getpid()) {
-		/* Our pid, but maybe not us: a dead process whose pid we got
-		 * (pid reuse) is dead, whatever its pid says. */
-		uint64_t mine = fab__proc_start_time((int)pid, NULL);
-		return !start || !mine || mine == start;
-	}
-	if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
-		return 0;
-	uint64_t now_start = fab__proc_start_time((int)pid, &st);
-	if (now_start == 0) {
-		/* The pid exists (kill did not say ESRCH) but /proc does not
-		 * show it to us (hidepid, another user): we cannot tell a reuse
-		 * from the original, so say alive.  Repairing a live process's
-		 * slots would corrupt its work; a dead one waits until someone
-		 * who can see it (fabd) recovers. */
-		return 1;
-	}
-	if ((st == 'Z' || st == 'X') && fab__proc_threads((int)pid) <= 1)
-		return 0; /* killed, not yet reaped: it will never touch shm again */
-	/* A zombie leader with threads still running (its main thread called
-	 * pthread_exit) is a live process. */
-	if (start && now_start != start)
-		return 0; /* pid reused by another process */
-	return 1;
 }
 
 int fab__entry_alive(fab_fabric *fab, fab_proc_ent *e, uint64_t sg)

@@ -4,6 +4,7 @@
  * inherited handles invalid in a child.
  */
 #include "internal.h"
+#include "procfs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -101,84 +102,6 @@ uint64_t fab__random64(void)
 		v = (uint64_t)fab__now_ns() * 0x9E3779B97F4A7C15ULL ^ (uint64_t)getpid();
 	}
 	return v ? v : 1;
-}
-
-/*
- * Start time of a process in clock ticks since boot (/proc/<pid>/stat field
- * 22), and its state letter.  Returns 0 when the process does not exist or
- * the file cannot be parsed.  The command name (field 2) may contain spaces
- * and parentheses, so parsing starts after the LAST ')'.
- */
-/* Read /proc/<pid>/<file> into buf (NUL-terminated); 0 if unreadable. */
-static int fab__proc_read(int pid, const char *file, char *buf, size_t size)
-{
-	char path[64];
-	snprintf(path, sizeof path, "/proc/%d/%s", pid, file);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, size - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	return 1;
-}
-
-uint64_t fab__proc_start_time(int pid, char *state_out)
-{
-	char buf[1024];
-	if (!fab__proc_read(pid, "stat", buf, sizeof buf))
-		return 0;
-	char *p = strrchr(buf, ')');
-	if (!p || p[1] != ' ')
-		return 0;
-	p += 2; /* field 3: state */
-	if (state_out)
-		*state_out = *p;
-	/* skip to field 22: 19 more spaces */
-	for (int f = 3; f < 22; f++) {
-		p = strchr(p, ' ');
-		if (!p)
-			return 0;
-		p++;
-	}
-	unsigned long long st = strtoull(p, NULL, 10);
-	return st ? st : 1;
-}
-
-/* Threads of process pid (the Threads: line of /proc/<pid>/status): 1 for
- * a zombie whose whole group exited, more while threads other than an
- * exited leader run.  0 if unreadable. */
-uint32_t fab__proc_threads(int pid)
-{
-	char buf[4096];
-	if (!fab__proc_read(pid, "status", buf, sizeof buf))
-		return 0;
-	char *p = strstr(buf, "\nThreads:");
-	if (!p)
-		return 0;
-	return (uint32_t)strtoul(p + 9, NULL, 10);
-}
-
-/* Is pid a kernel thread (PF_KTHREAD in the flags, field 9 of
- * /proc/<pid>/stat)?  false when unreadable. */
-static bool fab__proc_is_kthread(int pid)
-{
-	char buf[1024];
-	if (!fab__proc_read(pid, "stat", buf, sizeof buf))
-		return false;
-	char *p = strrchr(buf, ')');
-	if (!p || p[1] != ' ')
-		return false;
-	p += 2; /* field 3 */
-	for (int f = 3; f < 9; f++) {
-		p = strchr(p, ' ');
-		if (!p)
-			return false;
-		p++;
-	}
-	return (strtoul(p, NULL, 10) & 0x00200000ul) != 0; /* PF_KTHREAD */
 }
 
 /* Does process pid map the shm object (dev, ino)?  1 yes, 0 no, -1 when
