@@ -12,10 +12,12 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 void fab__chan_path(char *buf, size_t n, const char *fabric, const char *chan)
@@ -33,6 +35,49 @@ int fab__fabric_valid(fab_fabric *fab)
 	if (fab->fork_gen != load_relaxed(&fab__fork_gen))
 		return fab__err(FAB_EINVAL, "fabric handle inherited across fork(); open a new one");
 	return 0;
+}
+
+int fab__fabric_gone(fab_fabric *fab)
+{
+	/* seq_cst: one half of the handshake with fab_fabric_destroy's
+	 * store.  A creator calls this after its shm_open(O_CREAT) made the
+	 * segment's name; the destroyer stores destroyed_ns before it lists
+	 * /dev/shm.  In the single order of the two seq_cst operations either
+	 * our load comes first, and then our name existed before the
+	 * destroyer's listing began, which finds and removes it, or we see
+	 * the mark and remove the segment ourselves. */
+	if (load_seq_cst(&fab->hdr->destroyed_ns))
+		return fab__err(FAB_ENOENT, "fabric %s was destroyed (fab_fabric_destroy); nothing created",
+				fab->name);
+	return 0;
+}
+
+/* Mark the control segment at path destroyed.  Best effort: one we cannot
+ * open read-write or that is not a fabric's stays as it is (its creates
+ * then race the removal as before).  Opened directly rather than through
+ * fab__seg_open: a destroyer allowed to unlink the segment (its owner, or
+ * root for anyone's fabric) may mark it too, and only its header page is
+ * touched. */
+static void fab__fabric_mark_destroyed(const char *path)
+{
+	int fd = shm_open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	struct stat sb;
+	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (size_t)sb.st_size >= sizeof(fab_ctl_hdr)) {
+		void *p = mmap(NULL, sizeof(fab_ctl_hdr), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (p != MAP_FAILED) {
+			fab_ctl_hdr *h = p;
+			if (h->magic == FAB_CTL_MAGIC) {
+				int64_t now = fab__realtime_ns();
+				/* seq_cst: before the listing of /dev/shm (see
+				 * fab__fabric_gone). */
+				store_seq_cst(&h->destroyed_ns, now ? now : 1);
+			}
+			munmap(p, sizeof(fab_ctl_hdr));
+		}
+	}
+	close(fd);
 }
 
 int fab__named_args(fab_fabric *fab, const char *name, const void *out, const char *what)
@@ -234,6 +279,11 @@ int fab_fabric_destroy(const char *name)
 		}
 		closedir(d);
 	}
+	/* From here on the fabric goes: mark it first, so a create through a
+	 * handle still open either sees the mark or made its segment before
+	 * the scan below lists /dev/shm. */
+	fab__chan_path(path, sizeof path, name, NULL);
+	fab__fabric_mark_destroyed(path);
 	/* Channel segments by directory scan, so segments whose registry entry
 	 * was lost (a creator that died half-way) go too. */
 	d = opendir("/dev/shm");

@@ -110,6 +110,9 @@ int fab__fabric_valid(fab_fabric *fab);
 /* The common checks of a call that names an object in a fabric: out not
  * NULL, the fabric handle valid, the name well-formed ("channel", ...). */
 int fab__named_args(fab_fabric *fab, const char *name, const void *out, const char *what);
+/* A create through fab's handle would leave a segment no fabric lists:
+ * fab_fabric_destroy has begun.  FAB_ENOENT (with the detail), or 0. */
+int fab__fabric_gone(fab_fabric *fab);
 void fab__fabric_ref(fab_fabric *fab);
 void fab__fabric_unref(fab_fabric *fab);
 int fab__proc_claim(fab_fabric *fab);

@@ -251,7 +251,13 @@ typedef struct fab_ctl_hdr {
 	uint32_t max_stages;
 	uint32_t resv32b;
 	uint64_t lhists_off; /* since layout 1.2: fab_hist[max_lims], limiter waits */
-	uint64_t resv[10];
+	/* CLOCK_REALTIME when fab_fabric_destroy began, 0 while the fabric
+	 * lives (libfab 1.5.1, from the spare words: same layout version;
+	 * older libraries leave it 0).  A create through a handle of a
+	 * destroyed fabric refuses on it instead of leaving a segment no
+	 * fabric lists (fabric.c, fab__fabric_gone). */
+	_Atomic int64_t destroyed_ns;
+	uint64_t resv[9];
 } fab_ctl_hdr;
 _Static_assert(sizeof(fab_ctl_hdr) == 256, "ctl header size");
 _Static_assert(offsetof(fab_ctl_hdr, version) == 8, "ctl version offset");
@@ -260,6 +266,7 @@ _Static_assert(offsetof(fab_ctl_hdr, lims_off) == 136, "ctl lims_off offset");
 _Static_assert(offsetof(fab_ctl_hdr, stages_off) == 152, "ctl stages_off offset");
 _Static_assert(offsetof(fab_ctl_hdr, max_stages) == 160, "ctl max_stages offset");
 _Static_assert(offsetof(fab_ctl_hdr, lhists_off) == 168, "ctl lhists_off offset");
+_Static_assert(offsetof(fab_ctl_hdr, destroyed_ns) == 176, "ctl destroyed_ns offset");
 
 #define FAB_CTL_PROCS_OFF 4096u
 #define FAB_CTL_CHANS_OFF (FAB_CTL_PROCS_OFF + FAB_MAX_PROCS * sizeof(fab_proc_ent))

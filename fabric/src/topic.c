@@ -640,6 +640,12 @@ int fab_topic_create(fab_fabric *fab, const char *name, const fab_chan_opts *opt
 	}
 	if ((rc = fab__seg_create(path, g.total, o.mode, (long)fab->ctl.gid, &seg)))
 		goto fail_ent;
+	if ((rc = fab__fabric_gone(fab))) {
+		/* Destroyed meanwhile: our segment would outlive the fabric. */
+		fab__seg_unmap(&seg);
+		shm_unlink(path);
+		goto fail_ent;
+	}
 	fab__topic_init(seg.base, name, &o, &g);
 	fab__seg_unmap(&seg); /* re-map through the validating path */
 	fab__fabric_ref(fab);
