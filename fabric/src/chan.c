@@ -200,6 +200,16 @@ static int fab__wait(fab_chan *ch, int dir_recv, fab_ctx *ctx, fab__try_fn try, 
 	 * doubling to 100 ms.  The due time is kept across wake-ups, so a
 	 * waiter woken often (later commits) still polls on time. */
 	int64_t poll_ns = 1000000, next_poll = 0;
+	/* Receiving on an open at-least-once channel with nothing to take:
+	 * leases that other handles hold come back if their holder dies, but
+	 * without a broker nobody else might notice (found by a user trial:
+	 * the idle workers of a pool never got a killed worker's message
+	 * until someone ran fab_fabric_recover).  While such leases exist, look
+	 * at their holders: after 10 ms, then doubling to 1 s; the channel of
+	 * a dead one is recovered, which gives its leases back.  No lease
+	 * held elsewhere, no timer: an idle receiver still sleeps for good. */
+	bool watch = dir_recv && ch->delivery == FAB_AT_LEAST_ONCE && ch->ring == FAB_RING_MPMC;
+	int64_t watch_ns = 10000000, next_watch = 0;
 	for (;;) {
 		/* Dekker, sleeper half: set the sleepers bit (seq_cst RMW), make
 		 * it visible to every waker (membarrier, only when we set it:
@@ -241,6 +251,27 @@ static int fab__wait(fab_chan *ch, int dir_recv, fab_ctx *ctx, fab__try_fn try, 
 				ws.deadline_ns = next_poll;
 		} else {
 			next_poll = 0;
+			uint32_t dead = 0;
+			int64_t now = watch ? fab__now_ns() : 0;
+			bool due = watch && next_watch && now >= next_watch;
+			if (watch && fab__mpmc_lessees(ch, due, &dead)) {
+				if (due) {
+					if (watch_ns < 1000000000)
+						watch_ns *= 2;
+					next_watch = now + watch_ns;
+					if (dead) {
+						fab__chan_recover(ch, ch->fab, dead);
+						continue; /* look again at once */
+					}
+				} else if (!next_watch) {
+					next_watch = now + watch_ns;
+				}
+				if (next_watch < ws.deadline_ns)
+					ws.deadline_ns = next_watch;
+			} else {
+				next_watch = 0;
+				watch_ns = 10000000;
+			}
 		}
 		fetch_add_relaxed(&h->futex_waits, 1);
 		if (!slept_from)

@@ -313,6 +313,7 @@ int fab__mpmc_ack(fab_chan *ch, uint64_t pos);
 /* leases outstanding in [redo_low, head) that are not in ch's own list,
  * the first such owner in *tag; for "closed and drained" */
 uint64_t fab__mpmc_foreign_leases(fab_chan *ch, uint32_t *tag);
+uint64_t fab__mpmc_lessees(fab_chan *ch, bool check, uint32_t *dead);
 uint64_t fab__mpmc_leased(fab_chan *ch); /* READING slots now (stats) */
 uint64_t fab__mpmc_returned_now(fab_chan *ch); /* given back, waiting (len, stats) */
 /* The `returned` word: the low 32 bits count given-back messages not yet

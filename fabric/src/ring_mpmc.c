@@ -661,6 +661,42 @@ uint64_t fab__mpmc_foreign_leases(fab_chan *ch, uint32_t *tag)
 	return n;
 }
 
+/*
+ * Leases other handles hold on this at-least-once ring (READING or
+ * RETURNING behind head, which fab__mpmc_foreign_leases also sees), for a
+ * receiver that finds nothing to take on an open channel.  Returns how many;
+ * with check, *dead is the tag of one whose holder is dead (each distinct
+ * holder looked up once), else 0.  Reads only; the caller recovers.
+ */
+uint64_t fab__mpmc_lessees(fab_chan *ch, bool check, uint32_t *dead)
+{
+	uint64_t h = load_acquire(&ch->hdr->head);
+	uint64_t n = 0;
+	uint32_t alive[8];
+	int na = 0;
+	*dead = 0;
+	for (uint64_t q = fab__redo_start(ch, h); q != h; q++) {
+		uint64_t w = load_acquire(&fab__mslot(ch, q)->state);
+		uint32_t st = FAB_SW_STATE(w), t = FAB_SW_TAG(w);
+		if (!FAB_SW_SAMEPOS(w, q) || (st != FAB_SLOT_READING && st != FAB_SLOT_RETURNING) ||
+		    t == ch->fab->tag)
+			continue;
+		n++;
+		if (!check || *dead)
+			continue;
+		bool known = false;
+		for (int k = 0; k < na && !known; k++)
+			known = alive[k] == t;
+		if (known)
+			continue;
+		if (!fab__tag_alive(ch->fab, t))
+			*dead = t;
+		else if (na < 8)
+			alive[na++] = t;
+	}
+	return n;
+}
+
 uint64_t fab__mpmc_leased(fab_chan *ch)
 {
 	uint64_t n = 0;

@@ -57,6 +57,12 @@
  *   for, after fab_fabric_recover and after a try_send's failed offer (no
  *   broker), and rendezvous must still work.
  *
+ * alo_lessee_killed_idle_receiver: a worker of an at-least-once pool killed
+ *   holding a lease while another waits, asleep, on the open and otherwise
+ *   empty channel: with no broker and no producer lapping to the slot the
+ *   message waited for good.  Blocked receivers now watch other handles'
+ *   lessees (10 ms doubling to 1 s) and recover a dead one's channel.
+ *
  * proc_claimer_killed_before_live: fab__proc_claim CASes a process-table
  *   entry FREE -> CLAIMED, stores pid, start time etc., then LIVE.  An entry
  *   CLAIMED with pid 0 counted as "mid-claim", alive forever, and recovery
@@ -1014,6 +1020,108 @@ START_TEST(sleeper_killed_gauge)
 }
 END_TEST
 
+/* ---- alo_lessee_killed_idle_receiver ------------------------------------------ */
+
+/* The lessee: takes the one message of at-least-once channel "a" (a lease),
+ * says so, and waits to be killed holding it. */
+static int t9_lessee(void *arg)
+{
+	(void)arg;
+	fab_fabric *f = NULL;
+	fab_chan *ch = NULL;
+	char buf[64];
+	int rc = mt_open(S.fabric, "a", FAB_RECV, &f, &ch);
+	if (rc)
+		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
+	ssize_t n = fab_recv(ch, buf, sizeof buf, NULL);
+	if (n != 3 || memcmp(buf, "m1", 3) != 0)
+		MT_CHILD_FAIL(10, "lessee: recv %zd", n);
+	S.sh->tag = 1;
+	for (;;)
+		pause();
+}
+
+/* The idle receiver: blocks in fab_recv on the then empty channel, under a
+ * 20 s context (a hang detector: exit 11 when it ends), and must get the
+ * dead lessee's message, flagged as redelivered. */
+static int t9_idle(void *arg)
+{
+	(void)arg;
+	fab_fabric *f = NULL;
+	fab_chan *ch = NULL;
+	fab_ctx *ctx = NULL;
+	char buf[64] = {0};
+	int rc = mt_open(S.fabric, "a", FAB_RECV, &f, &ch);
+	if (rc)
+		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
+	if ((rc = fab_ctx_with_timeout(NULL, 20 * MT_SEC, &ctx)))
+		MT_CHILD_FAIL(20, "ctx: %s", fab_strerror(rc));
+	ssize_t n = fab_recv(ch, buf, sizeof buf, ctx);
+	if (n == FAB_ETIMEDOUT)
+		MT_CHILD_FAIL(11, "the dead lessee's message never came back (20 s)");
+	if (n != 3 || memcmp(buf, "m1", 3) != 0)
+		MT_CHILD_FAIL(12, "idle receiver: recv %zd (%s)", n, n < 0 ? fab_errname((int)n) : buf);
+	fab_msg_info mi = {.size = sizeof mi};
+	if ((rc = fab_recv_info(ch, &mi)) || !mi.redelivered || mi.deliveries != 2)
+		MT_CHILD_FAIL(13, "info: rc %d redelivered %u deliveries %u", rc, mi.redelivered,
+			      mi.deliveries);
+	fab_ack(ch);
+	fab_ctx_release(ctx);
+	mt_close(f, ch);
+	return 0;
+}
+
+/*
+ * An at-least-once worker pool without a broker: one worker is SIGKILLed
+ * holding a lease while another waits, asleep, on the open channel, which
+ * is otherwise empty.  Nobody calls fab_fabric_recover and no producer
+ * laps to the slot, yet the waiting worker must get the message back.
+ * Until 28 Nov (found by a user trial) it waited for good: only a
+ * recovery, a lapping producer or the drain of a closed channel looked at
+ * a lessee's liveness.
+ */
+START_TEST(alo_lessee_killed_idle_receiver)
+{
+	fab_fabric *fab = NULL;
+	fab_chan *tx = NULL;
+	size_t hsize = 0;
+	rc_begin("rcl");
+	ck_assert_int_eq(fab_fabric_open(S.fabric, FAB_CREATE, &fab), 0);
+	fab_chan_opts o = {.size = sizeof o, .capacity = 8, .msg_size = 64, .kind = FAB_MPMC,
+			   .delivery = FAB_AT_LEAST_ONCE};
+	ck_assert_int_eq(fab_chan_create(fab, "a", &o, &tx), 0);
+	fab_chan_hdr *h = rc_map_or_fail(S.fabric, "a", &hsize);
+	ck_assert_int_eq(fab_send(tx, "m1", 3, NULL), 0);
+
+	pid_t lessee = mt_spawn(t9_lessee, NULL);
+	ck_assert_int_gt(lessee, 0);
+	int code = MT_RUNNING;
+	ck_assert_msg(MT_WAIT_UNTIL(S.sh->tag == 1 || mt_exited(lessee, &code), 10 * MT_SEC),
+		      "the lessee never took the message");
+	ck_assert_msg(code == MT_RUNNING, "lessee exited %d%s", code, mt_code_why(code));
+
+	uint32_t want = atomic_load(&h->recv_waiters) + 1;
+	pid_t idle = mt_spawn(t9_idle, NULL);
+	ck_assert_int_gt(idle, 0);
+	ck_assert_msg(MT_WAIT_UNTIL((atomic_load(&h->recv_waiters) == want && mt_in_futex(idle)) ||
+					    mt_exited(idle, &code),
+				    10 * MT_SEC),
+		      "the idle receiver never slept");
+	ck_assert_msg(code == MT_RUNNING, "idle receiver exited %d%s before the kill", code,
+		      mt_code_why(code));
+
+	t6_kill(lessee); /* no fab_fabric_recover from here on */
+	int rc = mt_wait(idle, 30 * MT_SEC);
+	ck_assert_msg(rc == 0, "idle receiver exited %d%s", rc, mt_code_why(rc));
+	fab_stats st = mt_stats(tx);
+	ck_assert_uint_eq(st.redelivered, 1);
+
+	fab_chan_release(tx);
+	munmap(h, hsize);
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
 /*
  * The blocked gauges count sleep marks, not the header's counts: a sleeper
  * killed between counting itself and marking its handle's attach word (or
@@ -1663,6 +1771,7 @@ int main(void)
 	tcase_add_test(tc, registry_creating_other_minor);
 	tcase_add_test(tc, registry_creating_of_another_user);
 	tcase_add_test(tc, proc_claimer_killed_before_live);
+	tcase_add_test(tc, alo_lessee_killed_idle_receiver);
 	suite_add_tcase(s, tc);
 	return mt_run_suite(s);
 }
