@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define FAB__SPIN_MIN 32u
@@ -663,11 +664,15 @@ fab_chan_ent *fab__reg_claim(fab_fabric *fab, const char *name, uint32_t type)
 
 static int fab__opts(const fab_chan_opts *o, unsigned fab_mode, fab_chan_opts *out)
 {
+	int rc;
 	memset(out, 0, sizeof *out);
 	if (o) {
 		if (o->size < offsetof(fab_chan_opts, kind) || o->size > 4096)
 			return fab__err(FAB_EINVAL, "fab_chan_opts.size %u: set it to sizeof(fab_chan_opts)",
 					o->size);
+		if (o->size > sizeof *out &&
+		    (rc = fab__opts_tail(o, o->size, sizeof *out, "fab_chan_opts")))
+			return rc;
 		memcpy(out, o, o->size < sizeof *out ? o->size : sizeof *out);
 	}
 	out->size = sizeof *out;
@@ -801,9 +806,15 @@ int fab_chan_create(fab_fabric *fab, const char *name, const fab_chan_opts *opts
 	if ((rc = fab__seg_create(path, g.total, o.mode, (long)fab->ctl.gid, &seg)))
 		goto fail_ent;
 	if ((rc = fab__fabric_gone(fab))) {
-		/* Destroyed meanwhile: our segment would outlive the fabric. */
+		/* Destroyed meanwhile: our segment would outlive the fabric.
+		 * Unlinked by name only if the destroyer has not done it: by
+		 * now the name may be a new fabric's channel (found by
+		 * review). */
+		struct stat sb;
+		bool linked = fstat(seg.fd, &sb) == 0 && sb.st_nlink > 0;
 		fab__seg_unmap(&seg);
-		shm_unlink(path);
+		if (linked)
+			shm_unlink(path);
 		goto fail_ent;
 	}
 	fab__chan_init(seg.base, name, &o, &g);
@@ -851,7 +862,12 @@ int fab_chan_open(fab_fabric *fab, const char *name, unsigned role, fab_chan **o
 		return fab__err(FAB_ENOMEM, "out of memory");
 	fab__fabric_ref(fab);
 	ch->fab = fab;
-	if ((rc = fab__chan_map(fab, name, ch)) || (rc = fab__chan_attach_roles(ch, 1))) {
+	/* A handle of a destroyed fabric must not attach to what may be a
+	 * new fabric's channel of that name: its owner tag indexes the old
+	 * process table, where recovery would take it for dead (found by
+	 * review).  Checked after the map, so the segment mapped is ours. */
+	if ((rc = fab__chan_map(fab, name, ch)) || (rc = fab__fabric_gone(fab)) ||
+	    (rc = fab__chan_attach_roles(ch, 1))) {
 		fab__chan_detach(ch);
 		fab__chan_free(ch);
 		return rc;
@@ -2559,6 +2575,11 @@ int fab__case_prepare(fab_case *c)
 {
 	int rc;
 	fab_chan *ch = c->ch;
+	/* Reserved words must be zero, so that a later ABI may give them a
+	 * meaning without an old caller's garbage taking it (found by a
+	 * binding trial). */
+	if (c->resv[0] || c->resv[1])
+		return fab__err(FAB_EINVAL, "fab_case.resv must be zero");
 	if (c->op == FAB_OP_SEND)
 		return fab__send_check(ch, c->send_msg, c->send_len);
 	if (c->op != FAB_OP_RECV)

@@ -182,7 +182,25 @@ static fab_ctx *fab__ctx_new(int type)
 	c->type = type;
 	c->fork_gen = load_relaxed(&fab__fork_gen);
 	c->deadline_ns = INT64_MAX;
+	atomic_init(&c->refs, 1);
 	return c;
+}
+
+/* Drop one reference; the last frees the context and drops its own
+ * reference on its parent, and so on up a chain of local contexts. */
+static void fab__ctx_unref(fab_ctx *c)
+{
+	while (c) {
+		/* acq_rel: the last holder sees every other holder's writes
+		 * before it frees (as fab__fabric_unref). */
+		if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+			return;
+		fab_ctx *up = c->type == FAB__CTX_LOCAL ? c->parent : NULL;
+		if (c->type == FAB__CTX_SHARED && c->fab)
+			fab__fabric_unref(c->fab);
+		free(c);
+		c = up;
+	}
 }
 
 /* Cancel entry i and its whole subtree with end code `code`.  The work list
@@ -401,6 +419,10 @@ int fab_ctx_with_timeout(fab_ctx *parent, int64_t ns, fab_ctx **out)
 		return fab__err(FAB_ENOMEM, "out of memory");
 	int64_t now = fab__now_ns();
 	c->deadline_ns = ns <= 0 ? now : (ns > INT64_MAX - now ? INT64_MAX : now + ns);
+	/* Relaxed: the caller holds a reference to parent, so it cannot go
+	 * to zero meanwhile (as any reference count's increment). */
+	if (parent)
+		atomic_fetch_add_explicit(&parent->refs, 1, memory_order_relaxed);
 	c->parent = parent;
 	*out = c;
 	return 0;
@@ -485,9 +507,10 @@ int fab_ctx_wait(fab_ctx *ctx)
 
 void fab_ctx_release(fab_ctx *ctx)
 {
-	if (!ctx)
+	if (!ctx || ctx->released)
 		return;
-	if (ctx->type == FAB__CTX_SHARED && ctx->fab)
-		fab__fabric_unref(ctx->fab);
-	free(ctx);
+	/* The handle is the user's no more; children made under it keep it
+	 * allocated (and working for them) until they are released. */
+	ctx->released = true;
+	fab__ctx_unref(ctx);
 }

@@ -58,7 +58,7 @@ int fab__fabric_gone(fab_fabric *fab)
  * fab__seg_open: a destroyer allowed to unlink the segment (its owner, or
  * root for anyone's fabric) may mark it too, and only its header page is
  * touched. */
-static void fab__fabric_mark_destroyed(const char *path)
+static void fab__fabric_mark_destroyed(const char *path, bool on)
 {
 	int fd = shm_open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd < 0)
@@ -71,8 +71,10 @@ static void fab__fabric_mark_destroyed(const char *path)
 			if (h->magic == FAB_CTL_MAGIC) {
 				int64_t now = fab__realtime_ns();
 				/* seq_cst: before the listing of /dev/shm (see
-				 * fab__fabric_gone). */
-				store_seq_cst(&h->destroyed_ns, now ? now : 1);
+				 * fab__fabric_gone).  Cleared again by a destroy
+				 * that then fails, so a fabric that stays is not
+				 * left refusing every create (found by review). */
+				store_seq_cst(&h->destroyed_ns, on ? (now ? now : 1) : 0);
 			}
 			munmap(p, sizeof(fab_ctl_hdr));
 		}
@@ -283,7 +285,7 @@ int fab_fabric_destroy(const char *name)
 	 * handle still open either sees the mark or made its segment before
 	 * the scan below lists /dev/shm. */
 	fab__chan_path(path, sizeof path, name, NULL);
-	fab__fabric_mark_destroyed(path);
+	fab__fabric_mark_destroyed(path, true);
 	/* Channel segments by directory scan, so segments whose registry entry
 	 * was lost (a creator that died half-way) go too. */
 	d = opendir("/dev/shm");
@@ -298,16 +300,24 @@ int fab_fabric_destroy(const char *name)
 			if (shm_unlink(path) == 0) {
 				found = 1;
 			} else if (errno == EACCES || errno == EPERM) {
+				/* A segment made after the check above by a member
+				 * of a shared fabric: the fabric stays (in part). */
+				int rc = fab__err(FAB_EPERM, "%s: permission denied", path);
 				closedir(d);
-				return fab__err(FAB_EPERM, "%s: permission denied", path);
+				fab__chan_path(path, sizeof path, name, NULL);
+				fab__fabric_mark_destroyed(path, false);
+				return rc;
 			}
 		}
 		closedir(d);
 	}
 	fab__chan_path(path, sizeof path, name, NULL);
-	if (shm_unlink(path) == 0)
+	if (shm_unlink(path) == 0) {
 		found = 1;
-	else if (errno == EACCES)
-		return fab__err(FAB_EPERM, "%s: permission denied", path);
+	} else if (errno == EACCES) {
+		int rc = fab__err(FAB_EPERM, "%s: permission denied", path);
+		fab__fabric_mark_destroyed(path, false);
+		return rc;
+	}
 	return found ? 0 : fab__err(FAB_ENOENT, "no fabric named %s", name);
 }

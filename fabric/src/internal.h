@@ -45,6 +45,7 @@ extern _Atomic unsigned fab__fork_gen; /* bumped in every child after fork() */
 extern int fab__mb_ok, fab__mb_registered;
 void fab__membarrier(void); /* sleeper half of the asymmetric Dekker handshake */
 int fab__name_ok(const char *name);
+int fab__opts_tail(const void *opts, uint32_t size, size_t known, const char *what);
 int64_t fab__now_ns(void);              /* CLOCK_MONOTONIC */
 int64_t fab__realtime_ns(void);
 uint64_t fab__random64(void);
@@ -209,7 +210,13 @@ extern _Thread_local int64_t fab__origin_ns __attribute__((tls_model("initial-ex
 struct fab_ctx {
 	int type;
 	unsigned fork_gen;
-	fab_ctx *parent;      /* local contexts: the parent (may be NULL) */
+	/* The user's handle + one per local context made under this one: a
+	 * parent released before its children stays allocated until the
+	 * last of them is released (a binding's garbage collector frees in
+	 * any order; found by a binding trial). */
+	_Atomic int refs;
+	bool released; /* the user's reference is gone (a second release is ignored) */
+	fab_ctx *parent;      /* local contexts: the parent (may be NULL), referenced */
 	fab_fabric *fab;      /* shared contexts */
 	uint32_t idx;         /* shared: table index */
 	uint64_t gen;         /* shared: entry generation at open */

@@ -426,15 +426,42 @@ int fab__mpmc_validate(fab_chan *ch)
  * occupies its slot, as the message itself still does.
  */
 
-static uint64_t fab__redo_start(fab_chan *ch, uint64_t h)
+/* Where a scan of [.., h) starts; *raw is redo_low as loaded, which a
+ * scanner that moves the mark must CAS from (not the clamped start: a mark
+ * left a lap behind, as it is after a quiet lap, then never moved again,
+ * and every scan walked a whole lap; found by review). */
+static uint64_t fab__redo_start(fab_chan *ch, uint64_t h, uint64_t *raw)
 {
 	uint64_t lo = load_acquire(&ch->hdr->redo_low);
+	if (raw)
+		*raw = lo;
 	/* Anything a lap or more behind head is finished (a producer could
 	 * only have reused its slot after that), and a scribbled hint must not
 	 * send us scanning: clamp to one lap. */
 	if ((int64_t)(h - lo) > (int64_t)ch->nslots || (int64_t)(h - lo) < 0)
 		lo = h - ch->nslots;
 	return lo;
+}
+
+/* Is position q finished (acked, dead-lettered or skipped: nothing of it
+ * can come back) by its slot word w? */
+static inline bool fab__redo_finished(fab_chan *ch, uint64_t w, uint64_t q)
+{
+	return FAB_SW_SAMEPOS(w, q + ch->nslots) ||
+	       (FAB_SW_SAMEPOS(w, q) && FAB_SW_STATE(w) == FAB_SLOT_SKIP);
+}
+
+/* Move the mark from raw (as loaded) to q, the end of a finished run that
+ * began at the scan's start (if nobody moved it meanwhile; a stale mark
+ * only costs a longer scan).  The CAS is acq_rel (`cas`): a scanner that
+ * loads the mark with acquire also sees the finished slot states we read
+ * before moving it, so nobody reads a position below the mark as still in
+ * play. */
+static inline void fab__redo_advance(fab_chan *ch, uint64_t raw, uint64_t q)
+{
+	uint64_t seen = raw;
+	if (q != raw)
+		cas(&ch->hdr->redo_low, &seen, q);
 }
 
 int fab__mpmc_take_returned(fab_chan *ch, uint64_t *pos, size_t cap, fab__block *blk)
@@ -446,7 +473,8 @@ int fab__mpmc_take_returned(fab_chan *ch, uint64_t *pos, size_t cap, fab__block 
 	uint64_t g = load_acquire(&hd->returned);
 	bool busy = false; /* a given-back message in flight (RETURNING, FULL) */
 	uint64_t h = load_acquire(&hd->head);
-	uint64_t lo = fab__redo_start(ch, h), q = lo;
+	uint64_t raw;
+	uint64_t lo = fab__redo_start(ch, h, &raw), q = lo;
 	bool finished_run = true; /* every position in [lo, q) is finished */
 	for (; q != h; q++) {
 		fab_mslot *s = fab__mslot(ch, q);
@@ -474,6 +502,8 @@ int fab__mpmc_take_returned(fab_chan *ch, uint64_t *pos, size_t cap, fab__block 
 				/* The caller takes it off the `returned` gauge
 				 * (it does so for any given-back message it gets,
 				 * however it found it). */
+				if (finished_run)
+					fab__redo_advance(ch, raw, q);
 				*pos = q;
 				return 0;
 			}
@@ -488,21 +518,14 @@ int fab__mpmc_take_returned(fab_chan *ch, uint64_t *pos, size_t cap, fab__block 
 		 * a reset now would erase the count that decrement is owed. */
 		if (FAB_SW_SAMEPOS(w, q) && FAB_SW_STATE(w) == FAB_SLOT_READING && s->returns != 0)
 			busy = true;
-		if (finished_run && (FAB_SW_SAMEPOS(w, q + ch->nslots) ||
-				     (FAB_SW_SAMEPOS(w, q) && FAB_SW_STATE(w) == FAB_SLOT_SKIP)))
+		if (finished_run && fab__redo_finished(ch, w, q))
 			continue; /* finished: acked, dead-lettered or skipped */
-		if (finished_run && q != lo) {
-			/* Move the mark past the finished run (if nobody moved it
-			 * meanwhile; a stale mark only costs a longer scan). */
-			uint64_t seen = lo;
-			cas(&hd->redo_low, &seen, q);
-		}
+		if (finished_run)
+			fab__redo_advance(ch, raw, q); /* past the finished run */
 		finished_run = false;
 	}
-	if (finished_run && q != lo) {
-		uint64_t seen = lo;
-		cas(&hd->redo_low, &seen, q);
-	}
+	if (finished_run)
+		fab__redo_advance(ch, raw, q);
 	/* Nothing given back is in flight, yet the gauge says so: a taker
 	 * died between its claim and its decrement, or a repairer recounted
 	 * (fab__mpmc_recount).  Every give-back makes its slot RETURNING
@@ -556,7 +579,7 @@ static void fab__mpmc_recount(fab_chan *ch)
 uint64_t fab__mpmc_returned_now(fab_chan *ch)
 {
 	uint64_t h = load_acquire(&ch->hdr->head), n = 0;
-	for (uint64_t q = fab__redo_start(ch, h); q != h; q++) {
+	for (uint64_t q = fab__redo_start(ch, h, NULL); q != h; q++) {
 		uint64_t w = load_acquire(&fab__mslot(ch, q)->state);
 		if (FAB_SW_SAMEPOS(w, q) &&
 		    (FAB_SW_STATE(w) == FAB_SLOT_FULL || FAB_SW_STATE(w) == FAB_SLOT_RETURNING))
@@ -642,7 +665,7 @@ uint64_t fab__mpmc_foreign_leases(fab_chan *ch, uint32_t *tag)
 	uint64_t h = load_acquire(&ch->hdr->head);
 	uint64_t n = 0;
 	*tag = 0;
-	for (uint64_t q = fab__redo_start(ch, h); q != h; q++) {
+	for (uint64_t q = fab__redo_start(ch, h, NULL); q != h; q++) {
 		uint64_t w = load_acquire(&fab__mslot(ch, q)->state);
 		if (!FAB_SW_SAMEPOS(w, q))
 			continue;
@@ -671,18 +694,31 @@ uint64_t fab__mpmc_foreign_leases(fab_chan *ch, uint32_t *tag)
 uint64_t fab__mpmc_lessees(fab_chan *ch, bool check, uint32_t *dead)
 {
 	uint64_t h = load_acquire(&ch->hdr->head);
-	uint64_t n = 0;
+	uint64_t n = 0, raw;
 	uint32_t alive[8];
 	int na = 0;
+	bool finished_run = true;
 	*dead = 0;
-	for (uint64_t q = fab__redo_start(ch, h); q != h; q++) {
+	for (uint64_t q = fab__redo_start(ch, h, &raw); q != h; q++) {
 		uint64_t w = load_acquire(&fab__mslot(ch, q)->state);
+		if (finished_run) {
+			if (fab__redo_finished(ch, w, q))
+				continue;
+			/* Move the mark past what is finished, so the next
+			 * scan starts at the oldest position still in play
+			 * (found by review: a mark left a lap behind made every
+			 * sleep of a receiver walk a whole lap). */
+			fab__redo_advance(ch, raw, q);
+			finished_run = false;
+		}
 		uint32_t st = FAB_SW_STATE(w), t = FAB_SW_TAG(w);
 		if (!FAB_SW_SAMEPOS(w, q) || (st != FAB_SLOT_READING && st != FAB_SLOT_RETURNING) ||
 		    t == ch->fab->tag)
 			continue;
 		n++;
-		if (!check || *dead)
+		if (!check)
+			return n; /* one is enough to know the watch is needed */
+		if (*dead)
 			continue;
 		bool known = false;
 		for (int k = 0; k < na && !known; k++)
@@ -694,6 +730,8 @@ uint64_t fab__mpmc_lessees(fab_chan *ch, bool check, uint32_t *dead)
 		else if (na < 8)
 			alive[na++] = t;
 	}
+	if (finished_run)
+		fab__redo_advance(ch, raw, h);
 	return n;
 }
 

@@ -64,6 +64,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #define FAB__T_SPIN_MIN 32u
 #define FAB__T_SPIN_MAX 4096u
@@ -524,12 +525,16 @@ static void fab__topic_unmap(fab__tmap *m)
 
 static int fab__topic_opts(const fab_chan_opts *o, unsigned fab_mode, fab_chan_opts *out)
 {
+	int rc;
 	memset(out, 0, sizeof *out);
 	if (o) {
 		if (o->size < offsetof(fab_chan_opts, kind) || o->size > 4096)
 			return fab__err(FAB_EINVAL,
 					"fab_chan_opts.size %u: set it to sizeof(fab_chan_opts)",
 					o->size);
+		if (o->size > sizeof *out &&
+		    (rc = fab__opts_tail(o, o->size, sizeof *out, "fab_chan_opts")))
+			return rc;
 		memcpy(out, o, o->size < sizeof *out ? o->size : sizeof *out);
 	}
 	out->size = sizeof *out;
@@ -641,9 +646,15 @@ int fab_topic_create(fab_fabric *fab, const char *name, const fab_chan_opts *opt
 	if ((rc = fab__seg_create(path, g.total, o.mode, (long)fab->ctl.gid, &seg)))
 		goto fail_ent;
 	if ((rc = fab__fabric_gone(fab))) {
-		/* Destroyed meanwhile: our segment would outlive the fabric. */
+		/* Destroyed meanwhile: our segment would outlive the fabric.
+		 * Unlinked by name only if the destroyer has not done it: by
+		 * now the name may be a new fabric's channel (found by
+		 * review). */
+		struct stat sb;
+		bool linked = fstat(seg.fd, &sb) == 0 && sb.st_nlink > 0;
 		fab__seg_unmap(&seg);
-		shm_unlink(path);
+		if (linked)
+			shm_unlink(path);
 		goto fail_ent;
 	}
 	fab__topic_init(seg.base, name, &o, &g);
@@ -685,7 +696,7 @@ int fab_topic_open(fab_fabric *fab, const char *name, fab_topic **out)
 		return fab__err(FAB_ENOMEM, "out of memory");
 	fab__fabric_ref(fab);
 	t->m.fab = fab;
-	if ((rc = fab__topic_map(fab, name, &t->m))) {
+	if ((rc = fab__topic_map(fab, name, &t->m)) || (rc = fab__fabric_gone(fab))) { /* as fab_chan_open */
 		fab__topic_free(t);
 		return rc;
 	}
@@ -958,7 +969,8 @@ int fab_topic_subscribe(fab_fabric *fab, const char *name, unsigned policy, fab_
 	u->spin = FAB__T_SPIN_INIT;
 	fab__fabric_ref(fab);
 	u->m.fab = fab;
-	if ((rc = fab__topic_map(fab, name, &u->m)) || (rc = fab__sub_join(u, policy))) {
+	if ((rc = fab__topic_map(fab, name, &u->m)) || (rc = fab__fabric_gone(fab)) ||
+	    (rc = fab__sub_join(u, policy))) { /* as fab_chan_open */
 		if (u->m.hdr)
 			fab__topic_unmap(&u->m);
 		fab__fabric_unref(fab);

@@ -63,6 +63,27 @@ __attribute__((constructor)) static void fab__init(void)
 	pthread_atfork(NULL, NULL, fab__atfork_child);
 }
 
+/*
+ * An options struct of `size` bytes from a caller built against a newer
+ * fab.h than this library's (`size` > `known`): the fields this library
+ * does not know must be zero, as the kernel does for clone3/openat2
+ * (copy_struct_from_user).  Otherwise an option the caller set would be
+ * ignored without a word (found by a binding trial: a nonzero byte past
+ * the known fields was accepted).  FAB_EINVAL naming the first such byte,
+ * or 0.
+ */
+int fab__opts_tail(const void *opts, uint32_t size, size_t known, const char *what)
+{
+	const unsigned char *b = opts;
+	for (size_t i = known; i < size; i++)
+		if (b[i])
+			return fab__err(FAB_EINVAL,
+					"%s: byte %zu is set, past the %zu this libfab %s knows "
+					"(built against a newer fab.h? those options are not supported here)",
+					what, i, known, fab_version());
+	return 0;
+}
+
 int fab__name_ok(const char *name)
 {
 	if (!name)

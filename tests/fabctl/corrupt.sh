@@ -159,4 +159,22 @@ top_frames topfix repair
 last_frame "$TMP/topfix.out" | grep '^c1 ' | grep -vq 'error:' || fail "topfix: no frame after the repair shows c1 sound"
 top_frames topgone destroy
 expect_err topgone "$F"
+# The same in JSON (frames as one array): the repaired channel's later frames
+# are sound, the status is still 5.
+fresh
+good=$(python3 -c "import struct,sys; print(struct.unpack('<Q', open(sys.argv[1],'rb').read(8))[0])" "$CH")
+scribble "$CH" 0 Q 0x1122334455667788
+"$FABCTL" -o json top -n 400 --interval 20ms >"$TMP/topjson.out" 2>"$TMP/topjson.err" &
+tp=$!
+frames() { grep -o '{"chan":' "$TMP/topjson.out" | wc -l; }
+for i in $(seq 1 500); do grep -q '"error"' "$TMP/topjson.out" && break; sleep 0.02; done
+grep -q '"error"' "$TMP/topjson.out" || { kill "$tp"; fail "topjson: no first frame with the corrupt c1"; }
+scribble "$CH" 0 Q "$good"
+n0=$(frames)
+for i in $(seq 1 500); do [ "$(frames)" -ge $((n0 + 2)) ] && break; sleep 0.02; done
+kill -TERM "$tp"
+wait "$tp"
+RC=$?
+expect_rc topjson 5
+pycheck topjson "'error' not in [c for c in d[-1]['chan']['channels'] if c['name']=='c1'][0]"
 echo "corrupt: ok"

@@ -514,6 +514,42 @@ START_TEST(t_gauge_heals)
 }
 END_TEST
 
+/* redo_low, the low-water mark of the scans for given-back messages and
+ * leases, moves up to the oldest position still in play.  Until 28 Nov
+ * (found by review) a scanner moved it by a CAS from the clamped start of
+ * its scan, so once a quiet lap had left the mark a lap behind head it
+ * never moved again and every scan (each sleep of a receiver, each take of
+ * a given-back message) walked a whole lap. */
+START_TEST(t_redo_mark_advances)
+{
+	fab_chan *c = mk("a", alo(FAB_MPMC, 8, 1, 0, NULL));
+	char p[256];
+	snprintf(p, sizeof p, "/fab.%s.a", fname);
+	int fd = shm_open(p, O_RDWR, 0);
+	ck_assert_int_ge(fd, 0);
+	fab_chan_hdr *h = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	ck_assert_ptr_ne(h, MAP_FAILED);
+	for (int i = 0; i < 40; i++) { /* five laps, no scan */
+		send_str(c, "x");
+		recv_str(c, "x");
+		UT_RC(fab_ack(c), 0);
+	}
+	uint64_t q = atomic_load(&h->head); /* the next message's position */
+	send_str(c, "m");
+	recv_str(c, "m");
+	UT_RC(fab_nack(c), 0); /* given back: the next receive scans */
+	recv_str(c, "m");
+	ck_assert_msg(atomic_load(&h->redo_low) == q,
+		      "redo_low %llu after a scan found the given-back message at %llu (head %llu)",
+		      (unsigned long long)atomic_load(&h->redo_low), (unsigned long long)q,
+		      (unsigned long long)atomic_load(&h->head));
+	UT_RC(fab_ack(c), 0);
+	munmap(h, 4096);
+	fab_chan_release(c);
+}
+END_TEST
+
 /* The dead-letter channel destroyed and created again: poison goes to the
  * new one, not into the removed segment. */
 START_TEST(t_dead_letter_recreated)
@@ -734,6 +770,7 @@ static Suite *alo_suite(void)
 	tcase_add_test(tc, t_drain_waits_for_leases);
 	tcase_add_test(tc, t_drain_waits_for_live_lease);
 	tcase_add_test(tc, t_gauge_heals);
+	tcase_add_test(tc, t_redo_mark_advances);
 	tcase_add_test(tc, t_dead_letter_recreated);
 	tcase_add_test(tc, t_acquire);
 	tcase_add_test(tc, t_select_leases);

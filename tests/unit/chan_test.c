@@ -338,6 +338,33 @@ START_TEST(t_opts_invalid)
 	o = ut_opts(FAB_MPMC, 4, 8);
 	o.delivery = 3;
 	expect_einval("delivery 3", o);
+	/* A caller built against a newer fab.h (a bigger struct): the bytes
+	 * past what this library knows must be zero, or an option it set
+	 * would be ignored without a word. */
+	struct {
+		fab_chan_opts o;
+		uint64_t newer[4];
+	} big;
+	memset(&big, 0, sizeof big);
+	big.o = ut_opts(FAB_MPMC, 4, 8);
+	big.o.size = sizeof big;
+	big.newer[2] = 0xdeadbeef;
+	fab_chan *nc = NULL;
+	UT_RC(fab_chan_create(fab, "newer", &big.o, &nc), FAB_EINVAL);
+	ck_assert_msg(strstr(fab_errmsg(), "newer fab.h") != NULL, "errmsg: %s", fab_errmsg());
+	ck_assert(!ut_shm_exists(fname, "newer"));
+	fab_topic *nt = NULL;
+	memset(&big.o, 0, sizeof big.o);
+	big.o.size = sizeof big;
+	big.o.capacity = 4;
+	big.o.msg_size = 8;
+	UT_RC(fab_topic_create(fab, "newert", &big.o, &nt), FAB_EINVAL);
+	ck_assert_msg(strstr(fab_errmsg(), "newer fab.h") != NULL, "errmsg: %s", fab_errmsg());
+	big.o = ut_opts(FAB_MPMC, 4, 8);
+	big.o.size = sizeof big;
+	big.newer[2] = 0; /* all zero: accepted */
+	UT_RC(fab_chan_create(fab, "newer", &big.o, &nc), 0);
+	fab_chan_release(nc);
 	/* And the same name then works with good options. */
 	o = ut_opts(FAB_SPSC, 4, 8);
 	fab_chan *c = NULL;

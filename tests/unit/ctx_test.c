@@ -285,6 +285,62 @@ START_TEST(t_timeout_of_cancelled_parent)
 }
 END_TEST
 
+/* Released memory scribbled over: allocations of every small size, filled
+ * with 0xA5, so a context freed too early is reused and garbage (glibc
+ * hands a freed block of the same size back first). */
+static void scribble_freed(void **keep, int n)
+{
+	for (int i = 0; i < n; i++) {
+		keep[i] = malloc((size_t)(16 + 8 * i));
+		if (keep[i])
+			memset(keep[i], 0xA5, (size_t)(16 + 8 * i));
+	}
+}
+
+START_TEST(t_parent_released_first)
+{
+	/* A binding's garbage collector releases in any order: a parent
+	 * released before its children must keep working for them (until
+	 * libfab 1.5.1 the child kept a dangling pointer to it: found by a
+	 * binding trial, which crashed). */
+	void *keep[32];
+	fab_ctx *p = ctx_mk("p"); /* shared */
+	fab_ctx *mid = NULL, *d = NULL;
+	UT_RC(fab_ctx_with_timeout(p, 3600 * SEC, &mid), 0);
+	UT_RC(fab_ctx_with_timeout(mid, 3600 * SEC, &d), 0);
+	fab_ctx_release(mid);
+	fab_ctx_release(p);
+	scribble_freed(keep, 32);
+	UT_RC(fab_ctx_err(d), 0);
+	fab_ctx *q = NULL;
+	UT_RC(fab_ctx_open(fab, "p", &q), 0);
+	UT_RC(fab_ctx_cancel(q, 7), 0);
+	UT_RC(fab_ctx_err(d), FAB_ECANCELED);
+	UT_RC(fab_ctx_reason(d), 7);
+	fab_chan *c = chan_mk("e", FAB_MPMC, 1);
+	uint64_t v;
+	UT_RC(fab_recv(c, &v, sizeof v, d), FAB_ECANCELED);
+	fab_ctx_release(q);
+	fab_ctx_release(d); /* frees d, then mid, then p */
+	for (int i = 0; i < 32; i++)
+		free(keep[i]);
+
+	/* A local chain: the released parent's deadline still bounds the
+	 * child. */
+	fab_ctx *lp = NULL, *lc = NULL;
+	UT_RC(fab_ctx_with_timeout(NULL, 20 * MS, &lp), 0);
+	UT_RC(fab_ctx_with_timeout(lp, 3600 * SEC, &lc), 0);
+	fab_ctx_release(lp);
+	scribble_freed(keep, 32);
+	UT_RC(fab_ctx_wait(lc), FAB_ETIMEDOUT);
+	UT_RC(fab_recv(c, &v, sizeof v, lc), FAB_ETIMEDOUT);
+	fab_ctx_release(lc);
+	for (int i = 0; i < 32; i++)
+		free(keep[i]);
+	fab_chan_release(c);
+}
+END_TEST
+
 START_TEST(t_timeout_child_does_not_cancel_parent)
 {
 	fab_ctx *p = ctx_mk("p");
@@ -546,6 +602,7 @@ static Suite *ctx_suite(void)
 	tcase_add_test(tc, t_timeout_nonpositive);
 	tcase_add_test(tc, t_timeout_of_cancelled_parent);
 	tcase_add_test(tc, t_timeout_child_does_not_cancel_parent);
+	tcase_add_test(tc, t_parent_released_first);
 	tcase_add_test(tc, t_fork_inherited_ctx);
 	suite_add_tcase(s, tc);
 

@@ -381,13 +381,34 @@ START_TEST(t_destroy_while_open)
 	ck_assert_ptr_null(tl);
 	ck_assert_msg(ut_segments_of(fname) == 0, "%d segment(s) of the destroyed %s left",
 		      ut_segments_of(fname), fname);
+	/* A fabric created again under the name is a new one: creates work
+	 * through its handles, and the old handle opens none of its objects
+	 * (its owner tag indexes the old process table, where recovery would
+	 * take it for dead: found by review). */
+	fab_fabric *again = NULL;
+	UT_RC(fab_fabric_open(fname, FAB_CREATE, &again), 0);
+	UT_RC(fab_chan_create(again, "late", &op, &late), 0);
+	UT_RC(fab_topic_create(again, "latet", &to, &tl), 0);
+	fab_chan *old = NULL;
+	UT_RC(fab_chan_open(fab, "late", FAB_RECV, &old), FAB_ENOENT);
+	ck_assert_ptr_null(old);
+	fab_topic *ot = NULL;
+	UT_RC(fab_topic_open(fab, "latet", &ot), FAB_ENOENT);
+	fab_sub *os = NULL;
+	UT_RC(fab_topic_subscribe(fab, "latet", FAB_SUB_BLOCK, &os), FAB_ENOENT);
+	ck_assert_ptr_null(os);
+	/* ... and the new fabric's objects are intact after those refusals. */
+	UT_RC(fab_try_send(late, "y", 1), 0);
+	fab_chan *rx = NULL;
+	char b[8];
+	UT_RC(fab_chan_open(again, "late", FAB_RECV, &rx), 0);
+	UT_RC(fab_try_recv(rx, b, sizeof b), 1);
+	fab_chan_release(rx);
+	fab_topic_release(tl);
+	fab_chan_release(late);
 	fab_chan_release(c);
 	fab_fabric_close(fab);
-	fab = NULL;
-	/* A fabric created again under the name is a new one: creates work. */
-	UT_RC(fab_fabric_open(fname, FAB_CREATE, &fab), 0);
-	UT_RC(fab_chan_create(fab, "late", &op, &late), 0);
-	fab_chan_release(late);
+	fab = again;
 }
 END_TEST
 

@@ -87,6 +87,11 @@ START_TEST(t_args)
 	/* NULL buffer with a capacity. */
 	c[1] = rcase(a, NULL, 8);
 	UT_RC(fab_select(c, 2, NULL, FAB_NONBLOCK), FAB_EINVAL);
+	/* Reserved words not zero (a later ABI may give them a meaning). */
+	c[1] = scase(a, "x", 1);
+	c[1].resv[1] = 1;
+	UT_RC(fab_select(c, 2, NULL, FAB_NONBLOCK), FAB_EINVAL);
+	ck_assert_msg(strstr(fab_errmsg(), "resv") != NULL, "errmsg: %s", fab_errmsg());
 	/* Nothing was sent by the failed calls. */
 	ck_assert_uint_eq(fab_chan_len(a), 0);
 	fab_chan_release(r);
