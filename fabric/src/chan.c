@@ -917,6 +917,10 @@ int fab_chan_destroy(fab_fabric *fab, const char *name)
 		return rc;
 	if (!fab__name_ok(name))
 		return fab__err(FAB_EINVAL, "bad channel name (want [A-Za-z0-9_-]{1,48})");
+	/* A handle of a destroyed fabric would remove a new fabric's channel
+	 * of that name (found by review). */
+	if ((rc = fab__fabric_gone(fab)))
+		return rc;
 	int found = 0;
 	char path[128];
 	fab__chan_path(path, sizeof path, fab->name, name);

@@ -47,39 +47,52 @@ int fab__fabric_gone(fab_fabric *fab)
 	 * destroyer's listing began, which finds and removes it, or we see
 	 * the mark and remove the segment ourselves. */
 	if (load_seq_cst(&fab->hdr->destroyed_ns))
-		return fab__err(FAB_ENOENT, "fabric %s was destroyed (fab_fabric_destroy); nothing created",
+		return fab__err(FAB_ENOENT,
+				"fabric %s was destroyed (fab_fabric_destroy) while this handle was open; "
+				"open it again",
 				fab->name);
 	return 0;
 }
 
-/* Mark the control segment at path destroyed.  Best effort: one we cannot
+/* Mark the control segment at path destroyed (mine 0), returning the mark
+ * stored (0: none), or clear our own mark `mine`.  Best effort: one we cannot
  * open read-write or that is not a fabric's stays as it is (its creates
  * then race the removal as before).  Opened directly rather than through
  * fab__seg_open: a destroyer allowed to unlink the segment (its owner, or
  * root for anyone's fabric) may mark it too, and only its header page is
  * touched. */
-static void fab__fabric_mark_destroyed(const char *path, bool on)
+static int64_t fab__fabric_mark_destroyed(const char *path, int64_t mine)
 {
+	int64_t stored = 0;
 	int fd = shm_open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd < 0)
-		return;
+		return 0;
 	struct stat sb;
 	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (size_t)sb.st_size >= sizeof(fab_ctl_hdr)) {
 		void *p = mmap(NULL, sizeof(fab_ctl_hdr), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 		if (p != MAP_FAILED) {
 			fab_ctl_hdr *h = p;
-			if (h->magic == FAB_CTL_MAGIC) {
+			if (h->magic == FAB_CTL_MAGIC && !mine) {
 				int64_t now = fab__realtime_ns();
+				stored = now ? now : 1;
 				/* seq_cst: before the listing of /dev/shm (see
-				 * fab__fabric_gone).  Cleared again by a destroy
-				 * that then fails, so a fabric that stays is not
-				 * left refusing every create (found by review). */
-				store_seq_cst(&h->destroyed_ns, on ? (now ? now : 1) : 0);
+				 * fab__fabric_gone). */
+				store_seq_cst(&h->destroyed_ns, stored);
+			} else if (h->magic == FAB_CTL_MAGIC) {
+				/* Cleared by a destroy that then fails, so a fabric
+				 * that stays is not left refusing every create
+				 * (found by review); only our own mark, from the
+				 * exact value: a concurrent destroy's is its own. */
+				int64_t m = mine;
+				atomic_compare_exchange_strong_explicit(&h->destroyed_ns, &m, 0,
+									memory_order_seq_cst,
+									memory_order_relaxed);
 			}
 			munmap(p, sizeof(fab_ctl_hdr));
 		}
 	}
 	close(fd);
+	return stored;
 }
 
 int fab__named_args(fab_fabric *fab, const char *name, const void *out, const char *what)
@@ -285,7 +298,7 @@ int fab_fabric_destroy(const char *name)
 	 * handle still open either sees the mark or made its segment before
 	 * the scan below lists /dev/shm. */
 	fab__chan_path(path, sizeof path, name, NULL);
-	fab__fabric_mark_destroyed(path, true);
+	int64_t mark = fab__fabric_mark_destroyed(path, 0);
 	/* Channel segments by directory scan, so segments whose registry entry
 	 * was lost (a creator that died half-way) go too. */
 	d = opendir("/dev/shm");
@@ -305,7 +318,8 @@ int fab_fabric_destroy(const char *name)
 				int rc = fab__err(FAB_EPERM, "%s: permission denied", path);
 				closedir(d);
 				fab__chan_path(path, sizeof path, name, NULL);
-				fab__fabric_mark_destroyed(path, false);
+				if (mark)
+					fab__fabric_mark_destroyed(path, mark);
 				return rc;
 			}
 		}
@@ -314,9 +328,10 @@ int fab_fabric_destroy(const char *name)
 	fab__chan_path(path, sizeof path, name, NULL);
 	if (shm_unlink(path) == 0) {
 		found = 1;
-	} else if (errno == EACCES) {
+	} else if (errno == EACCES || errno == EPERM) {
 		int rc = fab__err(FAB_EPERM, "%s: permission denied", path);
-		fab__fabric_mark_destroyed(path, false);
+		if (mark)
+			fab__fabric_mark_destroyed(path, mark);
 		return rc;
 	}
 	return found ? 0 : fab__err(FAB_ENOENT, "no fabric named %s", name);

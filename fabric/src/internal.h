@@ -215,7 +215,9 @@ struct fab_ctx {
 	 * last of them is released (a binding's garbage collector frees in
 	 * any order; found by a binding trial). */
 	_Atomic int refs;
-	bool released; /* the user's reference is gone (a second release is ignored) */
+	bool released; /* the user's reference is gone: a second release while
+			  children keep it allocated is ignored (after the
+			  free, it is a use of a freed handle, as anywhere) */
 	fab_ctx *parent;      /* local contexts: the parent (may be NULL), referenced */
 	fab_fabric *fab;      /* shared contexts */
 	uint32_t idx;         /* shared: table index */

@@ -78,6 +78,13 @@ int fab_fabric_recover(fab_fabric *fab)
 	int rc;
 	if ((rc = fab__fabric_valid(fab)))
 		return rc;
+	/* A handle of a destroyed fabric reaches by name what may be a new
+	 * fabric's objects, whose owners' tags index another process table:
+	 * it would "recover" live processes (found by review: a live worker
+	 * lost its lease).  Checked again as the walk goes (a destroy may
+	 * begin meanwhile), after each map, which is then ours. */
+	if ((rc = fab__fabric_gone(fab)))
+		return rc;
 
 	uint32_t dead_tags[64];
 	uint64_t dead_sg[64];
@@ -123,6 +130,8 @@ int fab_fabric_recover(fab_fabric *fab)
 		uint32_t st = load_acquire(&e->state);
 		if (st == FAB_ENT_FREE)
 			continue;
+		if ((rc = fab__fabric_gone(fab)))
+			return rc;
 		char name[FAB_NAME_MAX + 1];
 		memcpy(name, e->name, FAB_NAME_MAX);
 		name[FAB_NAME_MAX] = 0;
@@ -164,6 +173,8 @@ int fab_fabric_recover(fab_fabric *fab)
 				 * name would stay taken by a segment nobody finds. */
 				if (!fab__seg_unlinkable(path, &seg_owner))
 					continue;
+				if ((rc = fab__fabric_gone(fab)))
+					return rc; /* the name may be a new fabric's now */
 				if (cas(&e->state, &st, FAB_ENT_FREE)) {
 					cas(&e->owner, &owner, 0); /* none for the next claimer */
 					shm_unlink(path);
@@ -178,6 +189,10 @@ int fab_fabric_recover(fab_fabric *fab)
 		memset(&tmp, 0, sizeof tmp);
 		if (fab__chan_map(fab, name, &tmp))
 			continue; /* removed meanwhile, or corrupt: skip it */
+		if ((rc = fab__fabric_gone(fab))) {
+			fab__chan_unmap(&tmp);
+			return rc;
+		}
 		for (int k = 0; k < nd; k++)
 			repaired += (int)fab__chan_recover(&tmp, fab, dead_tags[k]);
 		/* A process killed inside fab__wake_word, after the CAS that

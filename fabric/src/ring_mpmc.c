@@ -460,7 +460,10 @@ static inline bool fab__redo_finished(fab_chan *ch, uint64_t w, uint64_t q)
 static inline void fab__redo_advance(fab_chan *ch, uint64_t raw, uint64_t q)
 {
 	uint64_t seen = raw;
-	if (q != raw)
+	/* Forward only: a mark another scanner moved past our snapshot of
+	 * head was clamped into our scan, and must not be moved back (found
+	 * by review; harmless, but longer scans). */
+	if ((int64_t)(q - raw) > 0)
 		cas(&ch->hdr->redo_low, &seen, q);
 }
 

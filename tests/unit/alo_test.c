@@ -545,6 +545,22 @@ START_TEST(t_redo_mark_advances)
 		      (unsigned long long)atomic_load(&h->redo_low), (unsigned long long)q,
 		      (unsigned long long)atomic_load(&h->head));
 	UT_RC(fab_ack(c), 0);
+	/* The lease watch of a receiver about to sleep moves it too, up to
+	 * head when nothing is in play. */
+	for (int i = 0; i < 20; i++) {
+		send_str(c, "y");
+		recv_str(c, "y");
+		UT_RC(fab_ack(c), 0);
+	}
+	fab_ctx *t = NULL;
+	UT_RC(fab_ctx_with_timeout(NULL, 20 * MS, &t), 0);
+	char buf[8];
+	UT_RC(fab_recv(c, buf, sizeof buf, t), FAB_ETIMEDOUT);
+	fab_ctx_release(t);
+	ck_assert_msg(atomic_load(&h->redo_low) == atomic_load(&h->head),
+		      "redo_low %llu after a receiver slept on a quiet channel (head %llu)",
+		      (unsigned long long)atomic_load(&h->redo_low),
+		      (unsigned long long)atomic_load(&h->head));
 	munmap(h, 4096);
 	fab_chan_release(c);
 }
