@@ -1802,13 +1802,12 @@ int fab_recv_info(fab_chan *ch, fab_msg_info *info)
 	int rc;
 	if ((rc = fab__alo_check(ch, "fab_recv_info")))
 		return rc;
-	if (!info || info->size < offsetof(fab_msg_info, enqueue_ns) + sizeof(int64_t))
+	if (!info || info->size < offsetof(fab_msg_info, enqueue_ns) + sizeof(int64_t) ||
+	    info->size > 4096)
 		return fab__err(FAB_EINVAL, "fab_msg_info.size must be set to sizeof(fab_msg_info)");
 	if (!ch->have_info)
 		return fab__err(FAB_ENOENT, "no message received through this handle yet");
-	uint32_t keep = info->size;
-	memcpy(info, &ch->info, keep < sizeof ch->info ? keep : sizeof ch->info);
-	info->size = keep;
+	fab__out_struct(info, &ch->info, sizeof ch->info);
 	return 0;
 }
 
@@ -2506,7 +2505,7 @@ int fab_chan_stats(fab_chan *ch, fab_stats *st)
 	int rc;
 	if ((rc = fab__chan_check(ch, 0)))
 		return rc;
-	if (!st || st->size < offsetof(fab_stats, len))
+	if (!st || st->size < offsetof(fab_stats, len) || st->size > 4096)
 		return fab__err(FAB_EINVAL, "fab_stats.size must be set to sizeof(fab_stats)");
 	fab_chan_hdr *h = ch->hdr;
 	fab_stats s;
@@ -2566,10 +2565,7 @@ int fab_chan_stats(fab_chan *ch, fab_stats *st)
 				s.dead_dropped;
 		s.acked = s.received > gone ? s.received - gone : 0;
 	}
-	size_t n = st->size < sizeof s ? st->size : sizeof s;
-	uint32_t keep = st->size;
-	memcpy(st, &s, n);
-	st->size = keep;
+	fab__out_struct(st, &s, sizeof s);
 	return 0;
 }
 

@@ -84,6 +84,29 @@ int fab__opts_tail(const void *opts, uint32_t size, size_t known, const char *wh
 	return 0;
 }
 
+/*
+ * Copy a result struct (its first member the uint32_t size) out to a caller
+ * whose struct has `size` bytes: at most that many; a larger one gets the
+ * bytes this library does not know zeroed and `size` set to the bytes it
+ * filled, so a caller built against a newer fab.h can tell "zero" from "not
+ * supported" (found by a binding trial; as the kernel's sched_getattr).  A
+ * smaller one keeps its size.
+ */
+void fab__out_struct(void *out, const void *ours, size_t ours_size)
+{
+	uint32_t size;
+	memcpy(&size, out, sizeof size);
+	if (size <= ours_size) {
+		memcpy(out, ours, size);
+		memcpy(out, &size, sizeof size);
+		return;
+	}
+	memcpy(out, ours, ours_size);
+	memset((char *)out + ours_size, 0, size - ours_size);
+	uint32_t filled = (uint32_t)ours_size;
+	memcpy(out, &filled, sizeof filled);
+}
+
 int fab__name_ok(const char *name)
 {
 	if (!name)

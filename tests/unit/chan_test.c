@@ -1929,6 +1929,32 @@ START_TEST(t_stats)
 	fab_stats st = ut_stats(c);
 	ck_assert_int_eq(st.kind, kind);
 	ck_assert_int_eq(st.delivery, FAB_AT_MOST_ONCE);
+	{
+		/* A caller built against a newer fab.h: its larger struct comes
+		 * back with the fields this library does not have zeroed and
+		 * size set to what was filled (so "zero" and "not supported"
+		 * differ); an older, smaller one keeps its size; absurd sizes
+		 * are refused. */
+		struct {
+			fab_stats s;
+			uint64_t newer[3];
+		} big;
+		memset(&big, 0xff, sizeof big);
+		big.s.size = sizeof big;
+		UT_RC(fab_chan_stats(c, &big.s), 0);
+		ck_assert_uint_eq(big.s.size, sizeof(fab_stats));
+		ck_assert_uint_eq(big.s.capacity, 8);
+		for (int i = 0; i < 3; i++)
+			ck_assert_uint_eq(big.newer[i], 0);
+		fab_stats small;
+		memset(&small, 0xff, sizeof small);
+		small.size = offsetof(fab_stats, len) + 8;
+		UT_RC(fab_chan_stats(c, &small), 0);
+		ck_assert_uint_eq(small.size, offsetof(fab_stats, len) + 8);
+		ck_assert_uint_eq(small.sent, UINT64_MAX); /* past its size: untouched */
+		big.s.size = 4097;
+		UT_RC(fab_chan_stats(c, &big.s), FAB_EINVAL);
+	}
 	ck_assert_int_eq(st.capacity, 8);
 	ck_assert_int_eq(st.msg_size, 32);
 	ck_assert_int_eq(st.producers, 2);
