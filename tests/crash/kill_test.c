@@ -11,7 +11,14 @@
  * Ids come from one shared counter, so they are unique across incarnations.
  * Each consumer slot has an `in_recv` marker, raised before fab_recv and
  * lowered after recording; a consumer killed with it raised may have taken
- * a message it never recorded, so it may account for one missing message.
+ * messages it never recorded, so it may account for that many missing
+ * messages (1, or the batch size of a fab_recv_batch).
+ *
+ * The "mixed" tests send and receive each message through a random path:
+ * fab_send, fab_send_reserve + fab_send_commit, fab_send_batch (up to
+ * KBATCH) or a fab_select send case; fab_recv, fab_recv_acquire +
+ * fab_recv_release, fab_recv_batch or a fab_select receive case.  Every
+ * path is a send or a receive that a kill may interrupt at any instruction.
  * A producer killed mid-send may or may not have sent its message: ATTEMPT
  * without SENT is allowed either way.
  *
@@ -38,6 +45,7 @@
 #define MAXINC 16384
 #define MAXID (64u << 20) /* one byte each, touched lazily */
 #define MSZ 64u
+#define KBATCH 4u /* largest batch of the mixed paths */
 #define KHDR 24u
 
 #define ST_ATTEMPT 1u
@@ -60,6 +68,8 @@ struct kcfg {
 	uint8_t *ids;
 	int slot;
 	int64_t life_ns; /* deadline for each child's blocking calls */
+	int mixed;       /* each message through a random path (k_producer, k_consumer) */
+	uint64_t seed;
 };
 
 /* Message: id u64, incarnation u32, seq u32, check u64, then filler. */
@@ -138,6 +148,7 @@ static int k_producer(void *arg)
 	fab_ctx *dl = NULL;
 	unsigned char buf[MSZ];
 	uint32_t inc = __atomic_fetch_add(&sh->next_inc, 1, __ATOMIC_SEQ_CST);
+	mt_rng rng = {c->seed ^ mt_mix64(inc + 1)};
 	int rc = k_open(c, FAB_SEND, &fab, &ch);
 	if (rc != 0)
 		MT_CHILD_FAIL(10, "producer open: %s (%s)", fab_strerror(rc), fab_errmsg());
@@ -152,14 +163,64 @@ static int k_producer(void *arg)
 				usleep(1000);
 			break;
 		}
+		unsigned path = c->mixed ? (unsigned)mt_below(&rng, 4) : 0;
+		if (path == 2) {
+			/* A batch: these ids and the next ones, in order. */
+			unsigned nb = 1 + (unsigned)mt_below(&rng, KBATCH);
+			unsigned char bb[KBATCH][MSZ];
+			fab_iov v[KBATCH];
+			uint64_t ids[KBATCH];
+			ids[0] = id;
+			for (unsigned k = 1; k < nb; k++)
+				ids[k] = __atomic_fetch_add(&sh->next_id, 1, __ATOMIC_SEQ_CST);
+			for (unsigned k = 0; k < nb; k++) {
+				if (ids[k] >= MAXID) {
+					nb = k; /* out of ids */
+					break;
+				}
+				__atomic_fetch_or(&c->ids[ids[k]], ST_ATTEMPT, __ATOMIC_SEQ_CST);
+				k_fill(bb[k], ids[k], inc, seq + k);
+				v[k] = (fab_iov){bb[k], k_len(ids[k])};
+			}
+			if (nb == 0)
+				continue;
+			int n = fab_send_batch(ch, v, nb, dl);
+			if (n == FAB_ECLOSED)
+				break;
+			if (n < 0)
+				MT_CHILD_FAIL(n == FAB_ETIMEDOUT ? 18 : 11, "producer batch id %llu: %s",
+					      (unsigned long long)id, fab_strerror(n));
+			for (int k = 0; k < n; k++)
+				__atomic_fetch_or(&c->ids[ids[k]], ST_SENT, __ATOMIC_SEQ_CST);
+			seq += nb - 1; /* unsent ones are only attempted, never seen */
+			continue;
+		}
 		__atomic_fetch_or(&c->ids[id], ST_ATTEMPT, __ATOMIC_SEQ_CST);
 		k_fill(buf, id, inc, seq);
-		rc = fab_send(ch, buf, k_len(id), dl);
+		if (path == 0) {
+			rc = fab_send(ch, buf, k_len(id), dl);
+		} else if (path == 1) {
+			void *slot = NULL;
+			rc = fab_send_reserve(ch, k_len(id), &slot, dl);
+			if (rc == 0) {
+				memcpy(slot, buf, k_len(id));
+				rc = fab_send_commit(ch, k_len(id));
+			}
+		} else {
+			fab_case cs[2] = {{.ch = NULL},
+					  {.ch = ch, .op = FAB_OP_SEND, .send_msg = buf,
+					   .send_len = k_len(id)}};
+			rc = fab_select(cs, 2, dl, 0);
+			if (rc == 1)
+				rc = (int)cs[1].result;
+			else if (rc >= 0)
+				MT_CHILD_FAIL(11, "producer select chose case %d", rc);
+		}
 		if (rc == FAB_ECLOSED)
 			break;
 		if (rc != 0)
-			MT_CHILD_FAIL(rc == FAB_ETIMEDOUT ? 18 : 11, "producer send id %llu: %s",
-				      (unsigned long long)id, fab_strerror(rc));
+			MT_CHILD_FAIL(rc == FAB_ETIMEDOUT ? 18 : 11, "producer send id %llu (path %u): %s",
+				      (unsigned long long)id, path, fab_strerror(rc));
 		__atomic_fetch_or(&c->ids[id], ST_SENT, __ATOMIC_SEQ_CST);
 	}
 	fab_ctx_release(dl);
@@ -176,6 +237,7 @@ static int k_consumer(void *arg)
 	fab_ctx *dl = NULL;
 	unsigned char buf[MSZ];
 	static int64_t last[MAXINC];
+	mt_rng rng = {c->seed ^ mt_mix64((uint64_t)getpid() << 8 | (uint64_t)c->slot)};
 	int rc = k_open(c, FAB_RECV, &fab, &ch);
 	if (rc != 0)
 		MT_CHILD_FAIL(10, "consumer open: %s (%s)", fab_strerror(rc), fab_errmsg());
@@ -183,28 +245,73 @@ static int k_consumer(void *arg)
 		last[i] = -1;
 	fab_ctx_with_timeout(NULL, c->life_ns, &dl);
 	for (;;) {
-		uint64_t id;
-		uint32_t inc, seq;
-		__atomic_store_n(&sh->in_recv[c->slot], 1, __ATOMIC_SEQ_CST);
-		ssize_t n = fab_recv(ch, buf, sizeof buf, dl);
+		unsigned path = c->mixed ? (unsigned)mt_below(&rng, 4) : 0;
+		unsigned char bb[KBATCH][MSZ];
+		fab_iov v[KBATCH];
+		unsigned nb = path == 2 ? 1 + (unsigned)mt_below(&rng, KBATCH) : 1;
+		/* How many messages a kill from here to the recording may take
+		 * with it (see the header). */
+		__atomic_store_n(&sh->in_recv[c->slot], (int)nb, __ATOMIC_SEQ_CST);
+		ssize_t n;
+		if (path == 0) {
+			n = fab_recv(ch, buf, sizeof buf, dl);
+		} else if (path == 1) {
+			const void *m = NULL;
+			size_t len = 0;
+			n = fab_recv_acquire(ch, &m, &len, dl);
+			if (n == 0) {
+				if (len > sizeof buf)
+					MT_CHILD_FAIL(13, "consumer slot %d: acquired %zu bytes", c->slot, len);
+				memcpy(buf, m, len);
+				int rr = fab_recv_release(ch);
+				if (rr != 0)
+					MT_CHILD_FAIL(11, "consumer slot %d release: %s", c->slot,
+						      fab_strerror(rr));
+				n = (ssize_t)len;
+			}
+		} else if (path == 2) {
+			for (unsigned k = 0; k < nb; k++)
+				v[k] = (fab_iov){bb[k], MSZ};
+			n = fab_recv_batch(ch, v, nb, dl);
+		} else {
+			fab_case cs[2] = {{.ch = ch, .op = FAB_OP_RECV, .recv_buf = buf,
+					   .recv_cap = sizeof buf},
+					  {.ch = NULL}};
+			n = fab_select(cs, 2, dl, 0);
+			if (n == 0)
+				n = cs[0].result;
+			else if (n > 0)
+				MT_CHILD_FAIL(11, "consumer select chose case %zd", n);
+		}
 		if (n >= 0) {
-			/* Record first (the id is bounds-checked, the rest of the
-			 * message verified right after), then everything else. */
-			if (n >= 8)
-				memcpy(&id, buf, 8);
-			if (n < 8 || id >= MAXID)
-				MT_CHILD_FAIL(13, "consumer slot %d: corrupt message (len %zd)", c->slot, n);
-			__atomic_fetch_add(&c->ids[id], ST_RCV, __ATOMIC_SEQ_CST);
+			unsigned got = path == 2 ? (unsigned)n : 1;
+			for (unsigned k = 0; k < got; k++) {
+				const unsigned char *mb = path == 2 ? bb[k] : buf;
+				ssize_t ml = path == 2 ? (ssize_t)v[k].len : n;
+				uint64_t id;
+				uint32_t inc, seq;
+				/* Record first (the id is bounds-checked, the rest
+				 * of the message verified right after), then
+				 * everything else. */
+				if (ml >= 8)
+					memcpy(&id, mb, 8);
+				if (ml < 8 || id >= MAXID)
+					MT_CHILD_FAIL(13, "consumer slot %d: corrupt message (len %zd)",
+						      c->slot, ml);
+				__atomic_fetch_add(&c->ids[id], ST_RCV, __ATOMIC_SEQ_CST);
+				__atomic_fetch_add(&sh->received, 1, __ATOMIC_RELAXED);
+				int why = k_check(mb, (size_t)ml, &id, &inc, &seq);
+				if (why != 0)
+					MT_CHILD_FAIL(13,
+						      "consumer slot %d: corrupt message (reason %d, len %zd, "
+						      "path %u)",
+						      c->slot, why, ml, path);
+				if ((int64_t)seq <= last[inc])
+					MT_CHILD_FAIL(12, "consumer slot %d: incarnation %u seq %u after %lld",
+						      c->slot, inc, seq, (long long)last[inc]);
+				last[inc] = seq;
+			}
 			__atomic_store_n(&sh->in_recv[c->slot], 0, __ATOMIC_SEQ_CST);
-			__atomic_fetch_add(&sh->received, 1, __ATOMIC_RELAXED);
-			int why = k_check(buf, (size_t)n, &id, &inc, &seq);
-			if (why != 0)
-				MT_CHILD_FAIL(13, "consumer slot %d: corrupt message (reason %d, len %zd)",
-					      c->slot, why, n);
-			if ((int64_t)seq <= last[inc])
-				MT_CHILD_FAIL(12, "consumer slot %d: incarnation %u seq %u after %lld",
-					      c->slot, inc, seq, (long long)last[inc]);
-			last[inc] = seq;
 			continue;
 		}
 		__atomic_store_n(&sh->in_recv[c->slot], 0, __ATOMIC_SEQ_CST);
@@ -227,6 +334,7 @@ struct kopts {
 	int victims;        /* V_PROD | V_CONS */
 	int parent_recover; /* call fab_fabric_recover every 25 kills and at the end */
 	uint64_t start;     /* FAB_TEST_START_POS, 0 = default */
+	int mixed;          /* random send/receive paths (header) */
 };
 
 static pid_t k_spawn(int (*fn)(void *), struct kcfg *c, int slot)
@@ -266,6 +374,8 @@ static void run_kill(const struct kopts *o)
 	c.cap = o->cap;
 	c.np = o->np;
 	c.nc = o->nc;
+	c.mixed = o->mixed;
+	c.seed = mt_next(&r);
 	c.life_ns = 60 * MT_SEC;
 	c.sh = mt_shared(sizeof *c.sh);
 	c.ids = mt_shared(MAXID);
@@ -302,8 +412,7 @@ static void run_kill(const struct kopts *o)
 			kill(cons[i], SIGKILL);
 			waitpid(cons[i], NULL, 0);
 			mt_forget(cons[i]);
-			if (__atomic_exchange_n(&c.sh->in_recv[i], 0, __ATOMIC_SEQ_CST))
-				maybe_held++;
+			maybe_held += (uint64_t)__atomic_exchange_n(&c.sh->in_recv[i], 0, __ATOMIC_SEQ_CST);
 			cons[i] = k_spawn(k_consumer, &c, (int)i);
 		}
 		if (o->parent_recover && k % 25 == 24) {
@@ -334,8 +443,7 @@ static void run_kill(const struct kopts *o)
 		kill(cons[i], SIGKILL);
 		waitpid(cons[i], NULL, 0);
 		mt_forget(cons[i]);
-		if (__atomic_exchange_n(&c.sh->in_recv[i], 0, __ATOMIC_SEQ_CST))
-			maybe_held++;
+		maybe_held += (uint64_t)__atomic_exchange_n(&c.sh->in_recv[i], 0, __ATOMIC_SEQ_CST);
 	}
 	if (o->parent_recover) {
 		rc = fab_fabric_recover(fab);
@@ -378,7 +486,7 @@ static void run_kill(const struct kopts *o)
 	}
 	fab_stats st = mt_stats(ch);
 	printf("%s: %u kills in %.1f s; ids %llu, sent %llu, attempted-only %llu, received %llu; "
-	       "missing %llu (allowed %llu: consumers killed inside fab_recv); recover calls %llu, "
+	       "missing %llu (allowed %llu: what consumers killed inside a receive may have held); recover calls %llu, "
 	       "recovered slots %llu, futex waits %llu\n",
 	       o->tag, o->kills, (ft_now_ns() - t0) / 1e9, (unsigned long long)n_ids,
 	       (unsigned long long)sent, (unsigned long long)attempted_only,
@@ -387,7 +495,7 @@ static void run_kill(const struct kopts *o)
 	       (unsigned long long)st.recovered, (unsigned long long)st.futex_waits);
 	ck_assert_msg(missing <= maybe_held,
 		      "%llu messages whose send returned 0 were never received (first id %llu), "
-		      "but only %llu consumers were killed inside fab_recv",
+		      "but consumers killed inside a receive may have held only %llu",
 		      (unsigned long long)missing, (unsigned long long)first_missing,
 		      (unsigned long long)maybe_held);
 	ck_assert_msg(received > o->kills, "hardly any flow: %llu received",
@@ -444,6 +552,19 @@ START_TEST(kill_wrap)
 	struct kopts o2 = {"kwrap64", FAB_SPSC, 8, 1, 1, MT_SCALE(300, 200), V_PROD | V_CONS, 1,
 			   UINT64_MAX - 300000};
 	run_kill(&o2);
+}
+END_TEST
+
+START_TEST(kill_mixed_paths)
+{
+	/* Every send and receive path of the API under random kills: mpmc,
+	 * spsc and unbuffered. */
+	struct kopts o = {"kmix", FAB_MPMC, 16, 2, 2, MT_SCALE(400, 200), V_PROD | V_CONS, 1, 0, 1};
+	run_kill(&o);
+	struct kopts o2 = {"kmixs", FAB_SPSC, 16, 1, 1, MT_SCALE(400, 200), V_PROD | V_CONS, 1, 0, 1};
+	run_kill(&o2);
+	struct kopts o3 = {"kmix0", FAB_MPMC, 0, 2, 2, MT_SCALE(200, 100), V_PROD | V_CONS, 1, 0, 1};
+	run_kill(&o3);
 }
 END_TEST
 
@@ -681,6 +802,7 @@ int main(void)
 	tcase_add_test(tc, kill_mpmc_tiny);
 	tcase_add_test(tc, kill_mpmc_unbuffered);
 	tcase_add_test(tc, kill_wrap);
+	tcase_add_test(tc, kill_mixed_paths);
 	tcase_add_test(tc, waiter_recovery_dead_producers);
 	tcase_add_test(tc, waiter_recovery_dead_consumers);
 	tcase_add_test(tc, dead_writer_slot_mpmc);
