@@ -30,6 +30,18 @@ expect_out nd "send +d1 .*pid .*$C"
 run ndj "$FABCTL" -f "$G" -o json blocked; expect_rc ndj 0
 pycheck ndj "d['deadlocks']==[] and not any(b['deadlocked'] for b in d['blocked'])"
 
+# A receiver stopped (SIGSTOP) while asleep on s1, then s1 filled by a sender
+# that sleeps: the receiver's record still says it receives on s1, but s1 is
+# full, so it waits for nobody, and there is no deadlock (found by an
+# operator trial: fabctl claimed one, exit 8).
+S=fctl-stop-$$
+start_fixture stopped "$S"
+R=$(fixture_val "$S" r); W=$(fixture_val "$S" s)
+run st "$FABCTL" -f "$S" blocked; expect_rc st 0
+expect_out st '^no deadlock$'
+run stj "$FABCTL" -f "$S" -o json blocked; expect_rc stj 0
+pycheck stj "d['deadlocks']==[] and not any(b['deadlocked'] for b in d['blocked'])"
+
 # A cycle of three stages, and a fourth process blocked behind it.
 H=fctl-ring-$$
 start_fixture ring3 "$H"

@@ -257,7 +257,7 @@ int main(int argc, char **argv)
 {
 	if (argc < 3) {
 		fprintf(stderr,
-			"usage: fixture basic|deadlock|nodead|ring3|leave|leave2|many FABRIC [N M]\n");
+			"usage: fixture basic|deadlock|nodead|stopped|ring3|leave|leave2|many FABRIC [N M]\n");
 		return 2;
 	}
 	const char *mode = argv[1];
@@ -314,6 +314,18 @@ int main(int argc, char **argv)
 			printf("c=%d\n", (int)spawn(idle_receiver, "d1"));
 		printf("a=%d\n", (int)spawn(dl_child, "a:d1,d2"));
 		printf("b=%d\n", (int)spawn(dl_child, "b:d2,d1"));
+		wait_sleepers(2);
+	} else if (!strcmp(mode, "stopped")) {
+		/* A receiver asleep on s1, then stopped (SIGSTOP) before a
+		 * sender fills s1 and sleeps: the receiver's wait record still
+		 * says "receives on s1", but s1 is full, so it waits for
+		 * nobody (it would take a message at once if continued). */
+		mk(f, "s1", FAB_MPMC, 2, 16, 0, NULL);
+		pid_t r = spawn(blocked_receiver, "s1");
+		printf("r=%d\n", (int)r);
+		wait_sleepers(1);
+		kill(r, SIGSTOP);
+		printf("s=%d\n", (int)spawn(blocked_sender, "s1"));
 		wait_sleepers(2);
 	} else if (!strcmp(mode, "ring3")) {
 		mk(f, "d1", FAB_MPMC, 1, 16, 0, NULL);

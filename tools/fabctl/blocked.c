@@ -141,7 +141,15 @@ int fabctl_blocked(int argc, char **argv)
 			if (c && !c->err && c->type == FAB_OBJ_CHAN) {
 				x->c = c;
 				x->send = FAB_WAIT_OP(w) == FAB_WAIT_SEND;
-				x->in = true;
+				/* A candidate only while what it waits for still
+				 * holds: a receiver on a channel that has messages
+				 * (or a sender on one with room) waits for nobody;
+				 * its record is stale (a stopped or descheduled
+				 * process not yet woken; found by an operator
+				 * trial: a SIGSTOPped sink made fabctl claim a
+				 * deadlock).  Unbuffered: always (nothing waits in
+				 * the ring). */
+				x->in = c->capacity == 0 || cond(x)[0] != '\0';
 			}
 		}
 		n++;
