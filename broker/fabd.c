@@ -6,7 +6,8 @@
  *
  * Exit codes: 0 valid / ran and stopped cleanly, 1 the topology has errors,
  * 2 usage error, 4 a stage failed, 5 the fabric could not be set up,
- * 6 replicas had to be killed at shutdown (docs/fabd.md).
+ * 6 replicas had to be killed at shutdown, 7 messages were left queued and
+ * the segments kept (docs/fabd.md).
  */
 #include <errno.h>
 #include <math.h>
@@ -30,7 +31,7 @@ static void usage(FILE *f)
 	      "Errors are printed as FILE:LINE:COLUMN: message, every one of them.\n"
 	      "Exit status: 0 valid / ran and stopped cleanly, 1 invalid topology, 2 usage\n"
 	      "error, 4 a stage failed, 5 the fabric could not be set up, 6 replicas had to\n"
-	      "be killed at shutdown.\n"
+	      "be killed at shutdown, 7 messages were left queued (the segments were kept).\n"
 	      "The topology syntax is described in docs/topology.md, fabd run in docs/fabd.md.\n",
 	      f);
 }

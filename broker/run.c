@@ -88,12 +88,18 @@ static int ensure_chan(fab_fabric *fab, const char *fabric, const char *name,
 	if (st.field != o->field)                                                         \
 		n += (size_t)snprintf(diff + n, n < sizeof diff ? sizeof diff - n : 0,     \
 				      " %s %u (file: %u)", label, st.field, o->field);
+#define FABD_CMPS(field, label, a, b)                                                      \
+	if (st.field != o->field)                                                         \
+		n += (size_t)snprintf(diff + n, n < sizeof diff ? sizeof diff - n : 0,     \
+				      " %s %s (file: %s)", label, st.field == 1 ? a : b,   \
+				      o->field == 1 ? a : b); /* 1: FAB_MPMC, FAB_AT_MOST_ONCE */
 	FABD_CMP(capacity, "capacity")
 	FABD_CMP(msg_size, "msg_size")
-	FABD_CMP(kind, "kind")
-	FABD_CMP(delivery, "delivery")
+	FABD_CMPS(kind, "kind", "mpmc", "spsc")
+	FABD_CMPS(delivery, "delivery", "at-most-once", "at-least-once")
 	FABD_CMP(producers, "producers")
 #undef FABD_CMP
+#undef FABD_CMPS
 	if (n) {
 		fprintf(stderr,
 			"fabd: channel %s of fabric %s exists with other parameters:%s; "
@@ -486,7 +492,7 @@ int fabd_restart_stage(fabd_sup *r, fabd_stage_rt *st, char *err, size_t en)
 			 * fab_stage_close on SIGTERM closes nothing (else the
 			 * close of the last open producers of a channel would
 			 * close it before the new process could rejoin). */
-			rep->restart_on_exit = 1;
+			rep->restart_on_exit = 2; /* 2: on request (the log says so) */
 			fabd_mark_restarting(r, rep, 1);
 			fabd_kill(rep, SIGTERM);
 			n++;
@@ -496,7 +502,8 @@ int fabd_restart_stage(fabd_sup *r, fabd_stage_rt *st, char *err, size_t en)
 		snprintf(err, en, "stage %s has no running replica", st->cfg->name);
 		return -1;
 	}
-	fprintf(stderr, "fabd: control: restarting stage %s (%u replicas)\n", st->cfg->name, n);
+	fprintf(stderr, "fabd: control: restarting stage %s (%u replica%s)\n", st->cfg->name, n,
+		n == 1 ? "" : "s");
 	return 0;
 }
 

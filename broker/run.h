@@ -84,7 +84,7 @@ typedef struct fabd_replica {
 	uint64_t gen;          /* bumped on every spawn and every state change that voids timers */
 	uint32_t attempt;      /* consecutive restarts, for the exponential backoff */
 	uint64_t started_ns;   /* CLOCK_MONOTONIC of the last spawn */
-	int restart_on_exit;   /* killed by a one_for_all / rest_for_one restart */
+	int restart_on_exit;   /* 1: killed by a one_for_all / rest_for_one restart; 2: by a control restart */
 	int last_failed;       /* the last exit was a failure */
 	fabd_op pid_op;
 	/* watchdog.c: the pulse last seen and when it last moved */

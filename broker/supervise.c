@@ -367,9 +367,13 @@ int fabd_replica_spawn(fabd_sup *r, fabd_replica *rep)
 		dup2(out_w, 1);
 		dup2(err_w, 2);
 		execvpe(s->argv[0], s->argv, env);
-		static const char msg[] = "fabd: exec failed: ";
+		/* Name what could not run (found by an operator trial: the
+		 * message named nothing).  write(2) only: after fork. */
+		static const char msg[] = "fabd: exec ";
 		ssize_t wr = write(2, msg, sizeof msg - 1);
+		wr = write(2, s->argv[0], strlen(s->argv[0]));
 		const char *e = strerror(errno);
+		wr = write(2, ": ", 2);
 		wr = write(2, e, strlen(e));
 		wr = write(2, "\n", 1);
 		(void)wr;
@@ -746,8 +750,8 @@ void fabd_replica_died(fabd_sup *r, fabd_replica *rep)
 		return;
 	}
 	if (rep->restart_on_exit) {
-		fprintf(stderr, "fabd: %s.%u: %s (restarted with its group)\n", s->name, rep->idx,
-			what);
+		fprintf(stderr, "fabd: %s.%u: %s (%s)\n", s->name, rep->idx, what,
+			rep->restart_on_exit == 2 ? "restarted on request" : "restarted with its group");
 		schedule_restart(r, rep);
 		return;
 	}

@@ -299,7 +299,9 @@ int fabd_parse_duration(const char *s, uint64_t *ns)
 		const char *q = s;
 		if (parse_scaled(&q, unit, &v) < 0 || q != u)
 			return -1;
-		if (total > UINT64_MAX - v)
+		/* Go's limit: an int64 of nanoseconds (about 2562047h); above
+		 * it Go refuses, and so do we (found by an operator trial). */
+		if (v > (uint64_t)INT64_MAX || total > (uint64_t)INT64_MAX - v)
 			return -1;
 		total += v;
 		s = u + ul;

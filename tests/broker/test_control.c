@@ -724,7 +724,7 @@ static void restart_closing(const char *tag, unsigned nrep)
 	free(r);
 	for (unsigned j = 0; j < nrep; j++) {
 		char line[128];
-		snprintf(line, sizeof line, "fabd: src.%u: exited with status 0 (restarted with its group)",
+		snprintf(line, sizeof line, "fabd: src.%u: exited with status 0 (restarted on request)",
 			 j);
 		wait_log(fabd, &e, line);
 		/* the replacement (second incarnation) waits for its go */

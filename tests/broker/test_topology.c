@@ -507,8 +507,13 @@ START_TEST(t_value_syntax)
 	ck_assert_uint_eq(v, 500000000ull);
 	ck_assert_int_eq(fabd_parse_duration("0", &v), 0);
 	ck_assert_uint_eq(v, 0);
+	ck_assert_int_eq(fabd_parse_duration("2562047h47m16s854775807ns", &v), 0); /* Go's max */
+	ck_assert_uint_eq(v, (uint64_t)INT64_MAX);
 	const char *bad_d[] = { "", "10", "s", "1.s", ".5s", "-1s", "1 s", "1sec", "1d",
-				"99999999999h", "18446744073709551616ns", NULL };
+				"99999999999h", "18446744073709551616ns",
+				/* past Go's int64 of nanoseconds (as Go refuses) */
+				"2562048h", "9223372037s", "9223372036854775808ns",
+				"2562047h47m16s854775808ns", NULL };
 	for (size_t i = 0; bad_d[i]; i++)
 		ck_assert_msg(fabd_parse_duration(bad_d[i], &v) < 0, "duration '%s'", bad_d[i]);
 

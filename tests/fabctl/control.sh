@@ -59,7 +59,9 @@ until "$FABCTL" -o json ps | python3 -c 'import json,sys; d=json.load(sys.stdin)
 	sleep 0.05
 done
 run scbad "$FABCTL" scale nosuch 2; expect_rc scbad 3; expect_err scbad 'fabd: no such stage'
-run scnum "$FABCTL" scale sink abc; expect_rc scnum 4; expect_err scnum 'fabd: '
+run scnum "$FABCTL" scale sink abc; expect_rc scnum 2; expect_err scnum "'abc' is not a whole number"
+run scbig "$FABCTL" scale sink 1000000; expect_rc scbig 4; expect_err scbig 'fabd: '
+run limneg "$FABCTL" limit api -1; expect_rc limneg 2; expect_err limneg "'-1' is not a non-negative number"
 run scuse "$FABCTL" scale sink; expect_rc scuse 2
 
 run rs "$FABCTL" restart sink; expect_rc rs 0; expect_out rs '^stage sink: restarting$'

@@ -439,6 +439,25 @@ int fabctl_control(int argc, char **argv)
 		help(verb);
 		return FABCTL_EXIT_USAGE;
 	}
+	/* Numbers are checked here, so a typo is a usage error (exit 2), not
+	 * a refusal by fabd (found by an operator trial): scale's N a whole
+	 * number, limit's RATE and BURST non-negative numbers.  The ranges
+	 * are fabd's to judge. */
+	for (int i = 1; i < na; i++) {
+		const char *a = args[i];
+		char *end = NULL;
+		bool good = *a != '\0' && *a != '-' && *a != '+';
+		if (good && !strcmp(verb, "scale")) {
+			good = strspn(a, "0123456789") == strlen(a);
+		} else if (good) {
+			double d = strtod(a, &end);
+			good = end && *end == '\0' && d >= 0 && d <= 1e18;
+		}
+		if (!good)
+			return fabctl_fail(FABCTL_EXIT_USAGE, "%s: '%s' is not a %s", verb, a,
+					   !strcmp(verb, "scale") ? "whole number of replicas"
+								  : "non-negative number");
+	}
 	/* Words must not carry blanks or newlines into the line protocol. */
 	char req[1024];
 	size_t l = (size_t)snprintf(req, sizeof req, "%s", verb);
