@@ -52,12 +52,27 @@ run stj "$FABCTL" -o json status; expect_rc stj 0
 pycheck stj "d['ok'] and d['fabric']=='$F' and {s['name']:s for s in d['stages']}['sink']['up']==1"
 
 run ps "$FABCTL" -o json ps; expect_rc ps 0
+# ls counts live processes as ps lists them: one per pid (fabd holds two
+# fabric handles, so two process entries; ls counted it twice).
+NPS=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["processes"]))' "$TMP/ps.out")
+run lsn "$FABCTL" -o json ls
+pycheck lsn "[x for x in d['fabrics'] if x['name']=='$F' and x['processes']==$NPS]"
 pycheck ps "[p for p in d['processes'] if p['stage']=='sink' and p['replica']==0 and p['restarts']==0 and p['blocked']['object']=='jobs']"
 
 run sc "$FABCTL" scale sink 2; expect_rc sc 0; expect_out sc '^stage sink: 2 replicas$'
 until "$FABCTL" -o json ps | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if len([p for p in d["processes"] if p["stage"]=="sink"])==2 else 1)'; do
 	sleep 0.05
 done
+# RESTARTS is the replica's own count: kill -9 sink.1, fabd restarts it;
+# sink.0 still shows 0 (it showed the stage's total on every replica).
+S1=$("$FABCTL" -o json ps | python3 -c 'import json,sys; print([p["pid"] for p in json.load(sys.stdin)["processes"] if p["stage"]=="sink" and p["replica"]==1][0])')
+kill -9 "$S1"
+for _ in $(seq 1 600); do
+	"$FABCTL" -o json ps | S1="$S1" python3 -c 'import json,sys,os; d=json.load(sys.stdin); sys.exit(0 if [p for p in d["processes"] if p["stage"]=="sink" and p["replica"]==1 and p["pid"]!=int(os.environ["S1"]) and p["restarts"]==1] else 1)' && break
+	sleep 0.05
+done
+run psr "$FABCTL" -o json ps; expect_rc psr 0
+pycheck psr "sorted((p['replica'], p['restarts']) for p in d['processes'] if p['stage']=='sink')==[(0, 0), (1, 1)]"
 run scbad "$FABCTL" scale nosuch 2; expect_rc scbad 3; expect_err scbad 'fabd: no such stage'
 run scnum "$FABCTL" scale sink abc; expect_rc scnum 2; expect_err scnum "'abc' is not a whole number"
 run scbig "$FABCTL" scale sink 1000000; expect_rc scbig 4; expect_err scbig 'fabd: '

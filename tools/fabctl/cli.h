@@ -60,10 +60,10 @@ void fabctl_wait_text(const fi_fabric *f, uint64_t w, char *out, size_t n);
 const char *fabctl_wait_op(uint64_t w); /* "send" "recv" "select" "publish" "ctx" "limiter" */
 const char *fabctl_wait_obj(const fi_fabric *f, uint64_t w); /* channel/ctx/limiter name or "" */
 
-/* Restarts per stage from fabd's status (when fabd answers): -1 when
+/* Restarts of a stage replica from fabd's status (when fabd answers): -1 when
  * unknown.  fabctl_restarts_load fetches once. */
 void fabctl_restarts_load(const char *fabric);
-long fabctl_restarts(const char *stage);
+long fabctl_restarts(const char *stage, uint32_t replica);
 
 /* Socket path of fabd for `fabric`. */
 void fabctl_sock_path(const char *fabric, char *out, size_t n);

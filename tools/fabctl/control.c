@@ -335,15 +335,23 @@ void fabctl_restarts_load(const char *fabric)
 	free(r);
 }
 
-long fabctl_restarts(const char *stage)
+long fabctl_restarts(const char *stage, uint32_t replica)
 {
 	const jv *st = restarts_loaded ? jget(&restarts_status, "stages") : NULL;
 	if (!st || st->t != J_ARR)
 		return -1;
 	for (size_t i = 0; i < st->n; i++) {
 		const char *n = jstr(&st->kids[i], "name");
-		if (n && !strcmp(n, stage))
-			return (long)jnum(&st->kids[i], "restarts", -1);
+		if (!n || strcmp(n, stage))
+			continue;
+		/* The replica's own count (found by an operator trial: every
+		 * replica showed its stage's total); the stage's when fabd
+		 * does not list the replica. */
+		const jv *ps = jget(&st->kids[i], "procs");
+		for (size_t k = 0; ps && ps->t == J_ARR && k < ps->n; k++)
+			if (jnum(&ps->kids[k], "replica", -1) == (double)replica)
+				return (long)jnum(&ps->kids[k], "restarts", -1);
+		return (long)jnum(&st->kids[i], "restarts", -1);
 	}
 	return -1;
 }

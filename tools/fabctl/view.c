@@ -148,9 +148,18 @@ int fabctl_ls(int argc, char **argv)
 			}
 			continue;
 		}
+		/* Live processes, as ps counts them: one per pid, however many
+		 * fabric handles (process entries) it holds (found by an
+		 * operator trial: fabd, which holds two, counted twice). */
 		uint32_t live = 0;
-		for (uint32_t p = 0; p < f->nprocs; p++)
-			live += f->procs[p].live;
+		for (uint32_t p = 0; p < f->nprocs; p++) {
+			if (!f->procs[p].live)
+				continue;
+			bool dup = false;
+			for (uint32_t k = 0; k < p && !dup; k++)
+				dup = f->procs[k].live && f->procs[k].pid == f->procs[p].pid;
+			live += !dup;
+		}
 		char created[32];
 		fmt_time(f->created_ns, created, sizeof created);
 		if (fabctl_o.json)
@@ -422,7 +431,7 @@ int fabctl_ps_render(fi_fabric *f, FILE *o)
 		double upt = ((double)f->real_ns - (double)p->attached_ns) / 1e9;
 		fmt_dur(upt, up, sizeof up);
 		const fi_stage *st = stage_of(f, p);
-		long restarts = st ? fabctl_restarts(st->name) : -1;
+		long restarts = st ? fabctl_restarts(st->name, p->replica) : -1;
 		double waited = ((double)f->mono_ns - (double)p->wait_ns) / 1e9;
 		if (p->wait) {
 			fabctl_wait_text(f, p->wait, wt, sizeof wt);
