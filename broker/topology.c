@@ -1693,7 +1693,7 @@ static void walk(P *p)
 					    "errors", "metrics",  "shutdown", "mode",   NULL };
 	yaml_node_t *root = yaml_document_get_root_node(p->doc);
 	if (!root) {
-		err(p, (fabd_pos){ 0, 0 }, "empty topology: 'fabric' and 'stages' are required");
+		err(p, (fabd_pos){ 1, 1 }, "empty topology: 'fabric' and 'stages' are required"); /* line 1: an empty file has one */
 		p->incomplete = 1;
 		return;
 	}

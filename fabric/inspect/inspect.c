@@ -992,8 +992,16 @@ int fi_peek(const char *fabric, const char *name, unsigned n, fi_msg **msgs, uns
 	snprintf(path, sizeof path, "/fab.%s.%s", fabric, name);
 	fi_seg s;
 	int rc = fi_map(path, FI_HDR_BYTES, &s);
-	if (rc == FAB_ENOENT)
+	if (rc == FAB_ENOENT) {
+		/* Name what is missing: the fabric itself, or only the
+		 * channel (found by an operator trial). */
+		char ctl[128];
+		struct stat sb;
+		snprintf(ctl, sizeof ctl, "/dev/shm/fab.%s", fabric);
+		if (stat(ctl, &sb) < 0 && errno == ENOENT)
+			return fi_err(rc, "no fabric %s", fabric);
 		return fi_err(rc, "fabric %s has no channel %s", fabric, name);
+	}
 	if (rc)
 		return rc;
 	/* A topic has its own magic: say so rather than "bad magic". */

@@ -445,6 +445,10 @@ START_TEST(t_err_file)
 	static const char empty[] = "";
 	ck_assert_int_eq(fabd_topology_parse(empty, 0, &t, &d), -1);
 	ck_assert_str_eq(d.v[0].msg, "empty topology: 'fabric' and 'stages' are required");
+	/* Every error but "cannot open" has a position (topology.md): an
+	 * empty file's is 1:1 (it had none; found by an operator trial). */
+	ck_assert_uint_eq(d.v[0].pos.line, 1);
+	ck_assert_uint_eq(d.v[0].pos.col, 1);
 	fabd_diags_free(&d);
 }
 END_TEST

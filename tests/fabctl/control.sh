@@ -15,8 +15,13 @@ FABRICS="$FABRICS $F"
 export XDG_RUNTIME_DIR=$TMP/xdg FAB_FABRIC=$F
 mkdir -m 700 "$XDG_RUNTIME_DIR"
 
-run nob "$FABCTL" status; expect_rc nob 6; expect_err nob "no fabd serves fabric $F"
-run nob2 "$FABCTL" scale sink 2; expect_rc nob2 6
+# No fabric at all: not found (3), as for the inspection verbs.  A fabric
+# that exists with no fabd serving it: 6.
+run nob "$FABCTL" status; expect_rc nob 3; expect_err nob "no fabric $F"
+run nob2 "$FABCTL" scale sink 2; expect_rc nob2 3
+G=fctl-nofabd-$$
+start_fixture leave "$G"
+run nofabd "$FABCTL" -f "$G" status; expect_rc nofabd 6; expect_err nofabd "no fabd serves fabric $G"
 
 cat >"$TMP/top.yaml" <<YAML
 fabric: $F
@@ -90,5 +95,5 @@ pycheck dr "d=={'ok':True,'state':'draining'}"
 "$FABCTL" cancel >/dev/null 2>&1 # may race fabd's exit: only the exit below is checked
 for _ in $(seq 1 1200); do kill -0 $FABD_PID 2>/dev/null || break; sleep 0.05; done
 wait $FABD_PID
-run gone "$FABCTL" status; expect_rc gone 6
+run gone "$FABCTL" status; expect_rc gone 3; expect_err gone "no fabric $F" # a clean drain removed it
 echo "control: ok"

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -260,8 +261,18 @@ static int ask(const char *fabric, const char *req, char **reply, bool loud)
 	if (connect(s, (struct sockaddr *)&a, sizeof a) < 0) {
 		int e = errno;
 		close(s);
+		/* No fabric at all is "not found" (exit 3), as for the
+		 * inspection verbs; a fabric nobody serves is exit 6 (found by
+		 * an operator trial: both were 6). */
+		char ctl[128];
+		struct stat sb;
+		snprintf(ctl, sizeof ctl, "/dev/shm/fab.%s", fabric);
+		bool none = stat(ctl, &sb) < 0 && errno == ENOENT;
 		if (!loud)
-			return FABCTL_EXIT_NOBROKER;
+			return none ? FABCTL_EXIT_NOTFOUND : FABCTL_EXIT_NOBROKER;
+		if (none)
+			return fabctl_fail(FABCTL_EXIT_NOTFOUND, "no fabric %s (and no fabd serves it)",
+					   fabric);
 		return fabctl_fail(FABCTL_EXIT_NOBROKER, "no fabd serves fabric %s (%s: %s)",
 				   fabric, path, strerror(e));
 	}
@@ -363,7 +374,7 @@ static void help(const char *verb)
 	if (!strcmp(verb, "status"))
 		puts("usage: fabctl [-f FABRIC] [-o json] status\n"
 		     "fabd's view: state, stages (target replicas, up, restarts, errors) and\n"
-		     "channels.  Exit 6 when no fabd serves the fabric.");
+		     "channels.  Exit 6 when no fabd serves the fabric, 3 when there is none.");
 	else if (!strcmp(verb, "scale"))
 		puts("usage: fabctl [-f FABRIC] scale STAGE N\n"
 		     "Ask fabd to run N replicas of STAGE (1..64).  Exit 3 for an unknown\n"
