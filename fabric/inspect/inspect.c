@@ -463,6 +463,29 @@ static uint32_t fi_topic_publishers_asleep(const fi_fabric *f, const fi_chan *c)
 	return c->send_waiters > dead ? c->send_waiters - dead : 0;
 }
 
+/* A channel's attached handles and sleepers, without those of dead
+ * processes: their attach words stay until recovery clears them (fabd
+ * runs it on every death; with fabd itself killed, nobody may for a
+ * while), and fabctl chan and /metrics showed them as receivers and
+ * blocked receivers (found by an operator trial).  blocked already skips
+ * them.  The dead ones stay in c->att, as before. */
+static void fi_chan_drop_dead(const uint8_t *live_gen, fi_chan *c)
+{
+	for (uint32_t k = 0; k < c->natt; k++) {
+		const fi_att *at = &c->att[k];
+		if (at->proc < FAB_MAX_PROCS && live_gen[at->proc] == at->gen + 1)
+			continue;
+		if ((at->role & FAB_SEND) && c->senders)
+			c->senders--;
+		if ((at->role & FAB_RECV) && c->receivers)
+			c->receivers--;
+		if ((at->sleep & 1u) && c->send_waiters)
+			c->send_waiters--;
+		if ((at->sleep & 2u) && c->recv_waiters)
+			c->recv_waiters--;
+	}
+}
+
 int fi_snapshot(fi_fabric *f)
 {
 	fi_snapshot_free(f);
@@ -483,9 +506,16 @@ int fi_snapshot(fi_fabric *f)
 		free(a.reg);
 		return rc;
 	}
+	/* live_gen[idx]: 1 + the low 5 bits of the claim generation of the
+	 * live process at table index idx, 0 when none (for attach words'
+	 * owner tags, fi_chan_drop_dead). */
+	uint8_t live_gen[FAB_MAX_PROCS];
+	memset(live_gen, 0, sizeof live_gen);
 	for (uint32_t i = 0; i < f->nprocs; i++) {
 		fi_proc *q = &f->procs[i];
 		q->live = q->state == FAB_PROC_LIVE && fi_pid_alive(q->pid, q->start_time);
+		if (q->live && q->idx < FAB_MAX_PROCS)
+			live_gen[q->idx] = (uint8_t)((q->gen & 31u) + 1);
 		if (q->stage > 0 && q->stage <= FAB_MAX_STAGES)
 			for (uint32_t s = 0; s < f->nstages; s++)
 				if (f->stages[s].idx == q->stage - 1)
@@ -514,6 +544,8 @@ int fi_snapshot(fi_fabric *f)
 		c->reg_idx = a.reg[i].idx;
 		if (c->type == FAB_OBJ_TOPIC && !c->err)
 			c->send_waiters = fi_topic_publishers_asleep(f, c);
+		if (c->type == FAB_OBJ_CHAN && !c->err)
+			fi_chan_drop_dead(live_gen, c);
 	}
 	free(a.reg);
 	return 0;
@@ -691,6 +723,8 @@ static int fi_chan_read_guarded(void *p)
 		c->att[c->natt].proc = FAB_TAG_IDX(tag);
 		c->att[c->natt].gen = FAB_TAG_GEN(tag);
 		c->att[c->natt].role = role;
+		c->att[c->natt].sleep = ((w & FAB_ATT_SLEEP_SEND) ? 1u : 0u) |
+					((w & FAB_ATT_SLEEP_RECV) ? 2u : 0u);
 		c->natt++;
 	}
 	return 0;

@@ -45,6 +45,7 @@ typedef struct fi_att {
 	uint32_t proc; /* process-table index, from the owner tag */
 	uint32_t gen;  /* low 5 bits of the claim generation, from the tag */
 	uint32_t role; /* FAB_SEND | FAB_RECV bits */
+	uint32_t sleep; /* 1: asleep sending, 2: asleep receiving (the attach word's marks) */
 } fi_att;
 
 /* A copy of a latency histogram (layout.h fab_hist): bucket i counts the

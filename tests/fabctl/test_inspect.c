@@ -434,6 +434,80 @@ START_TEST(t_blocked_select_two_handles)
 }
 END_TEST
 
+/* A child asleep receiving on channel "dd". */
+static pid_t receiving_child(void)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		fab_fabric *f;
+		fab_chan *h;
+		char b[64];
+		if (fab_fabric_open(fabric, 0, &f) || fab_chan_open(f, "dd", FAB_RECV, &h))
+			_exit(2);
+		fab_recv(h, b, sizeof b, NULL);
+		_exit(3);
+	}
+	return pid;
+}
+
+/* The snapshot's channel "dd": its receivers and blocked receivers. */
+static void dd_counts(uint32_t *receivers, uint32_t *asleep)
+{
+	fi_fabric *f;
+	ck_assert_int_eq(fi_open(fabric, &f), 0);
+	ck_assert_int_eq(fi_snapshot(f), 0);
+	*receivers = *asleep = UINT32_MAX;
+	for (uint32_t i = 0; i < f->nchans; i++)
+		if (!strcmp(f->chans[i].name, "dd")) {
+			*receivers = f->chans[i].receivers;
+			*asleep = f->chans[i].recv_waiters;
+		}
+	fi_close(f);
+}
+
+/* A receiver killed asleep, and nobody has run recovery yet (fabd itself was
+ * killed, say): its attach word and sleep mark are still in the segment,
+ * but fabctl chan and /metrics count only live processes' (found by an
+ * operator trial: RECV 3, BLK_R 3 after fabd and its stages died). */
+START_TEST(t_dead_attachments)
+{
+	fab_fabric *ff;
+	fab_chan *c;
+	fab_chan_opts o = {.size = sizeof o, .capacity = 4, .msg_size = 64};
+	ck_assert_int_eq(fab_fabric_open(fabric, 0, &ff), 0);
+	ck_assert_int_eq(fab_chan_create(ff, "dd", &o, &c), 0);
+	fab_chan_release(c); /* only the child is attached */
+	pid_t p = receiving_child();
+	ck_assert_int_gt(p, 0);
+	uint32_t r, a;
+	for (;;) {
+		dd_counts(&r, &a);
+		if (r == 1 && a == 1 && wait_recorded(p, FAB_WAIT_CHAN, FAB_WAIT_RECV))
+			break;
+		int st;
+		ck_assert_msg(waitpid(p, &st, WNOHANG) == 0, "the receiver returned");
+		usleep(1000);
+	}
+	ck_assert_int_eq(kill(p, SIGKILL), 0);
+	ck_assert_int_eq(waitpid(p, NULL, 0), p);
+	dd_counts(&r, &a);
+	ck_assert_msg(r == 0 && a == 0,
+		      "after the receiver was killed (no recovery): %u receivers, %u blocked "
+		      "(want 0, 0)",
+		      r, a);
+	/* The words are still there for recovery, which clears them. */
+	fi_chan fc = {0};
+	ck_assert_int_eq(fi_chan_read(fabric, "dd", FAB_OBJ_CHAN, &fc), 0);
+	ck_assert_uint_eq(fc.receivers, 1);
+	fi_chan_free(&fc);
+	ck_assert_int_ge(fab_fabric_recover(ff), 1);
+	ck_assert_int_eq(fi_chan_read(fabric, "dd", FAB_OBJ_CHAN, &fc), 0);
+	ck_assert_uint_eq(fc.receivers, 0);
+	fi_chan_free(&fc);
+	fab_fabric_close(ff);
+}
+END_TEST
+
 /* One scribble on the channel header: offset, 32-bit value, message. */
 static const struct {
 	size_t off;
@@ -590,6 +664,7 @@ int main(void)
 	tcase_add_test(tc, t_blocked_publishers_topic);
 	tcase_add_test(tc, t_blocked_publishers_reused_index);
 	tcase_add_test(tc, t_blocked_select_two_handles);
+	tcase_add_test(tc, t_dead_attachments);
 	tcase_add_loop_test(tc, t_scribble, 0, (int)(sizeof scribbles / sizeof scribbles[0]));
 	tcase_add_test(tc, t_registry_name_without_nul);
 	tcase_add_test(tc, t_control_corrupt);
