@@ -994,8 +994,56 @@ static void teardown(fabd_sup *r)
 		close(r->sigfd);
 }
 
+/* Can stage programs be executed as fabd will run them (execvpe: a name
+ * with a '/' as is, else searched in fabd's PATH)?  0, or -1 with the
+ * reason in why.  fabd run reports this before it touches the fabric
+ * (topology.md: what check cannot know, run reports when it starts); an
+ * exec failure was retried as a crash loop until the restart intensity
+ * gave up (found by an operator trial). */
+static int fabd_program_ok(const char *prog, char *why, size_t wn)
+{
+	struct stat sb;
+	if (strchr(prog, '/')) {
+		if (access(prog, X_OK) != 0) {
+			snprintf(why, wn, "%s", strerror(errno));
+			return -1;
+		}
+		if (stat(prog, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+			snprintf(why, wn, "not a regular file");
+			return -1;
+		}
+		return 0;
+	}
+	const char *path = getenv("PATH");
+	if (!path || !*path)
+		path = "/bin:/usr/bin";
+	for (const char *d = path; *d;) {
+		const char *e = strchr(d, ':');
+		size_t dl = e ? (size_t)(e - d) : strlen(d);
+		char full[4096];
+		if (dl + 1 + strlen(prog) < sizeof full) {
+			snprintf(full, sizeof full, "%.*s/%s", (int)dl, dl ? d : ".", prog);
+			if (access(full, X_OK) == 0 && stat(full, &sb) == 0 && S_ISREG(sb.st_mode))
+				return 0;
+		}
+		if (!e)
+			break;
+		d = e + 1;
+	}
+	snprintf(why, wn, "not found in PATH (%s)", path);
+	return -1;
+}
+
 int fabd_run(const fabd_topology *t, const fabd_run_opts *o)
 {
+	for (size_t i = 0; i < t->nstages; i++) {
+		char why[256];
+		if (fabd_program_ok(t->stages[i].argv[0], why, sizeof why) < 0) {
+			fprintf(stderr, "fabd: stage %s: cannot run '%s': %s\n", t->stages[i].name,
+				t->stages[i].argv[0], why);
+			return FABD_EXIT_SETUP;
+		}
+	}
 	fabd_sup run, *r = &run;
 	memset(r, 0, sizeof *r);
 	r->t = t;

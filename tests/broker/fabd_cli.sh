@@ -69,5 +69,13 @@ expect 1 "$FABD" run "$DATA/many.yaml"
 expect 1 "$FABD" run --keep "$DATA/many.yaml"
 expect 2 "$FABD" run --frob "$DATA/many.yaml"
 
+# A program that cannot run is reported before the fabric is touched (exit
+# 5, the stage and program named), not retried as a crash loop.
+expect 0 "$FABD" check "$DATA/norun.yaml"
+expect 5 "$FABD" run "$DATA/norun.yaml"
+grep -q "stage src: cannot run '/nonexistent/fab-no-such-program': No such file or directory" "$TMP/err" ||
+	{ echo "FAIL: no message naming the program"; cat "$TMP/err"; fail=1; }
+[ -e /dev/shm/fab.fabd-norun ] && { echo "FAIL: the fabric was created"; rm -f /dev/shm/fab.fabd-norun*; fail=1; }
+
 [ $fail = 0 ] && echo "fabd_cli: all passed"
 exit $fail
