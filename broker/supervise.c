@@ -368,13 +368,17 @@ int fabd_replica_spawn(fabd_sup *r, fabd_replica *rep)
 		dup2(err_w, 2);
 		execvpe(s->argv[0], s->argv, env);
 		/* Name what could not run (found by an operator trial: the
-		 * message named nothing).  write(2) only: after fork. */
+		 * message named nothing).  After fork in a threaded process:
+		 * write(2) and strerrordesc_np (a table lookup; strerror may
+		 * take locale locks) only, errno saved first. */
+		int e = errno;
 		static const char msg[] = "fabd: exec ";
 		ssize_t wr = write(2, msg, sizeof msg - 1);
 		wr = write(2, s->argv[0], strlen(s->argv[0]));
-		const char *e = strerror(errno);
+		const char *es = strerrordesc_np(e);
 		wr = write(2, ": ", 2);
-		wr = write(2, e, strlen(e));
+		if (es)
+			wr = write(2, es, strlen(es));
 		wr = write(2, "\n", 1);
 		(void)wr;
 		_exit(127);

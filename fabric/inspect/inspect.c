@@ -686,11 +686,27 @@ static int fi_chan_read_guarded(void *p)
 	int64_t d = (int64_t)(t - hd);
 	if (d < 0)
 		d = 0;
-	if (c->delivery == FAB_AT_LEAST_ONCE)
-		d += (int64_t)fi_returned_now(h, &g);
+	uint64_t back = c->delivery == FAB_AT_LEAST_ONCE ? fi_returned_now(h, &g) : 0;
+	d += (int64_t)back;
 	if (d > (int64_t)c->capacity)
 		d = c->capacity;
 	c->len = (uint64_t)d;
+	if (c->capacity == 0) {
+		c->can_send = c->can_recv = false; /* a rendezvous: never by the ring alone */
+	} else if (g.l.ring == FAB_RING_SPSC) {
+		c->can_send = c->len < c->capacity;
+		c->can_recv = c->len > 0;
+	} else {
+		uint8_t *slots = (uint8_t *)h + g.l.slots_off;
+		fab_mslot *ts = (fab_mslot *)(slots + (size_t)(t & (g.l.nslots - 1)) * g.l.slot_size);
+		fab_mslot *hs = (fab_mslot *)(slots + (size_t)(hd & (g.l.nslots - 1)) * g.l.slot_size);
+		uint64_t tw = load_acquire(&ts->state);
+		uint64_t hw = load_acquire(&hs->state);
+		c->can_send = (int64_t)(t - hd) < (int64_t)c->capacity &&
+			      tw == FAB_SW_MAKE(t, FAB_SLOT_FREE, 0);
+		/* A given-back message waiting (at-least-once) can be taken too. */
+		c->can_recv = (FAB_SW_SAMEPOS(hw, hd) && FAB_SW_STATE(hw) == FAB_SLOT_FULL) || back > 0;
+	}
 	uint64_t skipped = load_relaxed(&h->skipped);
 	uint64_t tl = t - h->start_pos, hdd = hd - h->start_pos;
 	c->sent = tl - (skipped <= tl ? skipped : tl);

@@ -71,6 +71,12 @@ typedef struct fi_chan {
 	uint32_t senders, receivers; /* attached handles by role (topic: subscribers) */
 	uint32_t send_waiters, recv_waiters;
 	uint64_t len, sent, received;
+	/* Could a send (receive) proceed now, by the ring itself: spsc by its
+	 * counts (held messages count there); mpmc by the slot word at tail
+	 * (head), since an acquired, leased or reserved slot stops a sender
+	 * (receiver) whatever len says.  For fabctl blocked: a record that
+	 * says "sends on C" while can_send is stale. */
+	bool can_send, can_recv;
 	uint64_t redelivered, dead_lettered, dead_dropped, dropped;
 	fi_att *att; /* attach table entries with a live-looking tag */
 	uint32_t natt;

@@ -42,6 +42,21 @@ expect_out st '^no deadlock$'
 run stj "$FABCTL" -f "$S" -o json blocked; expect_rc stj 0
 pycheck stj "d['deadlocks']==[] and not any(b['deadlocked'] for b in d['blocked'])"
 
+# Real deadlocks whose channel len does not show them (mpmc): c's only slot
+# held by an acquire or an at-least-once lease (len 0, yet the sender waits
+# for the holder), and a reservation (len 1, yet nothing to receive).  The
+# staleness check above must not hide them (found by review).
+for how in acq alo; do
+	K=fctl-held$how-$$
+	start_fixture held "$K" "$how"
+	run "h$how" "$FABCTL" -f "$K" blocked; expect_rc "h$how" 8
+	expect_out "h$how" '^deadlock: '
+done
+Q=fctl-rsv-$$
+start_fixture reserved "$Q"
+run rsv "$FABCTL" -f "$Q" blocked; expect_rc rsv 8
+expect_out rsv '^deadlock: '
+
 # A cycle of three stages, and a fourth process blocked behind it.
 H=fctl-ring-$$
 start_fixture ring3 "$H"

@@ -194,6 +194,64 @@ static void dl_child(const char *spec)
 			_exit(29);
 }
 
+/* "held" mode: holds c's message (acquired, or leased on an at-least-once
+ * channel: arg "acq" or "alo"), then sleeps receiving on d. */
+static void held_holder(const char *how)
+{
+	fab_fabric *f = child_open();
+	fab_chan *c = child_chan(f, "c", FAB_RECV), *d = child_chan(f, "d", FAB_RECV);
+	char b[64];
+	if (!strcmp(how, "acq")) {
+		const void *m;
+		size_t n;
+		if (fab_recv_acquire(c, &m, &n, NULL))
+			_exit(23);
+	} else if (fab_recv(c, b, sizeof b, NULL) < 0) {
+		_exit(23);
+	}
+	fab_recv(d, b, sizeof b, NULL);
+	_exit(24);
+}
+
+/* "held" mode: would send on d, and sends on c, coming round to the held
+ * slot (capacity 1): asleep there with c's len 0. */
+static void held_sender(const char *unused)
+{
+	(void)unused;
+	fab_fabric *f = child_open();
+	fab_chan *c = child_chan(f, "c", FAB_SEND);
+	child_chan(f, "d", FAB_SEND);
+	fab_send(c, "m2", 2, NULL);
+	_exit(25);
+}
+
+/* "reserved" mode: reserves on c (a slot claimed, tail moved, nothing
+ * readable), then sleeps receiving on d. */
+static void reserving(const char *unused)
+{
+	(void)unused;
+	fab_fabric *f = child_open();
+	fab_chan *c = child_chan(f, "c", FAB_SEND), *d = child_chan(f, "d", FAB_RECV);
+	void *slot;
+	char b[64];
+	if (fab_send_reserve(c, 2, &slot, NULL))
+		_exit(26);
+	fab_recv(d, b, sizeof b, NULL);
+	_exit(27);
+}
+
+/* "reserved" mode: would send on d, receives on c (len 1, nothing to take). */
+static void reserved_receiver(const char *unused)
+{
+	(void)unused;
+	fab_fabric *f = child_open();
+	fab_chan *c = child_chan(f, "c", FAB_RECV);
+	child_chan(f, "d", FAB_SEND);
+	char b[64];
+	fab_recv(c, b, sizeof b, NULL);
+	_exit(28);
+}
+
 static void idle_receiver(const char *ch)
 {
 	child_chan(child_open(), ch, FAB_RECV);
@@ -257,7 +315,7 @@ int main(int argc, char **argv)
 {
 	if (argc < 3) {
 		fprintf(stderr,
-			"usage: fixture basic|deadlock|nodead|stopped|ring3|leave|leave2|many FABRIC [N M]\n");
+			"usage: fixture basic|deadlock|nodead|stopped|held acq|alo|reserved|ring3|leave|leave2|many FABRIC [N M]\n");
 		return 2;
 	}
 	const char *mode = argv[1];
@@ -326,6 +384,29 @@ int main(int argc, char **argv)
 		wait_sleepers(1);
 		kill(r, SIGSTOP);
 		printf("s=%d\n", (int)spawn(blocked_sender, "s1"));
+		wait_sleepers(2);
+	} else if ((!strcmp(mode, "held") && argc == 4) || !strcmp(mode, "reserved")) {
+		/* Real deadlocks that the channel's len does not show (mpmc):
+		 * held: c's only slot is held (acquired, or leased) by H,
+		 * which sleeps receiving on d; S sleeps sending on c, and is
+		 * d's sender.  reserved: P holds a reservation on c and sleeps
+		 * receiving on d; Q sleeps receiving on c (len 1), and is d's
+		 * sender. */
+		if (!strcmp(mode, "held")) {
+			const char *one[] = {"m1", NULL};
+			mk(f, "c", FAB_MPMC, 1, 16, !strcmp(argv[3], "alo") ? FAB_AT_LEAST_ONCE : 0,
+			   one);
+			mk(f, "d", FAB_MPMC, 1, 16, 0, NULL);
+			printf("h=%d\n", (int)spawn(held_holder, argv[3]));
+			wait_sleepers(1);
+			printf("s=%d\n", (int)spawn(held_sender, NULL));
+		} else {
+			mk(f, "c", FAB_MPMC, 4, 16, 0, NULL);
+			mk(f, "d", FAB_MPMC, 1, 16, 0, NULL);
+			printf("p=%d\n", (int)spawn(reserving, NULL));
+			wait_sleepers(1);
+			printf("q=%d\n", (int)spawn(reserved_receiver, NULL));
+		}
 		wait_sleepers(2);
 	} else if (!strcmp(mode, "ring3")) {
 		mk(f, "d1", FAB_MPMC, 1, 16, 0, NULL);

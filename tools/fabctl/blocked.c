@@ -142,14 +142,17 @@ int fabctl_blocked(int argc, char **argv)
 				x->c = c;
 				x->send = FAB_WAIT_OP(w) == FAB_WAIT_SEND;
 				/* A candidate only while what it waits for still
-				 * holds: a receiver on a channel that has messages
-				 * (or a sender on one with room) waits for nobody;
-				 * its record is stale (a stopped or descheduled
-				 * process not yet woken; found by an operator
-				 * trial: a SIGSTOPped sink made fabctl claim a
-				 * deadlock).  Unbuffered: always (nothing waits in
-				 * the ring). */
-				x->in = c->capacity == 0 || cond(x)[0] != '\0';
+				 * holds: a receiver on a channel it could take a
+				 * message from now (or a sender that could place
+				 * one) waits for nobody; its record is stale (a
+				 * stopped or descheduled process not yet woken;
+				 * found by an operator trial: a SIGSTOPped sink
+				 * made fabctl claim a deadlock).  Judged by the ring
+				 * itself (fi_chan can_send/can_recv), not by len:
+				 * on an mpmc ring an acquired, leased or reserved
+				 * slot stops the other side whatever len says
+				 * (found by review).  Unbuffered: always. */
+				x->in = c->capacity == 0 || (x->send ? !c->can_send : !c->can_recv);
 			}
 		}
 		n++;

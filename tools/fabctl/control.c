@@ -10,6 +10,7 @@
 #include "fabctl.h"
 
 #include <errno.h>
+#include <math.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -359,10 +360,12 @@ long fabctl_restarts(const char *stage, uint32_t replica)
 		 * replica showed its stage's total); the stage's when fabd
 		 * does not list the replica. */
 		const jv *ps = jget(&st->kids[i], "procs");
-		for (size_t k = 0; ps && ps->t == J_ARR && k < ps->n; k++)
+		if (!ps || ps->t != J_ARR) /* a fabd without per-replica counts */
+			return (long)jnum(&st->kids[i], "restarts", -1);
+		for (size_t k = 0; k < ps->n; k++)
 			if (jnum(&ps->kids[k], "replica", -1) == (double)replica)
 				return (long)jnum(&ps->kids[k], "restarts", -1);
-		return (long)jnum(&st->kids[i], "restarts", -1);
+		return -1; /* a replica fabd does not list (just reaped, or not its) */
 	}
 	return -1;
 }
@@ -466,16 +469,18 @@ int fabctl_control(int argc, char **argv)
 		const char *a = args[i];
 		char *end = NULL;
 		bool good = *a != '\0' && *a != '-' && *a != '+';
-		if (good && !strcmp(verb, "scale")) {
+		/* scale's N and limit's BURST are whole numbers; RATE any
+		 * finite non-negative number (fabd judges the ranges). */
+		bool whole = !strcmp(verb, "scale") || i == 2;
+		if (good && whole) {
 			good = strspn(a, "0123456789") == strlen(a);
 		} else if (good) {
 			double d = strtod(a, &end);
-			good = end && *end == '\0' && d >= 0 && d <= 1e18;
+			good = end && *end == '\0' && isfinite(d) && d >= 0;
 		}
 		if (!good)
 			return fabctl_fail(FABCTL_EXIT_USAGE, "%s: '%s' is not a %s", verb, a,
-					   !strcmp(verb, "scale") ? "whole number of replicas"
-								  : "non-negative number");
+					   whole ? "whole number" : "non-negative number");
 	}
 	/* Words must not carry blanks or newlines into the line protocol. */
 	char req[1024];
