@@ -697,15 +697,42 @@ static int fi_chan_read_guarded(void *p)
 		c->can_send = c->len < c->capacity;
 		c->can_recv = c->len > 0;
 	} else {
+		/* As fab__mpmc_take and fab__mpmc_claim walk: past positions
+		 * already taken or skipped (a lagging head hint, a dead
+		 * producer's SKIP) and already claimed (a lagging tail hint),
+		 * each walk bounded by one lap (found by review: a SKIP at head
+		 * with a message behind it read as "nothing to take"). */
 		uint8_t *slots = (uint8_t *)h + g.l.slots_off;
-		fab_mslot *ts = (fab_mslot *)(slots + (size_t)(t & (g.l.nslots - 1)) * g.l.slot_size);
-		fab_mslot *hs = (fab_mslot *)(slots + (size_t)(hd & (g.l.nslots - 1)) * g.l.slot_size);
-		uint64_t tw = load_acquire(&ts->state);
-		uint64_t hw = load_acquire(&hs->state);
-		c->can_send = (int64_t)(t - hd) < (int64_t)c->capacity &&
-			      tw == FAB_SW_MAKE(t, FAB_SLOT_FREE, 0);
+		uint64_t mask = g.l.nslots - 1, n = g.l.nslots;
+#define FI_SW(pos) load_acquire(&((fab_mslot *)(slots + (size_t)((pos) & mask) * g.l.slot_size))->state)
+		bool full_at = false;
+		uint64_t q = hd;
+		for (uint64_t k = 0; k < n; k++, q++) {
+			uint64_t w = FI_SW(q);
+			if (FAB_SW_SAMEPOS(w, q) && FAB_SW_STATE(w) == FAB_SLOT_FULL) {
+				full_at = true;
+				break;
+			}
+			bool passed = (FAB_SW_SAMEPOS(w, q) && (FAB_SW_STATE(w) == FAB_SLOT_READING ||
+								 FAB_SW_STATE(w) == FAB_SLOT_SKIP)) ||
+				      FAB_SW_SAMEPOS(w, q + n);
+			if (!passed)
+				break;
+		}
+		uint64_t eh = q; /* the first position not yet taken */
 		/* A given-back message waiting (at-least-once) can be taken too. */
-		c->can_recv = (FAB_SW_SAMEPOS(hw, hd) && FAB_SW_STATE(hw) == FAB_SLOT_FULL) || back > 0;
+		c->can_recv = full_at || back > 0;
+		uint64_t et = t;
+		for (uint64_t k = 0; k < n; k++, et++) {
+			uint64_t w = FI_SW(et);
+			if (w == FAB_SW_MAKE(et, FAB_SLOT_FREE, 0))
+				break; /* claimable */
+			if (!(FAB_SW_SAMEPOS(w, et) || FAB_SW_SAMEPOS(w, et + n)))
+				break; /* the lap before still in it (held, leased...) */
+		}
+		c->can_send = (int64_t)(et - eh) < (int64_t)c->capacity &&
+			      FI_SW(et) == FAB_SW_MAKE(et, FAB_SLOT_FREE, 0);
+#undef FI_SW
 	}
 	uint64_t skipped = load_relaxed(&h->skipped);
 	uint64_t tl = t - h->start_pos, hdd = hd - h->start_pos;

@@ -252,6 +252,45 @@ static void reserved_receiver(const char *unused)
 	_exit(28);
 }
 
+/* "skiphead" mode: receives on c (and on d), asleep on c. */
+static void skip_receiver(const char *unused)
+{
+	(void)unused;
+	fab_fabric *f = child_open();
+	fab_chan *c = child_chan(f, "c", FAB_RECV);
+	child_chan(f, "d", FAB_RECV);
+	char b[64];
+	fab_recv(c, b, sizeof b, NULL);
+	_exit(29);
+}
+
+/* "skiphead" mode: claims position 0 of c (a reservation), then stops
+ * itself to be killed there. */
+static void skip_claimer(const char *unused)
+{
+	(void)unused;
+	fab_chan *c = child_chan(child_open(), "c", FAB_SEND);
+	void *slot;
+	if (fab_send_reserve(c, 2, &slot, NULL))
+		_exit(30);
+	raise(SIGSTOP);
+	_exit(31);
+}
+
+/* "skiphead" mode: sends one message on c (behind the skipped position),
+ * then fills d and sleeps there. */
+static void skip_sender(const char *unused)
+{
+	(void)unused;
+	fab_fabric *f = child_open();
+	fab_chan *c = child_chan(f, "c", FAB_SEND), *d = child_chan(f, "d", FAB_SEND);
+	if (fab_send(c, "hi", 2, NULL))
+		_exit(32);
+	for (;;)
+		if (fab_send(d, "x", 1, NULL))
+			_exit(33);
+}
+
 static void idle_receiver(const char *ch)
 {
 	child_chan(child_open(), ch, FAB_RECV);
@@ -315,7 +354,7 @@ int main(int argc, char **argv)
 {
 	if (argc < 3) {
 		fprintf(stderr,
-			"usage: fixture basic|deadlock|nodead|stopped|held acq|alo|reserved|ring3|leave|leave2|many FABRIC [N M]\n");
+			"usage: fixture basic|deadlock|nodead|stopped|skiphead|held acq|alo|reserved|ring3|leave|leave2|many FABRIC [N M]\n");
 		return 2;
 	}
 	const char *mode = argv[1];
@@ -407,6 +446,31 @@ int main(int argc, char **argv)
 			wait_sleepers(1);
 			printf("q=%d\n", (int)spawn(reserved_receiver, NULL));
 		}
+		wait_sleepers(2);
+	} else if (!strcmp(mode, "skiphead")) {
+		/* Not a deadlock: B, stopped while asleep receiving on c, would
+		 * take the message A sent, behind the position a killed
+		 * claimer left (SKIP after recovery) at c's head; A sleeps
+		 * sending on d, whose receiver is B.  A check that looks only
+		 * at the slot at head claimed one (found by review). */
+		mk(f, "c", FAB_MPMC, 4, 16, 0, NULL);
+		mk(f, "d", FAB_MPMC, 1, 16, 0, NULL);
+		pid_t b = spawn(skip_receiver, NULL);
+		printf("b=%d\n", (int)b);
+		wait_sleepers(1);
+		kill(b, SIGSTOP);
+		pid_t k = spawn(skip_claimer, NULL);
+		int st;
+		if (waitpid(k, &st, WUNTRACED) != k || !WIFSTOPPED(st))
+			die("claimer", FAB_ESYS);
+		kill(k, SIGKILL);
+		waitpid(k, &st, 0);
+		for (int i = 0; i < nkids; i++)
+			if (kids[i] == k)
+				kids[i] = kids[--nkids];
+		if (fab_fabric_recover(f) < 1)
+			die("recover", FAB_ESYS);
+		printf("a=%d\n", (int)spawn(skip_sender, NULL));
 		wait_sleepers(2);
 	} else if (!strcmp(mode, "ring3")) {
 		mk(f, "d1", FAB_MPMC, 1, 16, 0, NULL);

@@ -56,13 +56,17 @@ static void label(const fi_proc *p, char *out, size_t n)
 		snprintf(out, n, "pid %u", p->pid);
 }
 
+/* Why it waits, as the ring says (fi_chan can_send/can_recv): "" when it
+ * could proceed (a stale record). */
 static const char *cond(const node *x)
 {
+	const fi_chan *c = x->c;
 	if (x->send)
-		return x->c->capacity == 0           ? "unbuffered"
-		       : x->c->len >= x->c->capacity ? "full"
-						     : "";
-	return x->c->len == 0 ? "empty" : "";
+		return c->capacity == 0            ? "unbuffered"
+		       : c->can_send               ? ""
+		       : c->len >= c->capacity     ? "full"
+						   : "slot held";
+	return c->can_recv ? "" : c->len == 0 ? "empty" : "nothing to take";
 }
 
 static void hop_text(const node *x, char *out, size_t n)
