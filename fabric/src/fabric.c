@@ -54,6 +54,22 @@ int fab__fabric_gone(fab_fabric *fab)
 	return 0;
 }
 
+int fab__seg_created_in(fab_fabric *fab, const char *path, fab__seg *seg)
+{
+	int rc = fab__fabric_gone(fab);
+	if (!rc)
+		return 0;
+	/* Destroyed meanwhile: the new segment would outlive the fabric.
+	 * Unlinked by name only if the destroyer has not done it: by now the
+	 * name may be a new fabric's object (found by review). */
+	struct stat sb;
+	bool linked = fstat(seg->fd, &sb) == 0 && sb.st_nlink > 0;
+	fab__seg_unmap(seg);
+	if (linked)
+		shm_unlink(path);
+	return rc;
+}
+
 /* Mark the control segment at path destroyed (mine 0), returning the mark
  * stored (0: none), or clear our own mark `mine`.  Best effort: one we cannot
  * open read-write or that is not a fabric's stays as it is (its creates

@@ -115,6 +115,10 @@ int fab__named_args(fab_fabric *fab, const char *name, const void *out, const ch
 /* A create through fab's handle would leave a segment no fabric lists:
  * fab_fabric_destroy has begun.  FAB_ENOENT (with the detail), or 0. */
 int fab__fabric_gone(fab_fabric *fab);
+/* After a create's fab__seg_create of path: 0, or (the fabric destroyed
+ * meanwhile) the segment unmapped, unlinked unless the destroyer did, and
+ * fab__fabric_gone's FAB_ENOENT. */
+int fab__seg_created_in(fab_fabric *fab, const char *path, fab__seg *seg);
 void fab__fabric_ref(fab_fabric *fab);
 void fab__fabric_unref(fab_fabric *fab);
 int fab__proc_claim(fab_fabric *fab);

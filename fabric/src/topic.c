@@ -64,7 +64,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 
 #define FAB__T_SPIN_MIN 32u
 #define FAB__T_SPIN_MAX 4096u
@@ -645,18 +644,8 @@ int fab_topic_create(fab_fabric *fab, const char *name, const fab_chan_opts *opt
 	}
 	if ((rc = fab__seg_create(path, g.total, o.mode, (long)fab->ctl.gid, &seg)))
 		goto fail_ent;
-	if ((rc = fab__fabric_gone(fab))) {
-		/* Destroyed meanwhile: our segment would outlive the fabric.
-		 * Unlinked by name only if the destroyer has not done it: by
-		 * now the name may be a new fabric's channel (found by
-		 * review). */
-		struct stat sb;
-		bool linked = fstat(seg.fd, &sb) == 0 && sb.st_nlink > 0;
-		fab__seg_unmap(&seg);
-		if (linked)
-			shm_unlink(path);
+	if ((rc = fab__seg_created_in(fab, path, &seg)))
 		goto fail_ent;
-	}
 	fab__topic_init(seg.base, name, &o, &g);
 	fab__seg_unmap(&seg); /* re-map through the validating path */
 	fab__fabric_ref(fab);

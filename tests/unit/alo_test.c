@@ -480,6 +480,19 @@ START_TEST(t_drain_waits_for_live_lease)
 }
 END_TEST
 
+/* Channel name's header page, mapped read-write, to stage a state by hand. */
+static fab_chan_hdr *map_hdr(const char *name)
+{
+	char p[256];
+	snprintf(p, sizeof p, "/fab.%s.%s", fname, name);
+	int fd = shm_open(p, O_RDWR, 0);
+	ck_assert_int_ge(fd, 0);
+	fab_chan_hdr *h = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	ck_assert_ptr_ne(h, MAP_FAILED);
+	return h;
+}
+
 /* A receiver killed between taking a given-back message and counting it
  * leaves the `returned` hint one too high.  Staged by writing the hint: the
  * channel must still report len 0, let a drain end with FAB_ECLOSED, and
@@ -490,13 +503,7 @@ START_TEST(t_gauge_heals)
 	send_str(c, "m");
 	recv_str(c, "m");
 	UT_RC(fab_ack(c), 0);
-	char p[256];
-	snprintf(p, sizeof p, "/fab.%s.a", fname);
-	int fd = shm_open(p, O_RDWR, 0);
-	ck_assert_int_ge(fd, 0);
-	fab_chan_hdr *h = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	close(fd);
-	ck_assert_ptr_ne(h, MAP_FAILED);
+	fab_chan_hdr *h = map_hdr("a");
 	atomic_store(&h->returned, 1);
 	ck_assert_uint_eq(fab_chan_len(c), 0);
 	char buf[8];
@@ -523,13 +530,7 @@ END_TEST
 START_TEST(t_redo_mark_advances)
 {
 	fab_chan *c = mk("a", alo(FAB_MPMC, 8, 1, 0, NULL));
-	char p[256];
-	snprintf(p, sizeof p, "/fab.%s.a", fname);
-	int fd = shm_open(p, O_RDWR, 0);
-	ck_assert_int_ge(fd, 0);
-	fab_chan_hdr *h = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	close(fd);
-	ck_assert_ptr_ne(h, MAP_FAILED);
+	fab_chan_hdr *h = map_hdr("a");
 	for (int i = 0; i < 40; i++) { /* five laps, no scan */
 		send_str(c, "x");
 		recv_str(c, "x");
