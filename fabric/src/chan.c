@@ -2099,6 +2099,13 @@ int fab_recv_batch(fab_chan *ch, fab_iov *msgs, unsigned n, fab_ctx *ctx)
  * general functions cost (register saves, a call to memcpy, calls for the
  * ring, the wait loop's indirect first try); docs/performance.md "Fast
  * paths" has the figures.
+ *
+ * A larger message on an spsc ring passes the same checks in the fast line
+ * and is then copied by a function of its own reached by a tail call
+ * (fab__spsc_send_big, fab__spsc_recv_big): the copy needs memcpy, whose
+ * call would cost the small messages' line its frame, and the general path
+ * would check everything a second time (~10 ns a send+receive pair of
+ * 1 KiB in one process; "The larger message's line" in performance.md).
  */
 
 /* A sleeper on `word`?  fab__wake_word's check without the wake. */
@@ -2199,18 +2206,38 @@ static __attribute__((noinline)) int fab__alo_send(fab_chan *ch, const void *msg
 	return 0;
 }
 
+/*
+ * A message larger than FAB__FAST_MAX on an spsc ring that has room for it
+ * (fab__send_fast checked the handle, the arguments, the room and `closed`
+ * and answered 4): the copy, the word, the pulse and the sleeper check,
+ * without the general path's second round of checks.  Reached by a tail
+ * call, so fab_send and fab_try_send stay frameless for small messages.
+ */
+static __attribute__((noinline)) int fab__spsc_send_big(fab_chan *ch, const void *msg, size_t len)
+{
+	uint64_t p = ch->tail_local;
+	memcpy(fab__spsc_slot(ch, p), msg, len);
+	fab__spsc_publish(ch, p, len);
+	fab__pulse(ch->calls);
+	if (unlikely(fab__sleepers(&ch->hdr->recv_futex)))
+		fab__wake_receivers(ch);
+	return 0;
+}
+
 /* 0 sent, 1 general path, 2 closed after an mpmc claim (*pos), 3 an
- * at-least-once mpmc ring (the handle checked): fab__alo_send. */
+ * at-least-once mpmc ring (the handle checked): fab__alo_send; 4 a larger
+ * message with room on an spsc ring: fab__spsc_send_big. */
 static inline __attribute__((always_inline)) int
 fab__send_fast(fab_chan *ch, const void *msg, size_t len, fab_ctx *ctx, uint64_t *pos)
 {
 	unsigned gen = load_relaxed(&fab__fork_gen);
 	if (unlikely(!ch) || unlikely(ch->fork_gen != gen) || unlikely(!(ch->role & FAB_SEND)) ||
 	    unlikely(ch->reserved) || unlikely(len > ch->msg_size) ||
-	    unlikely(len > FAB__FAST_MAX) || unlikely(!msg && len) ||
-	    unlikely(ctx && ctx->fork_gen != gen))
+	    unlikely(!msg && len) || unlikely(ctx && ctx->fork_gen != gen))
 		return 1;
 	if (ch->ring != FAB_RING_SPSC) {
+		if (unlikely(len > FAB__FAST_MAX))
+			return 1;
 		/* An at-least-once spsc channel (the mpmc ring): the send end
 		 * is taken by fab__send_check on the general path. */
 		if (unlikely(ch->capacity == 0) ||
@@ -2230,6 +2257,8 @@ fab__send_fast(fab_chan *ch, const void *msg, size_t len, fab_ctx *ctx, uint64_t
 	 * send end (see fab_chan_close). */
 	if (unlikely(p >= ch->send_limit) || unlikely(load_acquire(&ch->hdr->closed)))
 		return 1;
+	if (unlikely(len > FAB__FAST_MAX))
+		return 4; /* room for it: fab__spsc_send_big */
 	fab__copy_small(fab__spsc_slot(ch, p), msg, len);
 	fab__spsc_publish(ch, p, len);
 	fab__pulse(ch->calls);
@@ -2240,6 +2269,8 @@ int fab_send(fab_chan *ch, const void *msg, size_t len, fab_ctx *ctx)
 {
 	uint64_t pos = 0;
 	int rc = fab__send_fast(ch, msg, len, ctx, &pos);
+	if (unlikely(rc == 4))
+		return fab__spsc_send_big(ch, msg, len);
 	if (unlikely(rc == 3))
 		return fab__alo_send(ch, msg, len, ctx, false);
 	if (unlikely(rc == 2))
@@ -2255,6 +2286,8 @@ int fab_try_send(fab_chan *ch, const void *msg, size_t len)
 {
 	uint64_t pos = 0;
 	int rc = fab__send_fast(ch, msg, len, NULL, &pos);
+	if (unlikely(rc == 4))
+		return fab__spsc_send_big(ch, msg, len);
 	if (unlikely(rc == 3))
 		return fab__alo_send(ch, msg, len, NULL, true);
 	if (unlikely(rc == 2))
@@ -2380,11 +2413,31 @@ static __attribute__((noinline)) ssize_t fab__alo_recv(fab_chan *ch, void *buf, 
 	return n;
 }
 
+/* The receive of a message larger than FAB__FAST_MAX that fab__recv_fast
+ * found committed at our head of an spsc ring and that fits the buffer
+ * (it answered -4, with the length it checked): as fab__spsc_send_big, the
+ * copy, head, the pulse and the sleeper check without a second round of
+ * checks.  The length is the one checked, not read again: the word cannot
+ * change under us unless the segment is scribbled on. */
+static __attribute__((noinline)) ssize_t fab__spsc_recv_big(fab_chan *ch, void *buf, uint32_t len)
+{
+	uint64_t h = ch->head_local;
+	memcpy(buf, fab__spsc_slot(ch, h), len);
+	fab__spsc_advance(ch, h);
+	fab__origin_ns = 0;
+	fab__pulse(ch->calls);
+	if (unlikely(fab__sleepers(&ch->hdr->send_futex)))
+		fab__wake_senders(ch);
+	return len;
+}
+
 /* The fast receive: the length (>= 0), -2 when the ring is empty (the
  * handle and arguments checked), -3 for fab__alo_recv (the handle and
- * arguments checked), or -1 to take the general path. */
+ * arguments checked), -4 for fab__spsc_recv_big, or -1 to take the general
+ * path. */
 static inline __attribute__((always_inline)) ssize_t fab__recv_fast(fab_chan *ch, void *buf,
-								    size_t cap, fab_ctx *ctx)
+								    size_t cap, fab_ctx *ctx,
+								    uint32_t *biglen)
 {
 	unsigned gen = load_relaxed(&fab__fork_gen);
 	if (unlikely(!ch) || unlikely(ch->fork_gen != gen) || unlikely(!(ch->role & FAB_RECV)) ||
@@ -2414,8 +2467,12 @@ static inline __attribute__((always_inline)) ssize_t fab__recv_fast(fab_chan *ch
 		return -1;
 	}
 	uint32_t len = FAB_SE_LEN(e);
-	if (unlikely(len > cap) || unlikely(len > ch->msg_size) || unlikely(len > FAB__FAST_MAX))
+	if (unlikely(len > cap) || unlikely(len > ch->msg_size))
 		return -1;
+	if (unlikely(len > FAB__FAST_MAX)) {
+		*biglen = len;
+		return -4; /* fab__spsc_recv_big */
+	}
 	fab__copy_small(buf, fab__spsc_slot(ch, h), len);
 	fab__spsc_advance(ch, h);
 	fab__origin_ns = 0; /* as fab__recv_check: a receive forgets the origin */
@@ -2425,7 +2482,10 @@ static inline __attribute__((always_inline)) ssize_t fab__recv_fast(fab_chan *ch
 
 ssize_t fab_recv(fab_chan *ch, void *buf, size_t cap, fab_ctx *ctx)
 {
-	ssize_t n = fab__recv_fast(ch, buf, cap, ctx);
+	uint32_t big = 0;
+	ssize_t n = fab__recv_fast(ch, buf, cap, ctx, &big);
+	if (unlikely(n == -4))
+		return fab__spsc_recv_big(ch, buf, big);
 	if (unlikely(n == -3))
 		return fab__alo_recv(ch, buf, cap, ctx, false);
 	if (unlikely(n < 0))
@@ -2437,7 +2497,10 @@ ssize_t fab_recv(fab_chan *ch, void *buf, size_t cap, fab_ctx *ctx)
 
 ssize_t fab_try_recv(fab_chan *ch, void *buf, size_t cap)
 {
-	ssize_t n = fab__recv_fast(ch, buf, cap, NULL);
+	uint32_t big = 0;
+	ssize_t n = fab__recv_fast(ch, buf, cap, NULL, &big);
+	if (unlikely(n == -4))
+		return fab__spsc_recv_big(ch, buf, big);
 	if (unlikely(n == -3))
 		return fab__alo_recv(ch, buf, cap, NULL, true);
 	if (n == -2 && likely(!load_seq_cst(&ch->hdr->closed))) {

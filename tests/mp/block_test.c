@@ -21,9 +21,10 @@ struct cfg {
 	uint32_t kind, cap;
 	unsigned nmsgs; /* producer: how many to send */
 	int id;
+	uint32_t msz; /* msg_size: 64, or 1024 for the spsc ring's larger-message line */
 };
 
-#define MSZ 64u
+#define MSZ_MAX 1024u
 
 static int consumer_one(void *arg)
 {
@@ -31,17 +32,19 @@ static int consumer_one(void *arg)
 	fab_fabric *fab = NULL;
 	fab_chan *ch = NULL;
 	fab_ctx *dl = NULL;
-	unsigned char buf[MSZ];
+	unsigned char buf[MSZ_MAX];
 	uint32_t p, s;
 	int rc = mt_open(c->fabric, "c", FAB_RECV, &fab, &ch);
 	if (rc != 0)
 		MT_CHILD_FAIL(10, "open: %s", fab_strerror(rc));
 	fab_ctx_with_timeout(NULL, 40 * MT_SEC, &dl);
-	ssize_t n = fab_recv(ch, buf, sizeof buf, dl);
-	if (n < 0)
-		MT_CHILD_FAIL(11, "recv: %s", fab_strerror((int)n));
-	if (mt_verify(buf, (size_t)n, MSZ, &p, &s) != 0)
-		MT_CHILD_FAIL(13, "corrupt message");
+	for (unsigned i = 0; i < (c->nmsgs ? c->nmsgs : 1); i++) {
+		ssize_t n = fab_recv(ch, buf, c->msz, dl);
+		if (n < 0)
+			MT_CHILD_FAIL(11, "recv: %s", fab_strerror((int)n));
+		if (mt_verify(buf, (size_t)n, c->msz, &p, &s) != 0)
+			MT_CHILD_FAIL(13, "corrupt message");
+	}
 	fab_ctx_release(dl);
 	mt_close(fab, ch);
 	return 0;
@@ -53,13 +56,13 @@ static int producer_n(void *arg)
 	fab_fabric *fab = NULL;
 	fab_chan *ch = NULL;
 	fab_ctx *dl = NULL;
-	unsigned char buf[MSZ];
+	unsigned char buf[MSZ_MAX];
 	int rc = mt_open(c->fabric, "c", FAB_SEND, &fab, &ch);
 	if (rc != 0)
 		MT_CHILD_FAIL(10, "open: %s", fab_strerror(rc));
 	fab_ctx_with_timeout(NULL, 40 * MT_SEC, &dl);
 	for (uint32_t s = 0; s < c->nmsgs; s++) {
-		size_t len = mt_msg_len(1, s, MSZ);
+		size_t len = mt_msg_len(1, s, c->msz);
 		mt_fill(buf, 1, s, len);
 		rc = fab_send(ch, buf, len, dl);
 		if (rc != 0)
@@ -78,29 +81,41 @@ static void settle_until_slept(fab_chan *ch, uint64_t waits_before)
 	(void)MT_WAIT_UNTIL(mt_stats(ch).futex_waits > waits_before, 2 * MT_SEC);
 }
 
-static void recv_wakeup(const char *tag, uint32_t kind, uint32_t cap)
+/* The receiver sleeps twice, and a send wakes it each time: the first send
+ * of a handle takes the general path (it learns the room), the second the
+ * fast line (or, for messages above 64 bytes on spsc, the larger-message
+ * line), which must wake a sleeper as well. */
+static void recv_wakeup(const char *tag, uint32_t kind, uint32_t cap, uint32_t msz)
 {
-	struct cfg c = {mt_fabric_name(tag), kind, cap, 0, 0};
+	struct cfg c = {mt_fabric_name(tag), kind, cap, 2, 0, msz};
 	fab_fabric *fab = NULL;
 	fab_chan *ch = NULL;
-	unsigned char buf[MSZ];
-	int rc = mt_make_chan(c.fabric, "c", kind, cap, MSZ, 1, &fab);
+	unsigned char buf[MSZ_MAX];
+	int rc = mt_make_chan(c.fabric, "c", kind, cap, msz, 1, &fab);
 	ck_assert_msg(rc == 0, "create: %s", fab_strerror(rc));
 	rc = fab_chan_open(fab, "c", FAB_SEND, &ch);
 	ck_assert_msg(rc == 0, "open: %s", fab_strerror(rc));
 
 	pid_t cons = mt_spawn(consumer_one, &c);
 	int code = MT_RUNNING;
-	ck_assert_msg(MT_WAIT_UNTIL(mt_stats(ch).blocked_receivers >= 1 || mt_exited(cons, &code),
-				    30 * MT_SEC),
-		      "receiver never counted as blocked");
-	settle_until_slept(ch, 0);
-	ck_assert_msg(!mt_exited(cons, &code), "receiver returned (exit %d) from an empty channel",
-		      code);
-	size_t len = mt_msg_len(7, 7, MSZ);
-	mt_fill(buf, 7, 7, len);
-	rc = fab_send(ch, buf, len, NULL);
-	ck_assert_msg(rc == 0, "send: %s", fab_strerror(rc));
+	for (uint32_t r = 0; r < 2; r++) {
+		uint64_t waits = mt_stats(ch).futex_waits;
+		ck_assert_msg(MT_WAIT_UNTIL((mt_stats(ch).received == r &&
+					     mt_stats(ch).blocked_receivers >= 1) ||
+					    mt_exited(cons, &code),
+					    30 * MT_SEC),
+			      "receiver never counted as blocked (round %u)", r);
+		settle_until_slept(ch, waits);
+		ck_assert_msg(!mt_exited(cons, &code),
+			      "receiver returned (exit %d) from an empty channel", code);
+		size_t len = mt_msg_len(7, r, msz);
+		/* A 1024-byte channel's message must take the larger-message
+		 * line (the lengths are fixed by the generator). */
+		ck_assert(msz <= 64 || len > 64);
+		mt_fill(buf, 7, r, len);
+		rc = fab_send(ch, buf, len, NULL);
+		ck_assert_msg(rc == 0, "send %u: %s", r, fab_strerror(rc));
+	}
 	rc = mt_wait(cons, 30 * MT_SEC);
 	ck_assert_msg(rc == 0, "woken receiver exited %d (-2 = never woke)", rc);
 	fab_stats st = mt_stats(ch);
@@ -109,7 +124,7 @@ static void recv_wakeup(const char *tag, uint32_t kind, uint32_t cap)
 	ck_assert_msg(st.futex_wakes >= 1, "sleeper woken but futex_wakes = %llu",
 		      (unsigned long long)st.futex_wakes);
 	ck_assert_uint_eq(st.blocked_receivers, 0);
-	ck_assert_uint_eq(st.received, 1);
+	ck_assert_uint_eq(st.received, 2);
 	fab_chan_release(ch);
 	mt_kill_all();
 	mt_destroy(c.fabric, &fab);
@@ -117,33 +132,36 @@ static void recv_wakeup(const char *tag, uint32_t kind, uint32_t cap)
 
 START_TEST(recv_wakeup_spsc)
 {
-	recv_wakeup("rws", FAB_SPSC, 4);
+	recv_wakeup("rws", FAB_SPSC, 4, 64);
+	recv_wakeup("rwsb", FAB_SPSC, 4, 1024);
 }
 END_TEST
 
 START_TEST(recv_wakeup_mpmc)
 {
-	recv_wakeup("rwm", FAB_MPMC, 4);
+	recv_wakeup("rwm", FAB_MPMC, 4, 64);
 }
 END_TEST
 
 START_TEST(recv_wakeup_unbuffered)
 {
-	recv_wakeup("rw0s", FAB_SPSC, 0);
-	recv_wakeup("rw0m", FAB_MPMC, 0);
+	recv_wakeup("rw0s", FAB_SPSC, 0, 64);
+	recv_wakeup("rw0m", FAB_MPMC, 0, 64);
 }
 END_TEST
 
-static void send_wakeup(const char *tag, uint32_t kind, uint32_t cap)
+static void send_wakeup(const char *tag, uint32_t kind, uint32_t cap, uint32_t msz)
 {
-	struct cfg c = {mt_fabric_name(tag), kind, cap, cap + 1, 0};
+	struct cfg c = {mt_fabric_name(tag), kind, cap, cap + 1, 0, msz};
 	fab_fabric *fab = NULL;
 	fab_chan *ch = NULL;
-	unsigned char buf[MSZ];
+	unsigned char buf[MSZ_MAX];
 	uint32_t p, s;
-	int rc = mt_make_chan(c.fabric, "c", kind, cap, MSZ, 1, &fab);
+	int rc = mt_make_chan(c.fabric, "c", kind, cap, msz, 1, &fab);
 	ck_assert_msg(rc == 0, "create: %s", fab_strerror(rc));
 	rc = fab_chan_open(fab, "c", FAB_RECV, &ch);
+	/* As above: the receive that frees the sender takes the larger line. */
+	ck_assert(msz <= 64 || mt_msg_len(1, 0, msz) > 64);
 	ck_assert_msg(rc == 0, "open: %s", fab_strerror(rc));
 
 	pid_t prod = mt_spawn(producer_n, &c);
@@ -157,14 +175,19 @@ static void send_wakeup(const char *tag, uint32_t kind, uint32_t cap)
 	ck_assert_uint_eq(fab_chan_len(ch), cap);
 	ck_assert_uint_eq(mt_stats(ch).len, cap);
 	ck_assert_msg(!mt_exited(prod, &code), "sender finished (exit %d) on a full channel", code);
+	/* One receive must wake the sender: it then sends its last message
+	 * and exits before we receive again (a later receive, which may take
+	 * the general path, does not rescue a wake the first one missed). */
 	for (uint32_t i = 0; i <= cap; i++) {
-		ssize_t n = fab_recv(ch, buf, sizeof buf, NULL);
+		ssize_t n = fab_recv(ch, buf, msz, NULL);
 		ck_assert_msg(n >= 0, "recv %u: %s", i, fab_strerror((int)n));
-		ck_assert_int_eq(mt_verify(buf, (size_t)n, MSZ, &p, &s), 0);
+		ck_assert_int_eq(mt_verify(buf, (size_t)n, msz, &p, &s), 0);
 		ck_assert_uint_eq(s, i);
+		if (i == 0) {
+			rc = mt_wait(prod, 30 * MT_SEC);
+			ck_assert_msg(rc == 0, "woken sender exited %d (-2 = never woke)", rc);
+		}
 	}
-	rc = mt_wait(prod, 30 * MT_SEC);
-	ck_assert_msg(rc == 0, "woken sender exited %d (-2 = never woke)", rc);
 	fab_stats st = mt_stats(ch);
 	ck_assert_msg(st.futex_waits >= 1, "sender slept but futex_waits = %llu",
 		      (unsigned long long)st.futex_waits);
@@ -180,21 +203,22 @@ static void send_wakeup(const char *tag, uint32_t kind, uint32_t cap)
 
 START_TEST(send_wakeup_spsc)
 {
-	send_wakeup("sws", FAB_SPSC, 2);
+	send_wakeup("sws", FAB_SPSC, 2, 64);
+	send_wakeup("swsb", FAB_SPSC, 2, 1024);
 }
 END_TEST
 
 START_TEST(send_wakeup_mpmc)
 {
-	send_wakeup("swm", FAB_MPMC, 2);
-	send_wakeup("swm1", FAB_MPMC, 1);
+	send_wakeup("swm", FAB_MPMC, 2, 64);
+	send_wakeup("swm1", FAB_MPMC, 1, 64);
 }
 END_TEST
 
 START_TEST(send_wakeup_unbuffered)
 {
-	send_wakeup("sw0s", FAB_SPSC, 0);
-	send_wakeup("sw0m", FAB_MPMC, 0);
+	send_wakeup("sw0s", FAB_SPSC, 0, 64);
+	send_wakeup("sw0m", FAB_MPMC, 0, 64);
 }
 END_TEST
 
@@ -202,12 +226,12 @@ END_TEST
  * wakeup is lost. */
 START_TEST(wake_many_receivers)
 {
-	struct cfg c = {mt_fabric_name("wmany"), FAB_MPMC, 8, 0, 0};
+	struct cfg c = {mt_fabric_name("wmany"), FAB_MPMC, 8, 0, 0, 64};
 	fab_fabric *fab = NULL;
 	fab_chan *ch = NULL;
-	unsigned char buf[MSZ];
+	unsigned char buf[MSZ_MAX];
 	pid_t kids[4];
-	int rc = mt_make_chan(c.fabric, "c", FAB_MPMC, 8, MSZ, 1, &fab);
+	int rc = mt_make_chan(c.fabric, "c", FAB_MPMC, 8, 64, 1, &fab);
 	ck_assert_msg(rc == 0, "create: %s", fab_strerror(rc));
 	rc = fab_chan_open(fab, "c", FAB_SEND, &ch);
 	ck_assert_int_eq(rc, 0);
@@ -217,7 +241,7 @@ START_TEST(wake_many_receivers)
 		      "only %u receivers blocked", mt_stats(ch).blocked_receivers);
 	settle_until_slept(ch, 3);
 	for (uint32_t i = 0; i < 4; i++) {
-		size_t len = mt_msg_len(2, i, MSZ);
+		size_t len = mt_msg_len(2, i, 64);
 		mt_fill(buf, 2, i, len);
 		ck_assert_int_eq(fab_send(ch, buf, len, NULL), 0);
 	}
@@ -257,11 +281,11 @@ static long long cpu_ticks(pid_t pid)
 
 static void idle_receiver(const char *tag, uint32_t kind)
 {
-	struct cfg c = {mt_fabric_name(tag), kind, 16, 0, 0};
+	struct cfg c = {mt_fabric_name(tag), kind, 16, 0, 0, 64};
 	fab_fabric *fab = NULL;
 	fab_chan *ch = NULL;
-	unsigned char buf[MSZ];
-	int rc = mt_make_chan(c.fabric, "c", kind, 16, MSZ, 1, &fab);
+	unsigned char buf[MSZ_MAX];
+	int rc = mt_make_chan(c.fabric, "c", kind, 16, 64, 1, &fab);
 	ck_assert_msg(rc == 0, "create: %s", fab_strerror(rc));
 	rc = fab_chan_open(fab, "c", FAB_SEND, &ch);
 	ck_assert_int_eq(rc, 0);
@@ -276,7 +300,7 @@ static void idle_receiver(const char *tag, uint32_t kind)
 	printf("idle blocked receiver (%s): %lld CPU ticks in 0.5 s (CLK_TCK %ld)\n",
 	       kind == FAB_SPSC ? "spsc" : "mpmc", t1 - t0, sysconf(_SC_CLK_TCK));
 	ck_assert_msg(t1 - t0 <= 5, "blocked receiver used %lld CPU ticks in 0.5 s", t1 - t0);
-	size_t len = mt_msg_len(3, 3, MSZ);
+	size_t len = mt_msg_len(3, 3, 64);
 	mt_fill(buf, 3, 3, len);
 	ck_assert_int_eq(fab_send(ch, buf, len, NULL), 0);
 	rc = mt_wait(cons, 30 * MT_SEC);
