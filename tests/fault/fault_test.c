@@ -121,6 +121,21 @@ int __wrap_fchmod(int fd, mode_t mode)
 	return fi_hit(FI_FCHMOD) ? -1 : __real_fchmod(fd, mode);
 }
 
+/* shm_unlink is not in the N-th-call sweep (no call above needs it): it
+ * fails, with EPERM as for another user's segment in sticky /dev/shm, only
+ * at the unlink_fail_at-th call while that is set (t_destroy_refused). */
+static long unlink_fail_at, unlink_calls;
+int __real_shm_unlink(const char *name);
+int __wrap_shm_unlink(const char *name);
+int __wrap_shm_unlink(const char *name)
+{
+	if (unlink_fail_at && ++unlink_calls == unlink_fail_at) {
+		errno = EPERM;
+		return -1;
+	}
+	return __real_shm_unlink(name);
+}
+
 static void fi_arm(long n, bool sticky)
 {
 	memset(&fi, 0, sizeof fi);
@@ -866,6 +881,50 @@ START_TEST(t_ctx_cancel_no_memory)
 }
 END_TEST
 
+/* ---- fab_fabric_destroy refused half-way -------------------------------------- */
+
+/*
+ * A destroy marks the fabric destroyed before it removes anything, so a
+ * create through a handle still open is refused (FAB_ENOENT) rather than
+ * leaving a segment no fabric lists.  When a removal is then refused
+ * (EPERM: in a fabric shared with a group, a member's segment made after
+ * the destroy's first check), the fabric stays, and so must its creates:
+ * the destroy clears its own mark.  _i picks which unlink fails: the
+ * channel's (1) or the control segment's (2, after the channel went).
+ */
+START_TEST(t_destroy_refused)
+{
+	char name[FAB_NAME_MAX + 1];
+	fi_new_name(name);
+	fab_fabric *f = NULL;
+	fab_chan *a = NULL, *b = NULL;
+	FI_RC(fab_fabric_open(name, FAB_CREATE, &f), 0);
+	fab_chan_opts o = {.size = sizeof o, .kind = FAB_MPMC, .capacity = 4, .msg_size = 8};
+	FI_RC(fab_chan_create(f, "a", &o, &a), 0);
+	fab_chan_release(a);
+	unlink_calls = 0;
+	unlink_fail_at = _i;
+	int rc = fab_fabric_destroy(name);
+	unlink_fail_at = 0;
+	ck_assert_msg(unlink_calls >= _i, "destroy made %ld shm_unlink calls, want >= %d",
+		      unlink_calls, _i);
+	ck_assert_msg(rc == FAB_EPERM, "destroy with unlink %d refused: got %s, want FAB_EPERM",
+		      _i, rcname(rc));
+	/* The fabric stays: creates through the open handle work. */
+	rc = fab_chan_create(f, "b", &o, &b);
+	ck_assert_msg(rc == 0,
+		      "after a refused destroy, fab_chan_create through the open handle: %s (%s); "
+		      "the destroy left its mark on a fabric that stays",
+		      rcname(rc), errmsg());
+	uint64_t v = 42, got = 0;
+	FI_RC(fab_try_send(b, &v, sizeof v), 0);
+	FI_RC(fab_try_recv(b, &got, sizeof got), (long long)sizeof v);
+	ck_assert_uint_eq(got, 42);
+	fab_chan_release(b);
+	fabric_done(f, name);
+}
+END_TEST
+
 /* ---- the suite ------------------------------------------------------------------ */
 
 static Suite *fault_suite(void)
@@ -896,6 +955,7 @@ static Suite *fault_suite(void)
 	tc = tcase_create("regress");
 	tcase_set_timeout(tc, 60);
 	tcase_add_loop_test(tc, t_ctx_cancel_no_memory, 0, 2);
+	tcase_add_loop_test(tc, t_destroy_refused, 1, 3);
 	suite_add_tcase(s, tc);
 	return s;
 }
