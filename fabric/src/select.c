@@ -123,6 +123,14 @@ static void fab__sel_announce(fab__sel *s, int on)
 	}
 }
 
+/* Does case c watch other handles' leases while the select sleeps (a
+ * receive on an open at-least-once mpmc ring, as fab__wait's watch)? */
+static bool fab__sel_watches(const fab_case *c)
+{
+	return c->op == FAB_OP_RECV && c->ch->delivery == FAB_AT_LEAST_ONCE &&
+	       c->ch->ring == FAB_RING_MPMC;
+}
+
 /* select {}: nothing can proceed; wait for the context (forever without one). */
 static int fab__sel_forever(fab_ctx *ctx)
 {
@@ -248,6 +256,15 @@ int fab_select(fab_case *cases, int n, fab_ctx *ctx, unsigned flags)
 	 * due 1 ms after it is first seen, then doubling to 100 ms, kept
 	 * across wake-ups. */
 	int64_t poll_ns = 1000000, next_poll = 0;
+	/* The lease watch of fab__wait (chan.c), over the receive cases on
+	 * open at-least-once mpmc rings: while other handles hold leases on
+	 * one of them, look at the holders after 10 ms, then doubling to 1 s,
+	 * and recover the channel of a dead one (its leases come back to the
+	 * ring).  No such lease, no timer. */
+	int64_t watch_ns = 10000000, next_watch = 0;
+	bool watch = false;
+	for (int k = 0; k < s.nlive; k++)
+		watch |= fab__sel_watches(&cases[s.order[k]]);
 	/* The wait record names the first case (fabctl shows the count). */
 	fab_chan *first = s.nlive ? cases[s.order[0]].ch : NULL;
 	uint64_t what = 0;
@@ -300,6 +317,35 @@ int fab_select(fab_case *cases, int n, fab_ctx *ctx, unsigned flags)
 				ws.deadline_ns = next_poll;
 		} else {
 			next_poll = 0;
+		}
+		if (watch) {
+			int64_t now = fab__now_ns();
+			bool due = next_watch && now >= next_watch, leases = false, recovered = false;
+			for (int k = 0; k < s.nlive; k++) {
+				fab_case *wc = &cases[s.order[k]];
+				uint32_t dead = 0;
+				if (!fab__sel_watches(wc) || !fab__mpmc_lessees(wc->ch, due, &dead))
+					continue;
+				leases = true;
+				if (dead) {
+					fab__chan_recover(wc->ch, wc->ch->fab, dead);
+					recovered = true;
+				}
+			}
+			if (leases && due) {
+				if (watch_ns < 1000000000)
+					watch_ns *= 2;
+				next_watch = now + watch_ns;
+			} else if (leases && !next_watch) {
+				next_watch = now + watch_ns;
+			} else if (!leases) {
+				next_watch = 0;
+				watch_ns = 10000000;
+			}
+			if (recovered)
+				continue; /* look again at once */
+			if (next_watch && next_watch < ws.deadline_ns)
+				ws.deadline_ns = next_watch;
 		}
 		int wr = fab__futex_waitv(&ws);
 		if (wr == FAB_ESYS) {
