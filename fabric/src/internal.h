@@ -46,6 +46,7 @@ extern int fab__mb_ok, fab__mb_registered;
 void fab__membarrier(void); /* sleeper half of the asymmetric Dekker handshake */
 int fab__name_ok(const char *name);
 int fab__opts_tail(const void *opts, uint32_t size, size_t known, const char *what);
+int fab__chan_opts_in(const fab_chan_opts *o, fab_chan_opts *out);
 void fab__out_struct(void *out, const void *ours, size_t ours_size);
 int64_t fab__now_ns(void);              /* CLOCK_MONOTONIC */
 int64_t fab__realtime_ns(void);

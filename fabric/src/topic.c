@@ -525,17 +525,8 @@ static void fab__topic_unmap(fab__tmap *m)
 static int fab__topic_opts(const fab_chan_opts *o, unsigned fab_mode, fab_chan_opts *out)
 {
 	int rc;
-	memset(out, 0, sizeof *out);
-	if (o) {
-		if (o->size < offsetof(fab_chan_opts, kind) || o->size > 4096)
-			return fab__err(FAB_EINVAL,
-					"fab_chan_opts.size %u: set it to sizeof(fab_chan_opts)",
-					o->size);
-		if (o->size > sizeof *out &&
-		    (rc = fab__opts_tail(o, o->size, sizeof *out, "fab_chan_opts")))
-			return rc;
-		memcpy(out, o, o->size < sizeof *out ? o->size : sizeof *out);
-	}
+	if ((rc = fab__chan_opts_in(o, out)))
+		return rc;
 	out->size = sizeof *out;
 	if (out->kind || out->delivery || out->producers || out->max_inflight ||
 	    out->max_deliveries || out->dead_letter)

@@ -85,6 +85,42 @@ int fab__opts_tail(const void *opts, uint32_t size, size_t known, const char *wh
 }
 
 /*
+ * The caller's fab_chan_opts (NULL: all defaults) into *out, a zeroed
+ * struct of this library's size, for fab_chan_create and fab_topic_create.
+ * `size` must reach `kind`, stop at the end of a field (a caller's struct
+ * of an older fab.h ends at one of its fields, or its padding), and stay
+ * below 4096; bytes past what this library knows must be zero
+ * (fab__opts_tail).  A size that ends inside a field took half of it, and
+ * half a dead_letter pointer was then read as a string (found by an
+ * adversarial trial: a segfault for sizes 33..39).  FAB_EINVAL or 0.
+ */
+int fab__chan_opts_in(const fab_chan_opts *o, fab_chan_opts *out)
+{
+	static const uint32_t ends[] = {
+		offsetof(fab_chan_opts, kind),          offsetof(fab_chan_opts, delivery),
+		offsetof(fab_chan_opts, producers),
+		offsetof(fab_chan_opts, max_inflight),  offsetof(fab_chan_opts, max_deliveries),
+		offsetof(fab_chan_opts, dead_letter),   offsetof(fab_chan_opts, mode),
+		offsetof(fab_chan_opts, mode) + sizeof(uint32_t)};
+	memset(out, 0, sizeof *out);
+	if (!o)
+		return 0;
+	bool whole = o->size >= sizeof *out && o->size <= 4096;
+	for (size_t i = 0; i < sizeof ends / sizeof ends[0] && !whole; i++)
+		whole = o->size == ends[i];
+	if (!whole)
+		return fab__err(FAB_EINVAL,
+				"fab_chan_opts.size %u ends inside a field or is out of range: set it "
+				"to sizeof(fab_chan_opts)",
+				o->size);
+	int rc;
+	if (o->size > sizeof *out && (rc = fab__opts_tail(o, o->size, sizeof *out, "fab_chan_opts")))
+		return rc;
+	memcpy(out, o, o->size < sizeof *out ? o->size : sizeof *out);
+	return 0;
+}
+
+/*
  * Copy a result struct (its first member the uint32_t size) out to a caller
  * whose struct has `size` bytes: at most that many; a larger one gets the
  * bytes this library does not know zeroed and `size` set to the bytes it

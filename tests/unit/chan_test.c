@@ -317,6 +317,66 @@ START_TEST(t_opts_invalid)
 	expect_einval("size 4", o);
 	o.size = 8;
 	expect_einval("size 8", o);
+	/* A size must end at the end of a field (an older fab.h's struct
+	 * does): one that ends inside one took half of it, and half a
+	 * dead_letter pointer was read as a string (found by an adversarial
+	 * trial: a segfault for sizes 33..39).  Every size up to the struct's:
+	 * a field end is accepted, anything else refused, for channels and
+	 * topics alike, and none of them crashes. */
+	for (uint32_t sz = 0; sz <= sizeof(fab_chan_opts) + 8; sz++) {
+		bool end = sz == offsetof(fab_chan_opts, kind) ||
+			   sz == offsetof(fab_chan_opts, delivery) ||
+			   sz == offsetof(fab_chan_opts, producers) ||
+			   sz == offsetof(fab_chan_opts, max_inflight) ||
+			   sz == offsetof(fab_chan_opts, max_deliveries) ||
+			   sz == offsetof(fab_chan_opts, dead_letter) ||
+			   sz == offsetof(fab_chan_opts, mode) ||
+			   sz == offsetof(fab_chan_opts, mode) + sizeof(uint32_t) ||
+			   sz >= sizeof(fab_chan_opts);
+		struct {
+			fab_chan_opts o;
+			uint64_t newer;
+		} v;
+		memset(&v, 0, sizeof v);
+		v.o = ut_opts(FAB_MPMC, 4, 8);
+		v.o.delivery = FAB_AT_LEAST_ONCE;
+		v.o.dead_letter = "dl";
+		v.o.size = sz;
+		char what[40];
+		snprintf(what, sizeof what, "size %u", sz);
+		if (!end) {
+			expect_einval(what, v.o);
+			continue;
+		}
+		fab_chan *c = NULL;
+		UT_RC(fab_chan_create(fab, "sz", &v.o, &c), 0);
+		fab_stats st = ut_stats(c);
+		/* A field the size did not reach is the default. */
+		ck_assert_uint_eq(st.delivery, sz > offsetof(fab_chan_opts, delivery)
+						       ? FAB_AT_LEAST_ONCE
+						       : FAB_AT_MOST_ONCE);
+		fab_chan_release(c);
+		UT_RC(fab_chan_destroy(fab, "sz"), 0);
+	}
+	for (uint32_t sz = 0; sz <= sizeof(fab_chan_opts) + 8; sz++) {
+		fab_chan_opts t;
+		memset(&t, 0, sizeof t);
+		t.capacity = 4;
+		t.msg_size = 8;
+		t.mode = 0600;
+		t.size = sz;
+		fab_topic *tp = NULL;
+		int rc = fab_topic_create(fab, "tsz", &t, &tp);
+		bool end = sz == offsetof(fab_chan_opts, kind) || sz == 16 || sz == 20 ||
+			   sz == 24 || sz == 28 || sz == offsetof(fab_chan_opts, dead_letter) ||
+			   sz == offsetof(fab_chan_opts, mode) ||
+			   sz == offsetof(fab_chan_opts, mode) + 4 || sz >= sizeof(fab_chan_opts);
+		ck_assert_msg(rc == (end ? 0 : FAB_EINVAL), "topic, size %u: %s", sz, ut_name(rc));
+		if (rc == 0) {
+			fab_topic_release(tp);
+			UT_RC(fab_chan_destroy(fab, "tsz"), 0);
+		}
+	}
 
 	o = ut_opts(FAB_MPMC, FAB_CAPACITY_MAX + 1, 8);
 	expect_einval("capacity MAX+1", o);
