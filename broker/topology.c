@@ -1737,6 +1737,41 @@ static void walk(P *p)
 		shutdown_section(p, f[SHUTDOWN]);
 }
 
+/*
+ * Before the document is built: refuse nesting deeper than FABD_DEPTH_MAX
+ * (no topology needs more than a few levels).  libyaml's scanner keeps a
+ * possible simple key for every open flow level and looks at all of them
+ * for every token, so `[[[[...` or `{a: {a: ...` of n levels costs O(n^2)
+ * before yaml_parser_load returns (100 000 levels, a 200 KB file: 56 s;
+ * found by an adversarial trial).  The events come out a few hundred
+ * tokens behind the input, so counting them stops such a file after a
+ * bounded amount of work.  1 when too deep (reported), else 0 (a syntax
+ * error is left for the load to report).
+ */
+static int too_deep(yaml_parser_t *parser, fabd_diags *d)
+{
+	int depth = 0;
+	for (;;) {
+		yaml_event_t ev;
+		if (!yaml_parser_parse(parser, &ev))
+			return 0;
+		yaml_event_type_t ty = ev.type;
+		fabd_pos pos = { (uint32_t)ev.start_mark.line + 1, (uint32_t)ev.start_mark.column + 1 };
+		yaml_event_delete(&ev);
+		if (ty == YAML_STREAM_END_EVENT)
+			return 0;
+		if (ty == YAML_SEQUENCE_START_EVENT || ty == YAML_MAPPING_START_EVENT) {
+			if (++depth > FABD_DEPTH_MAX) {
+				P p = { .d = d };
+				err(&p, pos, "nested more than %d levels deep", FABD_DEPTH_MAX);
+				return 1;
+			}
+		} else if (ty == YAML_SEQUENCE_END_EVENT || ty == YAML_MAPPING_END_EVENT) {
+			depth--;
+		}
+	}
+}
+
 static int load(yaml_parser_t *parser, fabd_topology **out, fabd_diags *d)
 {
 	*out = NULL;
@@ -1824,6 +1859,16 @@ int fabd_topology_parse(const char *text, size_t len, fabd_topology **out, fabd_
 		return -1;
 	}
 	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+	int deep = too_deep(&parser, d);
+	yaml_parser_delete(&parser);
+	if (deep)
+		return -1;
+	if (!yaml_parser_initialize(&parser)) {
+		P p = { .d = d };
+		err(&p, (fabd_pos){ 0, 0 }, "out of memory");
+		return -1;
+	}
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
 	int rc = load(&parser, out, d);
 	yaml_parser_delete(&parser);
 	return rc;
@@ -1844,16 +1889,45 @@ int fabd_topology_load(const char *path, fabd_topology **out, fabd_diags *d)
 		err(&p, (fabd_pos){ 0, 0 }, "cannot open: %s", strerror(errno));
 		return -1;
 	}
-	yaml_parser_t parser;
-	int rc = -1;
-	if (!yaml_parser_initialize(&parser)) {
-		P p = { .d = d };
-		err(&p, (fabd_pos){ 0, 0 }, "out of memory");
-	} else {
-		yaml_parser_set_input_file(&parser, f);
-		rc = load(&parser, out, d);
-		yaml_parser_delete(&parser);
+	/* Read whole (bounded), then parse twice from memory (too_deep, then
+	 * load): a pipe cannot be rewound. */
+	size_t cap = 0, len = 0;
+	char *text = NULL;
+	int rc = -1, bad = 0;
+	for (;;) {
+		if (len == cap) {
+			if (cap >= FABD_FILE_MAX) {
+				P p = { .d = d };
+				err(&p, (fabd_pos){ 0, 0 }, "larger than %u MiB: not a topology",
+				    FABD_FILE_MAX >> 20);
+				bad = 1;
+				break;
+			}
+			size_t ncap = cap ? cap * 2 : 65536;
+			char *nt = realloc(text, ncap);
+			if (!nt) {
+				P p = { .d = d };
+				err(&p, (fabd_pos){ 0, 0 }, "out of memory");
+				bad = 1;
+				break;
+			}
+			text = nt;
+			cap = ncap;
+		}
+		size_t k = fread(text + len, 1, cap - len, f);
+		len += k;
+		if (k == 0) {
+			if (ferror(f)) {
+				P p = { .d = d };
+				err(&p, (fabd_pos){ 0, 0 }, "cannot read: %s", strerror(errno));
+				bad = 1;
+			}
+			break;
+		}
 	}
+	if (!bad)
+		rc = fabd_topology_parse(text ? text : "", len, out, d);
+	free(text);
 	fclose(f);
 	return rc;
 }

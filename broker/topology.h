@@ -48,6 +48,8 @@
 #define FABD_ERRORS_MSG_MIN 384u       /* sizeof(fab_stage_err) (docs/stage.md) */
 #define FABD_MAP_MAX 1024u             /* entries of one mapping or limiter list */
 #define FABD_WALK_MAX (1u << 18)       /* entries walked in a file, aliases expanded */
+#define FABD_DEPTH_MAX 32              /* nesting of mappings and lists */
+#define FABD_FILE_MAX (64u << 20)      /* bytes of a topology file */
 
 typedef struct fabd_pos {
 	uint32_t line; /* 1-based; 0 = no position (file-level error) */

@@ -884,6 +884,57 @@ START_TEST(t_alias_bomb)
 }
 END_TEST
 
+/* Nesting deeper than FABD_DEPTH_MAX is refused before the document is
+ * built: libyaml's scanner is quadratic in flow nesting (100 000 levels of
+ * `[` took 56 s before yaml_parser_load returned; found by an adversarial
+ * trial).  No timing asserted: the message is new, and the tcase timeout
+ * is the hang detector.  Also through fabd_topology_load (read whole, so a
+ * pipe works too). */
+START_TEST(t_depth)
+{
+	const unsigned n = 100000;
+	size_t cap = 2 * n + 64, len = 0;
+	char *y = malloc(cap);
+	ck_assert_ptr_nonnull(y);
+	len += (size_t)snprintf(y, cap, "fabric: f\nstages:\n  a:\n    run: [x]\n    env: ");
+	for (unsigned i = 0; i < n; i++)
+		y[len++] = '[';
+	for (unsigned i = 0; i < n; i++)
+		y[len++] = ']';
+	y[len++] = '\n';
+	/* the 33rd open: the root, stages, a, then the 30th list, on column 39 */
+	expect_one_error(y, len, "5:39: nested more than 32 levels deep");
+	char path[] = "/tmp/fabd-depth-XXXXXX";
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, y, len), (ssize_t)len);
+	close(fd);
+	const char *const want[] = { "5:39: nested more than 32 levels deep", NULL };
+	expect_errors(path, want);
+	unlink(path);
+	/* Flow mappings as well (the root, the first {, then the 31st "a: {"). */
+	len = (size_t)snprintf(y, cap, "fabric: {");
+	for (unsigned i = 0; i < 50000 && len + 8 < cap; i++)
+		len += (size_t)snprintf(y + len, cap - len, "a: {");
+	y[len++] = '\n';
+	expect_one_error(y, len, "1:133: nested more than 32 levels deep");
+	/* 32 levels are read as usual (here: env takes a mapping, not a list). */
+	len = (size_t)snprintf(y, cap, "fabric: f\nstages:\n  a:\n    run: [x]\n    env: ");
+	for (unsigned i = 0; i < 29; i++)
+		y[len++] = '[';
+	for (unsigned i = 0; i < 29; i++)
+		y[len++] = ']';
+	y[len++] = '\n';
+	fabd_topology *t = (fabd_topology *)1;
+	fabd_diags d = { 0 };
+	ck_assert_int_eq(fabd_topology_parse(y, len, &t, &d), -1);
+	ck_assert_uint_ge(d.n, 1);
+	ck_assert_msg(strstr(d.v[0].msg, "nested") == NULL, "32 levels refused: %s", d.v[0].msg);
+	fabd_diags_free(&d);
+	free(y);
+}
+END_TEST
+
 /* One mapping holds at most FABD_MAP_MAX entries (duplicate checks are
  * quadratic in it): 1024 env keys are fine, 1025 are an error. */
 START_TEST(t_map_max)
@@ -943,6 +994,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, t_err_nul);
 	tcase_add_test(tc, t_alias_bomb);
 	tcase_add_test(tc, t_map_max);
+	tcase_add_test(tc, t_depth);
 	suite_add_tcase(s, tc);
 	return s;
 }
