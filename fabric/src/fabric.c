@@ -120,7 +120,11 @@ int fab__named_args(fab_fabric *fab, const char *name, const void *out, const ch
 		return rc;
 	if (!fab__name_ok(name))
 		return fab__err(FAB_EINVAL, "bad %s name (want [A-Za-z0-9_-]{1,48})", what);
-	return 0;
+	/* Nothing is made in, or found by name through, a destroyed fabric's
+	 * handle (contexts and limiters live in its control segment: a
+	 * context created there was seen by no one; found by an adversarial
+	 * trial).  Channels and topics check again after they map. */
+	return fab__fabric_gone(fab);
 }
 
 void fab__fabric_ref(fab_fabric *fab)

@@ -381,6 +381,16 @@ START_TEST(t_destroy_while_open)
 	ck_assert_ptr_null(tl);
 	ck_assert_msg(ut_segments_of(fname) == 0, "%d segment(s) of the destroyed %s left",
 		      ut_segments_of(fname), fname);
+	/* Contexts and limiters live in the control segment: none is made or
+	 * opened through the old handle either. */
+	fab_ctx *lc = NULL;
+	UT_RC(fab_ctx_create(fab, "latec", NULL, &lc), FAB_ENOENT);
+	ck_assert_ptr_null(lc);
+	UT_RC(fab_ctx_open(fab, "latec", &lc), FAB_ENOENT);
+	fab_limiter *ll = NULL;
+	UT_RC(fab_limiter_create(fab, "latel", 10.0, 1, &ll), FAB_ENOENT);
+	ck_assert_ptr_null(ll);
+	UT_RC(fab_limiter_open(fab, "latel", &ll), FAB_ENOENT);
 	/* A fabric created again under the name is a new one: creates work
 	 * through its handles, and the old handle opens none of its objects
 	 * (its owner tag indexes the old process table, where recovery would
