@@ -1519,6 +1519,18 @@ static __attribute__((noinline)) int fab__send_slow(fab_chan *ch, const void *ms
 			return rc;
 	}
 	fab__send_arg arg = {.msg = msg, .len = len};
+	if (ch->capacity == 0 && ctx && (rc = fab__ctx_done(ctx))) {
+		/* A context that has already ended: the send proceeds only if it
+		 * can at once, i.e. a receiver is waiting, exactly as
+		 * fab_try_send (fab_send(3): the context is consulted only when
+		 * the call cannot complete at once).  The rendezvous below would
+		 * publish and then, its context ended, withdraw the message
+		 * before the waiting receiver could take it (found by a user
+		 * trial: fab_send failed where fab_try_send and a select send
+		 * case succeeded). */
+		int r = fab__send_unbuffered_now(ch, &arg, 0);
+		return r == FAB_EAGAIN ? fab__ctx_fail(rc) : r;
+	}
 	rc = fab__wait(ch, 0, ctx, fab__try_send_once, &arg);
 	if (rc)
 		return rc;

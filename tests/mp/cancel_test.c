@@ -236,6 +236,84 @@ START_TEST(deadline_ends_one_sleeper)
 }
 END_TEST
 
+/* A receiver of channel "rdv" that waits (10 s at most) for one message and
+ * exits 0 if it got "ended-ctx", 30 if its wait ran out. */
+static int rdv_receiver(void *arg)
+{
+	struct cfg *c = arg;
+	fab_fabric *fab = NULL;
+	fab_chan *ch = NULL;
+	fab_ctx *dl = NULL;
+	char buf[MSZ] = {0};
+	int rc = mt_open(c->fabric, "rdv", FAB_RECV, &fab, &ch);
+	if (rc != 0)
+		MT_CHILD_FAIL(10, "open rdv: %s", fab_strerror(rc));
+	fab_ctx_with_timeout(NULL, 10 * MT_SEC, &dl);
+	ssize_t n = fab_recv(ch, buf, sizeof buf, dl);
+	if (n == FAB_ETIMEDOUT)
+		MT_CHILD_FAIL(30, "no message in 10 s");
+	if (n != 10 || memcmp(buf, "ended-ctx", 10) != 0)
+		MT_CHILD_FAIL(11, "recv: %zd", n);
+	fab_ctx_release(dl);
+	mt_close(fab, ch);
+	return 0;
+}
+
+/*
+ * fab_send(3): "the context is consulted only when the call cannot complete
+ * at once".  On an unbuffered channel a send can complete at once when a
+ * receiver waits: with a context that has already ended (deadline passed,
+ * or cancelled) it must then succeed, as fab_try_send does.  Until 28 Nov
+ * (tenth session; found by a user trial) it published, saw the ended
+ * context and withdrew the message: FAB_ETIMEDOUT, and the waiting receiver
+ * got nothing.  With no receiver waiting it returns the context's error at
+ * once.
+ */
+START_TEST(ended_ctx_unbuffered_send)
+{
+	const char *fabric = mt_fabric_name("endedrdv");
+	fab_fabric *fab = NULL;
+	struct cfg c = {fabric, 0};
+	mkchan(&fab, fabric, "rdv", 0);
+	fab_chan *tx = NULL;
+	ck_assert_int_eq(fab_chan_open(fab, "rdv", FAB_SEND, &tx), 0);
+	fab_ctx *shared = NULL;
+	ck_assert_int_eq(fab_ctx_create(fab, "stop", NULL, &shared), 0);
+	ck_assert_int_eq(fab_ctx_cancel(shared, REASON), 0);
+	for (int round = 0; round < 2; round++) {
+		fab_ctx *ended = NULL;
+		int want;
+		if (round == 0) {
+			ck_assert_int_eq(fab_ctx_with_timeout(NULL, 1, &ended), 0);
+			ck_assert(MT_WAIT_UNTIL(fab_ctx_err(ended) == FAB_ETIMEDOUT, 5 * MT_SEC));
+			want = FAB_ETIMEDOUT;
+		} else {
+			ended = shared;
+			want = FAB_ECANCELED;
+		}
+		/* Nobody waits: the context's error, nothing left in the slot. */
+		ck_assert_int_eq(fab_send(tx, "ended-ctx", 10, ended), want);
+		ck_assert_uint_eq(mt_stats(tx).len, 0);
+		/* A receiver waits: the send succeeds and it gets the message. */
+		uint32_t before = mt_stats(tx).blocked_receivers;
+		pid_t r = mt_spawn(rdv_receiver, &c);
+		ck_assert_msg(MT_WAIT_UNTIL(mt_stats(tx).blocked_receivers > before, 10 * MT_SEC),
+			      "the receiver never blocked");
+		int rc = fab_send(tx, "ended-ctx", 10, ended);
+		ck_assert_msg(rc == 0, "round %d: fab_send with an ended context and a waiting "
+			      "receiver: %s, want 0", round, fab_errname(rc));
+		rc = mt_wait(r, 20 * MT_SEC);
+		ck_assert_msg(rc == 0, "round %d: receiver exited %d (30: no message)", round, rc);
+		if (ended != shared)
+			fab_ctx_release(ended);
+	}
+	mt_kill_all();
+	fab_ctx_release(shared);
+	fab_chan_release(tx);
+	mt_destroy(fabric, &fab);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("mp_cancel");
@@ -243,6 +321,7 @@ int main(void)
 	mt_init();
 	tcase_add_test(tc, cancel_wakes_all_sleepers);
 	tcase_add_test(tc, deadline_ends_one_sleeper);
+	tcase_add_test(tc, ended_ctx_unbuffered_send);
 	suite_add_tcase(s, tc);
 	return mt_run_suite(s);
 }
