@@ -1421,6 +1421,83 @@ static void fab__ready_reap(fab_chan *ch)
 	}
 }
 
+static int fab__try_recv_once(fab_chan *ch, void *a, fab__block *blk);
+
+/*
+ * Waiting unbuffered senders that have published nothing: a select's send
+ * case asleep (a blocking fab_send publishes its message before it waits,
+ * so a receiver finds it in the slot).  Go pairs a non-blocking receive
+ * with such a sender; fab__recv_unbuffered_now does, by announcing the
+ * receiver for a moment (found by a user trial: a select blocked on a send
+ * case and a consumer polling fab_try_recv never met).  True if a handle's
+ * attach word carries a send sleep mark (below attach_hi, after the
+ * send_waiters gauge says someone sleeps: two loads when nobody does).
+ * Relaxed: a hint; missing a sender that is about to sleep answers "no
+ * sender blocked yet", as Go would a moment earlier.
+ */
+bool fab__send_sleeper(fab_chan *ch)
+{
+	if (!load_relaxed(&ch->hdr->send_waiters))
+		return false;
+	uint32_t hi = fab__attach_hi(ch);
+	for (uint32_t i = 0; i < hi; i++)
+		if (load_relaxed(&ch->attach[i]) & FAB_ATT_SLEEP_SEND)
+			return true;
+	return false;
+}
+
+/* After an announce nobody answered: repair the channel of every handle
+ * marked as a sleeping sender whose process is dead (a select killed
+ * asleep), so its mark stops costing each non-blocking receive a wait. */
+static void fab__send_sleeper_reap(fab_chan *ch)
+{
+	uint32_t last_alive = 0, hi = fab__attach_hi(ch);
+	for (uint32_t i = 0; i < hi; i++) {
+		uint64_t w = load_relaxed(&ch->attach[i]);
+		uint32_t t = FAB_ATT_TAG(w);
+		if (!(w & FAB_ATT_SLEEP_SEND) || t == ch->fab->tag || t == last_alive)
+			continue;
+		if (fab__tag_alive(ch->fab, t))
+			last_alive = t;
+		else
+			fab__chan_recover(ch, ch->fab, t);
+	}
+}
+
+/*
+ * Go's non-blocking receive on an unbuffered channel when the slot is
+ * empty but a sender sleeps there with nothing published (fab__send_sleeper):
+ * count this handle as a waiting receiver, wake the senders, and look for
+ * up to 2 ms for the message a select's send case then offers (its pass
+ * sees a waiting receiver and publishes, fab__send_unbuffered_now).  The
+ * mirror of a non-blocking send's offer.  The received length, FAB_EAGAIN,
+ * or another code.  ch->fab's wake after a take is the caller's.
+ */
+static int fab__recv_unbuffered_now(fab_chan *ch, void *a)
+{
+	if (!fab__send_sleeper(ch) || !fab__ready_raise(ch))
+		return FAB_EAGAIN;
+	fab__wake_senders(ch);
+	int64_t until = fab__now_ns() + 2000000;
+	fab__block blk;
+	int r;
+	for (uint32_t i = 0;; i++) {
+		if ((r = fab__try_recv_once(ch, a, &blk)) != FAB_EAGAIN)
+			break;
+		if ((i & 63) == 63) {
+			if (fab__now_ns() > until)
+				break;
+			sched_yield();
+		} else {
+			cpu_relax();
+		}
+	}
+	fab__ready_lower(ch);
+	if (r == FAB_EAGAIN)
+		fab__send_sleeper_reap(ch);
+	return r;
+}
+
 /* Unbuffered: after publishing, wait until a receiver took the message; if
  * the context ends first, withdraw it (unless taken meanwhile). */
 static int fab__rendezvous(fab_chan *ch, fab__send_arg *arg, fab_ctx *ctx)
@@ -1928,7 +2005,20 @@ static __attribute__((noinline)) ssize_t fab__recv_slow(fab_chan *ch, void *buf,
 			return r;
 	}
 	fab__recv_arg arg = {.buf = buf, .cap = cap};
-	ssize_t r = fab__recv_blocking(ch, &arg, ctx);
+	ssize_t r;
+	if (ch->capacity == 0 && ctx && (rc = fab__ctx_done(ctx))) {
+		/* An ended context: proceed only if that is possible at once, as
+		 * fab_try_recv (a message in the slot, or a select's send case
+		 * asleep with its message), the mirror of fab__send_slow. */
+		fab__block blk;
+		r = fab__try_recv_once(ch, &arg, &blk);
+		if (r == FAB_EAGAIN)
+			r = fab__recv_unbuffered_now(ch, &arg);
+		if (r == FAB_EAGAIN)
+			return fab__ctx_fail(rc);
+	} else {
+		r = fab__recv_blocking(ch, &arg, ctx);
+	}
 	if (r >= 0)
 		fab__wake_senders(ch);
 	return r;
@@ -1960,6 +2050,8 @@ static __attribute__((noinline)) ssize_t fab__try_recv_slow(fab_chan *ch, void *
 	fab__recv_arg arg = {.buf = buf, .cap = cap};
 	fab__block blk;
 	int r = fab__try_recv_once(ch, &arg, &blk);
+	if (r == FAB_EAGAIN && ch->capacity == 0)
+		r = fab__recv_unbuffered_now(ch, &arg);
 	if (r >= 0)
 		fab__wake_senders(ch);
 	return r == FAB_EAGAIN ? fab__err_none(r) : r;

@@ -123,6 +123,39 @@ static void fab__sel_announce(fab__sel *s, int on)
 	}
 }
 
+/* A select that may not wait, with a receive case on an unbuffered channel
+ * where a sender sleeps with nothing published (a select's send case):
+ * announce the receive cases as waiting receivers, which wakes the senders,
+ * and pass over the cases for up to 2 ms while the sender's select offers
+ * its message.  The index of the case that proceeded, or FAB_EAGAIN (found
+ * by a user trial: a select blocked on a send case never met fab_try_recv
+ * or a non-blocking select). */
+static int fab__sel_offered(fab__sel *s)
+{
+	bool any = false;
+	for (int k = 0; k < s->nlive && !any; k++)
+		any = fab__sel_is_unbuffered_recv(&s->cases[s->order[k]]) &&
+		      fab__send_sleeper(s->cases[s->order[k]].ch);
+	if (!any)
+		return FAB_EAGAIN;
+	fab__sel_announce(s, 1);
+	int64_t until = fab__now_ns() + 2000000;
+	int r;
+	for (uint32_t i = 0;; i++) {
+		if ((r = fab__sel_pass(s)) != FAB_EAGAIN)
+			break;
+		if ((i & 63) == 63) {
+			if (fab__now_ns() > until)
+				break;
+			sched_yield();
+		} else {
+			cpu_relax();
+		}
+	}
+	fab__sel_announce(s, 0);
+	return r;
+}
+
 /* Does case c watch other handles' leases while the select sleeps (a
  * receive on an open at-least-once mpmc ring, as fab__wait's watch)? */
 static bool fab__sel_watches(const fab_case *c)
@@ -193,10 +226,19 @@ int fab_select(fab_case *cases, int n, fab_ctx *ctx, unsigned flags)
 	int r = fab__sel_pass(&s);
 	if (r != FAB_EAGAIN)
 		return r;
-	if (flags & FAB_NONBLOCK)
-		return fab__err_none(FAB_EAGAIN);
-	if (ctx && (rc = fab__ctx_done(ctx)))
-		return fab__ctx_fail(rc);
+	if ((flags & FAB_NONBLOCK) || (ctx && fab__ctx_done(ctx))) {
+		/* Nothing proceeds and the select may not wait.  Go still pairs
+		 * a receive case with a sender blocked on an unbuffered
+		 * channel; one blocked in a select has published nothing, so
+		 * announce our receive cases for a moment and let it offer
+		 * (fab__sel_offered; the mirror of a non-blocking send case's
+		 * offer). */
+		if ((r = fab__sel_offered(&s)) != FAB_EAGAIN)
+			return r;
+		if (flags & FAB_NONBLOCK)
+			return fab__err_none(FAB_EAGAIN);
+		return fab__ctx_fail(fab__ctx_done(ctx));
+	}
 
 	fab__sel_announce(&s, 1);
 	uint32_t backoff = 1;

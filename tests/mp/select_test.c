@@ -159,12 +159,103 @@ START_TEST(select_race)
 }
 END_TEST
 
+/* ---- a select blocked on an unbuffered send case meets non-blocking receivers */
+
+/* The sender: one select with a single send case of "77" on "u" under a
+ * 10 s context; exit 0 if it was taken, 30 if the context ran out. */
+static int sel_sender(void *arg)
+{
+	struct cfg *c = arg;
+	fab_fabric *fab = NULL;
+	fab_chan *u = NULL;
+	fab_ctx *dl = NULL;
+	int rc;
+	if ((rc = fab_fabric_open(c->fabric, 0, &fab)) ||
+	    (rc = fab_chan_open(fab, "u", FAB_SEND, &u)))
+		MT_CHILD_FAIL(10, "open: %s", fab_strerror(rc));
+	fab_ctx_with_timeout(NULL, 10 * MT_SEC, &dl);
+	fab_case cs = {.ch = u, .op = FAB_OP_SEND, .send_msg = "77", .send_len = 3};
+	rc = fab_select(&cs, 1, dl, 0);
+	if (rc == FAB_ETIMEDOUT)
+		MT_CHILD_FAIL(30, "nobody took the select's message in 10 s");
+	if (rc != 0 || cs.result != 0)
+		MT_CHILD_FAIL(11, "select: %d, result %zd", rc, cs.result);
+	fab_ctx_release(dl);
+	fab_chan_release(u);
+	fab_fabric_close(fab);
+	return 0;
+}
+
+/*
+ * Go: a goroutine blocked in `select { case ch <- v: }` on an unbuffered
+ * channel is a waiting sender, and `select { case v := <-ch: default: }`
+ * (or any non-blocking receive) takes its value.  A select's send case
+ * publishes nothing while it waits, so until 28 Nov (tenth session; found
+ * by a user trial) fab_try_recv, a non-blocking select receive and a
+ * fab_recv with an ended context all answered "nothing" for as long as the
+ * select waited.  Each mode polls until it gets the message, for at most 5
+ * s (mode 0 fab_try_recv, 1 FAB_NONBLOCK select, 2 fab_recv with an ended
+ * context); the sender must see its send taken.  With nobody waiting,
+ * fab_try_recv answers FAB_EAGAIN without the announce (no 2 ms wait: not
+ * asserted as a time; the channel's send gauge is 0).
+ */
+START_TEST(select_sender_meets_nonblocking_receiver)
+{
+	struct cfg c = {mt_fabric_name("selnb"), 0, NULL, 0};
+	fab_fabric *fab = NULL;
+	int rc = mt_make_chan(c.fabric, "u", FAB_MPMC, 0, MSZ, 1, &fab);
+	ck_assert_msg(rc == 0, "create u: %s", fab_strerror(rc));
+	fab_chan *rx = NULL;
+	ck_assert_int_eq(fab_chan_open(fab, "u", FAB_RECV, &rx), 0);
+	char buf[MSZ];
+	ck_assert_int_eq(fab_try_recv(rx, buf, sizeof buf), FAB_EAGAIN);
+	fab_ctx *ended = NULL;
+	ck_assert_int_eq(fab_ctx_with_timeout(NULL, 1, &ended), 0);
+	ck_assert(MT_WAIT_UNTIL(fab_ctx_err(ended) == FAB_ETIMEDOUT, 5 * MT_SEC));
+	for (int mode = 0; mode < 3; mode++) {
+		pid_t snd = mt_spawn(sel_sender, &c);
+		/* Until it sleeps in its select (its mark on the send side). */
+		ck_assert_msg(MT_WAIT_UNTIL(mt_stats(rx).blocked_senders == 1, 10 * MT_SEC),
+			      "mode %d: the select sender never slept", mode);
+		ssize_t n = FAB_EAGAIN;
+		int64_t until = ft_now_ns() + 5 * MT_SEC;
+		while (n == FAB_EAGAIN || n == FAB_ETIMEDOUT) {
+			ck_assert_msg(ft_now_ns() < until,
+				      "mode %d: 5 s of non-blocking receives never met the select "
+				      "blocked on its send case",
+				      mode);
+			memset(buf, 0, sizeof buf);
+			if (mode == 0) {
+				n = fab_try_recv(rx, buf, sizeof buf);
+			} else if (mode == 1) {
+				fab_case cr = {.ch = rx, .op = FAB_OP_RECV, .recv_buf = buf,
+					       .recv_cap = sizeof buf};
+				int r = fab_select(&cr, 1, NULL, FAB_NONBLOCK);
+				n = r == 0 ? cr.result : r;
+			} else {
+				n = fab_recv(rx, buf, sizeof buf, ended);
+			}
+			if (n == FAB_EAGAIN || n == FAB_ETIMEDOUT)
+				usleep(1000);
+		}
+		ck_assert_msg(n == 3 && strcmp(buf, "77") == 0, "mode %d: got %zd", mode, n);
+		rc = mt_wait(snd, 20 * MT_SEC);
+		ck_assert_msg(rc == 0, "mode %d: sender exited %d", mode, rc);
+	}
+	fab_ctx_release(ended);
+	fab_chan_release(rx);
+	mt_kill_all();
+	mt_destroy(c.fabric, &fab);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("mp_select");
 	TCase *tc = mt_tcase("select", 200);
 	mt_init();
 	tcase_add_test(tc, select_race);
+	tcase_add_test(tc, select_sender_meets_nonblocking_receiver);
 	suite_add_tcase(s, tc);
 	return mt_run_suite(s);
 }
