@@ -471,10 +471,18 @@ static uint32_t fi_topic_publishers_asleep(const fi_fabric *f, const fi_chan *c)
  * them.  The dead ones stay in c->att, as before. */
 static void fi_chan_drop_dead(const uint8_t *live_gen, fi_chan *c)
 {
+	/* A topic's len is the largest lag of its subscribers: of the live
+	 * ones only (a killed subscriber's entry stays until a publisher or
+	 * recovery prunes it, and made the topic look full; found by a user
+	 * trial). */
+	uint64_t lag = c->lag_untagged;
 	for (uint32_t k = 0; k < c->natt; k++) {
 		const fi_att *at = &c->att[k];
-		if (at->proc < FAB_MAX_PROCS && live_gen[at->proc] == at->gen + 1)
+		if (at->proc < FAB_MAX_PROCS && live_gen[at->proc] == at->gen + 1) {
+			if (at->lag > lag)
+				lag = at->lag;
 			continue;
+		}
 		if ((at->role & FAB_SEND) && c->senders)
 			c->senders--;
 		if ((at->role & FAB_RECV) && c->receivers)
@@ -484,6 +492,8 @@ static void fi_chan_drop_dead(const uint8_t *live_gen, fi_chan *c)
 		if ((at->sleep & 2u) && c->recv_waiters)
 			c->recv_waiters--;
 	}
+	if (c->type == FAB_OBJ_TOPIC)
+		c->len = lag > c->capacity ? c->capacity : lag;
 }
 
 int fi_snapshot(fi_fabric *f)
@@ -544,7 +554,7 @@ int fi_snapshot(fi_fabric *f)
 		c->reg_idx = a.reg[i].idx;
 		if (c->type == FAB_OBJ_TOPIC && !c->err)
 			c->send_waiters = fi_topic_publishers_asleep(f, c);
-		if (c->type == FAB_OBJ_CHAN && !c->err)
+		if (!c->err)
 			fi_chan_drop_dead(live_gen, c);
 	}
 	free(a.reg);
@@ -829,18 +839,26 @@ static int fi_topic_read_guarded(void *p)
 		if (FAB_TSUB_STATE(sw) != FAB_TSUB_ACTIVE)
 			continue;
 		c->receivers++;
-		if (load_relaxed(&subs[i].sleeping) == sw)
+		bool asleep = load_relaxed(&subs[i].sleeping) == sw;
+		if (asleep)
 			c->recv_waiters++;
 		got += load_relaxed(&subs[i].delivered);
 		uint64_t cur = load_acquire(&subs[i].cursor);
-		if ((int64_t)(tail - cur) > (int64_t)lag)
-			lag = tail - cur;
+		uint64_t l = (int64_t)(tail - cur) > 0 ? tail - cur : 0;
+		if (l > lag)
+			lag = l;
 		uint32_t tag = FAB_TSUB_TAG(sw);
 		if (tag & FAB_TAG_VALID) {
+			/* fi_snapshot takes a dead subscriber's entry out of
+			 * the counts and of len (fi_chan_drop_dead). */
 			c->att[c->natt].proc = FAB_TAG_IDX(tag);
 			c->att[c->natt].gen = FAB_TAG_GEN(tag);
 			c->att[c->natt].role = FAB_RECV;
+			c->att[c->natt].sleep = asleep ? 2u : 0u;
+			c->att[c->natt].lag = l;
 			c->natt++;
+		} else if (l > c->lag_untagged) {
+			c->lag_untagged = l;
 		}
 	}
 	c->received = got;

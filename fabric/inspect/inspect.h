@@ -46,6 +46,7 @@ typedef struct fi_att {
 	uint32_t gen;  /* low 5 bits of the claim generation, from the tag */
 	uint32_t role; /* FAB_SEND | FAB_RECV bits */
 	uint32_t sleep; /* 1: asleep sending, 2: asleep receiving (the attach word's marks) */
+	uint64_t lag;   /* topics: the subscriber's messages not yet read; channels 0 */
 } fi_att;
 
 /* A copy of a latency histogram (layout.h fab_hist): bucket i counts the
@@ -82,6 +83,7 @@ typedef struct fi_chan {
 	uint32_t natt;
 	fi_hist send_wait, recv_wait, latency; /* channels only */
 	int64_t created_mono_ns; /* topics: CLOCK_MONOTONIC of creation, 0 unknown */
+	uint64_t lag_untagged;   /* topics: the largest lag of subscribers not in att */
 } fi_chan;
 
 typedef struct fi_stage {

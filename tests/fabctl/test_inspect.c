@@ -508,6 +508,91 @@ START_TEST(t_dead_attachments)
 }
 END_TEST
 
+/* A subscriber of topic "dt" in a child: BLOCK (policy) sleeps in
+ * fab_sub_recv; DROP subscribes and pauses (it reads nothing). */
+static pid_t subscribing_child(unsigned policy)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		fab_fabric *f;
+		fab_sub *u;
+		char b[64];
+		if (fab_fabric_open(fabric, 0, &f) || fab_topic_subscribe(f, "dt", policy, &u))
+			_exit(2);
+		if (policy == FAB_SUB_BLOCK)
+			fab_sub_recv(u, b, sizeof b, NULL);
+		for (;;)
+			pause();
+	}
+	return pid;
+}
+
+/* The snapshot's topic "dt": subscribers, blocked ones, len. */
+static void dt_counts(uint32_t *subs, uint32_t *asleep, uint64_t *len)
+{
+	fi_fabric *f;
+	ck_assert_int_eq(fi_open(fabric, &f), 0);
+	ck_assert_int_eq(fi_snapshot(f), 0);
+	*subs = *asleep = UINT32_MAX;
+	*len = UINT64_MAX;
+	for (uint32_t i = 0; i < f->nchans; i++)
+		if (!strcmp(f->chans[i].name, "dt")) {
+			*subs = f->chans[i].receivers;
+			*asleep = f->chans[i].recv_waiters;
+			*len = f->chans[i].len;
+		}
+	fi_close(f);
+}
+
+/* Killed subscribers of a topic, nobody recovering: fabctl chan and
+ * /metrics counted them as subscribers, as blocked, and a killed DROP
+ * subscriber's lag made the topic look full (found by a user trial: RECV 2,
+ * BLK_R 2 with no process alive; then 8/8).  Only live subscribers count,
+ * and len is the largest lag of the live ones. */
+START_TEST(t_dead_subscribers)
+{
+	fab_fabric *ff;
+	fab_topic *t;
+	fab_chan_opts o = {.size = sizeof o, .capacity = 4, .msg_size = 64};
+	ck_assert_int_eq(fab_fabric_open(fabric, 0, &ff), 0);
+	ck_assert_int_eq(fab_topic_create(ff, "dt", &o, &t), 0);
+	pid_t blk = subscribing_child(FAB_SUB_BLOCK);
+	pid_t drp = subscribing_child(FAB_SUB_DROP);
+	uint32_t n, a;
+	uint64_t len;
+	for (;;) {
+		dt_counts(&n, &a, &len);
+		if (n == 2 && a == 1)
+			break;
+		int st;
+		ck_assert_msg(waitpid(blk, &st, WNOHANG) == 0 && waitpid(drp, &st, WNOHANG) == 0,
+			      "a subscriber exited");
+		usleep(1000);
+	}
+	/* The BLOCK subscriber takes the first message; the DROP one reads
+	 * nothing: after 3 more, its lag is 4 (full) and the BLOCK one's
+	 * 3. */
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(fab_topic_publish(t, "x", 1, NULL), 0);
+	dt_counts(&n, &a, &len);
+	ck_assert_uint_eq(len, 4);
+	ck_assert_int_eq(kill(drp, SIGKILL), 0);
+	ck_assert_int_eq(waitpid(drp, NULL, 0), drp);
+	dt_counts(&n, &a, &len);
+	ck_assert_msg(n == 1 && len == 3,
+		      "the DROP subscriber killed: %u subscribers, len %llu (want 1, 3)", n,
+		      (unsigned long long)len);
+	ck_assert_int_eq(kill(blk, SIGKILL), 0);
+	ck_assert_int_eq(waitpid(blk, NULL, 0), blk);
+	dt_counts(&n, &a, &len);
+	ck_assert_msg(n == 0 && a == 0 && len == 0,
+		      "both killed (no recovery): %u subscribers, %u blocked, len %llu (want 0)", n,
+		      a, (unsigned long long)len);
+	fab_topic_release(t);
+	fab_fabric_close(ff);
+}
+END_TEST
+
 /* One scribble on the channel header: offset, 32-bit value, message. */
 static const struct {
 	size_t off;
@@ -662,6 +747,7 @@ int main(void)
 	tcase_add_test(tc, t_blocked_marks);
 	tcase_add_test(tc, t_blocked_marks_topic);
 	tcase_add_test(tc, t_blocked_publishers_topic);
+	tcase_add_test(tc, t_dead_subscribers);
 	tcase_add_test(tc, t_blocked_publishers_reused_index);
 	tcase_add_test(tc, t_blocked_select_two_handles);
 	tcase_add_test(tc, t_dead_attachments);
