@@ -1896,7 +1896,9 @@ int fabd_topology_load(const char *path, fabd_topology **out, fabd_diags *d)
 	int rc = -1, bad = 0;
 	for (;;) {
 		if (len == cap) {
-			if (cap >= FABD_FILE_MAX) {
+			/* Room for one byte past the limit, so a file of exactly
+			 * FABD_FILE_MAX is read whole (found by review). */
+			if (len > FABD_FILE_MAX) {
 				P p = { .d = d };
 				err(&p, (fabd_pos){ 0, 0 }, "larger than %u MiB: not a topology",
 				    FABD_FILE_MAX >> 20);
@@ -1904,6 +1906,8 @@ int fabd_topology_load(const char *path, fabd_topology **out, fabd_diags *d)
 				break;
 			}
 			size_t ncap = cap ? cap * 2 : 65536;
+			if (ncap > (size_t)FABD_FILE_MAX + 1)
+				ncap = (size_t)FABD_FILE_MAX + 1;
 			char *nt = realloc(text, ncap);
 			if (!nt) {
 				P p = { .d = d };

@@ -1430,8 +1430,9 @@ static int fab__try_recv_once(fab_chan *ch, void *a, fab__block *blk);
  * with such a sender; fab__recv_unbuffered_now does, by announcing the
  * receiver for a moment (found by a user trial: a select blocked on a send
  * case and a consumer polling fab_try_recv never met).  True if a handle's
- * attach word carries a send sleep mark (below attach_hi, after the
- * send_waiters gauge says someone sleeps: two loads when nobody does).
+ * attach word carries the offer mark FAB_ATT_OFFER, which such a select
+ * sets with its sleep mark (below attach_hi, after the send_waiters gauge
+ * says someone sleeps: two loads when nobody does).
  * Relaxed: a hint; missing a sender that is about to sleep answers "no
  * sender blocked yet", as Go would a moment earlier.
  */
@@ -1439,23 +1440,27 @@ bool fab__send_sleeper(fab_chan *ch)
 {
 	if (!load_relaxed(&ch->hdr->send_waiters))
 		return false;
+	/* The offer mark, not the send sleep mark: a blocking fab_send keeps
+	 * that one until it has woken after its take, so a consumer draining
+	 * such a sender found the slot empty, the mark still set, and waited
+	 * 2 ms for nothing after every message (found by review). */
 	uint32_t hi = fab__attach_hi(ch);
 	for (uint32_t i = 0; i < hi; i++)
-		if (load_relaxed(&ch->attach[i]) & FAB_ATT_SLEEP_SEND)
+		if (load_relaxed(&ch->attach[i]) & FAB_ATT_OFFER)
 			return true;
 	return false;
 }
 
 /* After an announce nobody answered: repair the channel of every handle
- * marked as a sleeping sender whose process is dead (a select killed
- * asleep), so its mark stops costing each non-blocking receive a wait. */
+ * with the offer mark whose process is dead (a select killed asleep), so
+ * its mark stops costing each non-blocking receive a wait. */
 static void fab__send_sleeper_reap(fab_chan *ch)
 {
 	uint32_t last_alive = 0, hi = fab__attach_hi(ch);
 	for (uint32_t i = 0; i < hi; i++) {
 		uint64_t w = load_relaxed(&ch->attach[i]);
 		uint32_t t = FAB_ATT_TAG(w);
-		if (!(w & FAB_ATT_SLEEP_SEND) || t == ch->fab->tag || t == last_alive)
+		if (!(w & FAB_ATT_OFFER) || t == ch->fab->tag || t == last_alive)
 			continue;
 		if (fab__tag_alive(ch->fab, t))
 			last_alive = t;
@@ -1466,7 +1471,7 @@ static void fab__send_sleeper_reap(fab_chan *ch)
 
 /*
  * Go's non-blocking receive on an unbuffered channel when the slot is
- * empty but a sender sleeps there with nothing published (fab__send_sleeper):
+ * empty but a select sleeps there on a send case (fab__send_sleeper):
  * count this handle as a waiting receiver, wake the senders, and look for
  * up to 2 ms for the message a select's send case then offers (its pass
  * sees a waiting receiver and publishes, fab__send_unbuffered_now).  The

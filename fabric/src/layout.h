@@ -434,7 +434,7 @@ _Static_assert(sizeof(fab_chan_hdr) == 2432, "channel header size");
 	(((uint64_t)(tag) << 32) | ((uint64_t)((role) & 0x3fu) << 24) |       \
 	 ((uint64_t)(serial) & 0xffffffu))
 #define FAB_ATT_TAG(w) ((uint32_t)((w) >> 32) & 0xffffu)
-#define FAB_ATT_ROLE(w) ((uint32_t)((w) >> 24) & 0x3fu)
+#define FAB_ATT_ROLE(w) ((uint32_t)((w) >> 24) & 0x1fu)
 /*
  * Bits 48..63 (since 28 Nov 2026, same layout version): how many receivers
  * of this handle wait in a blocking receive on an unbuffered channel, each
@@ -456,8 +456,18 @@ _Static_assert(sizeof(fab_chan_hdr) == 2432, "channel header size");
 #define FAB_ATT_SLEEP_SEND (1ULL << 30)
 #define FAB_ATT_SLEEP_RECV (1ULL << 31)
 #define FAB_ATT_SLEEP (FAB_ATT_SLEEP_SEND | FAB_ATT_SLEEP_RECV)
+/*
+ * Bit 29 (since 28 Nov 2026, tenth session, same layout version; the role
+ * has bits 24..28): set with bit 30 while the handle's select sleeps with a
+ * send case on this unbuffered channel, which has published nothing (a
+ * blocking fab_send sleeps with its message in the slot).  A non-blocking
+ * receive that finds the slot empty and such a mark announces itself so
+ * that the select offers (chan.c, fab__send_sleeper).  Older libraries see
+ * it as a role bit they do not use.
+ */
+#define FAB_ATT_OFFER (1ULL << 29)
 /* The word without its counts and marks: whose handle it is. */
-#define FAB_ATT_ID(w) ((w) & (FAB_ATT_READY_ONE - 1) & ~FAB_ATT_SLEEP)
+#define FAB_ATT_ID(w) ((w) & (FAB_ATT_READY_ONE - 1) & ~(FAB_ATT_SLEEP | FAB_ATT_OFFER))
 
 /*
  * MPMC slot: a 16-byte header then the payload, the whole slot a multiple of

@@ -290,6 +290,11 @@ int fab_select(fab_case *cases, int n, fab_ctx *ctx, unsigned flags)
 		gch[nw] = ch;
 		gmark[nw] = cases[s.order[k]].op == FAB_OP_SEND ? FAB_ATT_SLEEP_SEND
 								: FAB_ATT_SLEEP_RECV;
+		/* A send case on an unbuffered channel has published nothing:
+		 * the offer mark lets a non-blocking receiver find us
+		 * (fab__send_sleeper in chan.c). */
+		if (cases[s.order[k]].op == FAB_OP_SEND && ch->capacity == 0)
+			gmark[nw] |= FAB_ATT_OFFER;
 		if (!fab__sleep_mark(gch[nw], gmark[nw]))
 			gmark[nw] = 0;
 		nw++;

@@ -1145,6 +1145,71 @@ START_TEST(alo_lessee_killed_idle_receiver)
 END_TEST
 
 /*
+ * A non-blocking receive on an unbuffered channel with an empty slot
+ * announces itself (and waits up to 2 ms) only for a select asleep on a
+ * send case, which has published nothing (the offer mark, bit 29 of its
+ * attach word), not for a blocking fab_send still marked asleep after its
+ * message was taken: a consumer draining such a sender waited 2 ms after
+ * every message (found by review of the first version, which looked at the
+ * send sleep mark).  The states are made by hand on our own sender handle;
+ * the announce is seen by its wake of the senders (send_futex's sleepers
+ * bit cleared).
+ */
+START_TEST(unbuffered_offer_mark)
+{
+	fab_fabric *fab = NULL;
+	fab_chan *tx = NULL, *rx = NULL;
+	size_t hsize = 0;
+	rc_begin("rco");
+	ck_assert_int_eq(fab_fabric_open(S.fabric, FAB_CREATE, &fab), 0);
+	fab_chan_opts o = {.size = sizeof o, .capacity = 0, .msg_size = 8, .kind = FAB_MPMC};
+	ck_assert_int_eq(fab_chan_create(fab, "u", &o, &tx), 0);
+	fab_chan_release(tx);
+	ck_assert_int_eq(fab_chan_open(fab, "u", FAB_SEND, &tx), 0);
+	ck_assert_int_eq(fab_chan_open(fab, "u", FAB_RECV, &rx), 0);
+	fab_chan_hdr *h = rc_map_or_fail(S.fabric, "u", &hsize);
+	_Atomic uint64_t *att = (_Atomic uint64_t *)((uint8_t *)h + h->attach_off);
+	int ti = -1;
+	for (uint32_t i = 0; i < h->attach_max && ti < 0; i++)
+		if (FAB_ATT_ROLE(atomic_load(&att[i])) == FAB_SEND)
+			ti = (int)i;
+	ck_assert_int_ge(ti, 0);
+	uint64_t w0 = atomic_load(&att[ti]);
+	char buf[8];
+	for (int mode = 0; mode < 2; mode++) {
+		/* A sender asleep (count, futex bit, mark); mode 1 with the
+		 * offer mark too. */
+		atomic_store(&h->send_waiters, 1);
+		atomic_store(&h->send_futex, 1);
+		atomic_store(&att[ti], w0 | FAB_ATT_SLEEP_SEND | (mode ? FAB_ATT_OFFER : 0));
+		ck_assert_int_eq(fab_try_recv(rx, buf, sizeof buf), FAB_EAGAIN);
+		uint32_t fw = atomic_load(&h->send_futex);
+		if (mode == 0)
+			ck_assert_msg(fw == 1, "a blocking sender's stale sleep mark made fab_try_recv "
+				      "announce itself (send_futex %#x)", fw);
+		else
+			ck_assert_msg(fw == 2, "the offer mark did not make fab_try_recv announce "
+				      "itself (send_futex %#x)", fw);
+		fab_case c = {.ch = rx, .op = FAB_OP_RECV, .recv_buf = buf, .recv_cap = sizeof buf};
+		atomic_store(&h->send_futex, 1);
+		ck_assert_int_eq(fab_select(&c, 1, NULL, FAB_NONBLOCK), FAB_EAGAIN);
+		fw = atomic_load(&h->send_futex);
+		ck_assert_msg(fw == (mode ? 2u : 1u), "mode %d: select announce: send_futex %#x",
+			      mode, fw);
+		/* The receiver counts are back where they were. */
+		ck_assert_uint_eq(atomic_load(&h->recv_ready), 0);
+	}
+	atomic_store(&att[ti], w0);
+	atomic_store(&h->send_waiters, 0);
+	atomic_store(&h->send_futex, 0);
+	fab_chan_release(rx);
+	fab_chan_release(tx);
+	munmap(h, hsize);
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
+/*
  * The blocked gauges count sleep marks, not the header's counts: a sleeper
  * killed between counting itself and marking its handle's attach word (or
  * between unmarking and uncounting) leaves the count one high, which the
@@ -1794,6 +1859,7 @@ int main(void)
 	tcase_add_test(tc, registry_creating_of_another_user);
 	tcase_add_test(tc, proc_claimer_killed_before_live);
 	tcase_add_loop_test(tc, alo_lessee_killed_idle_receiver, 0, 2);
+	tcase_add_test(tc, unbuffered_offer_mark);
 	suite_add_tcase(s, tc);
 	return mt_run_suite(s);
 }
