@@ -1973,6 +1973,17 @@ static inline int fab__recv_check(fab_chan *ch)
 static ssize_t fab__recv_blocking(fab_chan *ch, fab__recv_arg *arg, fab_ctx *ctx)
 {
 	int rc;
+	if (ch->capacity == 0 && ctx && (rc = fab__ctx_done(ctx))) {
+		/* An ended context (fab_recv, fab_recv_acquire): proceed only if
+		 * that is possible at once, as fab_try_recv (a message in the
+		 * slot, or a select's send case asleep with its message), the
+		 * mirror of fab__send_slow. */
+		fab__block blk;
+		int r = fab__try_recv_once(ch, arg, &blk);
+		if (r == FAB_EAGAIN)
+			r = fab__recv_unbuffered_now(ch, arg);
+		return r == FAB_EAGAIN ? fab__ctx_fail(rc) : r;
+	}
 	if (ch->capacity == 0) {
 		/* Announce a waiting receiver for unbuffered try_send and for
 		 * select's send cases, which sleep until one appears. */
@@ -2010,20 +2021,7 @@ static __attribute__((noinline)) ssize_t fab__recv_slow(fab_chan *ch, void *buf,
 			return r;
 	}
 	fab__recv_arg arg = {.buf = buf, .cap = cap};
-	ssize_t r;
-	if (ch->capacity == 0 && ctx && (rc = fab__ctx_done(ctx))) {
-		/* An ended context: proceed only if that is possible at once, as
-		 * fab_try_recv (a message in the slot, or a select's send case
-		 * asleep with its message), the mirror of fab__send_slow. */
-		fab__block blk;
-		r = fab__try_recv_once(ch, &arg, &blk);
-		if (r == FAB_EAGAIN)
-			r = fab__recv_unbuffered_now(ch, &arg);
-		if (r == FAB_EAGAIN)
-			return fab__ctx_fail(rc);
-	} else {
-		r = fab__recv_blocking(ch, &arg, ctx);
-	}
+	ssize_t r = fab__recv_blocking(ch, &arg, ctx);
 	if (r >= 0)
 		fab__wake_senders(ch);
 	return r;

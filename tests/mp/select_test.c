@@ -195,7 +195,8 @@ static int sel_sender(void *arg)
  * fab_recv with an ended context all answered "nothing" for as long as the
  * select waited.  Each mode polls until it gets the message, for at most 5
  * s (mode 0 fab_try_recv, 1 FAB_NONBLOCK select, 2 fab_recv with an ended
- * context); the sender must see its send taken.  With nobody waiting,
+ * context, 3 fab_recv_acquire with an ended context); the sender must see
+ * its send taken.  With nobody waiting,
  * fab_try_recv answers FAB_EAGAIN without the announce (no 2 ms wait: not
  * asserted as a time; the channel's send gauge is 0).
  */
@@ -212,7 +213,7 @@ START_TEST(select_sender_meets_nonblocking_receiver)
 	fab_ctx *ended = NULL;
 	ck_assert_int_eq(fab_ctx_with_timeout(NULL, 1, &ended), 0);
 	ck_assert(MT_WAIT_UNTIL(fab_ctx_err(ended) == FAB_ETIMEDOUT, 5 * MT_SEC));
-	for (int mode = 0; mode < 3; mode++) {
+	for (int mode = 0; mode < 4; mode++) {
 		pid_t snd = mt_spawn(sel_sender, &c);
 		/* Until it sleeps in its select (its mark on the send side). */
 		ck_assert_msg(MT_WAIT_UNTIL(mt_stats(rx).blocked_senders == 1, 10 * MT_SEC),
@@ -232,8 +233,19 @@ START_TEST(select_sender_meets_nonblocking_receiver)
 					       .recv_cap = sizeof buf};
 				int r = fab_select(&cr, 1, NULL, FAB_NONBLOCK);
 				n = r == 0 ? cr.result : r;
-			} else {
+			} else if (mode == 2) {
 				n = fab_recv(rx, buf, sizeof buf, ended);
+			} else {
+				const void *m = NULL;
+				size_t ml = 0;
+				int r = fab_recv_acquire(rx, &m, &ml, ended);
+				if (r == 0) {
+					memcpy(buf, m, ml < sizeof buf ? ml : sizeof buf);
+					n = (ssize_t)ml;
+					ck_assert_int_eq(fab_recv_release(rx), 0);
+				} else {
+					n = r;
+				}
 			}
 			if (n == FAB_EAGAIN || n == FAB_ETIMEDOUT)
 				usleep(1000);
