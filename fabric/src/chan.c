@@ -1454,7 +1454,7 @@ bool fab__send_sleeper(fab_chan *ch)
 /* After an announce nobody answered: repair the channel of every handle
  * with the offer mark whose process is dead (a select killed asleep), so
  * its mark stops costing each non-blocking receive a wait. */
-static void fab__send_sleeper_reap(fab_chan *ch)
+void fab__send_sleeper_reap(fab_chan *ch)
 {
 	uint32_t last_alive = 0, hi = fab__attach_hi(ch);
 	for (uint32_t i = 0; i < hi; i++) {

@@ -357,6 +357,7 @@ int fab__case_try(fab_case *c, uint32_t self_ready, fab__block *blk);
 _Atomic uint32_t *fab__case_word(fab_case *c, _Atomic uint32_t **waiters);
 bool fab__case_ready(fab_case *c, bool on); /* on: true if counted; undo only those */
 bool fab__send_sleeper(fab_chan *ch); /* unbuffered: a sender asleep with nothing published */
+void fab__send_sleeper_reap(fab_chan *ch); /* recover dead handles carrying the offer mark */
 void fab__case_recover(fab_case *c, uint32_t dead_tag);
 
 /* A producer id's 64-bit identity in the close quorum (FNV-1a of the

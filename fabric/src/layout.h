@@ -427,11 +427,11 @@ _Static_assert(sizeof(fab_chan_hdr) == 2432, "channel header size");
 /*
  * Attach-table word: owner tag << 32 | role << 24 | handle serial (24 bits).
  * 0 = free.  Recovery clears words whose owner is dead.  The role takes the
- * low 6 bits of its byte (FAB_SEND | FAB_RECV); the top two are the sleep
- * marks below.
+ * low 5 bits of its byte (FAB_SEND | FAB_RECV); the top three are the offer
+ * mark and the sleep marks below.
  */
 #define FAB_ATT_MAKE(tag, role, serial)                                         \
-	(((uint64_t)(tag) << 32) | ((uint64_t)((role) & 0x3fu) << 24) |       \
+	(((uint64_t)(tag) << 32) | ((uint64_t)((role) & 0x1fu) << 24) |       \
 	 ((uint64_t)(serial) & 0xffffffu))
 #define FAB_ATT_TAG(w) ((uint32_t)((w) >> 32) & 0xffffu)
 #define FAB_ATT_ROLE(w) ((uint32_t)((w) >> 24) & 0x1fu)

@@ -153,6 +153,17 @@ static int fab__sel_offered(fab__sel *s)
 		}
 	}
 	fab__sel_announce(s, 0);
+	if (r == FAB_EAGAIN) {
+		/* Nobody offered: a select killed asleep leaves its mark until
+		 * recovery, and would cost every such call 2 ms (found by
+		 * review); recover the dead marked handles, as
+		 * fab__recv_unbuffered_now does. */
+		for (int k = 0; k < s->nlive; k++) {
+			fab_case *c = &s->cases[s->order[k]];
+			if (fab__sel_is_unbuffered_recv(c) && fab__send_sleeper(c->ch))
+				fab__send_sleeper_reap(c->ch);
+		}
+	}
 	return r;
 }
 

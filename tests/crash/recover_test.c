@@ -1144,6 +1144,65 @@ START_TEST(alo_lessee_killed_idle_receiver)
 }
 END_TEST
 
+/* A select asleep on a send case of unbuffered "u" until killed. */
+static int t10_select_sender(void *arg)
+{
+	(void)arg;
+	fab_fabric *f = NULL;
+	fab_chan *u = NULL;
+	int rc = mt_open(S.fabric, "u", FAB_SEND, &f, &u);
+	if (rc)
+		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
+	fab_case c = {.ch = u, .op = FAB_OP_SEND, .send_msg = "k", .send_len = 2};
+	rc = fab_select(&c, 1, NULL, 0);
+	MT_CHILD_FAIL(10, "select returned %d", rc);
+}
+
+/*
+ * A select killed asleep on an unbuffered send case leaves its offer mark
+ * (and attach word) until recovery; every non-blocking receive would then
+ * wait 2 ms for an offer that never comes.  The first such receive that
+ * waits in vain recovers the dead marked handle: fab_try_recv (_i 0) did
+ * from the start, a FAB_NONBLOCK select (_i 1) did not (found by review:
+ * 2 ms per call for good).  Seen by the channel's send-side gauges going
+ * back to 0.
+ */
+START_TEST(offer_mark_of_dead_select)
+{
+	fab_fabric *fab = NULL;
+	fab_chan *rx = NULL;
+	rc_begin("rcom");
+	ck_assert_int_eq(fab_fabric_open(S.fabric, FAB_CREATE, &fab), 0);
+	fab_chan_opts o = {.size = sizeof o, .capacity = 0, .msg_size = 8, .kind = FAB_MPMC};
+	ck_assert_int_eq(fab_chan_create(fab, "u", &o, &rx), 0);
+	fab_chan_release(rx);
+	ck_assert_int_eq(fab_chan_open(fab, "u", FAB_RECV, &rx), 0);
+	pid_t s = mt_spawn(t10_select_sender, NULL);
+	int code = MT_RUNNING;
+	ck_assert_msg(MT_WAIT_UNTIL((mt_stats(rx).blocked_senders == 1 && mt_in_futex(s)) ||
+					    mt_exited(s, &code),
+				    10 * MT_SEC),
+		      "the select never slept");
+	ck_assert_msg(code == MT_RUNNING, "select exited %d%s", code, mt_code_why(code));
+	t6_kill(s);
+	fab_stats st = mt_stats(rx);
+	ck_assert_uint_eq(st.senders, 1); /* its word stays: no recovery yet */
+	char buf[8];
+	if (_i == 0) {
+		ck_assert_int_eq(fab_try_recv(rx, buf, sizeof buf), FAB_EAGAIN);
+	} else {
+		fab_case c = {.ch = rx, .op = FAB_OP_RECV, .recv_buf = buf, .recv_cap = sizeof buf};
+		ck_assert_int_eq(fab_select(&c, 1, NULL, FAB_NONBLOCK), FAB_EAGAIN);
+	}
+	st = mt_stats(rx);
+	ck_assert_msg(st.senders == 0 && st.blocked_senders == 0,
+		      "%s waited in vain but left the dead select's handle: senders %u, blocked %u",
+		      _i ? "a FAB_NONBLOCK select" : "fab_try_recv", st.senders, st.blocked_senders);
+	fab_chan_release(rx);
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
 /*
  * A non-blocking receive on an unbuffered channel with an empty slot
  * announces itself (and waits up to 2 ms) only for a select asleep on a
@@ -1860,6 +1919,7 @@ int main(void)
 	tcase_add_test(tc, proc_claimer_killed_before_live);
 	tcase_add_loop_test(tc, alo_lessee_killed_idle_receiver, 0, 2);
 	tcase_add_test(tc, unbuffered_offer_mark);
+	tcase_add_loop_test(tc, offer_mark_of_dead_select, 0, 2);
 	suite_add_tcase(s, tc);
 	return mt_run_suite(s);
 }
