@@ -359,14 +359,17 @@ START_TEST(t_opts_invalid)
 		UT_RC(fab_chan_destroy(fab, "sz"), 0);
 	}
 	for (uint32_t sz = 0; sz <= sizeof(fab_chan_opts) + 8; sz++) {
-		fab_chan_opts t;
+		struct {
+			fab_chan_opts o;
+			uint64_t newer; /* sizes past the struct read zeros here */
+		} t;
 		memset(&t, 0, sizeof t);
-		t.capacity = 4;
-		t.msg_size = 8;
-		t.mode = 0600;
-		t.size = sz;
+		t.o.capacity = 4;
+		t.o.msg_size = 8;
+		t.o.mode = 0600;
+		t.o.size = sz;
 		fab_topic *tp = NULL;
-		int rc = fab_topic_create(fab, "tsz", &t, &tp);
+		int rc = fab_topic_create(fab, "tsz", &t.o, &tp);
 		bool end = sz == offsetof(fab_chan_opts, kind) || sz == 16 || sz == 20 ||
 			   sz == 24 || sz == 28 || sz == offsetof(fab_chan_opts, dead_letter) ||
 			   sz == offsetof(fab_chan_opts, mode) ||
