@@ -1483,20 +1483,12 @@ static int fab__recv_unbuffered_now(fab_chan *ch, void *a)
 	if (!fab__send_sleeper(ch) || !fab__ready_raise(ch))
 		return FAB_EAGAIN;
 	fab__wake_senders(ch);
-	int64_t until = fab__now_ns() + 2000000;
+	int64_t until = fab__now_ns() + FAB__OFFER_NS;
 	fab__block blk;
 	int r;
-	for (uint32_t i = 0;; i++) {
-		if ((r = fab__try_recv_once(ch, a, &blk)) != FAB_EAGAIN)
+	for (uint32_t i = 0;; i++)
+		if ((r = fab__try_recv_once(ch, a, &blk)) != FAB_EAGAIN || !fab__offer_wait(i, until))
 			break;
-		if ((i & 63) == 63) {
-			if (fab__now_ns() > until)
-				break;
-			sched_yield();
-		} else {
-			cpu_relax();
-		}
-	}
 	fab__ready_lower(ch);
 	if (r == FAB_EAGAIN)
 		fab__send_sleeper_reap(ch);
@@ -1537,17 +1529,12 @@ static int fab__send_unbuffered_now(fab_chan *ch, fab__send_arg *arg, uint32_t s
 	if (rc)
 		return rc;
 	fab__wake_receivers(ch);
-	int64_t until = fab__now_ns() + 2000000;
+	int64_t until = fab__now_ns() + FAB__OFFER_NS;
 	for (uint32_t i = 0;; i++) {
 		if (fab__mpmc_taken(ch, arg->pos))
 			return 0;
-		if ((i & 63) == 63) {
-			if (fab__now_ns() > until)
-				break;
-			sched_yield();
-		} else {
-			cpu_relax();
-		}
+		if (!fab__offer_wait(i, until))
+			break;
 	}
 	if (!fab__mpmc_withdraw(ch, arg->pos))
 		return 0; /* taken after all */

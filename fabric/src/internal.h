@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sched.h>
 #include <stddef.h>
 
 #define FAB__HIDDEN __attribute__((visibility("hidden")))
@@ -357,6 +358,22 @@ int fab__case_try(fab_case *c, uint32_t self_ready, fab__block *blk);
 _Atomic uint32_t *fab__case_word(fab_case *c, _Atomic uint32_t **waiters);
 bool fab__case_ready(fab_case *c, bool on); /* on: true if counted; undo only those */
 bool fab__send_sleeper(fab_chan *ch); /* unbuffered: a sender asleep with nothing published */
+/* An unbuffered offer's wait (a non-blocking send for its taker, a
+ * non-blocking receive for a select's offer): FAB__OFFER_NS at most. */
+#define FAB__OFFER_NS 2000000
+/* Between the looks i and i + 1 of such a wait: a pause, every 64th look
+ * a yield instead; false once `until` has passed (checked at the yields). */
+static inline bool fab__offer_wait(uint32_t i, int64_t until)
+{
+	if ((i & 63) != 63) {
+		cpu_relax();
+		return true;
+	}
+	if (fab__now_ns() > until)
+		return false;
+	sched_yield();
+	return true;
+}
 void fab__send_sleeper_reap(fab_chan *ch); /* recover dead handles carrying the offer mark */
 void fab__case_recover(fab_case *c, uint32_t dead_tag);
 

@@ -139,19 +139,11 @@ static int fab__sel_offered(fab__sel *s)
 	if (!any)
 		return FAB_EAGAIN;
 	fab__sel_announce(s, 1);
-	int64_t until = fab__now_ns() + 2000000;
+	int64_t until = fab__now_ns() + FAB__OFFER_NS;
 	int r;
-	for (uint32_t i = 0;; i++) {
-		if ((r = fab__sel_pass(s)) != FAB_EAGAIN)
+	for (uint32_t i = 0;; i++)
+		if ((r = fab__sel_pass(s)) != FAB_EAGAIN || !fab__offer_wait(i, until))
 			break;
-		if ((i & 63) == 63) {
-			if (fab__now_ns() > until)
-				break;
-			sched_yield();
-		} else {
-			cpu_relax();
-		}
-	}
 	fab__sel_announce(s, 0);
 	if (r == FAB_EAGAIN) {
 		/* Nobody offered: a select killed asleep leaves its mark until
