@@ -527,8 +527,9 @@ static pid_t subscribing_child(unsigned policy)
 	return pid;
 }
 
-/* The snapshot's topic "dt": subscribers, blocked ones, len. */
-static void dt_counts(uint32_t *subs, uint32_t *asleep, uint64_t *len)
+/* The snapshot's topic "dt": subscribers, blocked ones, len (and, with
+ * got, the messages its subscribers have received). */
+static void dt_counts_got(uint32_t *subs, uint32_t *asleep, uint64_t *len, uint64_t *got)
 {
 	fi_fabric *f;
 	ck_assert_int_eq(fi_open(fabric, &f), 0);
@@ -540,8 +541,15 @@ static void dt_counts(uint32_t *subs, uint32_t *asleep, uint64_t *len)
 			*subs = f->chans[i].receivers;
 			*asleep = f->chans[i].recv_waiters;
 			*len = f->chans[i].len;
+			if (got)
+				*got = f->chans[i].received;
 		}
 	fi_close(f);
+}
+
+static void dt_counts(uint32_t *subs, uint32_t *asleep, uint64_t *len)
+{
+	dt_counts_got(subs, asleep, len, NULL);
 }
 
 /* Killed subscribers of a topic, nobody recovering: fabctl chan and
@@ -574,7 +582,16 @@ START_TEST(t_dead_subscribers)
 	 * 3. */
 	for (int i = 0; i < 4; i++)
 		ck_assert_int_eq(fab_topic_publish(t, "x", 1, NULL), 0);
-	dt_counts(&n, &a, &len);
+	/* Until the BLOCK subscriber has its message (it is woken by the
+	 * first publish; the soak caught a kill before it ran). */
+	uint64_t got = 0;
+	for (int k = 0; k < 10000; k++) {
+		dt_counts_got(&n, &a, &len, &got);
+		if (got == 1)
+			break;
+		usleep(1000);
+	}
+	ck_assert_uint_eq(got, 1);
 	ck_assert_uint_eq(len, 4);
 	ck_assert_int_eq(kill(drp, SIGKILL), 0);
 	ck_assert_int_eq(waitpid(drp, NULL, 0), drp);
