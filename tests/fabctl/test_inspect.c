@@ -450,17 +450,28 @@ static pid_t receiving_child(void)
 	return pid;
 }
 
-/* The snapshot's channel "dd": its receivers and blocked receivers. */
-static void dd_counts(uint32_t *receivers, uint32_t *asleep)
+/* The snapshot's channel or topic `name`: its receivers (a topic: live
+ * subscribers), blocked receivers and, if asked, len and the messages
+ * received. */
+static void obj_counts(const char *name, uint32_t *receivers, uint32_t *asleep, uint64_t *len,
+		       uint64_t *got)
 {
 	fi_fabric *f;
 	ck_assert_int_eq(fi_open(fabric, &f), 0);
 	ck_assert_int_eq(fi_snapshot(f), 0);
 	*receivers = *asleep = UINT32_MAX;
+	if (len)
+		*len = UINT64_MAX;
+	if (got)
+		*got = UINT64_MAX;
 	for (uint32_t i = 0; i < f->nchans; i++)
-		if (!strcmp(f->chans[i].name, "dd")) {
+		if (!strcmp(f->chans[i].name, name)) {
 			*receivers = f->chans[i].receivers;
 			*asleep = f->chans[i].recv_waiters;
+			if (len)
+				*len = f->chans[i].len;
+			if (got)
+				*got = f->chans[i].received;
 		}
 	fi_close(f);
 }
@@ -481,7 +492,7 @@ START_TEST(t_dead_attachments)
 	ck_assert_int_gt(p, 0);
 	uint32_t r, a;
 	for (;;) {
-		dd_counts(&r, &a);
+		obj_counts("dd", &r, &a, NULL, NULL);
 		if (r == 1 && a == 1 && wait_recorded(p, FAB_WAIT_CHAN, FAB_WAIT_RECV))
 			break;
 		int st;
@@ -490,7 +501,7 @@ START_TEST(t_dead_attachments)
 	}
 	ck_assert_int_eq(kill(p, SIGKILL), 0);
 	ck_assert_int_eq(waitpid(p, NULL, 0), p);
-	dd_counts(&r, &a);
+	obj_counts("dd", &r, &a, NULL, NULL);
 	ck_assert_msg(r == 0 && a == 0,
 		      "after the receiver was killed (no recovery): %u receivers, %u blocked "
 		      "(want 0, 0)",
@@ -527,30 +538,6 @@ static pid_t subscribing_child(unsigned policy)
 	return pid;
 }
 
-/* The snapshot's topic "dt": subscribers, blocked ones, len (and, with
- * got, the messages its subscribers have received). */
-static void dt_counts_got(uint32_t *subs, uint32_t *asleep, uint64_t *len, uint64_t *got)
-{
-	fi_fabric *f;
-	ck_assert_int_eq(fi_open(fabric, &f), 0);
-	ck_assert_int_eq(fi_snapshot(f), 0);
-	*subs = *asleep = UINT32_MAX;
-	*len = UINT64_MAX;
-	for (uint32_t i = 0; i < f->nchans; i++)
-		if (!strcmp(f->chans[i].name, "dt")) {
-			*subs = f->chans[i].receivers;
-			*asleep = f->chans[i].recv_waiters;
-			*len = f->chans[i].len;
-			if (got)
-				*got = f->chans[i].received;
-		}
-	fi_close(f);
-}
-
-static void dt_counts(uint32_t *subs, uint32_t *asleep, uint64_t *len)
-{
-	dt_counts_got(subs, asleep, len, NULL);
-}
 
 /* Killed subscribers of a topic, nobody recovering: fabctl chan and
  * /metrics counted them as subscribers, as blocked, and a killed DROP
@@ -569,7 +556,7 @@ START_TEST(t_dead_subscribers)
 	uint32_t n, a;
 	uint64_t len;
 	for (;;) {
-		dt_counts(&n, &a, &len);
+		obj_counts("dt", &n, &a, &len, NULL);
 		if (n == 2 && a == 1)
 			break;
 		int st;
@@ -586,7 +573,7 @@ START_TEST(t_dead_subscribers)
 	 * first publish; the soak caught a kill before it ran). */
 	uint64_t got = 0;
 	for (int k = 0; k < 10000; k++) {
-		dt_counts_got(&n, &a, &len, &got);
+		obj_counts("dt", &n, &a, &len, &got);
 		if (got == 1)
 			break;
 		usleep(1000);
@@ -595,13 +582,13 @@ START_TEST(t_dead_subscribers)
 	ck_assert_uint_eq(len, 4);
 	ck_assert_int_eq(kill(drp, SIGKILL), 0);
 	ck_assert_int_eq(waitpid(drp, NULL, 0), drp);
-	dt_counts(&n, &a, &len);
+	obj_counts("dt", &n, &a, &len, NULL);
 	ck_assert_msg(n == 1 && len == 3,
 		      "the DROP subscriber killed: %u subscribers, len %llu (want 1, 3)", n,
 		      (unsigned long long)len);
 	ck_assert_int_eq(kill(blk, SIGKILL), 0);
 	ck_assert_int_eq(waitpid(blk, NULL, 0), blk);
-	dt_counts(&n, &a, &len);
+	obj_counts("dt", &n, &a, &len, NULL);
 	ck_assert_msg(n == 0 && a == 0 && len == 0,
 		      "both killed (no recovery): %u subscribers, %u blocked, len %llu (want 0)", n,
 		      a, (unsigned long long)len);
