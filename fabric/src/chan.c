@@ -1509,6 +1509,28 @@ static int fab__rendezvous(fab_chan *ch, fab__send_arg *arg, fab_ctx *ctx)
 }
 
 /*
+ * The message at `pos` of an unbuffered channel is published (FULL) and the
+ * receivers woken, and a receiver was counted waiting: give it up to 2 ms
+ * to take the message, then withdraw it.  0 taken, FAB_EAGAIN withdrawn.
+ */
+static int fab__offer_published(fab_chan *ch, uint64_t pos)
+{
+	int64_t until = fab__now_ns() + FAB__OFFER_NS;
+	for (uint32_t i = 0;; i++) {
+		if (fab__mpmc_taken(ch, pos))
+			return 0;
+		if (!fab__offer_wait(i, until))
+			break;
+	}
+	if (!fab__mpmc_withdraw(ch, pos))
+		return 0; /* taken after all */
+	fab__wake_receivers(ch);
+	/* No taker: perhaps the receiver we counted was killed while waiting. */
+	fab__ready_reap(ch);
+	return FAB_EAGAIN;
+}
+
+/*
  * Go's non-blocking send on an unbuffered channel: it succeeds only if a
  * receiver is waiting.  `self` is how many of the waiting receivers are the
  * caller's own (a select's receive cases on this channel), so a select
@@ -1529,19 +1551,7 @@ static int fab__send_unbuffered_now(fab_chan *ch, fab__send_arg *arg, uint32_t s
 	if (rc)
 		return rc;
 	fab__wake_receivers(ch);
-	int64_t until = fab__now_ns() + FAB__OFFER_NS;
-	for (uint32_t i = 0;; i++) {
-		if (fab__mpmc_taken(ch, arg->pos))
-			return 0;
-		if (!fab__offer_wait(i, until))
-			break;
-	}
-	if (!fab__mpmc_withdraw(ch, arg->pos))
-		return 0; /* taken after all */
-	fab__wake_receivers(ch);
-	/* No taker: perhaps the receiver we counted was killed while waiting. */
-	fab__ready_reap(ch);
-	return FAB_EAGAIN;
+	return fab__offer_published(ch, arg->pos);
 }
 
 static inline int fab__send_check(fab_chan *ch, const void *msg, size_t len)
@@ -1682,7 +1692,25 @@ int fab_send_commit(fab_chan *ch, size_t len)
 	fab__wake_receivers(ch);
 	if (ch->capacity == 0) {
 		fab__send_arg arg = {.pos = ch->reserved_pos};
-		return fab__rendezvous(ch, &arg, ch->reserve_ctx);
+		fab_ctx *ctx = ch->reserve_ctx;
+		if (ctx && (rc = fab__ctx_done(ctx))) {
+			/* The reservation's context has already ended: as
+			 * fab_send with such a context, the message goes only
+			 * to a receiver waiting now (the rendezvous would
+			 * withdraw it before that receiver ran; found by the
+			 * tenth session's review, fixed in the eleventh).
+			 * seq_cst: as in fab__send_unbuffered_now. */
+			if (load_seq_cst(&ch->hdr->recv_ready) > 0 && fab__ready_confirm(ch, 0)) {
+				if (fab__offer_published(ch, arg.pos) == 0)
+					return 0;
+				return fab__ctx_fail(rc);
+			}
+			if (!fab__mpmc_withdraw(ch, arg.pos))
+				return 0; /* a receiver took it after all */
+			fab__wake_receivers(ch);
+			return fab__ctx_fail(rc);
+		}
+		return fab__rendezvous(ch, &arg, ctx);
 	}
 	return 0;
 }
