@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,6 +38,31 @@ int fab__seg_create(const char *path, size_t size, unsigned mode, long gid, fab_
 	struct stat sb;
 	if (fchmod(fd, mode & 0777) < 0 || ftruncate(fd, (off_t)size) < 0 || fstat(fd, &sb) < 0) {
 		int rc = fab__errno("fchmod/ftruncate/fstat");
+		shm_unlink(path);
+		close(fd);
+		return rc;
+	}
+	/* Allocate every page now.  ftruncate makes a sparse file and
+	 * MAP_POPULATE ignores a page it cannot allocate, so on a full
+	 * /dev/shm (a container's is often 64 MiB) the first store into such
+	 * a page - ours below, or any process's later - would be SIGBUS.
+	 * posix_fallocate says ENOSPC instead, and tmpfs keeps the pages. */
+	int fe = posix_fallocate(fd, 0, (off_t)size);
+	if (fe) {
+		int rc;
+		if (fe == ENOSPC || fe == ENOMEM) {
+			struct statvfs vs;
+			unsigned long long avail = 0;
+			if (fstatvfs(fd, &vs) == 0)
+				avail = (unsigned long long)vs.f_bavail * vs.f_frsize;
+			rc = fab__err(FAB_ENOMEM,
+				      "no room in /dev/shm for %s: %zu bytes needed, %llu free "
+				      "(a smaller capacity or msg_size, or a larger /dev/shm)",
+				      path, size, avail);
+		} else {
+			errno = fe;
+			rc = fab__errno("posix_fallocate");
+		}
 		shm_unlink(path);
 		close(fd);
 		return rc;

@@ -1,7 +1,7 @@
 /*
  * fault_test.c - injected failures of malloc, calloc, mmap, ftruncate,
- * shm_open and fchmod at the N-th call inside one libfab call (STYLE.md,
- * "Tests": anomaly tests).
+ * shm_open, fchmod and posix_fallocate at the N-th call inside one libfab
+ * call (STYLE.md, "Tests": anomaly tests).
  *
  * How: this program links the static libfab with -Wl,--wrap=<fn> for every
  * one of those functions libfab calls (nm -u libfab.a), so each call from
@@ -43,13 +43,23 @@
 
 /* ---- the wrappers -------------------------------------------------------- */
 
-enum fi_fn { FI_MALLOC, FI_CALLOC, FI_MMAP, FI_FTRUNCATE, FI_SHM_OPEN, FI_FCHMOD, FI_NFN };
+enum fi_fn {
+	FI_MALLOC,
+	FI_CALLOC,
+	FI_MMAP,
+	FI_FTRUNCATE,
+	FI_SHM_OPEN,
+	FI_FCHMOD,
+	FI_FALLOCATE,
+	FI_NFN
+};
 
-static const char *const fi_fn_name[FI_NFN] = {"malloc",    "calloc",   "mmap",
-					       "ftruncate", "shm_open", "fchmod"};
+static const char *const fi_fn_name[FI_NFN] = {"malloc",   "calloc", "mmap",          "ftruncate",
+					       "shm_open", "fchmod", "posix_fallocate"};
 /* The errno each injected failure sets: what the real call gives when the
- * machine is out of memory, out of descriptors, or the disk/tmpfs fails. */
-static const int fi_fn_errno[FI_NFN] = {ENOMEM, ENOMEM, ENOMEM, EIO, EMFILE, EIO};
+ * machine is out of memory, out of descriptors, or the disk/tmpfs fails;
+ * posix_fallocate returns it (ENOSPC: /dev/shm is full). */
+static const int fi_fn_errno[FI_NFN] = {ENOMEM, ENOMEM, ENOMEM, EIO, EMFILE, EIO, ENOSPC};
 
 static struct {
 	bool armed;
@@ -83,6 +93,7 @@ void *__real_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
 int __real_ftruncate(int fd, off_t len);
 int __real_shm_open(const char *name, int oflag, mode_t mode);
 int __real_fchmod(int fd, mode_t mode);
+int __real_posix_fallocate(int fd, off_t off, off_t len);
 
 void *__wrap_malloc(size_t n);
 void *__wrap_calloc(size_t n, size_t sz);
@@ -90,6 +101,7 @@ void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
 int __wrap_ftruncate(int fd, off_t len);
 int __wrap_shm_open(const char *name, int oflag, mode_t mode);
 int __wrap_fchmod(int fd, mode_t mode);
+int __wrap_posix_fallocate(int fd, off_t off, off_t len);
 
 void *__wrap_malloc(size_t n)
 {
@@ -119,6 +131,11 @@ int __wrap_shm_open(const char *name, int oflag, mode_t mode)
 int __wrap_fchmod(int fd, mode_t mode)
 {
 	return fi_hit(FI_FCHMOD) ? -1 : __real_fchmod(fd, mode);
+}
+
+int __wrap_posix_fallocate(int fd, off_t off, off_t len)
+{
+	return fi_hit(FI_FALLOCATE) ? ENOSPC : __real_posix_fallocate(fd, off, len);
 }
 
 /* shm_unlink is not in the N-th-call sweep (no call above needs it): it
@@ -286,7 +303,8 @@ static int fi_sweep(void)
  * The injected failure must come back as the code that fits it, with a
  * detail message: malloc/calloc as FAB_ENOMEM; shm_open, fchmod and
  * ftruncate as FAB_ESYS whose message carries strerror(errno); mmap
- * (ENOMEM) as FAB_ENOMEM or as FAB_ESYS with strerror(ENOMEM).
+ * (ENOMEM) as FAB_ENOMEM or as FAB_ESYS with strerror(ENOMEM);
+ * posix_fallocate's ENOSPC (a full /dev/shm) as FAB_ENOMEM naming /dev/shm.
  */
 static void fi_expect_failure(int rc, const char *op, long n)
 {
@@ -309,6 +327,12 @@ static void fi_expect_failure(int rc, const char *op, long n)
 		ck_assert_msg(rc == FAB_ENOMEM, "%s: %s failure of %s (call %ld): got %s, want "
 			      "FAB_ENOMEM; errmsg: %s",
 			      op, fi_mode(), fi_failed_name(), n, rcname(rc), m);
+		break;
+	case FI_FALLOCATE:
+		ck_assert_msg(rc == FAB_ENOMEM && strstr(m, "no room in /dev/shm") != NULL,
+			      "%s: failure of posix_fallocate (call %ld): got %s, want FAB_ENOMEM "
+			      "saying \"no room in /dev/shm\"; errmsg: %s",
+			      op, n, rcname(rc), m);
 		break;
 	case FI_MMAP:
 		ck_assert_msg(rc == FAB_ENOMEM || strstr(m, strerror(e)) != NULL,
@@ -447,7 +471,7 @@ START_TEST(t_fabric_create)
 	}
 	fi_expect_reached(n, "fab_fabric_open(FAB_CREATE)", calls,
 			  BIT(FI_CALLOC) | BIT(FI_SHM_OPEN) | BIT(FI_FCHMOD) | BIT(FI_FTRUNCATE) |
-				  BIT(FI_MMAP));
+				  BIT(FI_MMAP) | BIT(FI_FALLOCATE));
 	ck_assert_msg(calls[FI_SHM_OPEN] >= 2, "create: %ld shm_open calls, want the open attempt "
 		      "and the exclusive create", calls[FI_SHM_OPEN]);
 }
@@ -570,7 +594,7 @@ START_TEST(t_chan_create)
 	}
 	fi_expect_reached(n, op, calls,
 			  BIT(FI_CALLOC) | BIT(FI_SHM_OPEN) | BIT(FI_FCHMOD) | BIT(FI_FTRUNCATE) |
-				  BIT(FI_MMAP));
+				  BIT(FI_MMAP) | BIT(FI_FALLOCATE));
 	fabric_done(f, name);
 }
 END_TEST
