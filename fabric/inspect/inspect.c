@@ -789,22 +789,24 @@ typedef struct fi_topic_arg {
 	fi_chan *c;
 } fi_topic_arg;
 
-static int fi_topic_read_guarded(void *p)
+/* Check a topic segment's header against its parameters and the file (as
+ * fab__topic_map does); its capacity, msg_size, slot count and slot size.
+ * Called under fi_guarded. */
+static int fi_topic_validate(const fi_seg *s, const char *name, uint32_t *capp, uint32_t *mszp,
+			     uint32_t *nslots, uint32_t *slotp)
 {
-	fi_topic_arg *a = p;
-	fi_chan *c = a->c;
-	fab_topic_hdr *h = (fab_topic_hdr *)a->s->base;
+	fab_topic_hdr *h = (fab_topic_hdr *)s->base;
 	uint32_t v;
-	int rc = fi_version(&h->version, "topic", a->name, &v);
+	int rc = fi_version(&h->version, "topic", name, &v);
 	if (rc)
 		return rc;
 	if (h->magic != FAB_TOPIC_MAGIC)
-		return fi_err(FAB_ECORRUPT, "topic %s: bad magic", a->name);
+		return fi_err(FAB_ECORRUPT, "topic %s: bad magic", name);
 	uint32_t cap = h->capacity, msz = h->msg_size;
 	if (cap == 0 || cap > FAB_CAPACITY_MAX)
-		return fi_err(FAB_ECORRUPT, "topic %s: absurd capacity %u", a->name, cap);
+		return fi_err(FAB_ECORRUPT, "topic %s: absurd capacity %u", name, cap);
 	if (msz > FAB_MSG_SIZE_MAX)
-		return fi_err(FAB_ECORRUPT, "topic %s: absurd msg_size %u", a->name, msz);
+		return fi_err(FAB_ECORRUPT, "topic %s: absurd msg_size %u", name, msz);
 	uint32_t n = fab_pow2(cap);
 	uint32_t slot = (uint32_t)((sizeof(fab_mslot) + (uint64_t)msz + 63u) & ~63ULL);
 	uint64_t total = ((FAB_TOPIC_SLOTS_OFF + (uint64_t)n * slot) + 4095u) & ~4095ULL;
@@ -813,10 +815,26 @@ static int fi_topic_read_guarded(void *p)
 	    h->slots_off != FAB_TOPIC_SLOTS_OFF || h->total_size != total ||
 	    h->sub_max != FAB_TOPIC_SUBS_MAX)
 		return fi_err(FAB_ECORRUPT, "topic %s: header offsets or sizes do not match",
-			      a->name);
-	if (total > a->s->size)
+			      name);
+	if (total > s->size)
 		return fi_err(FAB_ECORRUPT, "topic %s: segment is %zu bytes, header says %llu",
-			      a->name, a->s->size, (unsigned long long)total);
+			      name, s->size, (unsigned long long)total);
+	*capp = cap;
+	*mszp = msz;
+	*nslots = n;
+	*slotp = slot;
+	return 0;
+}
+
+static int fi_topic_read_guarded(void *p)
+{
+	fi_topic_arg *a = p;
+	fi_chan *c = a->c;
+	fab_topic_hdr *h = (fab_topic_hdr *)a->s->base;
+	uint32_t cap, msz, n, slot;
+	int rc = fi_topic_validate(a->s, a->name, &cap, &msz, &n, &slot);
+	if (rc)
+		return rc;
 	c->kind = FAB_MPMC;
 	c->capacity = cap;
 	c->msg_size = msz;
@@ -1029,6 +1047,58 @@ static int fi_peek_mpmc(fi_peek_arg *a, fab_chan_hdr *h, const fi_geom *g)
 	return 0;
 }
 
+/*
+ * A topic keeps every message in its slot until a publisher claims the
+ * position a lap later, and has no single head (each subscriber has its
+ * cursor): a peek shows the newest messages still in the ring, oldest
+ * first, from the tail hint back at most one lap.  Positions being written,
+ * skipped or already overwritten are left out; a slot claimed for the next
+ * lap while we copied (the seqlock check subscribers use) is dropped.
+ */
+static int fi_peek_topic(void *p)
+{
+	fi_peek_arg *a = p;
+	uint32_t cap, msz, n, slot;
+	int rc = fi_topic_validate(a->s, a->name, &cap, &msz, &n, &slot);
+	if (rc)
+		return rc;
+	(void)cap;
+	fab_topic_hdr *h = (fab_topic_hdr *)a->s->base;
+	uint8_t *slots = a->s->base + FAB_TOPIC_SLOTS_OFF;
+	/* Acquire the hint: the slots it led us to are read after it. */
+	uint64_t tl = load_acquire(&h->tail);
+	for (uint64_t k = 1; k <= n && a->count < a->n && k <= tl; k++) {
+		uint64_t pos = tl - k;
+		fab_mslot *sl = (fab_mslot *)(slots + (size_t)(pos & (n - 1)) * slot);
+		/* Pairs with the publisher's store_release of FULL. */
+		uint64_t w = load_acquire(&sl->state);
+		if (!FAB_SW_SAMEPOS(w, pos)) {
+			if (FAB_SW_SEQ(w) > (pos & FAB_SEQ_MASK))
+				break; /* lapped by a newer position: nothing older is left */
+			continue;   /* never used, or not yet written this lap */
+		}
+		if (FAB_SW_STATE(w) != FAB_SLOT_FULL)
+			continue;
+		uint32_t len = sl->len;
+		if (len > msz)
+			return fi_err(FAB_ECORRUPT, "topic %s: message at %llu is %u bytes > msg_size",
+				      a->name, (unsigned long long)pos, len);
+		if ((rc = fi_peek_take(a, pos, (uint8_t *)sl + sizeof(fab_mslot), len, 0)))
+			return rc;
+		fence_acquire();
+		if (load_relaxed(&sl->state) != w)
+			break; /* claimed for the next lap while we copied */
+		a->count++;
+	}
+	/* Newest first so far: oldest first, as for a channel. */
+	for (unsigned i = 0, j = a->count ? a->count - 1 : 0; i < j; i++, j--) {
+		fi_msg t = a->msgs[i];
+		a->msgs[i] = a->msgs[j];
+		a->msgs[j] = t;
+	}
+	return 0;
+}
+
 static int fi_peek_guarded(void *p)
 {
 	fi_peek_arg *a = p;
@@ -1060,7 +1130,8 @@ int fi_peek_seg(const fi_seg *s, const char *name, unsigned n, fi_msg **msgs, un
 	fi_peek_arg a = {s, name, n, calloc(n ? n : 1, sizeof(fi_msg)), 0};
 	if (!a.msgs)
 		return fi_err(FAB_ENOMEM, "out of memory");
-	int rc = fi_guarded(fi_peek_guarded, &a, name);
+	bool topic = s->size >= FAB_TOPIC_SLOTS_OFF && *(const uint64_t *)s->base == FAB_TOPIC_MAGIC;
+	int rc = fi_guarded(topic ? fi_peek_topic : fi_peek_guarded, &a, name);
 	/* A copy left over from a rejected attempt sits past count. */
 	if (rc || a.count < n) {
 		for (unsigned i = a.count; i < n; i++) {
@@ -1099,11 +1170,6 @@ int fi_peek(const char *fabric, const char *name, unsigned n, fi_msg **msgs, uns
 	}
 	if (rc)
 		return rc;
-	/* A topic has its own magic: say so rather than "bad magic". */
-	if (s.size >= 8 && *(const uint64_t *)s.base == FAB_TOPIC_MAGIC) {
-		fi_unmap(&s);
-		return fi_err(FAB_EINVAL, "%s is a topic; peek reads channels", name);
-	}
 	rc = fi_peek_seg(&s, name, n, msgs, count);
 	fi_unmap(&s);
 	return rc;

@@ -72,7 +72,6 @@ pycheck peekj "[m['data'] for m in d['messages']]==['m0','m1'] and d['channel']=
 run peeka "$FABCTL" -o json peek alo; expect_rc peeka 0
 pycheck peeka "[m['data'] for m in d['messages']]==['a2']"   # a1 is leased
 run peekmiss "$FABCTL" peek nosuch; expect_rc peekmiss 3; expect_err peekmiss 'no channel nosuch'
-run peektopic "$FABCTL" peek news; expect_rc peektopic 2; expect_err peektopic 'is a topic'
 
 # send / recv through shell pipes
 seq 10 | "$FABCTL" send rt || fail "send rt"
@@ -95,6 +94,40 @@ run top "$FABCTL" -o json top -n 2 --interval 20ms; expect_rc top 0
 pycheck top "len(d)==2 and all('channels' in f['chan'] and 'processes' in f['ps'] for f in d)"
 run toptext "$FABCTL" top -n 1 --interval 10ms; expect_rc toptext 0
 expect_out toptext "^fabric $F "; expect_out toptext '^STAGE '
+
+# topics (last: publishing ends the fixture's subscriber, which takes one
+# message and exits).  Until 28 Nov (eleventh session) peek, send and recv
+# refused a topic (exit 2).  peek: the newest N still in the ring.
+run peektopic0 "$FABCTL" peek news; expect_rc peektopic0 0
+[ ! -s "$TMP/peektopic0.out" ] || fail "peek of a topic nothing was published to: $(cat "$TMP/peektopic0.out")"
+run pubtopic "$FABCTL" send news < <(printf 't1\nt2\nt3\n'); expect_rc pubtopic 0
+run peektopic "$FABCTL" peek news; expect_rc peektopic 0
+printf '0\t2\tt1\n1\t2\tt2\n2\t2\tt3\n' >"$TMP/peekt.want"
+cmp -s "$TMP/peektopic.out" "$TMP/peekt.want" || { cat "$TMP/peektopic.out" >&2; fail "peek topic"; }
+run peektopicn "$FABCTL" -o json peek news -n 2; expect_rc peektopicn 0
+pycheck peektopicn "[m['data'] for m in d['messages']]==['t2','t3'] and [m['pos'] for m in d['messages']]==[1,2]"
+# a lap later (capacity 8): the oldest are gone, the newest 8 stay in order
+run pubtopic2 "$FABCTL" send news < <(seq 4 12); expect_rc pubtopic2 0
+run peektopicl "$FABCTL" -o json peek news -n 100; expect_rc peektopicl 0
+pycheck peektopicl "[m['data'] for m in d['messages']]==[str(i) for i in range(5,13)]"
+# recv subscribes: it gets what is published after it subscribed, in order
+"$FABCTL" recv news -n 3 --timeout 20s >"$TMP/subrecv.out" 2>"$TMP/subrecv.err" &
+SUBPID=$!
+# subscribed once ps shows it asleep receiving on news (its own wait record)
+SUBBED=0
+for _ in $(seq 1 500); do
+	"$FABCTL" -o json ps >"$TMP/subwait.json" 2>/dev/null &&
+		python3 -c "import json,sys; p={x['pid']:x for x in json.load(open('$TMP/subwait.json'))['processes']}; b=(p.get($SUBPID) or {}).get('blocked') or {}; sys.exit(0 if b.get('object')=='news' else 1)" && { SUBBED=1; break; }
+	sleep 0.02
+done
+[ "$SUBBED" -eq 1 ] || fail "fabctl recv news never showed asleep on news in fabctl ps"
+run pubtopic3 "$FABCTL" send news < <(printf 'n1\nn2\nn3\n'); expect_rc pubtopic3 0
+wait $SUBPID; SUBRC=$?
+[ "$SUBRC" -eq 0 ] || fail "recv news: exit $SUBRC: $(cat "$TMP/subrecv.err")"
+[ "$(cat "$TMP/subrecv.out")" = "$(printf 'n1\nn2\nn3')" ] || fail "recv news: $(cat "$TMP/subrecv.out")"
+run recvtopicto "$FABCTL" recv news -n 1 --timeout 50ms; expect_rc recvtopicto 10
+run closetopic "$FABCTL" send news --close </dev/null; expect_rc closetopic 2; expect_err closetopic 'a topic has no close'
+run blockchan "$FABCTL" recv rt --block -n 1 --timeout 50ms; expect_rc blockchan 2; expect_err blockchan '--block is for topics'
 
 # missing fabric; trace without eBPF support
 run nofab "$FABCTL" -f "nofab-$$" chan; expect_rc nofab 3; expect_err nofab "no fabric nofab-$$"

@@ -44,7 +44,8 @@ int fabctl_peek(int argc, char **argv)
 			    "The next N (default 10) messages queued on channel CH, oldest first,\n"
 			    "copied from the segment without consuming them.  Printable text is\n"
 			    "shown as text, anything else as hex.  At-least-once messages given\n"
-			    "back for redelivery come first.");
+			    "back for redelivery come first.  On a topic: the newest N messages\n"
+			    "still in its ring, oldest first.");
 			return 0;
 		}
 		int r = fabctl_common_opt(argc, argv, &i);
@@ -111,14 +112,27 @@ int fabctl_peek(int argc, char **argv)
 
 /* ---- send / recv ------------------------------------------------------ */
 
-/* fab_fabric_open + fab_chan_open with role; prints why on failure. */
+/* fab_fabric_open + fab_chan_open with role; prints why on failure.  When
+ * `ch` names a topic, *c stays NULL, the fabric stays open and the caller
+ * opens the topic (topic_ok; otherwise the refusal is printed). */
 static int open_chan(const char *fabric, const char *ch, unsigned role, fab_fabric **fab,
-		     fab_chan **c)
+		     fab_chan **c, bool topic_ok)
 {
 	int rc = fab_fabric_open(fabric, 0, fab);
 	if (rc)
 		return fabctl_fail(fabctl_exit_for(rc), "fabric %s: %s", fabric, fab_errmsg());
+	*c = NULL;
 	rc = fab_chan_open(*fab, ch, role, c);
+	if (rc == FAB_EINVAL && topic_ok) {
+		/* A topic (fab_chan_open refuses one with FAB_EINVAL): the
+		 * caller's topic open says whether it is one. */
+		fab_topic *t = NULL;
+		if (fab_topic_open(*fab, ch, &t) == 0) {
+			fab_topic_release(t);
+			return 0;
+		}
+		rc = FAB_EINVAL;
+	}
 	if (rc == FAB_EBUSY)
 		return fab_fabric_close(*fab), fabctl_fail(FABCTL_EXIT_REFUSED,
 							   "channel %s: %s (an spsc end is held by "
@@ -141,7 +155,9 @@ int fabctl_send(int argc, char **argv)
 			    "Send each line of stdin (its newline stripped) as one message on CH,\n"
 			    "through libfab, blocking while CH is full.  A line longer than the\n"
 			    "channel's msg_size is reported and skipped (exit 1 at the end); the\n"
-			    "others are sent.  --close closes CH as one producer at EOF.");
+			    "others are sent.  --close closes CH as one producer at EOF.\n"
+			    "CH may be a topic: each line is published (blocking while a BLOCK\n"
+			    "subscriber is `capacity` behind); a topic has no close.");
 			return 0;
 		}
 		int r = fabctl_common_opt(argc, argv, &i);
@@ -164,8 +180,20 @@ int fabctl_send(int argc, char **argv)
 		return rc;
 	fab_fabric *fab;
 	fab_chan *c;
-	if ((rc = open_chan(name, ch, FAB_SEND, &fab, &c)))
+	fab_topic *t = NULL;
+	if ((rc = open_chan(name, ch, FAB_SEND, &fab, &c, true)))
 		return rc;
+	if (!c) {
+		if (close_after) {
+			fab_fabric_close(fab);
+			return fabctl_fail(FABCTL_EXIT_USAGE, "send: %s is a topic; a topic has no "
+					   "close (--close)", ch);
+		}
+		if ((rc = fab_topic_open(fab, ch, &t))) {
+			fab_fabric_close(fab);
+			return fabctl_fail(fabctl_exit_for(rc), "topic %s: %s", ch, fab_errmsg());
+		}
+	}
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t len;
@@ -175,7 +203,8 @@ int fabctl_send(int argc, char **argv)
 		lineno++;
 		if (len > 0 && line[len - 1] == '\n')
 			len--;
-		rc = fab_send(c, line, (size_t)len, NULL);
+		rc = t ? fab_topic_publish(t, line, (size_t)len, NULL)
+		       : fab_send(c, line, (size_t)len, NULL);
 		if (rc == FAB_EMSGSIZE) {
 			fabctl_fail(0, "send %s: line %lu: %s (skipped)", ch, lineno, fab_errmsg());
 			status = FABCTL_EXIT_ERROR;
@@ -193,6 +222,7 @@ int fabctl_send(int argc, char **argv)
 	if (close_after && (rc = fab_chan_close(c)) && rc != FAB_ECLOSED)
 		status = fabctl_fail(FABCTL_EXIT_ERROR, "close %s: %s", ch, fab_errmsg());
 	fab_chan_release(c);
+	fab_topic_release(t);
 	fab_fabric_close(fab);
 	return status;
 }
@@ -202,14 +232,19 @@ int fabctl_recv(int argc, char **argv)
 	const char *ch = NULL;
 	long n = -1;
 	int64_t timeout = -1;
+	bool block = false;
 	for (int i = 1; i < argc; i++) {
 		if (fabctl_is_help(argv[i])) {
 			puts(
-			    "usage: fabctl [-f FABRIC] recv CH [-n N] [--timeout D]\n"
+			    "usage: fabctl [-f FABRIC] recv CH [-n N] [--timeout D] [--block]\n"
 			    "Receive messages from CH through libfab and print each as one line\n"
 			    "(a newline added).  Stops after N messages, when CH is closed and\n"
 			    "empty (exit 0), or when D passes with fewer than N (exit 10).  On an\n"
-			    "at-least-once channel each message is acked once printed.");
+			    "at-least-once channel each message is acked once printed.\n"
+			    "CH may be a topic: fabctl subscribes (messages published from now\n"
+			    "on) as a DROP subscriber, so it never holds publishers back, and says\n"
+			    "on stderr how many messages it was lapped by; --block subscribes as\n"
+			    "BLOCK instead (publishers wait for it).");
 			return 0;
 		}
 		int r = fabctl_common_opt(argc, argv, &i);
@@ -224,6 +259,8 @@ int fabctl_recv(int argc, char **argv)
 			if ((timeout = fabctl_parse_duration(argv[++i])) < 0)
 				return fabctl_fail(FABCTL_EXIT_USAGE, "recv: bad --timeout '%s'",
 						   argv[i]);
+		} else if (!strcmp(argv[i], "--block")) {
+			block = true;
 		} else if (argv[i][0] != '-' && !ch) {
 			ch = argv[i];
 		} else {
@@ -238,13 +275,35 @@ int fabctl_recv(int argc, char **argv)
 		return rc;
 	fab_fabric *fab;
 	fab_chan *c;
-	if ((rc = open_chan(name, ch, FAB_RECV, &fab, &c)))
+	if ((rc = open_chan(name, ch, FAB_RECV, &fab, &c, true)))
 		return rc;
 	fab_stats st = {.size = sizeof st};
 	fab_ctx *ctx = NULL;
+	fab_sub *sub = NULL;
 	int status = 0;
 	char *buf = NULL;
-	if ((rc = fab_chan_stats(c, &st)) ||
+	if (!c) {
+		/* A topic: its msg_size from the segment (no call of the API
+		 * tells a subscriber), then the subscription. */
+		fi_chan tc;
+		memset(&tc, 0, sizeof tc);
+		if ((rc = fi_chan_read(name, ch, FI_OBJ_TOPIC, &tc))) {
+			status = fabctl_fail(fabctl_exit_for(rc), "recv %s: %s", ch, tc.errmsg);
+			fi_chan_free(&tc);
+			goto out;
+		}
+		st.msg_size = tc.msg_size;
+		fi_chan_free(&tc);
+		if ((rc = fab_topic_subscribe(fab, ch, block ? FAB_SUB_BLOCK : FAB_SUB_DROP, &sub))) {
+			status = fabctl_fail(fabctl_exit_for(rc), "recv %s: %s", ch, fab_errmsg());
+			goto out;
+		}
+	} else if (block) {
+		status = fabctl_fail(FABCTL_EXIT_USAGE, "recv: --block is for topics; %s is a "
+				     "channel", ch);
+		goto out;
+	}
+	if ((c && (rc = fab_chan_stats(c, &st))) ||
 	    (timeout >= 0 && (rc = fab_ctx_with_timeout(NULL, timeout, &ctx)))) {
 		status = fabctl_fail(FABCTL_EXIT_ERROR, "recv %s: %s", ch, fab_errmsg());
 		goto out;
@@ -255,7 +314,8 @@ int fabctl_recv(int argc, char **argv)
 		goto out;
 	}
 	for (long got = 0; n < 0 || got < n; got++) {
-		ssize_t len = fab_recv(c, buf, st.msg_size, ctx);
+		ssize_t len = sub ? fab_sub_recv(sub, buf, st.msg_size, ctx)
+				  : fab_recv(c, buf, st.msg_size, ctx);
 		if (len == FAB_ECLOSED)
 			break;
 		if (len == FAB_ETIMEDOUT) {
@@ -275,13 +335,21 @@ int fabctl_recv(int argc, char **argv)
 					     strerror(errno));
 			break;
 		}
-		if (st.delivery == FAB_AT_LEAST_ONCE && (rc = fab_ack(c))) {
+		if (c && st.delivery == FAB_AT_LEAST_ONCE && (rc = fab_ack(c))) {
 			status = fabctl_fail(FABCTL_EXIT_ERROR, "ack %s: %s", ch, fab_errmsg());
 			break;
 		}
 	}
 out:
+	if (sub) {
+		uint64_t lost = fab_sub_dropped(sub);
+		if (lost)
+			fprintf(stderr, "fabctl: recv %s: lapped by publishers: %llu message%s "
+				"dropped (DROP subscriber; --block to hold publishers)\n",
+				ch, (unsigned long long)lost, lost == 1 ? "" : "s");
+	}
 	free(buf);
+	fab_sub_release(sub);
 	fab_ctx_release(ctx);
 	fab_chan_release(c);
 	fab_fabric_close(fab);
