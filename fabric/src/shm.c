@@ -50,7 +50,7 @@ int fab__seg_create(const char *path, size_t size, unsigned mode, long gid, fab_
 	int fe = posix_fallocate(fd, 0, (off_t)size);
 	if (fe) {
 		int rc;
-		if (fe == ENOSPC || fe == ENOMEM) {
+		if (fe == ENOSPC) {
 			struct statvfs vs;
 			unsigned long long avail = 0;
 			if (fstatvfs(fd, &vs) == 0)
@@ -59,6 +59,13 @@ int fab__seg_create(const char *path, size_t size, unsigned mode, long gid, fab_
 				      "no room in /dev/shm for %s: %zu bytes needed, %llu free "
 				      "(a smaller capacity or msg_size, or a larger /dev/shm)",
 				      path, size, avail);
+		} else if (fe == ENOMEM) {
+			/* tmpfs pages are charged to the creator's memory
+			 * cgroup: its limit, not /dev/shm's size. */
+			rc = fab__err(FAB_ENOMEM,
+				      "out of memory for the %zu bytes of %s (shared memory counts "
+				      "towards the creator's memory limit)",
+				      size, path);
 		} else {
 			errno = fe;
 			rc = fab__errno("posix_fallocate");
