@@ -632,6 +632,35 @@ int fab__reg_find(fab_fabric *fab, const char *name)
 	return -1;
 }
 
+/* 0 when no channel or topic is named `name`; else FAB_EEXIST with the
+ * message.  An entry left CREATING by a creator that died (killed
+ * mid-create: by the kernel's OOM killer when the segment's pages cross a
+ * memory limit, say) is first recovered as fab_fabric_recover does, so a
+ * name nobody lists is not taken until someone runs recovery (found by the
+ * eleventh session: create said "exists", fabctl chan showed nothing). */
+int fab__reg_name_free(fab_fabric *fab, const char *name)
+{
+	int i = fab__reg_find(fab, name);
+	if (i < 0)
+		return 0;
+	fab_chan_ent *e = &fab->chans[i];
+	uint32_t owner;
+	if (load_acquire(&e->state) == FAB_ENT_CREATING && (owner = load_relaxed(&e->owner)) != 0 &&
+	    !fab__tag_alive(fab, owner)) {
+		int rc = fab_fabric_recover(fab);
+		if (rc < 0)
+			return rc;
+		if ((i = fab__reg_find(fab, name)) < 0)
+			return 0;
+		e = &fab->chans[i];
+	}
+	if (load_acquire(&e->state) == FAB_ENT_CREATING)
+		return fab__err(FAB_EEXIST, "a channel or topic named %s is being created in fabric %s",
+				name, fab->name);
+	return fab__err(FAB_EEXIST, "a %s named %s exists in fabric %s",
+			e->type == FAB_OBJ_TOPIC ? "topic" : "channel", name, fab->name);
+}
+
 /* Claim a free registry entry (CREATING, owned by us) and write the name and
  * type; NULL (FAB_ENOMEM recorded) when the table is full.  The caller
  * store-releases LIVE when the segment is ready, or FREE on failure.
@@ -776,8 +805,8 @@ int fab_chan_create(fab_fabric *fab, const char *name, const fab_chan_opts *opts
 	fab__geom g;
 	if ((rc = fab__geometry(o.kind, o.delivery, o.capacity, o.msg_size, &g)))
 		return rc;
-	if (fab__reg_find(fab, name) >= 0)
-		return fab__err(FAB_EEXIST, "channel %s exists in fabric %s", name, fab->name);
+	if ((rc = fab__reg_name_free(fab, name)))
+		return rc;
 
 	/* Claim a registry entry first (so the table bounds the number of
 	 * channels), then create the segment with O_EXCL, which settles any

@@ -385,6 +385,7 @@ uint64_t fab__producer_hash(const char *id);
 
 /* the registry of channels and topics (one namespace) */
 int fab__reg_find(fab_fabric *fab, const char *name); /* index or -1 */
+int fab__reg_name_free(fab_fabric *fab, const char *name); /* 0, or FAB_EEXIST */
 fab_chan_ent *fab__reg_claim(fab_fabric *fab, const char *name, uint32_t type);
 
 /* channel mapping shared by chan.c and recover.c */

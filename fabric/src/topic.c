@@ -616,9 +616,8 @@ int fab_topic_create(fab_fabric *fab, const char *name, const fab_chan_opts *opt
 	fab__tgeom g;
 	if ((rc = fab__topic_geometry(o.capacity, o.msg_size, &g)))
 		return rc;
-	if (fab__reg_find(fab, name) >= 0)
-		return fab__err(FAB_EEXIST, "a channel or topic named %s exists in fabric %s", name,
-				fab->name);
+	if ((rc = fab__reg_name_free(fab, name)))
+		return rc;
 	/* Registry entry first (the table bounds channels and topics
 	 * together), then the segment with O_EXCL, which settles a race
 	 * between two creators of one name. */

@@ -1447,6 +1447,84 @@ START_TEST(select_sleeper_killed_gauge)
 }
 END_TEST
 
+/* ---- creator_killed_name_free ------------------------------------------------ */
+
+/* Creates channel (_i 0) or topic (1) "k", stopped at its segment's
+ * shm_open (the registry entry claimed, CREATING, our tag in it). */
+static int t11_creator(void *arg)
+{
+	fab_fabric *f = NULL;
+	int topic = *(const int *)arg;
+	close(rc_pause.to_parent[0]);
+	close(rc_pause.to_child[1]);
+	int rc = fab_fabric_open(S.fabric, 0, &f);
+	if (rc)
+		MT_CHILD_FAIL(20, "open: %s", fab_strerror(rc));
+	rc_pause.armed = 1;
+	if (topic) {
+		fab_topic *t = NULL;
+		rc = fab_topic_create(f, "k", &t5_opts, &t);
+	} else {
+		fab_chan *c = NULL;
+		fab_chan_opts o = {.size = sizeof o, .kind = FAB_MPMC, .capacity = 4, .msg_size = 64};
+		rc = fab_chan_create(f, "k", &o, &c);
+	}
+	MT_CHILD_FAIL(21, "create returned %s: the parent should have killed us", fab_strerror(rc));
+}
+
+/*
+ * A creator killed between its registry claim and LIVE (by the kernel's OOM
+ * killer when the segment's pages cross a memory cgroup's limit, found by
+ * the eleventh session) left the name taken: every later create said
+ * "exists" until someone ran fab_fabric_recover, while fabctl chan listed
+ * nothing.  A create now recovers such an entry itself.  While the creator
+ * lives the name is taken ("being created").
+ */
+START_TEST(creator_killed_name_free)
+{
+	fab_fabric *fab = NULL;
+	int topic = _i;
+	rc_begin(topic ? "rcn1" : "rcn0");
+	ck_assert_int_eq(fab_fabric_open(S.fabric, FAB_CREATE, &fab), 0);
+	ck_assert_int_eq(pipe(rc_pause.to_parent), 0);
+	ck_assert_int_eq(pipe(rc_pause.to_child), 0);
+	pid_t c = mt_spawn(t11_creator, &topic);
+	close(rc_pause.to_parent[1]);
+	close(rc_pause.to_child[0]);
+	struct pollfd pfd = {.fd = rc_pause.to_parent[0], .events = POLLIN};
+	char b = 0;
+	ck_assert_msg(poll(&pfd, 1, 10000) == 1 && read(rc_pause.to_parent[0], &b, 1) == 1,
+		      "the creator never reached its shm_open");
+	fab_chan_opts co = {.size = sizeof co, .kind = FAB_MPMC, .capacity = 4, .msg_size = 64};
+	fab_chan *ch = NULL;
+	fab_topic *t = NULL;
+	int rc0 = topic ? fab_topic_create(fab, "k", &t5_opts, &t) : fab_chan_create(fab, "k", &co, &ch);
+	char msg0[256];
+	snprintf(msg0, sizeof msg0, "%s", fab_errmsg());
+	kill(c, SIGKILL);
+	waitpid(c, NULL, 0);
+	int rc = topic ? fab_topic_create(fab, "k", &t5_opts, &t) : fab_chan_create(fab, "k", &co, &ch);
+	ck_assert_msg(rc == 0,
+		      "create of a name whose creator was killed mid-create: %s (%s); want 0 "
+		      "without an explicit fab_fabric_recover",
+		      fab_errname(rc), fab_errmsg());
+	ck_assert_msg(rc0 == FAB_EEXIST && strstr(msg0, "being created"),
+		      "create while another live process creates the name: %s (%s)",
+		      fab_errname(rc0), msg0);
+	if (topic) {
+		t5_roundtrip(fab, "k", t);
+		fab_topic_release(t);
+	} else {
+		uint64_t v = 7, got = 0;
+		ck_assert_int_eq(fab_try_send(ch, &v, sizeof v), 0);
+		ck_assert_int_eq(fab_try_recv(ch, &got, sizeof got), (ssize_t)sizeof v);
+		ck_assert_uint_eq(got, 7);
+		fab_chan_release(ch);
+	}
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
 /* ---- registry_creating_other_minor --------------------------------------- */
 
 /*
@@ -1915,6 +1993,7 @@ int main(void)
 	tcase_add_test(tc, select_sleeper_killed_gauge);
 	tcase_add_test(tc, topic_sleeper_killed_gauge);
 	tcase_add_test(tc, registry_creating_other_minor);
+	tcase_add_loop_test(tc, creator_killed_name_free, 0, 2);
 	tcase_add_test(tc, registry_creating_of_another_user);
 	tcase_add_test(tc, proc_claimer_killed_before_live);
 	tcase_add_loop_test(tc, alo_lessee_killed_idle_receiver, 0, 2);
