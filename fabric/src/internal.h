@@ -435,7 +435,9 @@ void fab__lim_recover(fab_fabric *fab);    /* break dead set() locks, redo lost 
  * that topic's space_waiters, unless the topic there now was created
  * after (once: called by the recoverer whose CAS freed the entry). */
 void fab__topic_uncount_publisher(fab_fabric *fab, uint32_t reg_idx, int64_t slept_ns);
-int fab__topic_recover(fab_fabric *fab, fab_chan_ent *e, uint32_t st, const char *name);
+/* *fail: set (if 0) to the code of a passing failure (a map that failed for
+ * want of fds or memory), so the caller keeps the dead processes' entries. */
+int fab__topic_recover(fab_fabric *fab, fab_chan_ent *e, uint32_t st, const char *name, int *fail);
 /* Check a topic's invariants (topic.c file comment); 0 or FAB_ECORRUPT. */
 int fab__topic_validate(fab_topic *t);
 

@@ -16,6 +16,7 @@
  */
 #include "internal.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -93,6 +94,16 @@ int fab_fabric_recover(fab_fabric *fab)
 	int64_t dead_wait_ns[64];
 	int nd = 0;
 	int repaired = 0;
+	/* The first passing failure (a channel or topic that could not be
+	 * mapped for want of fds or memory) and whose: the dead processes'
+	 * entries are then kept, so that a later call still knows them as
+	 * dead and repairs what this one could not reach.  Freed, nothing
+	 * would name them again: until 28 Nov (eleventh session; found by a
+	 * resource-exhaustion trial) a recovery at the fd limit freed them
+	 * and returned success, and a leased message stayed leased to a dead
+	 * process for good. */
+	int fail = 0;
+	char fail_name[FAB_NAME_MAX + 1] = "", fail_msg[200] = "";
 	for (uint32_t i = 0; i < FAB_MAX_PROCS && nd < 64; i++) {
 		fab_proc_ent *e = &fab->procs[i];
 		uint64_t sg = load_acquire(&e->sg);
@@ -139,7 +150,12 @@ int fab_fabric_recover(fab_fabric *fab)
 			continue; /* scribbled entry: nothing safe to do with it */
 		if (e->type == FAB_OBJ_TOPIC) {
 			/* Topics check every owner's liveness themselves. */
-			int tr = fab__topic_recover(fab, e, st, name);
+			int f0 = fail;
+			int tr = fab__topic_recover(fab, e, st, name, &fail);
+			if (fail && !f0) {
+				memcpy(fail_name, name, sizeof fail_name);
+				snprintf(fail_msg, sizeof fail_msg, "%s", fab_errmsg());
+			}
 			if (tr >= 0) {
 				repaired += tr;
 				continue;
@@ -187,8 +203,18 @@ int fab_fabric_recover(fab_fabric *fab)
 			continue;
 		fab_chan tmp;
 		memset(&tmp, 0, sizeof tmp);
-		if (fab__chan_map(fab, name, &tmp))
-			continue; /* removed meanwhile, or corrupt: skip it */
+		int mrc = fab__chan_map(fab, name, &tmp);
+		if (mrc == FAB_ENOENT || mrc == FAB_ECORRUPT || mrc == FAB_EVERSION ||
+		    mrc == FAB_EINVAL)
+			continue; /* removed meanwhile, or not ours to repair: skip it */
+		if (mrc) {
+			if (!fail) {
+				fail = mrc;
+				memcpy(fail_name, name, sizeof fail_name);
+				snprintf(fail_msg, sizeof fail_msg, "%s", fab_errmsg());
+			}
+			continue;
+		}
 		if ((rc = fab__fabric_gone(fab))) {
 			fab__chan_unmap(&tmp);
 			return rc;
@@ -229,6 +255,12 @@ int fab_fabric_recover(fab_fabric *fab)
 	/* Before the dead entries are freed: a set() lock a dead process holds
 	 * would otherwise name an index that may be re-claimed. */
 	fab__lim_recover(fab);
+	if (fail && nd)
+		return fab__err(fail,
+				"recovery incomplete: %s could not be mapped (%s); the %d dead "
+				"process%s entr%s kept for a later call",
+				fail_name, fail_msg, nd, nd == 1 ? "'s" : "es'",
+				nd == 1 ? "y is" : "ies are");
 	/* Last: free the dead entries.  The CAS includes the generation, so an
 	 * entry freed and re-claimed by someone else meanwhile is left alone. */
 	for (int k = 0; k < nd; k++) {

@@ -1222,7 +1222,7 @@ void fab__topic_uncount_publisher(fab_fabric *fab, uint32_t reg_idx, int64_t sle
 	fab__topic_unmap(&m);
 }
 
-int fab__topic_recover(fab_fabric *fab, fab_chan_ent *e, uint32_t st, const char *name)
+int fab__topic_recover(fab_fabric *fab, fab_chan_ent *e, uint32_t st, const char *name, int *fail)
 {
 	fab__tmap m;
 	memset(&m, 0, sizeof m);
@@ -1259,8 +1259,14 @@ int fab__topic_recover(fab_fabric *fab, fab_chan_ent *e, uint32_t st, const char
 	int mrc = fab__topic_map(fab, name, &m);
 	if (mrc == FAB_EINVAL)
 		return -1;
-	if (mrc)
-		return 0; /* removed meanwhile, or corrupt: skip it */
+	if (mrc == FAB_ENOENT || mrc == FAB_ECORRUPT || mrc == FAB_EVERSION)
+		return 0; /* removed meanwhile, or not ours to repair: skip it */
+	if (mrc) {
+		/* A passing failure (no fd, no memory): not repaired. */
+		if (!*fail)
+			*fail = mrc;
+		return 0;
+	}
 	int fixed = fab__topic_repair(&m);
 	fab__topic_unmap(&m);
 	return fixed;

@@ -89,6 +89,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
@@ -1525,6 +1526,107 @@ START_TEST(creator_killed_name_free)
 }
 END_TEST
 
+/* ---- recover_without_fds -------------------------------------------------- */
+
+/* Takes one message of channel "q" and keeps it (_i 0: an at-least-once
+ * lease through fab_recv; 1: fab_recv_acquire on at-most-once), then
+ * waits to be killed. */
+static int t12_holder(void *arg)
+{
+	int alo = *(const int *)arg == 0;
+	fab_fabric *f = NULL;
+	fab_chan *c = NULL;
+	if (fab_fabric_open(S.fabric, 0, &f) || fab_chan_open(f, "q", FAB_RECV, &c))
+		MT_CHILD_FAIL(20, "open: %s", fab_errmsg());
+	long v = 0;
+	const void *msg;
+	size_t len;
+	if (alo ? fab_recv(c, &v, sizeof v, NULL) != (ssize_t)sizeof v
+		: fab_recv_acquire(c, &msg, &len, NULL) != 0)
+		MT_CHILD_FAIL(21, "take: %s", fab_errmsg());
+	S.sh->tag = 1; /* holding */
+	for (;;)
+		pause();
+}
+
+/*
+ * fab_fabric_recover run while the process cannot open one more file (or
+ * map one more segment) cannot repair the channels of a dead process.
+ * Until 28 Nov (eleventh session; a resource-exhaustion trial) it returned
+ * success all the same and freed the dead process's table entry, after
+ * which nothing named that process as dead again: later recoveries had
+ * nothing to do, and its leased (or acquired) message stayed held for good
+ * (fab_try_recv: 2 of 3).  Now it returns the failure, keeps the entry,
+ * and a call with fds repairs the channel.
+ */
+START_TEST(recover_without_fds)
+{
+	int alo = _i == 0;
+	fab_fabric *fab = NULL;
+	fab_chan *c = NULL;
+	rc_begin(alo ? "rcf0" : "rcf1");
+	ck_assert_int_eq(fab_fabric_open(S.fabric, FAB_CREATE, &fab), 0);
+	fab_chan_opts o = {.size = sizeof o, .kind = FAB_MPMC, .capacity = 8, .msg_size = 8,
+			   .delivery = alo ? FAB_AT_LEAST_ONCE : 0};
+	ck_assert_int_eq(fab_chan_create(fab, "q", &o, &c), 0);
+	for (long i = 0; i < 3; i++)
+		ck_assert_int_eq(fab_send(c, &i, sizeof i, NULL), 0);
+	fab_chan_release(c);
+	pid_t h = mt_spawn(t12_holder, &_i);
+	int code = MT_RUNNING;
+	ck_assert_msg(MT_WAIT_UNTIL(S.sh->tag == 1 || mt_exited(h, &code), 10 * MT_SEC),
+		      "the holder never took its message");
+	ck_assert_msg(code == MT_RUNNING, "the holder exited %d%s", code, mt_code_why(code));
+	kill(h, SIGKILL);
+	waitpid(h, NULL, 0);
+
+	/* No free descriptor: the lowest free one becomes the limit. */
+	struct rlimit old;
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	int low = dup(0);
+	ck_assert_int_ge(low, 0);
+	close(low);
+	struct rlimit tight = {(rlim_t)low, old.rlim_max};
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &tight), 0);
+	int rc = fab_fabric_recover(fab);
+	char msg[256];
+	snprintf(msg, sizeof msg, "%s", fab_errmsg());
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+	int rc0 = rc;
+
+	/* With descriptors again it repairs the channel: all 3 come out. */
+	rc = fab_fabric_recover(fab);
+	ck_assert_int_eq(fab_chan_open(fab, "q", FAB_SEND | FAB_RECV, &c), 0);
+	int got = 0;
+	for (int i = 0; i < 3; i++) {
+		long v = -1;
+		ssize_t n = fab_try_recv(c, &v, sizeof v);
+		if (n == (ssize_t)sizeof v)
+			got++;
+		if (alo)
+			fab_ack(c);
+	}
+	fab_stats st = {.size = sizeof st};
+	ck_assert_int_eq(fab_chan_stats(c, &st), 0);
+	ck_assert_msg(got == (alo ? 3 : 2) && st.leased == 0,
+		      "after recovery fab_try_recv got %d (want %d), %llu still leased", got,
+		      alo ? 3 : 2, (unsigned long long)st.leased);
+	if (!alo) {
+		/* The acquired slot is free again: a full lap of sends fits. */
+		for (long i = 0; i < 8; i++)
+			ck_assert_msg(fab_try_send(c, &i, sizeof i) == 0,
+				      "send %ld of 8 after recovery: %s", i, fab_errmsg());
+	}
+	fab_chan_release(c);
+	ck_assert_msg(rc > 0, "recovery with descriptors: %d", rc);
+	ck_assert_msg(rc0 < 0 && strstr(msg, "recovery incomplete"),
+		      "recovery that could not map the channel: %d (%s), want an error saying "
+		      "it is incomplete",
+		      rc0, msg);
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
 /* ---- registry_creating_other_minor --------------------------------------- */
 
 /*
@@ -1994,6 +2096,7 @@ int main(void)
 	tcase_add_test(tc, topic_sleeper_killed_gauge);
 	tcase_add_test(tc, registry_creating_other_minor);
 	tcase_add_loop_test(tc, creator_killed_name_free, 0, 2);
+	tcase_add_loop_test(tc, recover_without_fds, 0, 2);
 	tcase_add_test(tc, registry_creating_of_another_user);
 	tcase_add_test(tc, proc_claimer_killed_before_live);
 	tcase_add_loop_test(tc, alo_lessee_killed_idle_receiver, 0, 2);
