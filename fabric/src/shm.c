@@ -11,6 +11,7 @@
 #include <sched.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -18,6 +19,18 @@
 
 int fab__seg_create(const char *path, size_t size, unsigned mode, long gid, fab__seg *seg)
 {
+	/* A file-size limit (ulimit -f) below the segment's size: ftruncate
+	 * and posix_fallocate past it raise SIGXFSZ, whose default action
+	 * kills the process, before anything is created.  Say so instead
+	 * (found by a resource-exhaustion trial: exit 153 and a 0-byte
+	 * segment left behind). */
+	struct rlimit fl;
+	if (getrlimit(RLIMIT_FSIZE, &fl) == 0 && fl.rlim_cur != RLIM_INFINITY &&
+	    (uint64_t)size > (uint64_t)fl.rlim_cur)
+		return fab__err(FAB_ENOMEM,
+				"%s: %zu bytes exceed this process's file size limit of %llu bytes "
+				"(ulimit -f)",
+				path, size, (unsigned long long)fl.rlim_cur);
 	/* O_EXCL: the name is ours or the call fails; never adopt a segment
 	 * someone else planted (PLATFORM §8: root bypasses DAC otherwise). */
 	int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -26,6 +39,9 @@ int fab__seg_create(const char *path, size_t size, unsigned mode, long gid, fab_
 			return fab__err(FAB_EEXIST, "%s already exists", path);
 		if (errno == EACCES)
 			return fab__err(FAB_EPERM, "%s: permission denied", path);
+		if (errno == ENOSPC)
+			/* tmpfs out of inodes (nr_inodes): as out of bytes. */
+			return fab__err(FAB_ENOMEM, "no room in /dev/shm for %s: no free inode", path);
 		return fab__errno("shm_open");
 	}
 	/* The umask applies to shm_open's mode; set the exact bits asked for.

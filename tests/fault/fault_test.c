@@ -37,6 +37,8 @@
 #include <fcntl.h>
 #include <stdbool.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 
 #define FI_MAX_N 200 /* give up if an operation makes more wrapped calls */
@@ -949,6 +951,56 @@ START_TEST(t_destroy_refused)
 }
 END_TEST
 
+/* ---- a file-size limit ----------------------------------------------------------- */
+
+/*
+ * ulimit -f below a segment's size: ftruncate past it raises SIGXFSZ, which
+ * kills by default.  Until 28 Nov (eleventh session; a resource-exhaustion
+ * trial) fab_fabric_open(FAB_CREATE) and fab_chan_create died of it (exit
+ * 153) and left a 0-byte segment; now they return FAB_ENOMEM naming the
+ * limit, leave nothing, and the limit's raise makes them work.  In a child:
+ * the limit is the process's.
+ */
+START_TEST(t_fsize_limit)
+{
+	char name[FAB_NAME_MAX + 1];
+	fi_new_name(name);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct rlimit rl = {100 * 1024, RLIM_INFINITY};
+		fab_fabric *f = NULL;
+		if (setrlimit(RLIMIT_FSIZE, &rl))
+			_exit(10);
+		int rc = fab_fabric_open(name, FAB_CREATE, &f);
+		if (rc != FAB_ENOMEM || !strstr(fab_errmsg(), "ulimit -f") ||
+		    fi_shm_exists(name, NULL))
+			_exit(11);
+		rl.rlim_cur = 1024 * 1024;
+		if (setrlimit(RLIMIT_FSIZE, &rl) || fab_fabric_open(name, FAB_CREATE, &f))
+			_exit(12);
+		fab_chan_opts o = {.size = sizeof o, .capacity = 16, .msg_size = 256 << 10};
+		fab_chan *c = NULL;
+		rc = fab_chan_create(f, "big", &o, &c);
+		if (rc != FAB_ENOMEM || !strstr(fab_errmsg(), "ulimit -f") ||
+		    fi_shm_exists(name, "big"))
+			_exit(13);
+		o.msg_size = 64;
+		if (fab_chan_create(f, "small", &o, &c))
+			_exit(14);
+		fab_chan_release(c);
+		fab_fabric_close(f);
+		_exit(fab_fabric_destroy(name) ? 15 : 0);
+	}
+	int st = 0;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(!WIFSIGNALED(st), "killed by signal %d (%s): SIGXFSZ is the old bug",
+		      WIFSIGNALED(st) ? WTERMSIG(st) : 0, WIFSIGNALED(st) ? strsignal(WTERMSIG(st)) : "");
+	ck_assert_msg(WEXITSTATUS(st) == 0, "step %d failed (t_fsize_limit)", WEXITSTATUS(st));
+	ck_assert_int_eq(fi_segments_of(name), 0);
+}
+END_TEST
+
 /* ---- the suite ------------------------------------------------------------------ */
 
 static Suite *fault_suite(void)
@@ -980,6 +1032,7 @@ static Suite *fault_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_loop_test(tc, t_ctx_cancel_no_memory, 0, 2);
 	tcase_add_loop_test(tc, t_destroy_refused, 1, 3);
+	tcase_add_test(tc, t_fsize_limit);
 	suite_add_tcase(s, tc);
 	return s;
 }

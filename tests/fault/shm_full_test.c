@@ -8,7 +8,8 @@
  * its creator died of SIGBUS writing the header; a ring that fitted only in
  * part would have killed whichever process first touched a missing page.
  * libfab now allocates every page at creation (posix_fallocate) and answers
- * FAB_ENOMEM, "no room in /dev/shm ...".
+ * FAB_ENOMEM, "no room in /dev/shm ...".  t_inodes: the same when tmpfs
+ * runs out of inodes (nr_inodes) rather than bytes.
  *
  * How: each test forks a child that enters a mount namespace of its own
  * (unshare(CLONE_NEWNS)) and mounts a 4 MiB tmpfs over /dev/shm there, so
@@ -28,17 +29,22 @@
 
 #define SHM_SIZE "size=4m"
 
-/* Enter a private mount namespace with a small tmpfs on /dev/shm: 0, or
- * the errno of the step that failed. */
-static int small_shm(void)
+/* Enter a private mount namespace with a small tmpfs on /dev/shm (opts:
+ * its mount options): 0, or the errno of the step that failed. */
+static int small_shm_opts(const char *opts)
 {
 	if (unshare(CLONE_NEWNS) < 0)
 		return errno;
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		return errno;
-	if (mount("tmpfs", "/dev/shm", "tmpfs", 0, SHM_SIZE ",mode=1777") < 0)
+	if (mount("tmpfs", "/dev/shm", "tmpfs", 0, opts) < 0)
 		return errno;
 	return 0;
+}
+
+static int small_shm(void)
+{
+	return small_shm_opts(SHM_SIZE ",mode=1777");
 }
 
 /* Exit codes of the child, each a step; 0 all passed. */
@@ -180,6 +186,54 @@ START_TEST(t_full)
 }
 END_TEST
 
+/*
+ * Out of inodes rather than bytes (tmpfs nr_inodes): shm_open's ENOSPC is
+ * the same FAB_ENOMEM "no room in /dev/shm", naming the segment (it was
+ * FAB_ESYS "shm_open: No space left on device": a resource-exhaustion
+ * trial, 28 Nov).  Room for the fabric and two channels.
+ */
+static int inode_body(void)
+{
+	if (small_shm_opts("size=8m,nr_inodes=4,mode=1777"))
+		return E_NS;
+	fab_fabric *f = NULL;
+	if (fab_fabric_open("shminodes", FAB_CREATE, &f) != 0)
+		return E_FABRIC;
+	fab_chan_opts o = {.size = sizeof o, .capacity = 4, .msg_size = 64};
+	char cn[8];
+	int rc = 0, made = 0;
+	for (; made < 8; made++) {
+		fab_chan *c = NULL;
+		snprintf(cn, sizeof cn, "c%d", made);
+		if ((rc = fab_chan_create(f, cn, &o, &c)))
+			break;
+		fab_chan_release(c);
+	}
+	if (made == 8)
+		return E_FILL_NEVER;
+	if (rc != FAB_ENOMEM || !strstr(fab_errmsg(), "no room in /dev/shm") ||
+	    !strstr(fab_errmsg(), "inode")) {
+		fprintf(stderr, "out of inodes: %s (%s)\n", fab_errname(rc), fab_errmsg());
+		return E_FILL_RC;
+	}
+	fab_fabric_close(f);
+	fab_fabric_destroy("shminodes");
+	return 0;
+}
+
+START_TEST(t_inodes)
+{
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(inode_body());
+	int st = 0;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child failed at step %d",
+		      WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st));
+}
+END_TEST
+
 int main(void)
 {
 	/* Can this process make the namespace at all?  Probe in a child. */
@@ -201,6 +255,7 @@ int main(void)
 	TCase *tc = tcase_create("full");
 	tcase_set_timeout(tc, 60);
 	tcase_add_loop_test(tc, t_full, 0, 2);
+	tcase_add_test(tc, t_inodes);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
