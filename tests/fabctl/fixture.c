@@ -354,7 +354,7 @@ int main(int argc, char **argv)
 {
 	if (argc < 3) {
 		fprintf(stderr,
-			"usage: fixture basic|deadlock|nodead|stopped|skiphead|held acq|alo|reserved|ring3|leave|leave2|many FABRIC [N M]\n");
+			"usage: fixture basic|deadlock|nodead|stopped|skiphead|held acq|alo|reserved|ring3|leave|leave2|many|handles FABRIC [N [M]]\n");
 		return 2;
 	}
 	const char *mode = argv[1];
@@ -491,6 +491,18 @@ int main(int argc, char **argv)
 		fab_fabric_close(f);
 		puts("ready");
 		return 0;
+	} else if (!strcmp(mode, "handles") && argc == 4) {
+		/* N more fabric handles in this one process (kept open). */
+		int n = atoi(argv[3]);
+		if (n < 1 || n > 100) {
+			fprintf(stderr, "fixture: handles N: 1 <= N <= 100\n");
+			return 2;
+		}
+		for (int i = 0; i < n; i++) {
+			fab_fabric *g;
+			if ((rc = fab_fabric_open(fabric, 0, &g)))
+				die("open", rc);
+		}
 	} else if (!strcmp(mode, "many") && argc == 5) {
 		int nch = atoi(argv[3]), np = atoi(argv[4]);
 		if (nch < 1 || nch > 1000 || np < 0 || np > 1000) {

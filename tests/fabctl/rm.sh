@@ -12,6 +12,14 @@ expect_err rm1 "3 live processes attached \(pid .*$A"
 expect_err rm1 "$P"
 [ -e /dev/shm/fab.$F ] && [ -e /dev/shm/fab.$F.d1 ] || fail "refused rm removed something"
 
+# One process with six fabric handles is one live process (until 28 Nov it
+# was counted once per handle: "6 live processes (pid P P P ...)").
+K=fctl-rm4-$$
+start_fixture handles "$K" 5
+KP=$(fixture_val "$K" parent)
+run rm4 "$FABCTL" rm "$K"; expect_rc rm4 4
+expect_err rm4 "1 live process attached \(pid $KP\)"
+
 # Children gone: the fabric stays (the fixture destroys it only on exit, so
 # kill it hard), and rm succeeds without --force.
 G=fctl-rm2-$$

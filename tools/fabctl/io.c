@@ -404,13 +404,22 @@ int fabctl_rm(int argc, char **argv)
 		char pids[256] = "";
 		size_t l = 0;
 		uint32_t live = 0;
-		for (uint32_t i = 0; i < f->nprocs; i++)
-			if (f->procs[i].live) {
-				live++;
-				if (l + 16 < sizeof pids)
-					l += (size_t)snprintf(pids + l, sizeof pids - l, "%s%u",
-							      l ? " " : "", f->procs[i].pid);
-			}
+		/* One per pid, as ls and ps count: a process with many
+		 * fabric handles has an entry for each (a resource trial saw
+		 * "1024 live processes (pid 18704 18704 ...)" for one). */
+		for (uint32_t i = 0; i < f->nprocs; i++) {
+			if (!f->procs[i].live)
+				continue;
+			bool seen = false;
+			for (uint32_t j = 0; j < i && !seen; j++)
+				seen = f->procs[j].live && f->procs[j].pid == f->procs[i].pid;
+			if (seen)
+				continue;
+			live++;
+			if (l + 16 < sizeof pids)
+				l += (size_t)snprintf(pids + l, sizeof pids - l, "%s%u", l ? " " : "",
+						      f->procs[i].pid);
+		}
 		fi_close(f);
 		if (live && !force)
 			return fabctl_fail(FABCTL_EXIT_REFUSED,
