@@ -14,6 +14,8 @@
  */
 #include "topology.h"
 
+#include "layout.h" /* the fabric's table sizes (FAB_MAX_*) */
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -1452,6 +1454,62 @@ static void uadd(uint32_t *x, uint32_t v)
 	*x = *x > UINT32_MAX - v ? UINT32_MAX : *x + v;
 }
 
+/*
+ * What the fabric's tables hold (docs/layout.md, fab(7) "Limits"): a
+ * topology that needs more was accepted by `fabd check` and failed only at
+ * run time, some of it half-way (a resource-exhaustion trial, 28 Nov: 300
+ * stages started, 44 of them failed fab_stage_open on the full stage table,
+ * and the restarts ran into the restart intensity).  Each count is reported
+ * at the first declaration past the limit.
+ */
+/* Fabric handles fabd holds itself: the supervisor's and the error
+ * reader's (/metrics reads the segments without one). */
+#define FABD_OWN_HANDLES 2u
+
+static void tables(P *p)
+{
+	fabd_topology *t = p->t;
+	if (p->incomplete)
+		return; /* counts of a file not read to its end */
+	/* One registry for channels and topics, plus the error channel. */
+	size_t objs = t->nchannels + t->ntopics + 1;
+	if (objs > FAB_MAX_CHANS) {
+		fabd_pos at = t->nchannels >= FAB_MAX_CHANS ? t->channels[FAB_MAX_CHANS - 1].pos
+			      : t->ntopics ? t->topics[t->ntopics - 1].pos
+					   : t->channels[t->nchannels - 1].pos;
+		err(p, at, "%zu channels, %zu topics and the error channel: %zu objects; a "
+		    "fabric's registry holds %u", t->nchannels, t->ntopics, objs, FAB_MAX_CHANS);
+	}
+	if (t->nstages > FAB_MAX_STAGES)
+		err(p, t->stages[FAB_MAX_STAGES].pos, "%zu stages: a fabric's stage table holds %u",
+		    t->nstages, FAB_MAX_STAGES);
+	/* fabd's root context and one per stage (the stage limit is lower
+	 * today; kept so that the two cannot drift apart). */
+	if (t->nstages + 1 > FAB_MAX_CTXS)
+		err(p, t->stages[FAB_MAX_CTXS - 1].pos, "%zu stages need %zu contexts (one each "
+		    "and fabd's root): a fabric's context table holds %u", t->nstages,
+		    t->nstages + 1, FAB_MAX_CTXS);
+	if (t->nlimiters > FAB_MAX_LIMS)
+		err(p, t->limiters[FAB_MAX_LIMS].pos, "%zu limiters: a fabric's limiter table "
+		    "holds %u", t->nlimiters, FAB_MAX_LIMS);
+	/* Every replica `fabctl scale` may start holds a process-table entry,
+	 * and fabd holds FABD_OWN_HANDLES. */
+	uint64_t procs = FABD_OWN_HANDLES;
+	for (size_t i = 0; i < t->nstages; i++) {
+		procs += t->stages[i].max_replicas;
+		if (procs > FAB_MAX_PROCS) {
+			uint64_t all = FABD_OWN_HANDLES;
+			for (size_t k = 0; k < t->nstages; k++)
+				all += t->stages[k].max_replicas;
+			err(p, t->stages[i].pos, "stages.%s: up to %llu processes (every stage's "
+			    "max_replicas, and %u for fabd): a fabric's process table holds %u",
+			    t->stages[i].name, (unsigned long long)all, FABD_OWN_HANDLES,
+			    FAB_MAX_PROCS);
+			break;
+		}
+	}
+}
+
 static void resolve(P *p)
 {
 	fabd_topology *t = p->t;
@@ -1656,6 +1714,7 @@ static void resolve(P *p)
 			if (!t->topics[i].publishers && fabd_topology_channel(t, t->topics[i].name) < 0)
 				err(p, t->topics[i].pos, "topics.%s: nothing publishes to this topic (no "
 				    "stage has an out port on it)", t->topics[i].name);
+	tables(p);
 }
 
 /* ---- entry points -------------------------------------------------------- */

@@ -890,6 +890,91 @@ END_TEST
  * trial).  No timing asserted: the message is new, and the tcase timeout
  * is the hang detector.  Also through fabd_topology_load (read whole, so a
  * pipe works too). */
+/* Parse y: ok (want NULL) or failing with a diagnostic containing want. */
+static void expect_diag(const char *y, size_t len, const char *want)
+{
+	fabd_topology *t = NULL;
+	fabd_diags d = { 0 };
+	int rc = fabd_topology_parse(y, len, &t, &d);
+	if (!want) {
+		if (rc != 0)
+			fabd_diags_print(&d, "(generated)", stderr);
+		ck_assert_int_eq(rc, 0);
+		fabd_topology_free(t);
+		fabd_diags_free(&d);
+		return;
+	}
+	ck_assert_int_eq(rc, -1);
+	int found = 0;
+	for (unsigned i = 0; i < d.n; i++) {
+		char got[512];
+		snprintf(got, sizeof got, "%u:%u: %s", d.v[i].pos.line, d.v[i].pos.col, d.v[i].msg);
+		found |= strstr(got, want) != NULL;
+	}
+	if (!found)
+		fabd_diags_print(&d, "(generated)", stderr);
+	ck_assert_msg(found, "no diagnostic with \"%s\"", want);
+	fabd_diags_free(&d);
+}
+
+/*
+ * The fabric's tables (a resource-exhaustion trial, 28 Nov: fabd check
+ * accepted topologies that then failed at run time, 300 stages half-way).
+ * Each limit at its edge: the largest that fits passes, one more is
+ * reported at the first declaration past it.
+ */
+START_TEST(t_tables)
+{
+	size_t cap = 1 << 20, len;
+	char *y = malloc(cap);
+	ck_assert_ptr_nonnull(y);
+	/* stages: 256 fit, the 257th (line 3 + 256) does not */
+	for (int n = 256; n <= 257; n++) {
+		len = (size_t)snprintf(y, cap, "fabric: f\nstages:\n");
+		for (int i = 0; i < n; i++)
+			len += (size_t)snprintf(y + len, cap - len, "  s%d: { run: [x] }\n", i);
+		expect_diag(y, len, n == 256 ? NULL : "259:3: 257 stages: a fabric's stage table holds 256");
+	}
+	/* processes: every max_replicas, plus fabd's 2: 1022 fit, 1023 do not */
+	for (int n = 1022; n <= 1023; n++) {
+		len = (size_t)snprintf(y, cap, "fabric: f\nstages:\n  a: { run: [x] }\n"
+				       "  b: { run: [x], replicas: 1, max_replicas: %d }\n", n - 1);
+		expect_diag(y, len, n == 1022 ? NULL : "4:3: stages.b: up to 1025 processes");
+	}
+	/* limiters: 256 fit, the 257th does not (each used by the one stage) */
+	for (int n = 256; n <= 257; n++) {
+		len = (size_t)snprintf(y, cap, "fabric: f\nlimiters:\n");
+		for (int i = 0; i < n; i++)
+			len += (size_t)snprintf(y + len, cap - len, "  l%d: { rate: 10 }\n", i);
+		len += (size_t)snprintf(y + len, cap - len, "stages:\n  a:\n    run: [x]\n    limiters: [");
+		for (int i = 0; i < n; i++)
+			len += (size_t)snprintf(y + len, cap - len, "%sl%d", i ? ", " : "", i);
+		len += (size_t)snprintf(y + len, cap - len, "]\n");
+		expect_diag(y, len, n == 256 ? NULL : "259:3: 257 limiters: a fabric's limiter table holds 256");
+	}
+	/* registry: channels and topics and the error channel, 1024 in all */
+	for (int n = 1023; n <= 1024; n++) {
+		len = (size_t)snprintf(y, cap, "fabric: f\nchannels:\n");
+		for (int i = 0; i < n; i++)
+			len += (size_t)snprintf(y + len, cap - len, "  c%d: {}\n", i);
+		/* a writer and a reader stage per 64 channels (a stage's port limit) */
+		len += (size_t)snprintf(y + len, cap - len, "stages:\n");
+		for (int g = 0; g * 64 < n; g++)
+			for (int dir = 0; dir < 2; dir++) {
+				len += (size_t)snprintf(y + len, cap - len,
+							"  %c%d:\n    run: [x]\n    %s: {",
+							dir ? 'r' : 'w', g, dir ? "in" : "out");
+				for (int i = g * 64; i < n && i < g * 64 + 64; i++)
+					len += (size_t)snprintf(y + len, cap - len, "%sp%d: c%d",
+								i > g * 64 ? ", " : "", i, i);
+				len += (size_t)snprintf(y + len, cap - len, "}\n");
+			}
+		expect_diag(y, len, n == 1023 ? NULL : "1026:3: 1024 channels, 0 topics and the error channel: 1025 objects");
+	}
+	free(y);
+}
+END_TEST
+
 START_TEST(t_depth)
 {
 	const unsigned n = 100000;
@@ -995,6 +1080,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, t_alias_bomb);
 	tcase_add_test(tc, t_map_max);
 	tcase_add_test(tc, t_depth);
+	tcase_add_test(tc, t_tables);
 	suite_add_tcase(s, tc);
 	return s;
 }
