@@ -521,9 +521,26 @@ int fi_snapshot(fi_fabric *f)
 	 * owner tags, fi_chan_drop_dead). */
 	uint8_t live_gen[FAB_MAX_PROCS];
 	memset(live_gen, 0, sizeof live_gen);
+	int lfd = -1; /* the control segment, for liveness locks (opened on need) */
 	for (uint32_t i = 0; i < f->nprocs; i++) {
 		fi_proc *q = &f->procs[i];
 		q->live = q->state == FAB_PROC_LIVE && fi_pid_alive(q->pid, q->start_time);
+		if (q->state == FAB_PROC_LIVE && !q->live && q->idx < FAB_MAX_PROCS) {
+			/* Dead by its pid, unless it holds its liveness lock: a
+			 * live process of another PID namespace (libfab's rule,
+			 * proc.c). */
+			if (lfd < 0) {
+				char path[FI_NAME + 8];
+				snprintf(path, sizeof path, "/fab.%s", f->name);
+				lfd = shm_open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+			}
+			struct flock fl = {.l_type = F_WRLCK,
+					   .l_whence = SEEK_SET,
+					   .l_start = (off_t)(FAB_LIVE_LOCK_OFF + q->idx),
+					   .l_len = 1};
+			q->live = lfd >= 0 && fcntl(lfd, F_OFD_GETLK, &fl) == 0 &&
+				  fl.l_type != F_UNLCK;
+		}
 		if (q->live && q->idx < FAB_MAX_PROCS)
 			live_gen[q->idx] = (uint8_t)((q->gen & 31u) + 1);
 		if (q->stage > 0 && q->stage <= FAB_MAX_STAGES)
@@ -532,6 +549,8 @@ int fi_snapshot(fi_fabric *f)
 					snprintf(q->stage_name, sizeof q->stage_name, "%s",
 						 f->stages[s].name);
 	}
+	if (lfd >= 0)
+		close(lfd);
 	f->chans = calloc(a.nreg ? a.nreg : 1, sizeof *f->chans);
 	if (!f->chans) {
 		free(a.reg);

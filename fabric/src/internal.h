@@ -127,6 +127,10 @@ int fab__proc_claim(fab_fabric *fab);
 void fab__proc_release(fab_fabric *fab);
 /* 1 if the owner tag names a live process, 0 if dead (or entry re-claimed). */
 int fab__tag_alive(fab_fabric *fab, uint32_t tag);
+/* Is process-table entry idx's liveness lock held (proc.c)? */
+int fab__live_held(fab_fabric *fab, uint32_t idx);
+/* In the child after fork: give up the inherited liveness locks. */
+void fab__live_forget_all(void);
 int fab__entry_alive(fab_fabric *fab, fab_proc_ent *e, uint64_t sg);
 void fab__chan_path(char *buf, size_t n, const char *fabric, const char *chan);
 

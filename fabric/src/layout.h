@@ -32,6 +32,11 @@
 #define FAB_CHAN_MAGIC 0x314E4843424146ULL /* "FABCHN1\0" */
 
 #define FAB_MAX_PROCS 1024u
+/* Byte FAB_LIVE_LOCK_OFF + i of the control segment's file (past its end)
+ * is locked (F_OFD_SETLK, write lock) by the live owner of process-table
+ * entry i (since 28 Nov 2026, libfab 1.5.3; proc.c).  No layout change:
+ * a lock is not in the file. */
+#define FAB_LIVE_LOCK_OFF (1ULL << 40)
 #define FAB_MAX_CHANS 1024u
 #define FAB_MAX_CTXS 1024u
 #define FAB_MAX_LIMS 256u

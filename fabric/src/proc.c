@@ -6,13 +6,123 @@
  *
  * Identity is pid + start time: a dead pid, a zombie, or a pid reused by a
  * new process are all recognised as dead.
+ *
+ * A liveness lock backs every "dead" verdict.  A pid means nothing in
+ * another PID namespace (containers that share /dev/shm): there, the pid
+ * of a live process is absent or another process's, and recovery would
+ * take it for dead and repair its slots under it (found by the eleventh
+ * session: a process in a new PID namespace ran fab_fabric_recover and
+ * freed a live receiver's entry and attachments).  So each handle holds an
+ * open-file-description lock (F_OFD_SETLK) on one byte of the control
+ * segment, at FAB_LIVE_LOCK_OFF + its entry index, past the end of the
+ * file, from before its claim until after its release.  The kernel drops
+ * it when the process dies, whatever its namespace, and any process can
+ * test it (F_OFD_GETLK).  An entry is dead only if its pid says dead AND
+ * its byte is not locked: a library without the lock (older) is judged by
+ * pid as before, and a live process in another namespace is never taken
+ * for dead.  A child after fork() gives up its inherited reference to the
+ * lock (fab__live_forget_all), so a parent that dies is not kept "alive"
+ * by its children.
  */
 #include "internal.h"
 #include "procfs.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
+
+/* Descriptors whose open file description holds a liveness lock in this
+ * process (each fabric handle's control-segment descriptor while it holds
+ * its entry), for the child after fork.  Lock-free: the fork handler runs
+ * in a child that may have been forked while another thread changed it. */
+static _Atomic int fab__live_fds[FAB_MAX_PROCS];
+static _Atomic int fab__live_fds_init; /* 0 until every slot is -1 */
+
+static void fab__live_fds_ready(void)
+{
+	if (load_acquire(&fab__live_fds_init))
+		return;
+	int zero = 0;
+	/* Slots start at 0, which is a descriptor: mark them all free once.
+	 * A racing first caller finds the flag set only after the marks
+	 * (release/acquire). */
+	static _Atomic int marking;
+	if (cas(&marking, &zero, 1)) {
+		for (uint32_t i = 0; i < FAB_MAX_PROCS; i++)
+			store_relaxed(&fab__live_fds[i], -1);
+		store_release(&fab__live_fds_init, 1);
+	}
+	while (!load_acquire(&fab__live_fds_init))
+		sched_yield();
+}
+
+static void fab__live_fd_add(int fd)
+{
+	fab__live_fds_ready();
+	for (uint32_t i = 0; i < FAB_MAX_PROCS; i++) {
+		int free_ = -1;
+		if (load_relaxed(&fab__live_fds[i]) == -1 && cas(&fab__live_fds[i], &free_, fd))
+			return;
+	}
+}
+
+static void fab__live_fd_del(int fd)
+{
+	fab__live_fds_ready();
+	for (uint32_t i = 0; i < FAB_MAX_PROCS; i++) {
+		int f = fd;
+		if (load_relaxed(&fab__live_fds[i]) == fd && cas(&fab__live_fds[i], &f, -1))
+			return;
+	}
+}
+
+void fab__live_forget_all(void)
+{
+	/* In the child after fork: point each inherited lock descriptor at
+	 * /dev/null (dup3 keeps the number taken, so the inherited handle's
+	 * later close cannot close another file of the child), which drops
+	 * the child's reference to the lock's open file description.  Only
+	 * async-signal-safe calls: the parent may have had other threads. */
+	if (!load_acquire(&fab__live_fds_init))
+		return;
+	int nul = -1;
+	for (uint32_t i = 0; i < FAB_MAX_PROCS; i++) {
+		int fd = load_relaxed(&fab__live_fds[i]);
+		if (fd < 0)
+			continue;
+		if (nul < 0 && (nul = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
+			return;
+		if (nul != fd)
+			dup3(nul, fd, O_CLOEXEC);
+		store_relaxed(&fab__live_fds[i], -1);
+	}
+	if (nul >= 0)
+		close(nul);
+}
+
+/* Lock (1) or unlock (0) our byte of entry idx; 0, or -1 with errno. */
+static int fab__live_set(int fd, uint32_t idx, int lock)
+{
+	struct flock fl = {.l_type = lock ? F_WRLCK : F_UNLCK,
+			   .l_whence = SEEK_SET,
+			   .l_start = (off_t)(FAB_LIVE_LOCK_OFF + idx),
+			   .l_len = 1};
+	return fcntl(fd, F_OFD_SETLK, &fl);
+}
+
+int fab__live_held(fab_fabric *fab, uint32_t idx)
+{
+	if (fab->ctl.fd < 0 || idx >= FAB_MAX_PROCS)
+		return 0;
+	struct flock fl = {.l_type = F_WRLCK,
+			   .l_whence = SEEK_SET,
+			   .l_start = (off_t)(FAB_LIVE_LOCK_OFF + idx),
+			   .l_len = 1};
+	/* Another description's lock (our own, if any, does not count:
+	 * we never ask about our own entry). */
+	return fcntl(fab->ctl.fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+}
 
 int fab__proc_claim(fab_fabric *fab)
 {
@@ -25,14 +135,32 @@ int fab__proc_claim(fab_fabric *fab)
 			if (FAB_SG_STATE(sg) != FAB_PROC_FREE)
 				continue;
 			uint32_t gen = FAB_SG_GEN(sg) + 1;
+			/* The liveness lock first, so that nobody sees the entry
+			 * ours without it.  Held by another description: a
+			 * claimer of this entry between its lock and its CAS, or
+			 * an owner between its release and its unlock: skip.
+			 * Another failure (a file system without OFD locks):
+			 * claim without it, judged by pid alone. */
+			bool locked = false;
+			if (fab->ctl.fd >= 0) {
+				if (fab__live_set(fab->ctl.fd, i, 1) == 0)
+					locked = true;
+				else if (errno == EAGAIN || errno == EACCES)
+					continue;
+			}
 			/* The CAS makes us the only writer of this entry until we
 			 * free it; the new generation invalidates every tag of the
 			 * previous owner.  Our pid goes into the same word: killed
 			 * before LIVE, we leave an entry whose owner recovery can
 			 * check (it used to leave pid 0, "mid-claim", alive for
 			 * good: one of FAB_MAX_PROCS entries lost). */
-			if (!cas(&e->sg, &sg, FAB_SG_CLAIMED(gen, me)))
+			if (!cas(&e->sg, &sg, FAB_SG_CLAIMED(gen, me))) {
+				if (locked)
+					fab__live_set(fab->ctl.fd, i, 0);
 				continue;
+			}
+			if (locked)
+				fab__live_fd_add(fab->ctl.fd);
 			store_relaxed(&e->pid, me);
 			e->uid = (uint32_t)geteuid();
 			store_relaxed(&e->start_time, start);
@@ -68,12 +196,29 @@ void fab__proc_release(fab_fabric *fab)
 	/* Release: our last writes to shared objects happen before the entry
 	 * can be claimed again. */
 	cas(&e->sg, &sg, FAB_SG_MAKE(FAB_SG_GEN(sg), FAB_PROC_FREE));
+	/* Then the lock (a claimer that finds it still held skips the
+	 * entry). */
+	if (fab->ctl.fd >= 0) {
+		fab__live_fd_del(fab->ctl.fd);
+		fab__live_set(fab->ctl.fd, fab->proc_idx, 0);
+	}
 }
+
+static int fab__entry_alive_pid(fab_fabric *fab, fab_proc_ent *e, uint64_t sg);
 
 int fab__entry_alive(fab_fabric *fab, fab_proc_ent *e, uint64_t sg)
 {
 	if (FAB_SG_STATE(sg) == FAB_PROC_FREE)
 		return 0;
+	if (fab__entry_alive_pid(fab, e, sg))
+		return 1;
+	/* Dead by its pid, unless its liveness lock is held (a live process
+	 * in another PID namespace; see the top of this file). */
+	return fab__live_held(fab, (uint32_t)(e - fab->procs));
+}
+
+static int fab__entry_alive_pid(fab_fabric *fab, fab_proc_ent *e, uint64_t sg)
+{
 	if (FAB_SG_STATE(sg) == FAB_PROC_CLAIMED) {
 		/* Mid-claim: only the word names the owner.  `pid` and
 		 * `start_time` may still hold the previous owner's values

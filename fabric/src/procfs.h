@@ -28,7 +28,14 @@
 static inline bool fab__proc_read(int pid, const char *file, char *buf, size_t size)
 {
 	char path[64];
-	snprintf(path, sizeof path, "/proc/%d/%s", pid, file);
+	/* Ourselves through /proc/self: in a PID namespace whose /proc is the
+	 * parent namespace's (a container without its own /proc mount),
+	 * /proc/<getpid()> is another process (pid 1 there is the host's
+	 * init), /proc/self is always us. */
+	if ((pid_t)pid == getpid())
+		snprintf(path, sizeof path, "/proc/self/%s", file);
+	else
+		snprintf(path, sizeof path, "/proc/%d/%s", pid, file);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return false;

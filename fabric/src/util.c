@@ -55,6 +55,8 @@ static void fab__atfork_child(void)
 	/* The registration belongs to the address space; make sure the
 	 * child's new one is registered too before it may skip fences. */
 	fab__membarrier_register();
+	/* The parent's liveness locks are the parent's (proc.c). */
+	fab__live_forget_all();
 }
 
 __attribute__((constructor)) static void fab__init(void)
