@@ -1051,6 +1051,17 @@ int fabd_run(const fabd_topology *t, const fabd_run_opts *o)
 	r->sigfd = -1;
 	r->self = getpid();
 	srandom((unsigned)(fabd_now_ns() ^ (uint64_t)r->self));
+	/* fabd keeps about three descriptors per replica (its pidfd and the
+	 * read ends of its output pipes): with the usual soft limit of 1024 a
+	 * topology of a few hundred replicas ran out ("pipe: Too many open
+	 * files", a resource-exhaustion trial, 28 Nov).  Raise the soft limit
+	 * to the hard one, as Go's runtime does, and give every stage the
+	 * limit fabd was started with (supervise.c, before exec). */
+	if (getrlimit(RLIMIT_NOFILE, &r->nofile_orig) == 0 &&
+	    r->nofile_orig.rlim_cur < r->nofile_orig.rlim_max) {
+		struct rlimit up = {r->nofile_orig.rlim_max, r->nofile_orig.rlim_max};
+		r->nofile_raised = setrlimit(RLIMIT_NOFILE, &up) == 0;
+	}
 
 	/* Signals first, so that a SIGTERM during setup is not lost. */
 	sigset_t set;

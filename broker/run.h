@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include <liburing.h>
+#include <sys/resource.h>
 
 #include "inspect.h"
 #include "topology.h"
@@ -140,6 +141,10 @@ typedef struct fabd_sup {
 	fabd_stage_rt *stages;
 	size_t nstages;
 	pid_t self;
+	/* The descriptor limit fabd found, restored in every stage before its
+	 * exec when fabd raised its own soft limit (nofile_raised). */
+	struct rlimit nofile_orig;
+	int nofile_raised;
 	int sigfd;
 	fabd_op sig_op;
 	int phase;             /* 0 running, 1 draining, 2 root cancelled, 3 killing */

@@ -366,6 +366,8 @@ int fabd_replica_spawn(fabd_sup *r, fabd_replica *rep)
 		}
 		dup2(out_w, 1);
 		dup2(err_w, 2);
+		if (r->nofile_raised)
+			setrlimit(RLIMIT_NOFILE, &r->nofile_orig); /* a system call */
 		execvpe(s->argv[0], s->argv, env);
 		/* Name what could not run (found by an operator trial: the
 		 * message named nothing).  After fork in a threaded process:
