@@ -1474,9 +1474,11 @@ static void tables(P *p)
 	/* One registry for channels and topics, plus the error channel. */
 	size_t objs = t->nchannels + t->ntopics + 1;
 	if (objs > FAB_MAX_CHANS) {
-		fabd_pos at = t->nchannels >= FAB_MAX_CHANS ? t->channels[FAB_MAX_CHANS - 1].pos
-			      : t->ntopics ? t->topics[t->ntopics - 1].pos
-					   : t->channels[t->nchannels - 1].pos;
+		/* The object that takes the registry past its size, counting
+		 * channels, then topics, then the error channel (the last
+		 * entry): the FAB_MAX_CHANS-th channel or topic. */
+		size_t k = FAB_MAX_CHANS - 1;
+		fabd_pos at = k < t->nchannels ? t->channels[k].pos : t->topics[k - t->nchannels].pos;
 		err(p, at, "%zu channels, %zu topics and the error channel: %zu objects; a "
 		    "fabric's registry holds %u", t->nchannels, t->ntopics, objs, FAB_MAX_CHANS);
 	}

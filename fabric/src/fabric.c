@@ -138,7 +138,9 @@ void fab__fabric_unref(fab_fabric *fab)
 	if (atomic_fetch_sub_explicit(&fab->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	if (fab->fork_gen == load_relaxed(&fab__fork_gen))
-		fab__proc_release(fab);
+		fab__proc_release(fab); /* also closes live_fd */
+	/* Inherited: the fork handler closed live_fd (proc.c); its number may
+	 * be another file of the child's now. */
 	fab__seg_unmap(&fab->ctl);
 	free(fab);
 }
@@ -234,6 +236,7 @@ int fab_fabric_open(const char *name, unsigned flags, fab_fabric **out)
 	fab->fork_gen = load_relaxed(&fab__fork_gen);
 	atomic_init(&fab->refs, 1);
 	fab->ctl.fd = -1;
+	fab->live_fd = -1;
 	snprintf(fab->name, sizeof fab->name, "%s", name);
 
 	char path[80];
@@ -245,6 +248,17 @@ int fab_fabric_open(const char *name, unsigned flags, fab_fabric **out)
 			break;
 		rc = fab__seg_create(path, FAB_CTL_SIZE, mode, -1, &fab->ctl);
 		if (rc == 0) {
+			/* The lock's descriptor before the segment is published
+			 * (its version word), so that failing here leaves no
+			 * fabric behind. */
+			int lr = 0;
+			if ((fab->live_fd = fab__live_open(fab, &lr)) == -2) {
+				fab->live_fd = -1;
+				shm_unlink(path);
+				fab__seg_unmap(&fab->ctl);
+				free(fab);
+				return lr;
+			}
 			fab__ctl_init(fab->ctl.base, name);
 			break;
 		}
@@ -254,9 +268,12 @@ int fab_fabric_open(const char *name, unsigned flags, fab_fabric **out)
 	}
 	if (rc == 0)
 		rc = fab__ctl_validate(fab);
+	if (rc == 0 && fab->live_fd < 0 && (fab->live_fd = fab__live_open(fab, &rc)) == -2)
+		fab->live_fd = -1; /* an existing fabric: rc says why */
 	if (rc == 0)
 		rc = fab__proc_claim(fab);
 	if (rc) {
+		fab__live_drop(fab);
 		fab__seg_unmap(&fab->ctl);
 		free(fab);
 		return rc;

@@ -15,6 +15,8 @@
 #include "atomic.h"
 #include "layout.h"
 
+#include <errno.h>
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <sched.h>
@@ -105,6 +107,9 @@ struct fab_fabric {
 	fab_hist *lhists; /* limiter wait histograms */
 	uint32_t proc_idx;
 	uint32_t tag; /* our owner tag */
+	/* The descriptor holding our entry's liveness lock (proc.c), in the
+	 * fork handler's registry; -1 none */
+	int live_fd;
 	/* The control segment's permission bits: the mode of the channels and
 	 * topics created in this fabric without one (fab_fabric_open FAB_MODE) */
 	unsigned mode;
@@ -127,6 +132,12 @@ int fab__proc_claim(fab_fabric *fab);
 void fab__proc_release(fab_fabric *fab);
 /* 1 if the owner tag names a live process, 0 if dead (or entry re-claimed). */
 int fab__tag_alive(fab_fabric *fab, uint32_t tag);
+/* The descriptor for this handle's liveness lock (proc.c): fab->live_fd
+ * gets it (-1: none to be had, the registry of this process is full); 0,
+ * or an error code (the open fails). */
+int fab__live_open(fab_fabric *fab, int *rc);
+/* Close it (fab->live_fd -1 after). */
+void fab__live_drop(fab_fabric *fab);
 /* Is process-table entry idx's liveness lock held (proc.c)? */
 int fab__live_held(fab_fabric *fab, uint32_t idx);
 /* In the child after fork: give up the inherited liveness locks. */
@@ -439,6 +450,16 @@ void fab__lim_recover(fab_fabric *fab);    /* break dead set() locks, redo lost 
  * that topic's space_waiters, unless the topic there now was created
  * after (once: called by the recoverer whose CAS freed the entry). */
 void fab__topic_uncount_publisher(fab_fabric *fab, uint32_t reg_idx, int64_t slept_ns);
+/* A failure to map a segment that a later try may not meet (no free
+ * descriptor, no memory): code rc, errno err as the map left it.  Anything
+ * else (removed, corrupt, another version, another user's 0600 segment) is
+ * permanent for this process, and recovery skips it as before. */
+static inline bool fab__passing_failure(int rc, int err)
+{
+	return rc == FAB_ENOMEM ||
+	       (rc == FAB_ESYS && (err == EMFILE || err == ENFILE || err == ENOMEM ||
+				   err == EAGAIN || err == EINTR));
+}
 /* *fail: set (if 0) to the code of a passing failure (a map that failed for
  * want of fds or memory), so the caller keeps the dead processes' entries. */
 int fab__topic_recover(fab_fabric *fab, fab_chan_ent *e, uint32_t st, const char *name, int *fail);

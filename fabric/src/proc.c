@@ -30,6 +30,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Descriptors whose open file description holds a liveness lock in this
@@ -57,14 +60,17 @@ static void fab__live_fds_ready(void)
 		sched_yield();
 }
 
-static void fab__live_fd_add(int fd)
+/* false when the registry is full (more than FAB_MAX_PROCS handles in one
+ * process, over several fabrics): the caller then claims without a lock. */
+static bool fab__live_fd_add(int fd)
 {
 	fab__live_fds_ready();
 	for (uint32_t i = 0; i < FAB_MAX_PROCS; i++) {
 		int free_ = -1;
 		if (load_relaxed(&fab__live_fds[i]) == -1 && cas(&fab__live_fds[i], &free_, fd))
-			return;
+			return true;
 	}
+	return false;
 }
 
 static void fab__live_fd_del(int fd)
@@ -79,26 +85,23 @@ static void fab__live_fd_del(int fd)
 
 void fab__live_forget_all(void)
 {
-	/* In the child after fork: point each inherited lock descriptor at
-	 * /dev/null (dup3 keeps the number taken, so the inherited handle's
-	 * later close cannot close another file of the child), which drops
-	 * the child's reference to the lock's open file description.  Only
-	 * async-signal-safe calls: the parent may have had other threads. */
+	/* In the child after fork: close each inherited lock descriptor,
+	 * which drops the child's reference to the lock's open file
+	 * description (never mapped, so nothing else holds one).  The
+	 * inherited handle never closes its copy (fabric.c), so the number,
+	 * which the child may reuse, is not closed twice.  Only
+	 * async-signal-safe calls: the parent may have had other threads.
+	 * (A first version pointed the descriptors at /dev/null, which a
+	 * child at its descriptor limit could not open: review.) */
 	if (!load_acquire(&fab__live_fds_init))
 		return;
-	int nul = -1;
 	for (uint32_t i = 0; i < FAB_MAX_PROCS; i++) {
 		int fd = load_relaxed(&fab__live_fds[i]);
 		if (fd < 0)
 			continue;
-		if (nul < 0 && (nul = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
-			return;
-		if (nul != fd)
-			dup3(nul, fd, O_CLOEXEC);
+		close(fd);
 		store_relaxed(&fab__live_fds[i], -1);
 	}
-	if (nul >= 0)
-		close(nul);
 }
 
 /* Lock (1) or unlock (0) our byte of entry idx; 0, or -1 with errno. */
@@ -124,10 +127,68 @@ int fab__live_held(fab_fabric *fab, uint32_t idx)
 	return fcntl(fab->ctl.fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
 }
 
+/*
+ * The descriptor that carries this handle's liveness lock: a second open
+ * of the control segment's file, never mapped.  Not ctl.fd: a mapping holds
+ * a reference to the open file description it was made from, and a child
+ * after fork inherits the mapping, so closing the child's descriptor would
+ * not drop the lock of a parent that dies (found by the test
+ * fork_child_keeps_no_lock).  Registered for the fork handler before any
+ * lock is taken on it (a fork in between would escape it; review).
+ * Returns the descriptor; -1 with the registry full (more than
+ * FAB_MAX_PROCS fabric handles in this process: the entry is then judged by
+ * pid alone); or -2 with the error recorded (no descriptor left: the open
+ * fails, as it would for the segment itself; the file under the name is
+ * no longer the one mapped: the fabric was destroyed meanwhile).
+ */
+int fab__live_open(fab_fabric *fab, int *rc)
+{
+	char path[FAB_NAME_MAX + 8];
+	snprintf(path, sizeof path, "/fab.%s", fab->name);
+	int fd = shm_open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (fd < 0) {
+		*rc = errno == ENOENT ? fab__err(FAB_ENOENT, "fabric %s was destroyed", fab->name)
+				      : fab__errno("shm_open");
+		return -2;
+	}
+	struct stat sb;
+	if (fstat(fd, &sb) < 0) {
+		*rc = fab__errno("fstat");
+		close(fd);
+		return -2;
+	}
+	if ((uint64_t)sb.st_dev != fab->ctl.dev || (uint64_t)sb.st_ino != fab->ctl.ino) {
+		close(fd);
+		*rc = fab__err(FAB_ENOENT, "fabric %s was destroyed", fab->name);
+		return -2;
+	}
+	if (!fab__live_fd_add(fd)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void fab__live_close(int fd)
+{
+	fab__live_fd_del(fd);
+	close(fd);
+}
+
+void fab__live_drop(fab_fabric *fab)
+{
+	if (fab->live_fd >= 0)
+		fab__live_close(fab->live_fd);
+	fab->live_fd = -1;
+}
+
 int fab__proc_claim(fab_fabric *fab)
 {
 	uint32_t me = (uint32_t)getpid();
 	uint64_t start = fab__proc_start_time((int)me, NULL);
+	/* fab_fabric_open opened it (fab__live_open), before the segment was
+	 * published when it created the fabric. */
+	int lfd = fab->live_fd;
 	for (int pass = 0; pass < 2; pass++) {
 		for (uint32_t i = 0; i < FAB_MAX_PROCS; i++) {
 			fab_proc_ent *e = &fab->procs[i];
@@ -142,8 +203,8 @@ int fab__proc_claim(fab_fabric *fab)
 			 * Another failure (a file system without OFD locks):
 			 * claim without it, judged by pid alone. */
 			bool locked = false;
-			if (fab->ctl.fd >= 0) {
-				if (fab__live_set(fab->ctl.fd, i, 1) == 0)
+			if (lfd >= 0) {
+				if (fab__live_set(lfd, i, 1) == 0)
 					locked = true;
 				else if (errno == EAGAIN || errno == EACCES)
 					continue;
@@ -156,11 +217,11 @@ int fab__proc_claim(fab_fabric *fab)
 			 * good: one of FAB_MAX_PROCS entries lost). */
 			if (!cas(&e->sg, &sg, FAB_SG_CLAIMED(gen, me))) {
 				if (locked)
-					fab__live_set(fab->ctl.fd, i, 0);
+					fab__live_set(lfd, i, 0);
 				continue;
 			}
-			if (locked)
-				fab__live_fd_add(fab->ctl.fd);
+			if (!locked)
+				fab__live_drop(fab); /* no OFD locks here */
 			store_relaxed(&e->pid, me);
 			e->uid = (uint32_t)geteuid();
 			store_relaxed(&e->start_time, start);
@@ -179,8 +240,14 @@ int fab__proc_claim(fab_fabric *fab)
 			return 0;
 		}
 		/* Table full: entries of dead processes may be reclaimable. */
-		if (pass == 0)
-			fab_fabric_recover(fab);
+		if (pass == 0 && fab_fabric_recover(fab) < 0) {
+			/* Say why nothing was freed (review: the bare "full"
+			 * hid a recovery that could not finish). */
+			char why[200];
+			snprintf(why, sizeof why, "%s", fab_errmsg());
+			return fab__err(FAB_ENOMEM, "process table of fabric %s is full (%u entries): %s",
+					fab->name, FAB_MAX_PROCS, why);
+		}
 	}
 	return fab__err(FAB_ENOMEM, "process table of fabric %s is full (%u entries)", fab->name,
 			FAB_MAX_PROCS);
@@ -190,18 +257,20 @@ void fab__proc_release(fab_fabric *fab)
 {
 	fab_proc_ent *e = &fab->procs[fab->proc_idx];
 	uint64_t sg = load_acquire(&e->sg);
-	if (FAB_SG_GEN(sg) % 32 != FAB_TAG_GEN(fab->tag) || FAB_SG_STATE(sg) == FAB_PROC_FREE)
-		return; /* already reclaimed by someone (we were thought dead?) */
-	store_relaxed(&e->pid, 0);
-	/* Release: our last writes to shared objects happen before the entry
-	 * can be claimed again. */
-	cas(&e->sg, &sg, FAB_SG_MAKE(FAB_SG_GEN(sg), FAB_PROC_FREE));
-	/* Then the lock (a claimer that finds it still held skips the
-	 * entry). */
-	if (fab->ctl.fd >= 0) {
-		fab__live_fd_del(fab->ctl.fd);
-		fab__live_set(fab->ctl.fd, fab->proc_idx, 0);
+	if (FAB_SG_GEN(sg) % 32 == FAB_TAG_GEN(fab->tag) && FAB_SG_STATE(sg) != FAB_PROC_FREE) {
+		store_relaxed(&e->pid, 0);
+		/* Release: our last writes to shared objects happen before the
+		 * entry can be claimed again. */
+		cas(&e->sg, &sg, FAB_SG_MAKE(FAB_SG_GEN(sg), FAB_PROC_FREE));
 	}
+	/* Else already reclaimed by someone (we were thought dead: a
+	 * recoverer without the lock).  Either way, then the lock (a claimer
+	 * that finds it still held skips the entry) and the registry, whose
+	 * entry would otherwise outlive the descriptor the caller closes next
+	 * and make every fork close a reused number (review). */
+	if (fab->live_fd >= 0)
+		fab__live_set(fab->live_fd, fab->proc_idx, 0);
+	fab__live_drop(fab);
 }
 
 static int fab__entry_alive_pid(fab_fabric *fab, fab_proc_ent *e, uint64_t sg);

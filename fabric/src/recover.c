@@ -204,9 +204,12 @@ int fab_fabric_recover(fab_fabric *fab)
 		fab_chan tmp;
 		memset(&tmp, 0, sizeof tmp);
 		int mrc = fab__chan_map(fab, name, &tmp);
-		if (mrc == FAB_ENOENT || mrc == FAB_ECORRUPT || mrc == FAB_EVERSION ||
-		    mrc == FAB_EINVAL)
-			continue; /* removed meanwhile, or not ours to repair: skip it */
+		int merr = errno;
+		if (mrc && !fab__passing_failure(mrc, merr))
+			continue; /* removed meanwhile, or not ours to repair: skip it
+				   * (another user's 0600 channel is FAB_EPERM for good:
+				   * counted as incomplete, no recovery would ever end;
+				   * found by review) */
 		if (mrc) {
 			if (!fail) {
 				fail = mrc;

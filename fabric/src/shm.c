@@ -63,7 +63,10 @@ int fab__seg_create(const char *path, size_t size, unsigned mode, long gid, fab_
 	 * /dev/shm (a container's is often 64 MiB) the first store into such
 	 * a page - ours below, or any process's later - would be SIGBUS.
 	 * posix_fallocate says ENOSPC instead, and tmpfs keeps the pages. */
-	int fe = posix_fallocate(fd, 0, (off_t)size);
+	int fe;
+	do /* older kernels' shmem_fallocate stops for any pending signal (review) */
+		fe = posix_fallocate(fd, 0, (off_t)size);
+	while (fe == EINTR);
 	if (fe) {
 		int rc;
 		if (fe == ENOSPC) {

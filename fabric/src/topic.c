@@ -1257,9 +1257,10 @@ int fab__topic_recover(fab_fabric *fab, fab_chan_ent *e, uint32_t st, const char
 		return 1;
 	}
 	int mrc = fab__topic_map(fab, name, &m);
+	int merr = errno;
 	if (mrc == FAB_EINVAL)
 		return -1;
-	if (mrc == FAB_ENOENT || mrc == FAB_ECORRUPT || mrc == FAB_EVERSION)
+	if (mrc && !fab__passing_failure(mrc, merr))
 		return 0; /* removed meanwhile, or not ours to repair: skip it */
 	if (mrc) {
 		/* A passing failure (no fd, no memory): not repaired. */

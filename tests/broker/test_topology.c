@@ -884,12 +884,6 @@ START_TEST(t_alias_bomb)
 }
 END_TEST
 
-/* Nesting deeper than FABD_DEPTH_MAX is refused before the document is
- * built: libyaml's scanner is quadratic in flow nesting (100 000 levels of
- * `[` took 56 s before yaml_parser_load returned; found by an adversarial
- * trial).  No timing asserted: the message is new, and the tcase timeout
- * is the hang detector.  Also through fabd_topology_load (read whole, so a
- * pipe works too). */
 /* Parse y: ok (want NULL) or failing with a diagnostic containing want. */
 static void expect_diag(const char *y, size_t len, const char *want)
 {
@@ -975,6 +969,12 @@ START_TEST(t_tables)
 }
 END_TEST
 
+/* Nesting deeper than FABD_DEPTH_MAX is refused before the document is
+ * built: libyaml's scanner is quadratic in flow nesting (100 000 levels of
+ * `[` took 56 s before yaml_parser_load returned; found by an adversarial
+ * trial).  No timing asserted: the message is new, and the tcase timeout
+ * is the hang detector.  Also through fabd_topology_load (read whole, so a
+ * pipe works too). */
 START_TEST(t_depth)
 {
 	const unsigned n = 100000;

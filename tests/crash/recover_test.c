@@ -82,6 +82,7 @@
 
 #include "layout.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <grp.h>
 #include <linux/futex.h>
@@ -1627,6 +1628,215 @@ START_TEST(recover_without_fds)
 }
 END_TEST
 
+/* ---- liveness locks and recovery (review of the eleventh session) -------- */
+
+/*
+ * Another user's 0600 channel in a shared fabric cannot be mapped by this
+ * process (FAB_EPERM, for good): recovery skips it, as it always did.  A
+ * first version of recover_without_fds counted it as "incomplete", so
+ * every recovery on such a fabric failed and kept every dead process's
+ * entry: the process table then filled for good (found by review).  Here
+ * the foreign channel is made by chown/chmod (root), and a dead holder's
+ * lease on another channel must still come back.
+ */
+START_TEST(recover_skips_foreign_channel)
+{
+	ck_assert_msg(geteuid() == 0, "this test changes a segment's owner and needs root "
+		      "(CI runs as root)");
+	fab_fabric *fab = NULL;
+	fab_chan *c = NULL;
+	int which = 0; /* t12_holder: at-least-once lease on "q" */
+	rc_begin("rcp");
+	ck_assert_int_eq(fab_fabric_open(S.fabric, FAB_CREATE, &fab), 0);
+	fab_chan_opts o = {.size = sizeof o, .kind = FAB_MPMC, .capacity = 8, .msg_size = 8,
+			   .delivery = FAB_AT_LEAST_ONCE};
+	ck_assert_int_eq(fab_chan_create(fab, "q", &o, &c), 0);
+	for (long i = 0; i < 3; i++)
+		ck_assert_int_eq(fab_send(c, &i, sizeof i, NULL), 0);
+	fab_chan_release(c);
+	fab_chan_opts oo = {.size = sizeof oo, .capacity = 4, .msg_size = 8};
+	ck_assert_int_eq(fab_chan_create(fab, "other", &oo, &c), 0);
+	fab_chan_release(c);
+	char p[160];
+	snprintf(p, sizeof p, "/dev/shm/fab.%s.other", S.fabric);
+	ck_assert_int_eq(chown(p, 65534, 65534), 0);
+	ck_assert_int_eq(chmod(p, 0600), 0);
+	pid_t h = mt_spawn(t12_holder, &which);
+	int code = MT_RUNNING;
+	ck_assert_msg(MT_WAIT_UNTIL(S.sh->tag == 1 || mt_exited(h, &code), 10 * MT_SEC),
+		      "the holder never took its message");
+	kill(h, SIGKILL);
+	waitpid(h, NULL, 0);
+	int rc = fab_fabric_recover(fab);
+	ck_assert_msg(rc > 0, "recovery with another user's 0600 channel in the fabric: %d (%s)",
+		      rc, rc < 0 ? fab_errmsg() : "nothing repaired");
+	ck_assert_int_eq(fab_chan_open(fab, "q", FAB_RECV, &c), 0);
+	int got = 0;
+	for (int i = 0; i < 3; i++) {
+		long v;
+		if (fab_try_recv(c, &v, sizeof v) == (ssize_t)sizeof v)
+			got++;
+		fab_ack(c);
+	}
+	ck_assert_int_eq(got, 3);
+	fab_chan_release(c);
+	chown(p, 0, 0);
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
+/* P: opens the fabric, leases message 0 of "q", forks C (no exec, sleeps;
+ * _i 1: at its descriptor limit), tells its pid, and waits to be killed. */
+static int t13_parent(void *arg)
+{
+	int at_limit = *(const int *)arg;
+	fab_fabric *f = NULL;
+	fab_chan *c = NULL;
+	if (fab_fabric_open(S.fabric, 0, &f) || fab_chan_open(f, "q", FAB_RECV, &c))
+		MT_CHILD_FAIL(20, "open: %s", fab_errmsg());
+	long v;
+	if (fab_recv(c, &v, sizeof v, NULL) != (ssize_t)sizeof v)
+		MT_CHILD_FAIL(21, "recv: %s", fab_errmsg());
+	if (at_limit) {
+		int low = dup(0);
+		close(low);
+		struct rlimit rl = {(rlim_t)low, (rlim_t)low};
+		if (setrlimit(RLIMIT_NOFILE, &rl))
+			MT_CHILD_FAIL(22, "setrlimit: %s", strerror(errno));
+	}
+	pid_t kid = fork();
+	if (kid == 0) {
+		/* fork() returns here after the fork handlers ran: say so,
+		 * or the test could kill the parent first (a parent killed
+		 * right after its fork looks alive until then). */
+		S.sh->staying = 1;
+		for (;;)
+			pause();
+	}
+	if (kid < 0)
+		MT_CHILD_FAIL(23, "fork: %s", strerror(errno));
+	while (!S.sh->staying)
+		usleep(1000);
+	S.sh->target = (uint32_t)kid;
+	S.sh->tag = 1;
+	for (;;)
+		pause();
+}
+
+/*
+ * A child forked without exec inherits its parent's descriptors, the one
+ * holding the parent's liveness lock too: unless the fork handler closes
+ * it, a parent that dies stays "alive" (its lease held, its entry taken)
+ * for as long as the child lives.  _i 1: the parent forks at its
+ * descriptor limit (a first version of the handler needed a descriptor
+ * for /dev/null and gave up there; review).
+ */
+START_TEST(fork_child_keeps_no_lock)
+{
+	fab_fabric *fab = NULL;
+	fab_chan *c = NULL;
+	int at_limit = _i;
+	rc_begin(at_limit ? "rck1" : "rck0");
+	ck_assert_int_eq(fab_fabric_open(S.fabric, FAB_CREATE, &fab), 0);
+	fab_chan_opts o = {.size = sizeof o, .kind = FAB_MPMC, .capacity = 8, .msg_size = 8,
+			   .delivery = FAB_AT_LEAST_ONCE};
+	ck_assert_int_eq(fab_chan_create(fab, "q", &o, &c), 0);
+	long v = 5;
+	ck_assert_int_eq(fab_send(c, &v, sizeof v, NULL), 0);
+	fab_chan_release(c);
+	pid_t par = mt_spawn(t13_parent, &at_limit);
+	int code = MT_RUNNING;
+	ck_assert_msg(MT_WAIT_UNTIL(S.sh->tag == 1 || mt_exited(par, &code), 10 * MT_SEC),
+		      "the parent never forked");
+	ck_assert_msg(code == MT_RUNNING, "the parent exited %d%s", code, mt_code_why(code));
+	pid_t kid = (pid_t)S.sh->target;
+	kill(par, SIGKILL);
+	waitpid(par, NULL, 0);
+	int rc = fab_fabric_recover(fab);
+	ck_assert_int_eq(fab_chan_open(fab, "q", FAB_RECV, &c), 0);
+	v = -1;
+	ssize_t n = fab_try_recv(c, &v, sizeof v);
+	kill(kid, SIGKILL); /* re-parented to init (or the subreaper), which reaps it */
+	fab_chan_release(c);
+	ck_assert_msg(rc > 0 && n == (ssize_t)sizeof v && v == 5,
+		      "the parent died, its non-exec child lives: recovery %d, receive %zd (value "
+		      "%ld); the child kept the parent's liveness lock",
+		      rc, n, v);
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
+/* Open descriptors of this process. */
+static int rc_count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+	struct dirent *e;
+	if (!d)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* In a child: a handle whose entry a recoverer without the lock took away
+ * is released; the descriptor number it used is then reused by a pipe,
+ * and a grandchild forked after must still read the pipe. */
+static int t14_reclaimed(void *arg)
+{
+	(void)arg;
+	fab_fabric *f = NULL;
+	int fds0 = rc_count_fds();
+	if (fab_fabric_open(S.fabric, 0, &f))
+		MT_CHILD_FAIL(20, "open: %s", fab_errmsg());
+	uint32_t tag = rc_my_tag(S.fabric);
+	size_t n = 0;
+	fab_ctl_hdr *ctl = rc_map(S.fabric, NULL, &n);
+	if (!tag || !ctl)
+		MT_CHILD_FAIL(21, "no tag or map");
+	fab_proc_ent *e = (fab_proc_ent *)((uint8_t *)ctl + ctl->procs_off) + FAB_TAG_IDX(tag);
+	uint64_t sg = atomic_load(&e->sg);
+	atomic_store(&e->sg, FAB_SG_MAKE(FAB_SG_GEN(sg), FAB_PROC_FREE)); /* as such a recoverer */
+	munmap(ctl, n);
+	fab_fabric_close(f);
+	if (rc_count_fds() != fds0)
+		MT_CHILD_FAIL(24, "%d descriptors before the open, %d after the close", fds0,
+			      rc_count_fds());
+	int p[2];
+	if (pipe(p))
+		MT_CHILD_FAIL(22, "pipe");
+	if (write(p[1], "hello", 5) != 5)
+		MT_CHILD_FAIL(23, "write");
+	pid_t g = fork();
+	if (g == 0) {
+		char b[8] = {0};
+		_exit(read(p[0], b, 5) == 5 && memcmp(b, "hello", 5) == 0 ? 0 : 30);
+	}
+	int st = 0;
+	waitpid(g, &st, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 31;
+}
+
+/*
+ * A handle released after its entry was reclaimed skipped the rest of its
+ * release: its lock descriptor stayed open and in the fork handler's
+ * registry, so every later fork closed whatever had that number in the
+ * child (found by review, when the lock was on the mapped descriptor);
+ * now the release closes it whatever became of the entry.
+ */
+START_TEST(release_after_reclaim)
+{
+	fab_fabric *fab = NULL;
+	rc_begin("rcz");
+	ck_assert_int_eq(fab_fabric_open(S.fabric, FAB_CREATE, &fab), 0);
+	int rc = mt_wait(mt_spawn(t14_reclaimed, NULL), 10 * MT_SEC);
+	ck_assert_msg(rc == 0, "exit %d%s (30: the grandchild could not read its pipe)", rc,
+		      mt_code_why(rc));
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
 /* ---- registry_creating_other_minor --------------------------------------- */
 
 /*
@@ -2097,6 +2307,9 @@ int main(void)
 	tcase_add_test(tc, registry_creating_other_minor);
 	tcase_add_loop_test(tc, creator_killed_name_free, 0, 2);
 	tcase_add_loop_test(tc, recover_without_fds, 0, 2);
+	tcase_add_test(tc, recover_skips_foreign_channel);
+	tcase_add_loop_test(tc, fork_child_keeps_no_lock, 0, 2);
+	tcase_add_test(tc, release_after_reclaim);
 	tcase_add_test(tc, registry_creating_of_another_user);
 	tcase_add_test(tc, proc_claimer_killed_before_live);
 	tcase_add_loop_test(tc, alo_lessee_killed_idle_receiver, 0, 2);

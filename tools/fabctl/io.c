@@ -404,15 +404,18 @@ int fabctl_rm(int argc, char **argv)
 		char pids[256] = "";
 		size_t l = 0;
 		uint32_t live = 0;
-		/* One per pid, as ls and ps count: a process with many
+		/* One per process, as ls and ps count: a process with many
 		 * fabric handles has an entry for each (a resource trial saw
-		 * "1024 live processes (pid 18704 18704 ...)" for one). */
+		 * "1024 live processes (pid 18704 18704 ...)" for one).  A
+		 * process is its pid and start time: two containers' pid 1 are
+		 * two processes (review). */
 		for (uint32_t i = 0; i < f->nprocs; i++) {
 			if (!f->procs[i].live)
 				continue;
 			bool seen = false;
 			for (uint32_t j = 0; j < i && !seen; j++)
-				seen = f->procs[j].live && f->procs[j].pid == f->procs[i].pid;
+				seen = f->procs[j].live && f->procs[j].pid == f->procs[i].pid &&
+				       f->procs[j].start_time == f->procs[i].start_time;
 			if (seen)
 				continue;
 			live++;
