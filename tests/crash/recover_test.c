@@ -1550,6 +1550,27 @@ static int t12_holder(void *arg)
 		pause();
 }
 
+/* Channel "q" of the test's fabric (at-least-once when alo, capacity 8)
+ * with messages 0, 1, 2, and a holder (t12_holder, which = 0 lease,
+ * 1 acquire) that took message 0 and was then SIGKILLed. */
+static void t12_dead_holder(fab_fabric *fab, int alo, int *which)
+{
+	fab_chan *c = NULL;
+	fab_chan_opts o = {.size = sizeof o, .kind = FAB_MPMC, .capacity = 8, .msg_size = 8,
+			   .delivery = alo ? FAB_AT_LEAST_ONCE : 0};
+	ck_assert_int_eq(fab_chan_create(fab, "q", &o, &c), 0);
+	for (long i = 0; i < 3; i++)
+		ck_assert_int_eq(fab_send(c, &i, sizeof i, NULL), 0);
+	fab_chan_release(c);
+	pid_t h = mt_spawn(t12_holder, which);
+	int code = MT_RUNNING;
+	ck_assert_msg(MT_WAIT_UNTIL(S.sh->tag == 1 || mt_exited(h, &code), 10 * MT_SEC),
+		      "the holder never took its message");
+	ck_assert_msg(code == MT_RUNNING, "the holder exited %d%s", code, mt_code_why(code));
+	kill(h, SIGKILL);
+	waitpid(h, NULL, 0);
+}
+
 /*
  * fab_fabric_recover run while the process cannot open one more file (or
  * map one more segment) cannot repair the channels of a dead process.
@@ -1565,21 +1586,10 @@ START_TEST(recover_without_fds)
 	int alo = _i == 0;
 	fab_fabric *fab = NULL;
 	fab_chan *c = NULL;
+	int which = _i;
 	rc_begin(alo ? "rcf0" : "rcf1");
 	ck_assert_int_eq(fab_fabric_open(S.fabric, FAB_CREATE, &fab), 0);
-	fab_chan_opts o = {.size = sizeof o, .kind = FAB_MPMC, .capacity = 8, .msg_size = 8,
-			   .delivery = alo ? FAB_AT_LEAST_ONCE : 0};
-	ck_assert_int_eq(fab_chan_create(fab, "q", &o, &c), 0);
-	for (long i = 0; i < 3; i++)
-		ck_assert_int_eq(fab_send(c, &i, sizeof i, NULL), 0);
-	fab_chan_release(c);
-	pid_t h = mt_spawn(t12_holder, &_i);
-	int code = MT_RUNNING;
-	ck_assert_msg(MT_WAIT_UNTIL(S.sh->tag == 1 || mt_exited(h, &code), 10 * MT_SEC),
-		      "the holder never took its message");
-	ck_assert_msg(code == MT_RUNNING, "the holder exited %d%s", code, mt_code_why(code));
-	kill(h, SIGKILL);
-	waitpid(h, NULL, 0);
+	t12_dead_holder(fab, alo, &which);
 
 	/* No free descriptor: the lowest free one becomes the limit. */
 	struct rlimit old;
@@ -1648,12 +1658,6 @@ START_TEST(recover_skips_foreign_channel)
 	int which = 0; /* t12_holder: at-least-once lease on "q" */
 	rc_begin("rcp");
 	ck_assert_int_eq(fab_fabric_open(S.fabric, FAB_CREATE, &fab), 0);
-	fab_chan_opts o = {.size = sizeof o, .kind = FAB_MPMC, .capacity = 8, .msg_size = 8,
-			   .delivery = FAB_AT_LEAST_ONCE};
-	ck_assert_int_eq(fab_chan_create(fab, "q", &o, &c), 0);
-	for (long i = 0; i < 3; i++)
-		ck_assert_int_eq(fab_send(c, &i, sizeof i, NULL), 0);
-	fab_chan_release(c);
 	fab_chan_opts oo = {.size = sizeof oo, .capacity = 4, .msg_size = 8};
 	ck_assert_int_eq(fab_chan_create(fab, "other", &oo, &c), 0);
 	fab_chan_release(c);
@@ -1661,12 +1665,7 @@ START_TEST(recover_skips_foreign_channel)
 	snprintf(p, sizeof p, "/dev/shm/fab.%s.other", S.fabric);
 	ck_assert_int_eq(chown(p, 65534, 65534), 0);
 	ck_assert_int_eq(chmod(p, 0600), 0);
-	pid_t h = mt_spawn(t12_holder, &which);
-	int code = MT_RUNNING;
-	ck_assert_msg(MT_WAIT_UNTIL(S.sh->tag == 1 || mt_exited(h, &code), 10 * MT_SEC),
-		      "the holder never took its message");
-	kill(h, SIGKILL);
-	waitpid(h, NULL, 0);
+	t12_dead_holder(fab, 1, &which);
 	int rc = fab_fabric_recover(fab);
 	ck_assert_msg(rc > 0, "recovery with another user's 0600 channel in the fabric: %d (%s)",
 		      rc, rc < 0 ? fab_errmsg() : "nothing repaired");
