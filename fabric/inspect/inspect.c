@@ -208,6 +208,8 @@ int fi_map(const char *path, size_t min_size, fi_seg *s)
 			      strerror(e));
 	s->base = p;
 	s->size = (size_t)sb.st_size;
+	s->dev = (uint64_t)sb.st_dev;
+	s->ino = (uint64_t)sb.st_ino;
 	return 0;
 }
 
@@ -526,20 +528,34 @@ int fi_snapshot(fi_fabric *f)
 		fi_proc *q = &f->procs[i];
 		q->live = q->state == FAB_PROC_LIVE && fi_pid_alive(q->pid, q->start_time);
 		if (q->state == FAB_PROC_LIVE && !q->live && q->idx < FAB_MAX_PROCS) {
-			/* Dead by its pid, unless it holds its liveness lock: a
-			 * live process of another PID namespace (libfab's rule,
-			 * proc.c). */
-			if (lfd < 0) {
+			/* Dead by its pid, unless its owner's write lock is on
+			 * its byte: a live process of another PID namespace
+			 * (libfab's rule, proc.c).  The file opened once, and
+			 * only if it is still the one mapped (a fabric made
+			 * again under the name has other locks; review); -2
+			 * when it cannot be, then the pid alone decides. */
+			if (lfd == -1) {
 				char path[FI_NAME + 8];
+				struct stat sb;
 				snprintf(path, sizeof path, "/fab.%s", f->name);
 				lfd = shm_open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+				if (lfd >= 0 && (fstat(lfd, &sb) < 0 ||
+						 (uint64_t)sb.st_dev != f->ctl.dev ||
+						 (uint64_t)sb.st_ino != f->ctl.ino)) {
+					close(lfd);
+					lfd = -2;
+				}
+				if (lfd < 0)
+					lfd = -2;
 			}
-			struct flock fl = {.l_type = F_WRLCK,
+			/* As a read lock: only the owner's write lock answers,
+			 * not a read lock a reader may hold. */
+			struct flock fl = {.l_type = F_RDLCK,
 					   .l_whence = SEEK_SET,
 					   .l_start = (off_t)(FAB_LIVE_LOCK_OFF + q->idx),
 					   .l_len = 1};
 			q->live = lfd >= 0 && fcntl(lfd, F_OFD_GETLK, &fl) == 0 &&
-				  fl.l_type != F_UNLCK;
+				  fl.l_type == F_WRLCK;
 		}
 		if (q->live && q->idx < FAB_MAX_PROCS)
 			live_gen[q->idx] = (uint8_t)((q->gen & 31u) + 1);

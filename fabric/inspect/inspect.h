@@ -22,6 +22,7 @@
 typedef struct fi_seg {
 	uint8_t *base;
 	size_t size;
+	uint64_t dev, ino; /* the file mapped (its identity, for the liveness locks) */
 } fi_seg;
 
 typedef struct fi_proc {

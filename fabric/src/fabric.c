@@ -254,7 +254,11 @@ int fab_fabric_open(const char *name, unsigned flags, fab_fabric **out)
 			int lr = 0;
 			if ((fab->live_fd = fab__live_open(fab, &lr)) == -2) {
 				fab->live_fd = -1;
-				shm_unlink(path);
+				/* Ours to remove, unless the name is another
+				 * file already (destroyed and made again by
+				 * someone else meanwhile: FAB_ENOENT; review). */
+				if (lr != FAB_ENOENT)
+					shm_unlink(path);
 				fab__seg_unmap(&fab->ctl);
 				free(fab);
 				return lr;

@@ -142,6 +142,10 @@ void fab__live_drop(fab_fabric *fab);
 int fab__live_held(fab_fabric *fab, uint32_t idx);
 /* In the child after fork: give up the inherited liveness locks. */
 void fab__live_forget_all(void);
+/* pthread_atfork prepare and parent handlers (no fork while a lock
+ * descriptor is opened and not yet registered). */
+void fab__live_fork_prepare(void);
+void fab__live_fork_parent(void);
 int fab__entry_alive(fab_fabric *fab, fab_proc_ent *e, uint64_t sg);
 void fab__chan_path(char *buf, size_t n, const char *fabric, const char *chan);
 

@@ -29,45 +29,46 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 /* Descriptors whose open file description holds a liveness lock in this
- * process (each fabric handle's control-segment descriptor while it holds
- * its entry), for the child after fork.  Lock-free: the fork handler runs
- * in a child that may have been forked while another thread changed it. */
+ * process (each fabric handle's lock descriptor), for the child after fork.
+ * A slot holds fd + 1, 0 when free, so the zeroed array needs no set-up (a
+ * first version marked the slots -1 on first use, and a fork during that
+ * marking left the child spinning for good; review).  Changed with CAS;
+ * the fork handler reads it in a child that may have been forked while
+ * another thread changed it. */
 static _Atomic int fab__live_fds[FAB_MAX_PROCS];
-static _Atomic int fab__live_fds_init; /* 0 until every slot is -1 */
 
-static void fab__live_fds_ready(void)
+/* Held from a lock descriptor's open until it is registered, and by the
+ * fork handlers around fork(): a fork in between would give the child an
+ * unregistered copy, through which the parent's lock would outlive the
+ * parent (review: one in 56 000 forks with threads opening handles). */
+static pthread_mutex_t fab__live_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void fab__live_fork_prepare(void)
 {
-	if (load_acquire(&fab__live_fds_init))
-		return;
-	int zero = 0;
-	/* Slots start at 0, which is a descriptor: mark them all free once.
-	 * A racing first caller finds the flag set only after the marks
-	 * (release/acquire). */
-	static _Atomic int marking;
-	if (cas(&marking, &zero, 1)) {
-		for (uint32_t i = 0; i < FAB_MAX_PROCS; i++)
-			store_relaxed(&fab__live_fds[i], -1);
-		store_release(&fab__live_fds_init, 1);
-	}
-	while (!load_acquire(&fab__live_fds_init))
-		sched_yield();
+	pthread_mutex_lock(&fab__live_mu);
+}
+
+void fab__live_fork_parent(void)
+{
+	pthread_mutex_unlock(&fab__live_mu);
 }
 
 /* false when the registry is full (more than FAB_MAX_PROCS handles in one
  * process, over several fabrics): the caller then claims without a lock. */
 static bool fab__live_fd_add(int fd)
 {
-	fab__live_fds_ready();
 	for (uint32_t i = 0; i < FAB_MAX_PROCS; i++) {
-		int free_ = -1;
-		if (load_relaxed(&fab__live_fds[i]) == -1 && cas(&fab__live_fds[i], &free_, fd))
+		int free_ = 0;
+		if (load_relaxed(&fab__live_fds[i]) == 0 && cas(&fab__live_fds[i], &free_, fd + 1))
 			return true;
 	}
 	return false;
@@ -75,10 +76,9 @@ static bool fab__live_fd_add(int fd)
 
 static void fab__live_fd_del(int fd)
 {
-	fab__live_fds_ready();
 	for (uint32_t i = 0; i < FAB_MAX_PROCS; i++) {
-		int f = fd;
-		if (load_relaxed(&fab__live_fds[i]) == fd && cas(&fab__live_fds[i], &f, -1))
+		int f = fd + 1;
+		if (load_relaxed(&fab__live_fds[i]) == fd + 1 && cas(&fab__live_fds[i], &f, 0))
 			return;
 	}
 }
@@ -90,18 +90,18 @@ void fab__live_forget_all(void)
 	 * description (never mapped, so nothing else holds one).  The
 	 * inherited handle never closes its copy (fabric.c), so the number,
 	 * which the child may reuse, is not closed twice.  Only
-	 * async-signal-safe calls: the parent may have had other threads.
-	 * (A first version pointed the descriptors at /dev/null, which a
-	 * child at its descriptor limit could not open: review.) */
-	if (!load_acquire(&fab__live_fds_init))
-		return;
+	 * async-signal-safe calls.  (A first version pointed the descriptors
+	 * at /dev/null, which a child at its descriptor limit could not open:
+	 * review.)  Then the mutex the prepare handler took, as new. */
 	for (uint32_t i = 0; i < FAB_MAX_PROCS; i++) {
-		int fd = load_relaxed(&fab__live_fds[i]);
-		if (fd < 0)
+		int v = load_relaxed(&fab__live_fds[i]);
+		if (v == 0)
 			continue;
-		close(fd);
-		store_relaxed(&fab__live_fds[i], -1);
+		close(v - 1);
+		store_relaxed(&fab__live_fds[i], 0);
 	}
+	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+	memcpy(&fab__live_mu, &fresh, sizeof fresh);
 }
 
 /* Lock (1) or unlock (0) our byte of entry idx; 0, or -1 with errno. */
@@ -114,17 +114,29 @@ static int fab__live_set(int fd, uint32_t idx, int lock)
 	return fcntl(fd, F_OFD_SETLK, &fl);
 }
 
+static void fab__live_close(int fd);
+
+/* Is byte idx write-locked by another open file description?  Asked as a
+ * read lock, which only a write lock conflicts with. */
+static bool fab__live_written(int fd, uint32_t idx)
+{
+	struct flock fl = {.l_type = F_RDLCK,
+			   .l_whence = SEEK_SET,
+			   .l_start = (off_t)(FAB_LIVE_LOCK_OFF + idx),
+			   .l_len = 1};
+	return fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type == F_WRLCK;
+}
+
 int fab__live_held(fab_fabric *fab, uint32_t idx)
 {
 	if (fab->ctl.fd < 0 || idx >= FAB_MAX_PROCS)
 		return 0;
-	struct flock fl = {.l_type = F_WRLCK,
-			   .l_whence = SEEK_SET,
-			   .l_start = (off_t)(FAB_LIVE_LOCK_OFF + idx),
-			   .l_len = 1};
-	/* Another description's lock (our own, if any, does not count:
-	 * we never ask about our own entry). */
-	return fcntl(fab->ctl.fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+	/* Only a write lock answers: the owner's.  A read lock, which anyone
+	 * who may read the segment can take, must not keep a dead entry
+	 * alive (review: a read-only member read-locked the bytes and stalled
+	 * recovery).  Another description's lock (our own, if any, does not
+	 * count: we never ask about our own entry). */
+	return fab__live_written(fab->ctl.fd, idx);
 }
 
 /*
@@ -145,26 +157,27 @@ int fab__live_open(fab_fabric *fab, int *rc)
 {
 	char path[FAB_NAME_MAX + 8];
 	snprintf(path, sizeof path, "/fab.%s", fab->name);
+	pthread_mutex_lock(&fab__live_mu); /* no fork until it is registered */
 	int fd = shm_open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
+	int r = fd < 0 ? -2 : fab__live_fd_add(fd) ? fd : -1;
+	int err = errno;
+	pthread_mutex_unlock(&fab__live_mu);
 	if (fd < 0) {
-		*rc = errno == ENOENT ? fab__err(FAB_ENOENT, "fabric %s was destroyed", fab->name)
-				      : fab__errno("shm_open");
+		errno = err;
+		*rc = err == ENOENT ? fab__err(FAB_ENOENT, "fabric %s was destroyed", fab->name)
+				    : fab__errno("shm_open");
 		return -2;
 	}
-	struct stat sb;
-	if (fstat(fd, &sb) < 0) {
-		*rc = fab__errno("fstat");
-		close(fd);
-		return -2;
-	}
-	if ((uint64_t)sb.st_dev != fab->ctl.dev || (uint64_t)sb.st_ino != fab->ctl.ino) {
-		close(fd);
-		*rc = fab__err(FAB_ENOENT, "fabric %s was destroyed", fab->name);
-		return -2;
-	}
-	if (!fab__live_fd_add(fd)) {
+	if (r == -1) {
 		close(fd);
 		return -1;
+	}
+	struct stat sb;
+	if (fstat(fd, &sb) < 0 || (uint64_t)sb.st_dev != fab->ctl.dev ||
+	    (uint64_t)sb.st_ino != fab->ctl.ino) {
+		*rc = fab__err(FAB_ENOENT, "fabric %s was destroyed", fab->name);
+		fab__live_close(fd);
+		return -2;
 	}
 	return fd;
 }
@@ -206,8 +219,12 @@ int fab__proc_claim(fab_fabric *fab)
 			if (lfd >= 0) {
 				if (fab__live_set(lfd, i, 1) == 0)
 					locked = true;
-				else if (errno == EAGAIN || errno == EACCES)
+				else if ((errno == EAGAIN || errno == EACCES) &&
+					 fab__live_written(lfd, i))
 					continue;
+				/* else only read locks (anyone who may read
+				 * the segment can take them): claim it without
+				 * a lock, judged by pid (review). */
 			}
 			/* The CAS makes us the only writer of this entry until we
 			 * free it; the new generation invalidates every tag of the
@@ -221,7 +238,7 @@ int fab__proc_claim(fab_fabric *fab)
 				continue;
 			}
 			if (!locked)
-				fab__live_drop(fab); /* no OFD locks here */
+				fab__live_drop(fab); /* no lock for this entry */
 			store_relaxed(&e->pid, me);
 			e->uid = (uint32_t)geteuid();
 			store_relaxed(&e->start_time, start);

@@ -62,7 +62,7 @@ static void fab__atfork_child(void)
 __attribute__((constructor)) static void fab__init(void)
 {
 	fab__membarrier_register();
-	pthread_atfork(NULL, NULL, fab__atfork_child);
+	pthread_atfork(fab__live_fork_prepare, fab__live_fork_parent, fab__atfork_child);
 }
 
 /*

@@ -83,6 +83,7 @@
 #include "layout.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <dlfcn.h>
 #include <grp.h>
 #include <linux/futex.h>
@@ -1684,6 +1685,58 @@ START_TEST(recover_skips_foreign_channel)
 }
 END_TEST
 
+/*
+ * Anyone who may read the control segment can take read locks on the
+ * liveness bytes.  A first version counted any lock as the owner's: a
+ * read-only member holding read locks kept dead processes "alive" (no
+ * recovery) and made every claim skip the entries (opens failed, "table
+ * full"; found by review).  Only the owner's write lock counts now, and a
+ * claim under someone's read lock goes ahead without a lock of its own.
+ */
+START_TEST(read_locks_keep_no_one_alive)
+{
+	fab_fabric *fab = NULL, *again = NULL;
+	fab_chan *c = NULL;
+	int which = 0;
+	rc_begin("rcl2");
+	ck_assert_int_eq(fab_fabric_open(S.fabric, FAB_CREATE, &fab), 0);
+	t12_dead_holder(fab, 1, &which);
+	char path[160];
+	snprintf(path, sizeof path, "/fab.%s", S.fabric);
+	int ro = shm_open(path, O_RDONLY, 0);
+	ck_assert_int_ge(ro, 0);
+	/* Every byte a live owner does not write-lock (ours is one). */
+	int nlocked = 0;
+	for (uint32_t i = 0; i < FAB_MAX_PROCS; i++) {
+		struct flock fl = {.l_type = F_RDLCK,
+				   .l_whence = SEEK_SET,
+				   .l_start = (off_t)(FAB_LIVE_LOCK_OFF + i),
+				   .l_len = 1};
+		nlocked += fcntl(ro, F_OFD_SETLK, &fl) == 0;
+	}
+	ck_assert_int_eq(nlocked, FAB_MAX_PROCS - 1);
+	int rc = fab_fabric_recover(fab);
+	int orc = fab_fabric_open(S.fabric, 0, &again);
+	ck_assert_int_eq(fab_chan_open(fab, "q", FAB_RECV, &c), 0);
+	int got = 0;
+	for (int i = 0; i < 3; i++) {
+		long v;
+		if (fab_try_recv(c, &v, sizeof v) == (ssize_t)sizeof v)
+			got++;
+		fab_ack(c);
+	}
+	fab_chan_release(c);
+	close(ro);
+	if (again)
+		fab_fabric_close(again);
+	ck_assert_msg(rc > 0 && got == 3, "under read locks on every liveness byte: recovery %d, "
+		      "%d of 3 messages (the dead holder's lease must come back)", rc, got);
+	ck_assert_msg(orc == 0, "fab_fabric_open under read locks on every liveness byte: %s",
+		      fab_errname(orc));
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
 /* P: opens the fabric, leases message 0 of "q", forks C (no exec, sleeps;
  * _i 1: at its descriptor limit), tells its pid, and waits to be killed. */
 static int t13_parent(void *arg)
@@ -2308,6 +2361,7 @@ int main(void)
 	tcase_add_loop_test(tc, recover_without_fds, 0, 2);
 	tcase_add_test(tc, recover_skips_foreign_channel);
 	tcase_add_loop_test(tc, fork_child_keeps_no_lock, 0, 2);
+	tcase_add_test(tc, read_locks_keep_no_one_alive);
 	tcase_add_test(tc, release_after_reclaim);
 	tcase_add_test(tc, registry_creating_of_another_user);
 	tcase_add_test(tc, proc_claimer_killed_before_live);
