@@ -111,6 +111,9 @@ START_TEST(t_version)
 	snprintf(want, sizeof want, "%d.%d.%d", FAB_VERSION_MAJOR, FAB_VERSION_MINOR,
 		 FAB_VERSION_PATCH);
 	ck_assert_msg(strstr(v, want) != NULL, "fab_version() = \"%s\" lacks \"%s\"", v, want);
+	ck_assert_msg(strcmp(want, FAB_PROJECT_VERSION) == 0,
+		      "fab.h says %s, the project (CMakeLists.txt, soname, fab.pc) %s", want,
+		      FAB_PROJECT_VERSION);
 	/* Stable: the same string every call. */
 	ck_assert_str_eq(fab_version(), v);
 }
