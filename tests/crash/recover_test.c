@@ -1572,6 +1572,21 @@ static void t12_dead_holder(fab_fabric *fab, int alo, int *which)
 	waitpid(h, NULL, 0);
 }
 
+/* Up to 3 non-blocking receives on c (each acked when alo): how many got
+ * a message. */
+static int t12_take3(fab_chan *c, int alo)
+{
+	int got = 0;
+	for (int i = 0; i < 3; i++) {
+		long v = -1;
+		if (fab_try_recv(c, &v, sizeof v) == (ssize_t)sizeof v)
+			got++;
+		if (alo)
+			fab_ack(c);
+	}
+	return got;
+}
+
 /*
  * fab_fabric_recover run while the process cannot open one more file (or
  * map one more segment) cannot repair the channels of a dead process.
@@ -1609,15 +1624,7 @@ START_TEST(recover_without_fds)
 	/* With descriptors again it repairs the channel: all 3 come out. */
 	rc = fab_fabric_recover(fab);
 	ck_assert_int_eq(fab_chan_open(fab, "q", FAB_SEND | FAB_RECV, &c), 0);
-	int got = 0;
-	for (int i = 0; i < 3; i++) {
-		long v = -1;
-		ssize_t n = fab_try_recv(c, &v, sizeof v);
-		if (n == (ssize_t)sizeof v)
-			got++;
-		if (alo)
-			fab_ack(c);
-	}
+	int got = t12_take3(c, alo);
 	fab_stats st = {.size = sizeof st};
 	ck_assert_int_eq(fab_chan_stats(c, &st), 0);
 	ck_assert_msg(got == (alo ? 3 : 2) && st.leased == 0,
@@ -1671,14 +1678,7 @@ START_TEST(recover_skips_foreign_channel)
 	ck_assert_msg(rc > 0, "recovery with another user's 0600 channel in the fabric: %d (%s)",
 		      rc, rc < 0 ? fab_errmsg() : "nothing repaired");
 	ck_assert_int_eq(fab_chan_open(fab, "q", FAB_RECV, &c), 0);
-	int got = 0;
-	for (int i = 0; i < 3; i++) {
-		long v;
-		if (fab_try_recv(c, &v, sizeof v) == (ssize_t)sizeof v)
-			got++;
-		fab_ack(c);
-	}
-	ck_assert_int_eq(got, 3);
+	ck_assert_int_eq(t12_take3(c, 1), 3);
 	fab_chan_release(c);
 	chown(p, 0, 0);
 	mt_destroy(S.fabric, &fab);
@@ -1718,13 +1718,7 @@ START_TEST(read_locks_keep_no_one_alive)
 	int rc = fab_fabric_recover(fab);
 	int orc = fab_fabric_open(S.fabric, 0, &again);
 	ck_assert_int_eq(fab_chan_open(fab, "q", FAB_RECV, &c), 0);
-	int got = 0;
-	for (int i = 0; i < 3; i++) {
-		long v;
-		if (fab_try_recv(c, &v, sizeof v) == (ssize_t)sizeof v)
-			got++;
-		fab_ack(c);
-	}
+	int got = t12_take3(c, 1);
 	fab_chan_release(c);
 	close(ro);
 	if (again)
