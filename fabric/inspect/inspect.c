@@ -556,6 +556,7 @@ int fi_snapshot(fi_fabric *f)
 					   .l_len = 1};
 			q->live = lfd >= 0 && fcntl(lfd, F_OFD_GETLK, &fl) == 0 &&
 				  fl.l_type == F_WRLCK;
+			q->foreign = q->live;
 		}
 		if (q->live && q->idx < FAB_MAX_PROCS)
 			live_gen[q->idx] = (uint8_t)((q->gen & 31u) + 1);

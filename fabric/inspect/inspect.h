@@ -29,7 +29,9 @@ typedef struct fi_proc {
 	uint32_t idx;   /* process-table index */
 	uint32_t gen;   /* claim generation */
 	uint32_t state; /* FAB_PROC_* */
-	bool live;      /* LIVE and /proc/<pid>/stat start time matches */
+	bool live;      /* LIVE and /proc/<pid>/stat start time matches, or its liveness lock held */
+	bool foreign;   /* live by its liveness lock only: its pid is not it here (another PID
+			 * namespace); /proc/<pid> shows another process or none */
 	uint32_t pid, uid;
 	uint64_t start_time;
 	int64_t attached_ns; /* CLOCK_REALTIME */

@@ -103,12 +103,14 @@ START_TEST(t_other_namespace)
 	ck_assert_int_eq(fab_chan_stats(c, &st), 0);
 	uint64_t leased_after_g = st.leased;
 	/* fabctl's view (the inspector): G, pid 1 in its namespace, is live. */
-	int live_seen = -1;
+	int live_seen = -1, foreign_seen = -1;
 	fi_fabric *fi = NULL;
 	if (fi_open(F, &fi) == 0 && fi_snapshot(fi) == 0) {
-		live_seen = 0;
-		for (uint32_t i = 0; i < fi->nprocs; i++)
+		live_seen = foreign_seen = 0;
+		for (uint32_t i = 0; i < fi->nprocs; i++) {
 			live_seen += fi->procs[i].live;
+			foreign_seen += fi->procs[i].foreign; /* fabctl ps: [?] other-ns */
+		}
 	}
 	fi_close(fi);
 
@@ -131,8 +133,10 @@ START_TEST(t_other_namespace)
 	ssize_t r4 = fab_try_recv(rx, &v, sizeof v);
 	long v4 = v;
 
-	ck_assert_msg(live_seen == 2, "fabctl's inspector counted %d live processes, want 2 (the "
-		      "test process and G in its own PID namespace)", live_seen);
+	ck_assert_msg(live_seen == 2 && foreign_seen == 1,
+		      "fabctl's inspector counted %d live processes, %d of another PID namespace; "
+		      "want 2 (the test process and G in its own PID namespace) and 1 (G)",
+		      live_seen, foreign_seen);
 	ck_assert_msg(S->g_recover == 0,
 		      "G (another PID namespace) recovered %d objects of live processes",
 		      S->g_recover);

@@ -388,15 +388,18 @@ int fabctl_ps_render(fi_fabric *f, FILE *o)
 		 * once (one process entry per fab_fabric handle).  Merge them:
 		 * the stage from whichever entry has one, the pulses added, the
 		 * earliest attach, the longest current sleep. */
+		/* A process is its pid and start time: two containers' pid 1
+		 * are two processes. */
 		int dup = 0;
 		for (uint32_t k = 0; k < i && !dup; k++)
-			dup = f->procs[k].live && f->procs[k].pid == f->procs[i].pid;
+			dup = f->procs[k].live && f->procs[k].pid == f->procs[i].pid &&
+			      f->procs[k].start_time == f->procs[i].start_time;
 		if (dup)
 			continue;
 		fi_proc m = f->procs[i];
 		for (uint32_t k = i + 1; k < f->nprocs; k++) {
 			const fi_proc *q = &f->procs[k];
-			if (!q->live || q->pid != m.pid)
+			if (!q->live || q->pid != m.pid || q->start_time != m.start_time)
 				continue;
 			m.calls += q->calls;
 			if (q->attached_ns < m.attached_ns)
@@ -414,7 +417,11 @@ int fabctl_ps_render(fi_fabric *f, FILE *o)
 		const fi_proc *p = &m;
 		char label[80], up[32], wt[160] = "", since[32] = "";
 		fabctl_stage_label(p, label, sizeof label);
-		if (!label[0]) {
+		if (!label[0] && p->foreign) {
+			/* Alive by its liveness lock, in another PID namespace:
+			 * /proc/<pid> here is another process or none. */
+			snprintf(label, sizeof label, "[?]");
+		} else if (!label[0]) {
 			/* Not a stage: its program's name, as ps(1) shows it. */
 			char path[64], comm[32] = "";
 			snprintf(path, sizeof path, "/proc/%u/comm", p->pid);
@@ -437,7 +444,7 @@ int fabctl_ps_render(fi_fabric *f, FILE *o)
 			fabctl_wait_text(f, p->wait, wt, sizeof wt);
 			fmt_dur(waited, since, sizeof since);
 		}
-		const char *state = proc_state(p->pid);
+		const char *state = p->foreign ? "other-ns" : proc_state(p->pid);
 		if (fabctl_o.json) {
 			fputs(first ? "{\"stage\":" : ",{\"stage\":", o);
 			first = 0;
