@@ -326,10 +326,16 @@ int fab_ctx_create(fab_fabric *fab, const char *name, fab_ctx *parent, fab_ctx *
 	if (parent) {
 		if ((rc = fab__ctx_valid(parent)))
 			return rc;
+		/* The same fabric is the same control segment, not the same
+		 * name: a context of a fabric destroyed and made again under
+		 * its name would link the child to whatever context sits at
+		 * its index in the new table (found by a user trial). */
 		if (parent->type != FAB__CTX_SHARED || parent->fab->ctl.base == NULL ||
-		    strcmp(parent->fab->name, fab->name) != 0)
-			return fab__err(FAB_EINVAL, "parent of a shared context must be a shared "
-						    "context of the same fabric");
+		    !fab__seg_same(&parent->fab->ctl, &fab->ctl))
+			return fab__err(FAB_EINVAL,
+					"parent of a shared context must be a shared context of the "
+					"same fabric (not of another fabric, nor of one destroyed "
+					"since, even under the same name)");
 	}
 	if (fab__ctx_find(fab, name, UINT32_MAX) >= 0)
 		return fab__err(FAB_EEXIST, "context %s exists", name);

@@ -71,6 +71,37 @@ START_TEST(t_create_open)
 }
 END_TEST
 
+/* A parent must be a context of the same fabric: of another handle of it,
+ * yes; of a fabric destroyed and made again under the same name, no (it
+ * was taken by name and linked the child to whatever context of the new
+ * fabric sat at the parent's index, found by a user trial). */
+START_TEST(t_parent_same_fabric)
+{
+	const char *name = ut_fabric_name();
+	fab_fabric *f1 = NULL, *f1b = NULL, *f2 = NULL;
+	UT_RC(fab_fabric_open(name, FAB_CREATE, &f1), 0);
+	UT_RC(fab_fabric_open(name, 0, &f1b), 0);
+	fab_ctx *p = NULL, *c = NULL, *u = NULL;
+	UT_RC(fab_ctx_create(f1, "p", NULL, &p), 0);
+	UT_RC(fab_ctx_create(f1b, "c", p, &c), 0); /* another handle, same fabric */
+	fab_ctx_release(c);
+	UT_RC(fab_ctx_create(fab, "c2", p, &c), FAB_EINVAL); /* another fabric */
+	ck_assert_ptr_null(c);
+	fab_fabric_close(f1b);
+	UT_RC(fab_fabric_destroy(name), 0);
+	UT_RC(fab_fabric_open(name, FAB_CREATE, &f2), 0);
+	UT_RC(fab_ctx_create(f2, "unrelated", NULL, &u), 0);
+	UT_RC(fab_ctx_create(f2, "c", p, &c), FAB_EINVAL);
+	ck_assert_ptr_null(c);
+	ck_assert_msg(strstr(fab_errmsg(), "destroyed"), "detail: %s", fab_errmsg());
+	fab_ctx_release(u);
+	fab_ctx_release(p);
+	fab_fabric_close(f1);
+	fab_fabric_close(f2);
+	UT_RC(fab_fabric_destroy(name), 0);
+}
+END_TEST
+
 START_TEST(t_null_handles)
 {
 	fab_ctx *d = NULL;
@@ -593,6 +624,7 @@ static Suite *ctx_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_checked_fixture(tc, ut_fabric_setup, ut_fabric_teardown);
 	tcase_add_test(tc, t_create_open);
+	tcase_add_test(tc, t_parent_same_fabric);
 	tcase_add_test(tc, t_null_handles);
 	tcase_add_test(tc, t_cancel);
 	tcase_add_test(tc, t_cancel_reasons);
