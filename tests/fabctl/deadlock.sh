@@ -21,6 +21,17 @@ pycheck blj "all(b['deadlocked'] for b in d['blocked'])"
 run ps "$FABCTL" -f "$F" ps; expect_rc ps 0
 expect_out ps "^a\.0 +$A .* send d1 "
 
+# B with two fabric handles (two process entries) attached to d1: A waits
+# for B, named once (a user trial saw "pid B,B").
+F2=fctl-dl2-$$
+start_fixture deadlock2 "$F2"
+A2=$(fixture_val "$F2" a)
+B2=$(fixture_val "$F2" b)
+run bl2 "$FABCTL" -f "$F2" blocked; expect_rc bl2 8
+expect_out bl2 "^$A2 +a\.0 +send +d1 .* pid $B2\$"
+run bl2j "$FABCTL" -f "$F2" -o json blocked; expect_rc bl2j 8
+pycheck bl2j "[b['waits_for'] for b in d['blocked'] if b['pid']==$A2]==[[$B2]]"
+
 G=fctl-nodl-$$
 start_fixture nodead "$G"
 C=$(fixture_val "$G" c)
@@ -41,6 +52,15 @@ run st "$FABCTL" -f "$S" blocked; expect_rc st 0
 expect_out st '^no deadlock$'
 run stj "$FABCTL" -f "$S" -o json blocked; expect_rc stj 0
 pycheck stj "d['deadlocks']==[] and not any(b['deadlocked'] for b in d['blocked'])"
+
+# A process whose main thread left (pthread_exit) while another sleeps
+# receiving: ps shows it sleeping, not "other" (its leader is a zombie in
+# /proc; found by a user trial).
+L=fctl-lead-$$
+start_fixture leader "$L"
+LP=$(fixture_val "$L" l)
+run lps "$FABCTL" -f "$L" ps; expect_rc lps 0
+expect_out lps "^\\[[^]]+\\] +$LP +sleeping .* recv e1 "
 
 # Not a deadlock either: the stopped receiver's channel has a message behind
 # a dead claimer's skipped position at head (found by review: a check of

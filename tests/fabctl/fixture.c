@@ -39,6 +39,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -179,6 +180,11 @@ static void dl_child(const char *spec)
 	char stage[32], out[32], in[32], ports[100];
 	if (sscanf(spec, "%31[^:]:%31[^,],%31s", stage, out, in) != 3)
 		_exit(27);
+	/* "STAGE:OUT,IN+": also a second fabric handle (a second process
+	 * entry, same pid) attached to IN to receive. */
+	bool second = in[strlen(in) - 1] == '+';
+	if (second)
+		in[strlen(in) - 1] = 0;
 	snprintf(ports, sizeof ports, "out:out=%s,in:in=%s", out, in);
 	setenv("FAB_FABRIC", fabric, 1);
 	setenv("FAB_STAGE", stage, 1);
@@ -189,6 +195,8 @@ static void dl_child(const char *spec)
 	fab_stage *st;
 	if (fab_stage_open(&st))
 		_exit(28);
+	if (second)
+		child_chan(child_open(), in, FAB_RECV);
 	for (;;)
 		if (fab_send(fab_stage_out(st, "out"), "x", 1, NULL))
 			_exit(29);
@@ -298,6 +306,23 @@ static void idle_receiver(const char *ch)
 		pause();
 }
 
+/* "leader" mode: a thread sleeps receiving on CH while the main thread
+ * has left (pthread_exit): /proc shows the thread-group leader as a
+ * zombie, the process lives on in its other thread. */
+static void *leader_thread(void *arg)
+{
+	blocked_receiver(arg);
+	return NULL;
+}
+
+static void leader_exits(const char *ch)
+{
+	pthread_t t;
+	if (pthread_create(&t, NULL, leader_thread, (void *)ch))
+		_exit(30);
+	pthread_exit(NULL);
+}
+
 static void idle_attached(const char *ch)
 {
 	child_chan(child_open(), ch, FAB_SEND | FAB_RECV);
@@ -354,7 +379,7 @@ int main(int argc, char **argv)
 {
 	if (argc < 3) {
 		fprintf(stderr,
-			"usage: fixture basic|deadlock|nodead|stopped|skiphead|held acq|alo|reserved|ring3|leave|leave2|many|handles FABRIC [N [M]]\n");
+			"usage: fixture basic|deadlock|deadlock2|nodead|leader|stopped|skiphead|held acq|alo|reserved|ring3|leave|leave2|many|handles FABRIC [N [M]]\n");
 		return 2;
 	}
 	const char *mode = argv[1];
@@ -404,14 +429,20 @@ int main(int argc, char **argv)
 				break;
 			nap();
 		}
-	} else if (!strcmp(mode, "deadlock") || !strcmp(mode, "nodead")) {
+	} else if (!strcmp(mode, "deadlock") || !strcmp(mode, "nodead") ||
+		   !strcmp(mode, "deadlock2")) {
+		/* deadlock2: b also has a second fabric handle receiving on d1 */
 		mk(f, "d1", FAB_MPMC, 1, 16, 0, NULL);
 		mk(f, "d2", FAB_MPMC, 1, 16, 0, NULL);
 		if (!strcmp(mode, "nodead"))
 			printf("c=%d\n", (int)spawn(idle_receiver, "d1"));
 		printf("a=%d\n", (int)spawn(dl_child, "a:d1,d2"));
-		printf("b=%d\n", (int)spawn(dl_child, "b:d2,d1"));
+		printf("b=%d\n", (int)spawn(dl_child, strcmp(mode, "deadlock2") ? "b:d2,d1" : "b:d2,d1+"));
 		wait_sleepers(2);
+	} else if (!strcmp(mode, "leader")) {
+		mk(f, "e1", FAB_MPMC, 2, 16, 0, NULL);
+		printf("l=%d\n", (int)spawn(leader_exits, "e1"));
+		wait_sleepers(1);
 	} else if (!strcmp(mode, "stopped")) {
 		/* A receiver asleep on s1, then stopped (SIGSTOP) before a
 		 * sender fills s1 and sleeps: the receiver's wait record still

@@ -161,7 +161,13 @@ int fabctl_blocked(int argc, char **argv)
 		}
 		n++;
 	}
-	/* Edges: attached with the opposite role, alive, deduplicated. */
+	/* Edges: attached with the opposite role, alive, deduplicated.  A
+	 * process with several fabric handles has an entry (a node) for each,
+	 * and the sleep is recorded in one of them: an attachment through any
+	 * of its entries is an edge to the process, i.e. to its node that
+	 * sleeps in a channel call if it has one (a user trial's process with
+	 * two handles was named twice, "pid P,P", and its idle second entry
+	 * would hide a deadlock through it). */
 	for (uint32_t i = 0; i < n; i++) {
 		node *x = &v[i];
 		if (!x->c)
@@ -173,6 +179,12 @@ int fabctl_blocked(int argc, char **argv)
 			int t = node_of(v, n, x->c->att[a].proc, x->c->att[a].gen);
 			if (t < 0)
 				continue; /* a dead holder: recovery will clear it */
+			for (uint32_t j = 0; j < n; j++)
+				if (v[j].c && v[j].p->pid == v[t].p->pid &&
+				    v[j].p->start_time == v[t].p->start_time) {
+					t = (int)j;
+					break;
+				}
 			bool dup = false;
 			for (uint32_t k = 0; k < x->ntg; k++)
 				dup |= x->tg[k] == (uint32_t)t;
@@ -198,6 +210,17 @@ int fabctl_blocked(int argc, char **argv)
 	}
 	/* Report. */
 	FILE *o = stdout;
+	/* A process with several fabric handles has several entries, hence
+	 * several nodes: name each process it waits for once (a user trial
+	 * saw "pid 6299,6299"). */
+#define REPEATED(x, k)                                                                 \
+	({                                                                             \
+		bool r_ = false;                                                       \
+		for (uint32_t j_ = 0; j_ < (k) && !r_; j_++)                           \
+			r_ = v[(x)->tg[j_]].p->pid == v[(x)->tg[k]].p->pid &&          \
+			     v[(x)->tg[j_]].p->start_time == v[(x)->tg[k]].p->start_time; \
+		r_;                                                                    \
+	})
 	if (fabctl_o.json) {
 		fputs("{\"fabric\":", o);
 		js_str(o, f->name);
@@ -230,8 +253,9 @@ int fabctl_blocked(int argc, char **argv)
 				FAB_WAIT_CASES(x->p->wait), secs);
 			if (x->c) {
 				fputc('[', o);
-				for (uint32_t k = 0; k < x->ntg; k++)
-					fprintf(o, "%s%u", k ? "," : "", v[x->tg[k]].p->pid);
+				for (uint32_t k = 0, m = 0; k < x->ntg; k++)
+					if (!REPEATED(x, k))
+						fprintf(o, "%s%u", m++ ? "," : "", v[x->tg[k]].p->pid);
 				fputc(']', o);
 			} else {
 				fputs("null", o);
@@ -251,8 +275,10 @@ int fabctl_blocked(int argc, char **argv)
 			} else {
 				size_t l = 0;
 				for (uint32_t k = 0; k < x->ntg && l + 16 < sizeof wf; k++)
-					l += (size_t)snprintf(wf + l, sizeof wf - l, "%s%u",
-							      k ? "," : "pid ", v[x->tg[k]].p->pid);
+					if (!REPEATED(x, k))
+						l += (size_t)snprintf(wf + l, sizeof wf - l, "%s%u",
+								      l ? "," : "pid ",
+								      v[x->tg[k]].p->pid);
 			}
 			printf("%-8u %-20s %-8s %-24s %9.1fs %s\n", x->p->pid, st[0] ? st : "-", wt,
 			       obj, secs, wf);

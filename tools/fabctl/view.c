@@ -9,6 +9,7 @@
 
 #include "layout.h"
 
+#include <dirent.h>
 #include <fab/fab.h>
 
 #include <errno.h>
@@ -334,20 +335,54 @@ int fabctl_chan(int argc, char **argv)
 
 /* ---- ps --------------------------------------------------------------- */
 
-static const char *proc_state(uint32_t pid)
+/* The state letter of /proc/<pid>/stat or /proc/<pid>/task/<tid>/stat,
+ * or 0. */
+static char stat_letter(const char *path)
 {
-	char path[64], buf[512];
-	snprintf(path, sizeof path, "/proc/%u/stat", pid);
+	char buf[512];
 	FILE *fp = fopen(path, "re");
 	if (!fp)
-		return "?";
+		return 0;
 	size_t n = fread(buf, 1, sizeof buf - 1, fp);
 	fclose(fp);
 	buf[n] = 0;
 	char *p = strrchr(buf, ')');
-	if (!p || !p[1] || !p[2])
+	return p && p[1] && p[2] ? p[2] : 0;
+}
+
+static const char *proc_state(uint32_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%u/stat", pid);
+	char st = stat_letter(path);
+	if (!st)
 		return "?";
-	switch (p[2]) {
+	if (st == 'Z') {
+		/* The thread-group leader exited (pthread_exit in main) while
+		 * other threads run on: the process is its other threads (a
+		 * user trial saw a live, sleeping process shown as "other").
+		 * Most telling first: running, disk, sleeping, stopped. */
+		snprintf(path, sizeof path, "/proc/%u/task", pid);
+		DIR *d = opendir(path);
+		static const char rank[] = "RDStT";
+		const char *best = NULL;
+		struct dirent *e;
+		while (d && (e = readdir(d)) != NULL) {
+			if (e->d_name[0] < '1' || e->d_name[0] > '9')
+				continue;
+			char tp[96];
+			snprintf(tp, sizeof tp, "/proc/%u/task/%.20s/stat", pid, e->d_name);
+			char t = stat_letter(tp);
+			const char *r = t ? strchr(rank, t) : NULL;
+			if (r && (!best || r < best))
+				best = r;
+		}
+		if (d)
+			closedir(d);
+		if (best)
+			st = *best;
+	}
+	switch (st) {
 	case 'R':
 		return "running";
 	case 'S':
