@@ -1080,19 +1080,21 @@ int fab_chan_close(fab_chan *ch)
 	if (ch->reserved)
 		return fab__err(FAB_EINVAL, "channel %s: commit the pending reservation first",
 				ch->name);
-	if (ch->ring == FAB_RING_SPSC && !(ch->end_word & 1)) {
-		/* On the spsc ring the sender's fast path looks at `closed`
-		 * without a fence, which is exact only if the closer is the
-		 * sender itself (its sends come before its close in program
-		 * order).  So a close takes the send end, like a send; while
-		 * another live handle holds it, FAB_EBUSY. */
-		if ((rc = fab__spsc_take_send_end(ch)))
-			return rc;
-	}
 	fab_chan_hdr *h = ch->hdr;
 	uint32_t quorum = h->producers;
 	if (quorum == 0 || quorum > FAB_PRODUCERS_MAX)
 		return fab__err(FAB_ECORRUPT, "channel %s: bad producer quorum", ch->name);
+	if (ch->ring == FAB_RING_SPSC && !(ch->end_word & 1) && !load_seq_cst(&h->closed)) {
+		/* On the spsc ring the sender's fast path looks at `closed`
+		 * without a fence, which is exact only if the closer is the
+		 * sender itself (its sends come before its close in program
+		 * order).  So a close takes the send end, like a send; while
+		 * another live handle holds it, FAB_EBUSY.  A channel closed
+		 * already says so first, as an mpmc one does (a user trial got
+		 * FAB_EBUSY naming its own pid). */
+		if ((rc = fab__spsc_take_send_end(ch)))
+			return rc;
+	}
 	if (load_seq_cst(&h->closed)) {
 		/* Go panics on closing a closed channel; fab reports it, and a
 		 * refused close does not count towards anything (it only
@@ -1122,8 +1124,20 @@ int fab_chan_close(fab_chan *ch)
 		ch->closed_local = true;
 		return fab__err(FAB_ECLOSED, "channel %s: this producer already closed", ch->name);
 	}
-	ch->closed_local = true;
-	return fab__err(FAB_ECLOSED, "channel %s already closed", ch->name);
+	/* Every slot holds another producer's id: FAB_PRODUCERS_MAX distinct
+	 * producers have closed the channel over its life (a rejoin keeps the
+	 * slot).  This close cannot count; saying "already closed" here was
+	 * false (the channel stayed open and its receivers waited for good;
+	 * found by a user trial). */
+	if (fab__chan_close_settle(h)) {
+		ch->closed_local = true;
+		return fab__err(FAB_ECLOSED, "channel %s already closed", ch->name);
+	}
+	return fab__err(FAB_ENOMEM,
+			"channel %s: its close table is full (%u distinct producer ids have closed "
+			"it since it was created, rejoins included): this producer's close cannot "
+			"count; reuse producer ids (fab_chan_close_as)",
+			ch->name, (unsigned)FAB_PRODUCERS_MAX);
 counted:
 	ch->closed_local = true;
 	/* seq_cst: the closers' counts are totally ordered, so the last one
@@ -1180,6 +1194,14 @@ int fab_chan_rejoin_as(fab_chan *ch, const char *producer)
 	/* Acquire: pairs with a closer's claiming CAS. */
 	while (i < FAB_PRODUCERS_MAX && (cur = load_acquire(&h->closer_ids[i])) != id && cur != 0)
 		i++;
+	if (i == FAB_PRODUCERS_MAX && !fab__chan_close_settle(h))
+		/* A producer the table has no room for: its close could never
+		 * count (fab_chan_close), so the channel could never close. */
+		return fab__err(FAB_ENOMEM,
+				"channel %s: its close table is full (%u distinct producer ids have "
+				"closed it since it was created): producer %s cannot join; reuse "
+				"producer ids",
+				ch->name, (unsigned)FAB_PRODUCERS_MAX, producer);
 	uint64_t bit = i < FAB_PRODUCERS_MAX && cur == id ? 1ull << i : 0, mine = 0;
 	if (bit) {
 		/* Acquire: pairs with the bit's last change. */

@@ -1084,6 +1084,45 @@ END_TEST
  * will run again (a restarted or scaled-up replica whose predecessor had
  * closed): the channel then waits for that producer's next close, which
  * counts once; once the quorum closed the channel, a rejoin is refused. */
+/* The close table holds FAB_PRODUCERS_MAX distinct producer ids over the
+ * channel's life (a rejoin keeps its id's slot).  A 65th producer used to
+ * be told FAB_ECLOSED "already closed" while the channel stayed open for
+ * good (its close could never count; receivers waited forever): now its
+ * close and its rejoin say FAB_ENOMEM, and producers already in the table
+ * still close the channel. */
+START_TEST(t_close_table_full)
+{
+	uint32_t kind = UT_KIND;
+	fab_chan_opts o = ut_opts(kind, 8, 8);
+	o.producers = 2;
+	fab_chan *c = NULL;
+	UT_RC(fab_chan_create(fab, "ct", &o, &c), 0);
+	fab_chan *rx = op("ct", FAB_RECV);
+	char id[16];
+	for (int i = 0; i < FAB_PRODUCERS_MAX; i++) {
+		snprintf(id, sizeof id, "w.%d", i);
+		UT_RC(fab_chan_close_as(c, id), 0);
+		UT_RC(fab_chan_rejoin_as(c, id), 0);
+	}
+	ck_assert_uint_eq(ut_stats(rx).closes, 0);
+	UT_RC(fab_chan_close_as(c, "w.64"), FAB_ENOMEM);
+	ck_assert_msg(strstr(fab_errmsg(), "close table is full"), "detail: %s", fab_errmsg());
+	UT_RC(fab_chan_rejoin_as(c, "w.65"), FAB_ENOMEM);
+	UT_RC(fab_chan_close_as(c, "w.64"), FAB_ENOMEM); /* not counted, not "closed" */
+	ck_assert_uint_eq(ut_stats(rx).closes, 0);
+	ck_assert_uint_eq(ut_stats(rx).closed, 0);
+	UT_RC(fab_chan_rejoin_as(c, "w.3"), 0); /* in the table: fine */
+	UT_RC(fab_chan_close_as(c, "w.3"), 0);
+	UT_RC(fab_chan_close_as(c, "w.7"), 0); /* the quorum of 2 */
+	ck_assert_uint_eq(ut_stats(rx).closed, 1);
+	char b[8];
+	UT_RC(recv_nb(rx, b, sizeof b), FAB_ECLOSED);
+	UT_RC(fab_chan_close_as(c, "w.64"), FAB_ECLOSED); /* closed now */
+	fab_chan_release(rx);
+	fab_chan_release(c);
+}
+END_TEST
+
 START_TEST(t_rejoin_as)
 {
 	uint32_t kind = UT_KIND;
@@ -1405,6 +1444,23 @@ static int child_expect_busy(void *arg)
 	fab_fabric_close(f);
 	return 0;
 }
+
+/* A channel closed already says FAB_ECLOSED to a close through another
+ * sending handle, also on spsc while the closer still holds the send end
+ * (that close used to say FAB_EBUSY, naming the caller's own pid). */
+START_TEST(t_spsc_close_closed)
+{
+	fab_chan *c = mk("sc", FAB_SPSC, 4, 8); /* both roles; takes its ends lazily */
+	fab_chan *tx = op("sc", FAB_SEND);
+	UT_RC(send_u64(tx, 1), 0);
+	UT_RC(fab_chan_close(tx), 0);
+	UT_RC(fab_chan_close(c), FAB_ECLOSED);
+	UT_RC(fab_chan_close_as(c, "other"), FAB_ECLOSED);
+	ck_assert_int_eq(recv_u64(c), 1);
+	fab_chan_release(tx);
+	fab_chan_release(c);
+}
+END_TEST
 
 START_TEST(t_spsc_busy)
 {
@@ -2386,6 +2442,7 @@ static Suite *chan_suite(void)
 	KINDS(tc, t_close_quorum);
 	KINDS(tc, t_close_as);
 	KINDS(tc, t_rejoin_as);
+	KINDS(tc, t_close_table_full);
 	tcase_add_test(tc, t_rejoin_race);
 	KINDS(tc, t_open_closed_to_send);
 	tcase_add_loop_test(tc, t_close_wakes_receiver, 0, 4);
@@ -2393,6 +2450,7 @@ static Suite *chan_suite(void)
 
 	tc = tcase(s, "attach", 30);
 	tcase_add_test(tc, t_spsc_busy);
+	tcase_add_test(tc, t_spsc_close_closed);
 	tcase_add_test(tc, t_spsc_handover_process);
 	tcase_add_test(tc, t_mpmc_many_handles);
 	KINDS(tc, t_fork_inherited_handles);
