@@ -255,9 +255,9 @@ static int fi_ctl_validate(const fi_seg *s, const char *fabric)
 		return rc;
 	if (h->magic != FAB_CTL_MAGIC)
 		return fi_err(FAB_ECORRUPT, "fabric %s: bad magic", fabric);
-	if ((v & 0xffff) < FAB_LAYOUT_MINOR)
+	if ((v & 0xffff) < FAB_CTL_MINOR_MIN)
 		return fi_err(FAB_EVERSION, "fabric %s: layout %u.%u predates %u.%u", fabric,
-			      v >> 16, v & 0xffff, FAB_LAYOUT_MAJOR, FAB_LAYOUT_MINOR);
+			      v >> 16, v & 0xffff, FAB_LAYOUT_MAJOR, FAB_CTL_MINOR_MIN);
 	if (h->hdr_size != sizeof(fab_ctl_hdr) || h->total_size != FAB_CTL_SIZE ||
 	    h->total_size > s->size || h->max_procs != FAB_MAX_PROCS ||
 	    h->max_chans != FAB_MAX_CHANS || h->max_ctxs != FAB_MAX_CTXS ||
@@ -755,12 +755,20 @@ static int fi_chan_read_guarded(void *p)
 		uint64_t q = hd;
 		for (uint64_t k = 0; k < n; k++, q++) {
 			uint64_t w = FI_SW(q);
-			if (FAB_SW_SAMEPOS(w, q) && FAB_SW_STATE(w) == FAB_SLOT_FULL) {
+			uint32_t st = FAB_SW_STATE(w);
+			/* A lease given back where a producer had passed it
+			 * is left behind head (fab__mpmc_take): counted in
+			 * `back`, not here. */
+			if (FAB_SW_SAMEPOS(w, q) && st == FAB_SLOT_FULL &&
+			    (c->delivery != FAB_AT_LEAST_ONCE ||
+			     ((fab_mslot *)(slots + (size_t)(q & mask) * g.l.slot_size))->returns == 0)) {
 				full_at = true;
 				break;
 			}
-			bool passed = (FAB_SW_SAMEPOS(w, q) && (FAB_SW_STATE(w) == FAB_SLOT_READING ||
-								 FAB_SW_STATE(w) == FAB_SLOT_SKIP)) ||
+			bool passed = (FAB_SW_SAMEPOS(w, q) &&
+				       (st == FAB_SLOT_READING || st == FAB_SLOT_SKIP ||
+					st == FAB_SLOT_HELD || st == FAB_SLOT_RETURNING ||
+					st == FAB_SLOT_FULL)) ||
 				      FAB_SW_SAMEPOS(w, q + n);
 			if (!passed)
 				break;
@@ -773,8 +781,13 @@ static int fi_chan_read_guarded(void *p)
 			uint64_t w = FI_SW(et);
 			if (w == FAB_SW_MAKE(et, FAB_SLOT_FREE, 0))
 				break; /* claimable */
-			if (!(FAB_SW_SAMEPOS(w, et) || FAB_SW_SAMEPOS(w, et + n)))
-				break; /* the lap before still in it (held, leased...) */
+			/* Claimed, passed already, or a held slot a producer
+			 * passes (fab__mpmc_claim); anything else of the lap
+			 * before (a copy in progress, a lease being given
+			 * back or waiting for redelivery) makes it wait. */
+			if (!(FAB_SW_SAMEPOS(w, et) || FAB_SW_SAMEPOS(w, et + n) ||
+			      (FAB_SW_SAMEPOS(w, et - n) && FAB_SW_STATE(w) == FAB_SLOT_HELD)))
+				break;
 		}
 		c->can_send = (int64_t)(et - eh) < (int64_t)c->capacity &&
 			      FI_SW(et) == FAB_SW_MAKE(et, FAB_SLOT_FREE, 0);

@@ -919,7 +919,7 @@ void fab_chan_release(fab_chan *ch)
 		fab__alo_give_back(ch);
 	} else if (ch->acquired && ch->ring == FAB_RING_MPMC) {
 		/* At-most-once: an acquired, unreleased message is consumed. */
-		fab__mpmc_free(ch, ch->acquired_pos);
+		fab__mpmc_unhold(ch, ch->acquired_pos);
 		fab__wake_senders(ch);
 	}
 	fab__hist_flush(&ch->lat, &ch->hdr->latency);
@@ -1276,15 +1276,18 @@ static int fab__chan_closed_empty(fab_chan *ch, fab__block *blk)
 	 * (fab__mpmc_take's WRITING case), so its death or skip is seen. */
 	if (FAB_SW_SAMEPOS(w, q) && st == FAB_SLOT_WRITING)
 		blk->behind_tag = FAB_SW_TAG(w);
-	/* Skipped since our take looked: not a verdict, look again. */
-	if (FAB_SW_SAMEPOS(w, q) && st == FAB_SLOT_SKIP)
+	/* Skipped since our take looked, or a held slot passed at q (or a
+	 * passed lease being given back): not a verdict, look again (the
+	 * take passes it). */
+	if (FAB_SW_SAMEPOS(w, q) &&
+	    (st == FAB_SLOT_SKIP || st == FAB_SLOT_HELD || st == FAB_SLOT_RETURNING))
 		return -1;
 	/* Empty: free for position q, or the previous lap still in the slot
 	 * (read out, leased, being given back or waiting for redelivery: no
 	 * producer can have written q; at-least-once then checks leases). */
 	return w == FAB_SW_MAKE(q, FAB_SLOT_FREE, 0) ||
 	       (FAB_SW_SAMEPOS(w, q - ch->nslots) &&
-		(st == FAB_SLOT_READING || st == FAB_SLOT_RETURNING ||
+		(st == FAB_SLOT_READING || st == FAB_SLOT_HELD || st == FAB_SLOT_RETURNING ||
 		 (st == FAB_SLOT_FULL && ch->delivery == FAB_AT_LEAST_ONCE)));
 }
 
@@ -1820,8 +1823,7 @@ int fab__alo_begin_recv(fab_chan *ch)
 static int fab__lease_end(fab_chan *ch, uint64_t pos, int nack, int64_t *now)
 {
 	if (nack) {
-		uint64_t w = FAB_SW_MAKE(pos, FAB_SLOT_READING, ch->fab->tag);
-		if (!fab__mpmc_return(ch, pos, w))
+		if (!fab__mpmc_give_back(ch, pos))
 			return fab__err(FAB_ECORRUPT, "channel %s: lease at %llu is no longer ours",
 					ch->name, (unsigned long long)pos);
 		fetch_add_relaxed(&ch->hdr->nacked, 1);
@@ -1891,7 +1893,7 @@ static int fab__alo_take(fab_chan *ch, fab__recv_arg *arg, fab__block *blk)
 		scanned = true;
 	}
 	if (r == FAB_EAGAIN) {
-		r = fab__mpmc_take(ch, &arg->pos, cap, blk);
+		r = fab__mpmc_take(ch, &arg->pos, cap, blk, FAB_SLOT_HELD);
 		/* The head found a redelivery nobody counted and counted it
 		 * (fab__mpmc_recount): take it now. */
 		if (r == FAB_EAGAIN && !scanned &&
@@ -1968,7 +1970,7 @@ static void fab__alo_give_back(fab_chan *ch)
 		uint64_t pos = ch->leases[ch->lease_first];
 		ch->lease_first = (ch->lease_first + 1) % ch->max_inflight;
 		ch->nleases--;
-		fab__mpmc_return(ch, pos, FAB_SW_MAKE(pos, FAB_SLOT_READING, ch->fab->tag));
+		fab__mpmc_give_back(ch, pos);
 	}
 	ch->acquired = false;
 }
@@ -1990,7 +1992,10 @@ retry:
 		r = fab__alo_take(ch, arg, blk);
 	} else {
 		size_t cap = (arg->msg || (!arg->buf && !arg->cap)) ? SIZE_MAX : arg->cap;
-		r = fab__mpmc_take(ch, &arg->pos, cap, blk);
+		/* An acquired message stays in its slot: HELD, so producers
+		 * pass it (a copy is READING for the moment it takes). */
+		r = fab__mpmc_take(ch, &arg->pos, cap, blk,
+				   arg->msg ? FAB_SLOT_HELD : FAB_SLOT_READING);
 		if (r == 0) {
 			size_t len;
 			const void *p = fab__mpmc_payload(ch, arg->pos, &len);
@@ -2165,10 +2170,12 @@ int fab_recv_release(fab_chan *ch)
 	if (ch->delivery == FAB_AT_LEAST_ONCE)
 		return fab__leases_end(ch, 0); /* the lease ends with the borrow */
 	ch->acquired = false;
-	if (ch->ring == FAB_RING_SPSC)
+	if (ch->ring == FAB_RING_SPSC) {
 		fab__spsc_consume(ch);
-	else
-		fab__mpmc_free(ch, ch->acquired_pos);
+	} else if ((rc = fab__mpmc_unhold(ch, ch->acquired_pos))) {
+		fab__wake_senders(ch);
+		return rc;
+	}
 	fab__wake_senders(ch);
 	return 0;
 }
@@ -2472,11 +2479,12 @@ int fab_try_send(fab_chan *ch, const void *msg, size_t len)
 }
 
 /* fab__mpmc_take's first pass: a FULL slot at the head hint with a message
- * of at most FAB__FAST_MAX bytes that fits `cap`, claimed (READING, our
- * tag) and the hint moved on.  The slot, or NULL for the general path
- * (nothing changed). */
+ * of at most FAB__FAST_MAX bytes that fits `cap`, claimed (`as`: READING
+ * for a copy, HELD for a lease; our tag) and the hint moved on.  The slot,
+ * or NULL for the general path (nothing changed). */
 static inline __attribute__((always_inline)) fab_mslot *fab__mpmc_take_fast(fab_chan *ch, size_t cap,
-									   uint64_t *pos, uint32_t *len)
+									   uint64_t *pos, uint32_t *len,
+									   uint32_t as)
 {
 	fab_chan_hdr *hd = ch->hdr;
 	uint64_t q = load_acquire(&hd->head);
@@ -2488,7 +2496,11 @@ static inline __attribute__((always_inline)) fab_mslot *fab__mpmc_take_fast(fab_
 	uint32_t l = sl->len;
 	if (unlikely(l > ch->msg_size) || unlikely(l > cap) || unlikely(l > FAB__FAST_MAX))
 		return NULL;
-	if (unlikely(!cas(&sl->state, &w, FAB_SW_MAKE(q, FAB_SLOT_READING, ch->fab->tag))))
+	/* A lease given back where a producer had passed it: only the
+	 * redelivery scan takes it (fab__mpmc_take). */
+	if (as == FAB_SLOT_HELD && unlikely(sl->returns != 0))
+		return NULL;
+	if (unlikely(!cas(&sl->state, &w, FAB_SW_MAKE(q, as, ch->fab->tag))))
 		return NULL;
 	uint64_t hq = q; /* fab__bump */
 	cas(&hd->head, &hq, q + 1);
@@ -2505,7 +2517,7 @@ static inline __attribute__((always_inline)) ssize_t fab__mpmc_recv_fast(fab_cha
 {
 	uint64_t q;
 	uint32_t len;
-	fab_mslot *sl = fab__mpmc_take_fast(ch, cap, &q, &len);
+	fab_mslot *sl = fab__mpmc_take_fast(ch, cap, &q, &len, FAB_SLOT_READING);
 	if (!sl)
 		return -1;
 	fab__copy_small(buf, (uint8_t *)sl + ch->mhdr, len);
@@ -2534,9 +2546,10 @@ static inline __attribute__((always_inline)) ssize_t fab__alo_recv_fast(fab_chan
 		fab_mslot_alo *la = (fab_mslot_alo *)(ch->slots + (size_t)(lp & ch->mask) * ch->slot_size);
 		/* The lease is ours: its header is stable until the ack. */
 		int64_t origin = la->origin_ns;
-		uint64_t lw = FAB_SW_MAKE(lp, FAB_SLOT_READING, tag);
+		uint64_t lw = FAB_SW_MAKE(lp, FAB_SLOT_HELD, tag);
 		/* Release, as fab__mpmc_ack: our reads of the payload finish
-		 * before a producer of the next lap writes. */
+		 * before a producer of the next lap writes.  A producer that
+		 * passed the slot moved its position: the general path. */
 		if (unlikely(!atomic_compare_exchange_strong_explicit(
 			    &la->m.state, &lw, FAB_SW_MAKE(lp + ch->nslots, FAB_SLOT_FREE, 0),
 			    memory_order_release, memory_order_relaxed)))
@@ -2562,7 +2575,7 @@ static inline __attribute__((always_inline)) ssize_t fab__alo_recv_fast(fab_chan
 		return -1;
 	uint64_t q;
 	uint32_t len;
-	fab_mslot *sl = fab__mpmc_take_fast(ch, cap, &q, &len);
+	fab_mslot *sl = fab__mpmc_take_fast(ch, cap, &q, &len, FAB_SLOT_HELD);
 	if (!sl)
 		return -1;
 	fab__alo_leased(ch, q, (const fab_mslot_alo *)sl); /* the handle held none */

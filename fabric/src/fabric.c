@@ -181,11 +181,11 @@ static int fab__ctl_validate(fab_fabric *fab)
 	if ((v >> 16) != FAB_LAYOUT_MAJOR)
 		return fab__err(FAB_EVERSION, "fabric %s: layout %u.%u, this library speaks %u.x",
 				fab->name, v >> 16, v & 0xffff, FAB_LAYOUT_MAJOR);
-	if ((v & 0xffff) < FAB_LAYOUT_MINOR)
+	if ((v & 0xffff) < FAB_CTL_MINOR_MIN)
 		return fab__err(FAB_EVERSION,
 				"fabric %s: layout %u.%u predates this library's %u.%u; destroy and "
 				"recreate it",
-				fab->name, v >> 16, v & 0xffff, FAB_LAYOUT_MAJOR, FAB_LAYOUT_MINOR);
+				fab->name, v >> 16, v & 0xffff, FAB_LAYOUT_MAJOR, FAB_CTL_MINOR_MIN);
 	if (h->hdr_size != sizeof(fab_ctl_hdr) || h->total_size != FAB_CTL_SIZE ||
 	    h->total_size > fab->ctl.size || h->max_procs != FAB_MAX_PROCS ||
 	    h->max_chans != FAB_MAX_CHANS || h->max_ctxs != FAB_MAX_CTXS ||

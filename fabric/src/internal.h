@@ -291,6 +291,7 @@ struct fab_chan {
 	uint64_t tail_local, send_limit; /* positions < send_limit have room */
 	uint64_t head_local;
 	uint64_t head_cache; /* mpmc senders: last head seen */
+	int64_t pass_check_ns; /* mpmc senders: next liveness look at a held slot's holder */
 	/* zero-copy state */
 	bool reserved;
 	uint64_t reserved_pos;
@@ -332,7 +333,11 @@ int fab__mpmc_claim(fab_chan *ch, uint64_t *pos, fab__block *blk);
 void fab__mpmc_fill(fab_chan *ch, uint64_t pos, const void *msg, size_t len);
 int fab__mpmc_commit(fab_chan *ch, uint64_t pos, size_t len);
 void fab__mpmc_skip(fab_chan *ch, uint64_t pos, uint32_t state_from);
-int fab__mpmc_take(fab_chan *ch, uint64_t *pos, size_t cap, fab__block *blk);
+/* as: FAB_SLOT_READING (a copy, freed at once) or FAB_SLOT_HELD (kept past
+ * the call: acquire, lease; producers pass it) */
+int fab__mpmc_take(fab_chan *ch, uint64_t *pos, size_t cap, fab__block *blk, uint32_t as);
+int fab__mpmc_unhold(fab_chan *ch, uint64_t pos);    /* release / ack a HELD slot */
+int fab__mpmc_give_back(fab_chan *ch, uint64_t pos); /* nack a HELD lease: 1 done */
 void *fab__mpmc_slot_payload(fab_chan *ch, uint64_t pos);
 const void *fab__mpmc_payload(fab_chan *ch, uint64_t pos, size_t *len);
 void fab__mpmc_free(fab_chan *ch, uint64_t pos);
@@ -349,7 +354,7 @@ int fab__mpmc_ack(fab_chan *ch, uint64_t pos);
  * the first such owner in *tag; for "closed and drained" */
 uint64_t fab__mpmc_foreign_leases(fab_chan *ch, uint32_t *tag);
 uint64_t fab__mpmc_lessees(fab_chan *ch, bool check, uint32_t *dead);
-uint64_t fab__mpmc_leased(fab_chan *ch); /* READING slots now (stats) */
+uint64_t fab__mpmc_leased(fab_chan *ch); /* HELD slots now (stats) */
 uint64_t fab__mpmc_returned_now(fab_chan *ch); /* given back, waiting (len, stats) */
 /* The `returned` word: the low 32 bits count given-back messages not yet
  * taken again (a gauge: receivers scan behind head while it is not 0); the

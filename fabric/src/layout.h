@@ -9,7 +9,8 @@
  * store-released LAST; a reader that sees version 0 waits for it, a different
  * major version is FAB_EVERSION.  So is a control segment of an older minor,
  * and a channel segment of any other minor (its header differs: 1.3 added
- * attach_hi, which every library attaching to the channel must raise).
+ * attach_hi, which every library attaching to the channel must raise; 1.4
+ * added the mpmc slot state HELD, which an older library would misread).
  *
  * Two kinds of segment:
  *   /dev/shm/fab.<fabric>            control: process table, channel registry
@@ -25,8 +26,12 @@
 #include <stdint.h>
 
 #define FAB_LAYOUT_MAJOR 1u
-#define FAB_LAYOUT_MINOR 3u
+#define FAB_LAYOUT_MINOR 4u
 #define FAB_LAYOUT_VERSION ((FAB_LAYOUT_MAJOR << 16) | FAB_LAYOUT_MINOR)
+/* The oldest control segment this library opens: 1.4 changed only channel
+ * segments (the HELD slot state), so a fabric made by a 1.3 library stays
+ * usable; its channels of 1.3 are refused (FAB_EVERSION) and recreated. */
+#define FAB_CTL_MINOR_MIN 3u
 
 #define FAB_CTL_MAGIC 0x314C5443424146ULL  /* "FABCTL1\0" little-endian */
 #define FAB_CHAN_MAGIC 0x314E4843424146ULL /* "FABCHN1\0" */
@@ -539,6 +544,20 @@ _Static_assert(sizeof(fab_mslot_alo) == 32, "at-least-once slot header");
 /* RETURNING(p, returner): a lease being given back (nack, recovery); the
  * returner decides between FULL(p) (redelivery) and the dead letter. */
 #define FAB_SLOT_RETURNING 5u
+
+/* HELD(x, holder) (layout 1.4): a message a receiver keeps in its slot past
+ * the receive -- acquired with fab_recv_acquire, or leased on an
+ * at-least-once channel.  Unlike READING (a copy in progress, which a
+ * producer waits out), a producer that comes round to a HELD slot passes
+ * it: it moves the word's position to its own (HELD(p - nslots) -> HELD(p),
+ * the holder's tag kept) and claims the next position, so position p
+ * carries no message and receivers pass it as they pass a taken one.  The
+ * message itself stays where it is; x is only "the latest position this
+ * slot was passed at" (always within a lap behind tail).  The release, the
+ * ack or recovery of a dead holder frees the slot as FREE(x + nslots); a
+ * give-back makes it RETURNING(x) and FULL(x), a message at position x
+ * (behind head: redelivered first; at or after head: taken in turn). */
+#define FAB_SLOT_HELD 6u
 
 /* ==== topic segment (layout 1.1) ========================================
  *

@@ -12,6 +12,14 @@
  *   READING(p,dead) --recovery--> FREE(p+nslots)
  *   SKIP(p) --anyone--> FREE(p+nslots)
  *
+ * A message kept past its receive (fab_recv_acquire, an at-least-once
+ * lease) is HELD instead of READING, and producers pass it (layout 1.4):
+ *   FULL(p) --consumer CAS--> HELD(p,me)
+ *   HELD(x,h) --producer at x+nslots CAS--> HELD(x+nslots,h)  (x+nslots: no message)
+ *   HELD(x,me) --release/ack CAS--> FREE(x+nslots)
+ *   HELD(x,dead) --recovery--> FREE(x+nslots)   (at-least-once: given back)
+ * so a held message stops no producer, however long it is held.
+ *
  * head and tail are hints: a producer claims the slot first and then moves
  * tail; anyone who finds the slot at tail already claimed moves tail on for
  * it (and likewise for head).  So a process killed between the two steps
@@ -23,7 +31,11 @@
  *
  * Exact capacity: a producer may claim position p only while
  * p - head < max(capacity, 1).  head counts positions consumers have
- * claimed, so a sender blocks exactly when `capacity` messages are queued.
+ * claimed, so a sender blocks exactly when `capacity` messages are queued --
+ * or earlier by the positions producers passed held slots at that receivers
+ * have not reached yet (each held message is in the window at most once, so
+ * never while queued + held < capacity; docs/channels.md).  When every slot
+ * a producer meets in a lap is held, it waits for a release.
  */
 #include "internal.h"
 
@@ -57,6 +69,7 @@ int fab__mpmc_claim(fab_chan *ch, uint64_t *pos, fab__block *blk)
 {
 	fab_chan_hdr *hd = ch->hdr;
 	uint32_t tag = ch->fab->tag;
+	uint32_t passed = 0; /* held slots this call passed */
 	blk->behind_tag = 0;
 	for (uint32_t guard = 0; guard < FAB__GUARD; guard++) {
 		/* Acquire the tail hint: a later slot read must not see a state
@@ -87,7 +100,9 @@ int fab__mpmc_claim(fab_chan *ch, uint64_t *pos, fab__block *blk)
 			/* Full by the hints; the head hint may be stale. */
 			fab_mslot *hs = fab__mslot(ch, h);
 			uint64_t hw = load_acquire(&hs->state);
-			if (FAB_SW_SAMEPOS(hw, h) && FAB_SW_STATE(hw) == FAB_SLOT_READING) {
+			if (FAB_SW_SAMEPOS(hw, h) && (FAB_SW_STATE(hw) == FAB_SLOT_READING ||
+						      FAB_SW_STATE(hw) == FAB_SLOT_HELD)) {
+				/* Taken, or a held slot passed at h: no message. */
 				fab__bump(&hd->head, h);
 				continue;
 			}
@@ -120,6 +135,56 @@ int fab__mpmc_claim(fab_chan *ch, uint64_t *pos, fab__block *blk)
 			/* Someone claimed p and has not moved tail yet (or p was
 			 * skipped and already recycled for the next lap): help. */
 			fab__bump(&hd->tail, p);
+			continue;
+		}
+		if (FAB_SW_SAMEPOS(w, p - ch->nslots) && FAB_SW_STATE(w) == FAB_SLOT_HELD) {
+			/* A message held past its receive: pass it.  Position p
+			 * carries no message; the holder's tag stays, so its
+			 * release (or recovery) finds the slot.  After a whole
+			 * lap of held slots, wait for a release (it wakes us). */
+			/* A holder that died holding is recovered (the slot comes
+			 * free, or its lease goes back for redelivery) rather than
+			 * passed for good: before 1.4 the producer that waited at
+			 * its slot found it dead, and a busy channel, whose
+			 * receivers never wait, may have nobody else to look.  At
+			 * most every 50 ms per handle: the look costs system calls,
+			 * a pass (once a lap per held slot) only a clock read. */
+			int64_t now = fab__now_ns();
+			if (now >= ch->pass_check_ns) {
+				ch->pass_check_ns = now + 50000000;
+				if (!fab__tag_alive(ch->fab, FAB_SW_TAG(w))) {
+					fab__chan_recover(ch, ch->fab, FAB_SW_TAG(w));
+					continue;
+				}
+			}
+			bool all_held = passed >= ch->nslots;
+			/* Before the first pass of a call, look (reads only)
+			 * whether any other slot is not held: when none is, a
+			 * pass only burns a position, and a sender that retries
+			 * would burn one on every try. */
+			for (uint32_t k = 1; !passed && k <= ch->nslots; k++) {
+				if (k == ch->nslots) {
+					all_held = true;
+					break;
+				}
+				if (FAB_SW_STATE(load_relaxed(&fab__mslot(ch, p + k)->state)) !=
+				    FAB_SLOT_HELD)
+					break;
+			}
+			if (all_held) {
+				blk->behind_tag = FAB_SW_TAG(w);
+				if (load_acquire(&hd->tail) != p)
+					continue;
+				return FAB_EAGAIN;
+			}
+			/* acq_rel (`cas`): nothing to publish but the pass; the
+			 * tail bump that follows is ordered after it. */
+			if (cas(&s->state, &w, FAB_SW_MAKE(p, FAB_SLOT_HELD, FAB_SW_TAG(w)))) {
+				passed++;
+				/* Counted like a SKIP: sent and received leave it out. */
+				fetch_add_relaxed(&hd->skipped, 1);
+				fab__bump(&hd->tail, p);
+			}
 			continue;
 		}
 		if (FAB_SW_SAMEPOS(w, p - ch->nslots)) {
@@ -193,7 +258,7 @@ void fab__mpmc_skip(fab_chan *ch, uint64_t pos, uint32_t state_from)
 	cas(&s->state, &w, FAB_SW_MAKE(pos, FAB_SLOT_SKIP, 0));
 }
 
-int fab__mpmc_take(fab_chan *ch, uint64_t *pos, size_t cap, fab__block *blk)
+int fab__mpmc_take(fab_chan *ch, uint64_t *pos, size_t cap, fab__block *blk, uint32_t as)
 {
 	fab_chan_hdr *hd = ch->hdr;
 	uint32_t tag = ch->fab->tag;
@@ -207,6 +272,14 @@ int fab__mpmc_take(fab_chan *ch, uint64_t *pos, size_t cap, fab__block *blk)
 		if (FAB_SW_SAMEPOS(w, q)) {
 			switch (FAB_SW_STATE(w)) {
 			case FAB_SLOT_FULL: {
+				if (ch->delivery == FAB_AT_LEAST_ONCE && s->returns != 0) {
+					/* A lease given back at a position a producer
+					 * passed it at (HELD, then RETURNING): the
+					 * redelivery scan takes it, which keeps the
+					 * `returned` gauge exact; leave it behind head. */
+					fab__bump(&hd->head, q);
+					continue;
+				}
 				uint32_t len = s->len;
 				if (unlikely(len > ch->msg_size)) {
 					/* Corrupt length: take and drop this record. */
@@ -227,7 +300,9 @@ int fab__mpmc_take(fab_chan *ch, uint64_t *pos, size_t cap, fab__block *blk)
 					return fab__err(FAB_EMSGSIZE, "message of %u bytes, buffer of %zu",
 							len, cap);
 				}
-				if (cas(&s->state, &w, FAB_SW_MAKE(q, FAB_SLOT_READING, tag))) {
+				/* `as`: READING for a copy, HELD for a message kept
+				 * past the call (acquire, lease). */
+				if (cas(&s->state, &w, FAB_SW_MAKE(q, as, tag))) {
 					fab__bump(&hd->head, q);
 					*pos = q;
 					return 0;
@@ -235,6 +310,10 @@ int fab__mpmc_take(fab_chan *ch, uint64_t *pos, size_t cap, fab__block *blk)
 				continue;
 			}
 			case FAB_SLOT_READING:
+			case FAB_SLOT_HELD:	 /* taken, or a held slot passed at q */
+			case FAB_SLOT_RETURNING: /* a passed lease given back: its
+						  * returner counts it, and it is
+						  * redelivered from behind head */
 				fab__bump(&hd->head, q);
 				continue;
 			case FAB_SLOT_SKIP:
@@ -255,6 +334,7 @@ int fab__mpmc_take(fab_chan *ch, uint64_t *pos, size_t cap, fab__block *blk)
 			continue;
 		} else if (FAB_SW_SAMEPOS(w, q - ch->nslots) &&
 			   (FAB_SW_STATE(w) == FAB_SLOT_READING ||
+			    FAB_SW_STATE(w) == FAB_SLOT_HELD ||
 			    FAB_SW_STATE(w) == FAB_SLOT_RETURNING ||
 			    (FAB_SW_STATE(w) == FAB_SLOT_FULL &&
 			     ch->delivery == FAB_AT_LEAST_ONCE))) {
@@ -294,6 +374,55 @@ void fab__mpmc_free(fab_chan *ch, uint64_t pos)
 	store_release(&s->state, FAB_SW_MAKE(pos + ch->nslots, FAB_SLOT_FREE, 0));
 }
 
+/* The word of the slot of `pos`, taken HELD by this process: HELD(x, me)
+ * with x a whole number of laps at or after pos (each producer that passed
+ * the slot moved x on by one lap).  0 if the slot is not ours (scribbled, or
+ * recovered after a false death verdict). */
+static uint64_t fab__held_word(fab_chan *ch, uint64_t pos, uint64_t *x)
+{
+	uint64_t w = load_acquire(&fab__mslot(ch, pos)->state);
+	if (FAB_SW_STATE(w) != FAB_SLOT_HELD || FAB_SW_TAG(w) != ch->fab->tag)
+		return 0;
+	uint64_t d = (FAB_SW_SEQ(w) - pos) & FAB_SEQ_MASK;
+	if ((d & ch->mask) != 0 || d > (1ULL << 44))
+		return 0;
+	*x = pos + d;
+	return w;
+}
+
+int fab__mpmc_unhold(fab_chan *ch, uint64_t pos)
+{
+	fab_mslot *s = fab__mslot(ch, pos);
+	for (uint32_t guard = 0; guard < FAB__GUARD; guard++) {
+		uint64_t x, w = fab__held_word(ch, pos, &x);
+		if (!w)
+			break;
+		/* Release: our reads of the payload finish before a producer
+		 * of the next lap writes (pairs with fab__mpmc_claim's acquire).
+		 * It fails only when a producer passed the slot meanwhile. */
+		if (atomic_compare_exchange_strong_explicit(
+			    &s->state, &w, FAB_SW_MAKE(x + ch->nslots, FAB_SLOT_FREE, 0),
+			    memory_order_release, memory_order_relaxed))
+			return 0;
+	}
+	uint64_t w = load_relaxed(&s->state);
+	return fab__err(FAB_ECORRUPT, "channel %s: message at %llu is no longer held by us (%#llx)",
+			ch->name, (unsigned long long)pos, (unsigned long long)w);
+}
+
+int fab__mpmc_give_back(fab_chan *ch, uint64_t pos)
+{
+	for (uint32_t guard = 0; guard < FAB__GUARD; guard++) {
+		uint64_t x, w = fab__held_word(ch, pos, &x);
+		if (!w)
+			return 0;
+		if (fab__mpmc_return(ch, x, w))
+			return 1;
+		/* A producer passed the slot between our look and the CAS. */
+	}
+	return 0;
+}
+
 int fab__mpmc_taken(fab_chan *ch, uint64_t pos)
 {
 	uint64_t w = load_acquire(&fab__mslot(ch, pos)->state);
@@ -325,7 +454,7 @@ uint64_t fab__mpmc_recover(fab_chan *ch, fab_fabric *fab, int only_tag)
 		uint64_t w = load_acquire(&s->state);
 		uint32_t st = FAB_SW_STATE(w), t = FAB_SW_TAG(w);
 		if (!t || (st != FAB_SLOT_WRITING && st != FAB_SLOT_READING &&
-			   st != FAB_SLOT_RETURNING))
+			   st != FAB_SLOT_RETURNING && st != FAB_SLOT_HELD))
 			continue;
 		int is_dead;
 		if (only_tag) {
@@ -348,30 +477,43 @@ uint64_t fab__mpmc_recover(fab_chan *ch, fab_fabric *fab, int only_tag)
 		}
 		if (!is_dead)
 			continue;
-		/* The slot's position, rebuilt from the 45 stored bits and the
-		 * slot index, near the head hint. */
-		uint64_t h = load_acquire(&ch->hdr->head);
-		uint64_t seq = FAB_SW_SEQ(w);
-		uint64_t p = (h & ~FAB_SEQ_MASK) | seq;
-		if (p > h + (1ULL << 44))
-			p -= 1ULL << FAB_SEQ_BITS;
-		else if (p + (1ULL << 44) < h)
-			p += 1ULL << FAB_SEQ_BITS;
-		if (st != FAB_SLOT_WRITING && ch->delivery == FAB_AT_LEAST_ONCE) {
-			/* A dead lessee (or a returner that died giving a lease
-			 * back): the message goes back for redelivery, or to
-			 * the dead letter. */
-			fixed += (uint64_t)fab__mpmc_return(ch, p, w);
-			continue;
-		}
-		uint64_t nw = st == FAB_SLOT_WRITING ? FAB_SW_MAKE(p, FAB_SLOT_SKIP, 0)
-						     : FAB_SW_MAKE(p + ch->nslots, FAB_SLOT_FREE, 0);
-		if (cas(&s->state, &w, nw)) {
-			fixed++;
-			if (st == FAB_SLOT_WRITING)
-				fab__bump(&ch->hdr->tail, p);
-			else
-				fab__bump(&ch->hdr->head, p);
+		/* Only a HELD slot changes under us legitimately (a producer
+		 * passes it between our load and the CAS): follow it a few
+		 * times; a later recovery finishes what we could not. */
+		for (int again = 0; again < 8; again++) {
+			/* The slot's position, rebuilt from the 45 stored bits
+			 * and the slot index, near the head hint. */
+			uint64_t h = load_acquire(&ch->hdr->head);
+			uint64_t p = (h & ~FAB_SEQ_MASK) | FAB_SW_SEQ(w);
+			if (p > h + (1ULL << 44))
+				p -= 1ULL << FAB_SEQ_BITS;
+			else if (p + (1ULL << 44) < h)
+				p += 1ULL << FAB_SEQ_BITS;
+			int ok;
+			if (st != FAB_SLOT_WRITING && ch->delivery == FAB_AT_LEAST_ONCE) {
+				/* A dead lessee (or a returner that died giving a
+				 * lease back): the message goes back for
+				 * redelivery, or to the dead letter. */
+				ok = fab__mpmc_return(ch, p, w);
+			} else {
+				uint64_t nw = st == FAB_SLOT_WRITING
+						      ? FAB_SW_MAKE(p, FAB_SLOT_SKIP, 0)
+						      : FAB_SW_MAKE(p + ch->nslots, FAB_SLOT_FREE, 0);
+				ok = cas(&s->state, &w, nw);
+				if (ok && st == FAB_SLOT_WRITING)
+					fab__bump(&ch->hdr->tail, p);
+				else if (ok)
+					fab__bump(&ch->hdr->head, p);
+			}
+			if (ok) {
+				fixed++;
+				break;
+			}
+			if (st != FAB_SLOT_HELD)
+				break;
+			w = load_acquire(&s->state);
+			if (FAB_SW_STATE(w) != FAB_SLOT_HELD || FAB_SW_TAG(w) != t)
+				break;
 		}
 	}
 	if (fixed)
@@ -389,7 +531,7 @@ int fab__mpmc_validate(fab_chan *ch)
 	for (uint32_t i = 0; i < ch->nslots; i++) {
 		fab_mslot *s = (fab_mslot *)(ch->slots + (size_t)i * ch->slot_size);
 		uint64_t w = load_acquire(&s->state);
-		if (FAB_SW_STATE(w) > FAB_SLOT_RETURNING ||
+		if (FAB_SW_STATE(w) > FAB_SLOT_HELD ||
 		    (FAB_SW_STATE(w) == FAB_SLOT_RETURNING && ch->delivery != FAB_AT_LEAST_ONCE))
 			return fab__err(FAB_ECORRUPT, "channel %s: slot %u bad state", ch->name, i);
 		if (FAB_SW_STATE(w) == FAB_SLOT_FULL && s->len > ch->msg_size)
@@ -405,25 +547,28 @@ int fab__mpmc_validate(fab_chan *ch)
 
 /*
  * Leases.  A receive on an at-least-once channel takes FULL(p) to
- * READING(p, tag) exactly as an at-most-once receive does, but the slot is
- * not freed after the copy: it stays READING (leased to the receiving
- * handle; the tag names its process) until
- *   ack:      READING(p, me)  --store--> FREE(p + nslots)
- *   give back READING(p, x)   --CAS--> RETURNING(p, me) --> FULL(p)
- *             (nack by the holder; recovery when x is dead), or, after
+ * HELD(p, tag) (READING until layout 1.4): the slot is not freed after the
+ * copy; it stays HELD (leased to the receiving handle; the tag names its
+ * process) until
+ *   ack:      HELD(x, me)  --CAS--> FREE(x + nslots)
+ *   give back HELD(x, h)   --CAS--> RETURNING(x, me) --> FULL(x)
+ *             (nack by the holder; recovery when h is dead), or, after
  *             max_deliveries returns, a copy to the dead-letter channel
- *             and FREE(p + nslots).
- * A given-back FULL(p) lies behind head; receivers look for such messages
- * first (fab__mpmc_take_returned) whenever the `returned` gauge is not 0,
- * so redeliveries go ahead of new messages.  They scan [redo_low, head):
- * every position below redo_low is finished (FREE of a later lap), and a
- * scanner moves redo_low past the finished positions it walks over.  A
- * leased or given-back position is never finished, so redo_low never
- * passes one, and a give-back never needs to lower it.
+ *             and FREE(x + nslots).
+ * x is p, or a later lap's position where producers passed the lease
+ * (fab__mpmc_claim).  A given-back FULL(x) behind head, and one at or after
+ * head (its `returns` is not 0: receivers at head pass it, fab__mpmc_take),
+ * is taken by the redelivery scan (fab__mpmc_take_returned), run first
+ * whenever the `returned` gauge is not 0, so redeliveries go ahead of new
+ * messages.  It scans [redo_low, head): every position below redo_low is
+ * finished (a word of a later lap, or SKIP), and a scanner moves redo_low
+ * past the finished positions it walks over.  A leased or given-back
+ * position is never finished, so redo_low never passes one, and a give-back
+ * never needs to lower it (a passed lease's new position is later still).
  *
- * Producers that reach a slot whose previous lap is leased, being given
- * back or waiting for redelivery wait for it (fab__mpmc_claim): a lease
- * occupies its slot, as the message itself still does.
+ * Producers pass a leased slot like any held one; they wait for a slot
+ * whose previous lap is being given back (RETURNING) or waits for
+ * redelivery (FULL behind head), both short-lived.
  */
 
 /* Where a scan of [.., h) starts; *raw is redo_low as loaded, which a
@@ -500,7 +645,7 @@ int fab__mpmc_take_returned(fab_chan *ch, uint64_t *pos, size_t cap, fab__block 
 			/* Acquire on success: the returner's writes (returns
 			 * count) and the producer's payload are visible. */
 			if (atomic_compare_exchange_strong_explicit(
-				    &s->state, &w, FAB_SW_MAKE(q, FAB_SLOT_READING, tag),
+				    &s->state, &w, FAB_SW_MAKE(q, FAB_SLOT_HELD, tag),
 				    memory_order_acq_rel, memory_order_relaxed)) {
 				/* The caller takes it off the `returned` gauge
 				 * (it does so for any given-back message it gets,
@@ -519,7 +664,9 @@ int fab__mpmc_take_returned(fab_chan *ch, uint64_t *pos, size_t cap, fab__block 
 		/* A redelivered message just taken: its taker may not have
 		 * taken it off the gauge yet (it does so after its claim), and
 		 * a reset now would erase the count that decrement is owed. */
-		if (FAB_SW_SAMEPOS(w, q) && FAB_SW_STATE(w) == FAB_SLOT_READING && s->returns != 0)
+		if (FAB_SW_SAMEPOS(w, q) &&
+		    (FAB_SW_STATE(w) == FAB_SLOT_READING || FAB_SW_STATE(w) == FAB_SLOT_HELD) &&
+		    s->returns != 0)
 			busy = true;
 		if (finished_run && fab__redo_finished(ch, w, q))
 			continue; /* finished: acked, dead-lettered or skipped */
@@ -651,16 +798,7 @@ int fab__mpmc_return(fab_chan *ch, uint64_t pos, uint64_t word)
 
 int fab__mpmc_ack(fab_chan *ch, uint64_t pos)
 {
-	fab_mslot *s = fab__mslot(ch, pos);
-	uint64_t w = FAB_SW_MAKE(pos, FAB_SLOT_READING, ch->fab->tag);
-	/* Release: our reads of the payload finish before a producer of the
-	 * next lap writes (pairs with fab__mpmc_claim's acquire). */
-	if (!atomic_compare_exchange_strong_explicit(&s->state, &w,
-						     FAB_SW_MAKE(pos + ch->nslots, FAB_SLOT_FREE, 0),
-						     memory_order_release, memory_order_relaxed))
-		return fab__err(FAB_ECORRUPT, "channel %s: lease at %llu is no longer ours (%#llx)",
-				ch->name, (unsigned long long)pos, (unsigned long long)w);
-	return 0;
+	return fab__mpmc_unhold(ch, pos);
 }
 
 uint64_t fab__mpmc_foreign_leases(fab_chan *ch, uint32_t *tag)
@@ -673,11 +811,17 @@ uint64_t fab__mpmc_foreign_leases(fab_chan *ch, uint32_t *tag)
 		if (!FAB_SW_SAMEPOS(w, q))
 			continue;
 		uint32_t st = FAB_SW_STATE(w);
-		if (st != FAB_SLOT_READING && st != FAB_SLOT_RETURNING && st != FAB_SLOT_FULL)
+		if (st != FAB_SLOT_READING && st != FAB_SLOT_HELD && st != FAB_SLOT_RETURNING &&
+		    st != FAB_SLOT_FULL)
 			continue;
+		/* Ours: a lease of this handle in this slot (producers that
+		 * passed it moved its position on by whole laps). */
 		bool mine = false;
-		for (uint32_t k = 0; k < ch->nleases && !mine; k++)
-			mine = ch->leases[(ch->lease_first + k) % ch->max_inflight] == q;
+		for (uint32_t k = 0; k < ch->nleases && !mine && st == FAB_SLOT_HELD &&
+				     FAB_SW_TAG(w) == ch->fab->tag;
+		     k++)
+			mine = ((ch->leases[(ch->lease_first + k) % ch->max_inflight] ^ q) & ch->mask) ==
+			       0;
 		if (mine)
 			continue;
 		n++;
@@ -715,7 +859,8 @@ uint64_t fab__mpmc_lessees(fab_chan *ch, bool check, uint32_t *dead)
 			finished_run = false;
 		}
 		uint32_t st = FAB_SW_STATE(w), t = FAB_SW_TAG(w);
-		if (!FAB_SW_SAMEPOS(w, q) || (st != FAB_SLOT_READING && st != FAB_SLOT_RETURNING) ||
+		if (!FAB_SW_SAMEPOS(w, q) ||
+		    (st != FAB_SLOT_READING && st != FAB_SLOT_HELD && st != FAB_SLOT_RETURNING) ||
 		    t == ch->fab->tag)
 			continue;
 		n++;
@@ -743,7 +888,7 @@ uint64_t fab__mpmc_leased(fab_chan *ch)
 	uint64_t n = 0;
 	for (uint32_t i = 0; i < ch->nslots; i++) {
 		fab_mslot *s = (fab_mslot *)(ch->slots + (size_t)i * ch->slot_size);
-		if (FAB_SW_STATE(load_relaxed(&s->state)) == FAB_SLOT_READING)
+		if (FAB_SW_STATE(load_relaxed(&s->state)) == FAB_SLOT_HELD)
 			n++;
 	}
 	return n;

@@ -717,8 +717,9 @@ START_TEST(wrong_minor)
 	ck_assert(c && k);
 	_Atomic uint32_t *cv = &((fab_ctl_hdr *)c)->version;
 	_Atomic uint32_t *kv = &((fab_chan_hdr *)k)->version;
-	const uint32_t minors[] = {2u, FAB_LAYOUT_MINOR + 1, 0u, 0xffffu};
-	ck_assert_uint_eq(FAB_LAYOUT_MINOR, 3); /* 1.2: the last layout without attach_hi */
+	/* 1.2: the last layout without attach_hi; 1.3 the last without HELD */
+	const uint32_t minors[] = {2u, 3u, FAB_LAYOUT_MINOR + 1, 0u, 0xffffu};
+	ck_assert_uint_eq(FAB_LAYOUT_MINOR, 4);
 
 	ck_assert_int_eq(fab_fabric_open(fabric, 0, &fab), 0);
 	for (unsigned i = 0; i < sizeof minors / sizeof minors[0]; i++) {
@@ -737,7 +738,12 @@ START_TEST(wrong_minor)
 	fab_fabric_close(fab);
 	fab = NULL;
 
-	/* The control segment: an older minor is refused, a newer one read. */
+	/* The control segment: a minor older than 1.3 is refused (1.4 changed
+	 * only channel segments, so a fabric of 1.3 is read), a newer one read. */
+	atomic_store(cv, (FAB_LAYOUT_MAJOR << 16) | 3u);
+	ck_assert_int_eq(fab_fabric_open(fabric, 0, &fab), 0);
+	fab_fabric_close(fab);
+	fab = NULL;
 	atomic_store(cv, (FAB_LAYOUT_MAJOR << 16) | 2u);
 	int rc = fab_fabric_open(fabric, 0, &fab);
 	snprintf(want, sizeof want, "layout %u.2 predates", FAB_LAYOUT_MAJOR);

@@ -69,6 +69,7 @@ struct kcfg {
 	int slot;
 	int64_t life_ns; /* deadline for each child's blocking calls */
 	int mixed;       /* each message through a random path (k_producer, k_consumer) */
+	int hold;        /* mixed: an acquired message is held up to 300 us */
 	uint64_t seed;
 };
 
@@ -262,6 +263,11 @@ static int k_consumer(void *arg)
 			if (n == 0) {
 				if (len > sizeof buf)
 					MT_CHILD_FAIL(13, "consumer slot %d: acquired %zu bytes", c->slot, len);
+				/* Held a while, the other consumers go on and the
+				 * producers pass its slot (layout 1.4): a kill
+				 * lands on a held, passed slot too. */
+				if (c->hold)
+					usleep((useconds_t)mt_below(&rng, 300));
 				memcpy(buf, m, len);
 				int rr = fab_recv_release(ch);
 				if (rr != 0)
@@ -335,6 +341,7 @@ struct kopts {
 	int parent_recover; /* call fab_fabric_recover every 25 kills and at the end */
 	uint64_t start;     /* FAB_TEST_START_POS, 0 = default */
 	int mixed;          /* random send/receive paths (header) */
+	int hold;           /* mixed: hold acquired messages a while (kcfg.hold) */
 };
 
 static pid_t k_spawn(int (*fn)(void *), struct kcfg *c, int slot)
@@ -375,6 +382,7 @@ static void run_kill(const struct kopts *o)
 	c.np = o->np;
 	c.nc = o->nc;
 	c.mixed = o->mixed;
+	c.hold = o->hold;
 	c.seed = mt_next(&r);
 	c.life_ns = 60 * MT_SEC;
 	c.sh = mt_shared(sizeof *c.sh);
@@ -565,6 +573,19 @@ START_TEST(kill_mixed_paths)
 	run_kill(&o2);
 	struct kopts o3 = {"kmix0", FAB_MPMC, 0, 2, 2, MT_SCALE(200, 100), V_PROD | V_CONS, 1, 0, 1};
 	run_kill(&o3);
+}
+END_TEST
+
+START_TEST(kill_mixed_holds)
+{
+	/* The mixed paths with acquired messages held up to 300 us on small
+	 * mpmc rings: producers pass the held slots lap after lap while
+	 * holders, passers and the others are killed at random. */
+	struct kopts o = {"kmixh", FAB_MPMC, 4, 2, 3, MT_SCALE(400, 200), V_PROD | V_CONS, 1, 0, 1, 1};
+	run_kill(&o);
+	struct kopts o2 = {"kmixh1", FAB_MPMC, 1, 2, 3, MT_SCALE(300, 150), V_PROD | V_CONS, 0, 0, 1,
+			   1};
+	run_kill(&o2);
 }
 END_TEST
 
@@ -803,6 +824,7 @@ int main(void)
 	tcase_add_test(tc, kill_mpmc_unbuffered);
 	tcase_add_test(tc, kill_wrap);
 	tcase_add_test(tc, kill_mixed_paths);
+	tcase_add_test(tc, kill_mixed_holds);
 	tcase_add_test(tc, waiter_recovery_dead_producers);
 	tcase_add_test(tc, waiter_recovery_dead_consumers);
 	tcase_add_test(tc, dead_writer_slot_mpmc);

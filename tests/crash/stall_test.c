@@ -714,8 +714,8 @@ END_TEST
 
 /* ---- alo_drain_behind_dead_returner -------------------------------------- */
 
-/* Takes m0 and gives it back: fab__mpmc_return's first step (READING ->
- * RETURNING), then SIGKILL before FULL. */
+/* Takes m0 and gives it back: fab__mpmc_return's first step (HELD ->
+ * RETURNING; a lease is HELD since layout 1.4), then SIGKILL before FULL. */
 static int r5_lessee(void *arg)
 {
 	fab_fabric *f = NULL;
@@ -729,10 +729,10 @@ static int r5_lessee(void *arg)
 	if (n != 3)
 		MT_CHILD_FAIL(21, "recv: %zd", n);
 	uint32_t tag = st_my_tag(S.fabric);
-	uint64_t w = FAB_SW_MAKE(S.pos, FAB_SLOT_READING, tag);
+	uint64_t w = FAB_SW_MAKE(S.pos, FAB_SLOT_HELD, tag);
 	if (!tag || !atomic_compare_exchange_strong(&S.slot->state, &w,
 						    FAB_SW_MAKE(S.pos, FAB_SLOT_RETURNING, tag)))
-		MT_CHILD_FAIL(22, "slot %#llx not READING by us (%#x)", (unsigned long long)w, tag);
+		MT_CHILD_FAIL(22, "slot %#llx not HELD by us (%#x)", (unsigned long long)w, tag);
 	raise(SIGKILL);
 	return 23;
 }

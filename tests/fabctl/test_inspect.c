@@ -606,9 +606,11 @@ static const struct {
     {0, 0x12345678, "bad magic"},
     {offsetof(fab_chan_hdr, version), 0, "not initialised (version 0)"},
     {offsetof(fab_chan_hdr, version), 0x00090000, "layout 9.0"},
-    /* 1.3 added attach_hi: channels of any other minor are refused */
-    {offsetof(fab_chan_hdr, version), 0x00010002, "channel c1: layout 1.2, fabctl reads 1.3"},
-    {offsetof(fab_chan_hdr, version), 0x00010004, "channel c1: layout 1.4, fabctl reads 1.3"},
+    /* 1.3 added attach_hi, 1.4 the HELD slot state: channels of any other
+     * minor are refused */
+    {offsetof(fab_chan_hdr, version), 0x00010002, "channel c1: layout 1.2, fabctl reads 1.4"},
+    {offsetof(fab_chan_hdr, version), 0x00010003, "channel c1: layout 1.3, fabctl reads 1.4"},
+    {offsetof(fab_chan_hdr, version), 0x00010005, "channel c1: layout 1.5, fabctl reads 1.4"},
     {offsetof(fab_chan_hdr, capacity), 0xffffffffu, "absurd capacity"},
     {offsetof(fab_chan_hdr, msg_size), 0xfffffff0u, "absurd msg_size"},
     {offsetof(fab_chan_hdr, slots_off), 0x7ffff000u, "do not match"},

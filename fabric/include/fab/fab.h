@@ -32,8 +32,8 @@ extern "C" {
 #endif
 
 #define FAB_VERSION_MAJOR 1
-#define FAB_VERSION_MINOR 5
-#define FAB_VERSION_PATCH 3
+#define FAB_VERSION_MINOR 6
+#define FAB_VERSION_PATCH 0
 
 /*
  * Error codes.  One table generates the values, fab_strerror() and the names
