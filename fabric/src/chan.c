@@ -1709,10 +1709,15 @@ static __attribute__((noinline)) int fab__try_send_slow(fab_chan *ch, const void
 int fab_send_reserve(fab_chan *ch, size_t len, void **slot, fab_ctx *ctx)
 {
 	int rc;
+	if (!slot) {
+		/* Before fab__send_check, which would call it a NULL message
+		 * (a user trial). */
+		if ((rc = fab__chan_check(ch, FAB_SEND)))
+			return rc;
+		return fab__err(FAB_EINVAL, "NULL slot pointer");
+	}
 	if ((rc = fab__send_check(ch, slot, len)))
 		return rc;
-	if (!slot)
-		return fab__err(FAB_EINVAL, "NULL slot pointer");
 	if (ch->reserved)
 		return fab__err(FAB_EINVAL, "channel %s: a reservation is already pending", ch->name);
 	if (ctx && (rc = fab__ctx_valid(ctx)))
@@ -1952,9 +1957,13 @@ int fab_recv_info(fab_chan *ch, fab_msg_info *info)
 	int rc;
 	if ((rc = fab__alo_check(ch, "fab_recv_info")))
 		return rc;
-	if (!info || info->size < offsetof(fab_msg_info, enqueue_ns) + sizeof(int64_t) ||
-	    info->size > 4096)
-		return fab__err(FAB_EINVAL, "fab_msg_info.size must be set to sizeof(fab_msg_info)");
+	if (!info)
+		return fab__err(FAB_EINVAL, "fab_recv_info: NULL fab_msg_info pointer");
+	if (info->size < offsetof(fab_msg_info, enqueue_ns) + sizeof(int64_t) || info->size > 4096)
+		return fab__err(FAB_EINVAL,
+				"fab_msg_info.size is %u: set it to sizeof(fab_msg_info) (%zu bytes "
+				"here)",
+				info->size, sizeof(fab_msg_info));
 	if (!ch->have_info)
 		return fab__err(FAB_ENOENT, "no message received through this handle yet");
 	fab__out_struct(info, &ch->info, sizeof ch->info);
@@ -2742,8 +2751,13 @@ int fab_chan_stats(fab_chan *ch, fab_stats *st)
 	int rc;
 	if ((rc = fab__chan_check(ch, 0)))
 		return rc;
-	if (!st || st->size < offsetof(fab_stats, len) || st->size > 4096)
-		return fab__err(FAB_EINVAL, "fab_stats.size must be set to sizeof(fab_stats)");
+	if (!st)
+		return fab__err(FAB_EINVAL, "fab_chan_stats: NULL fab_stats pointer");
+	if (st->size < offsetof(fab_stats, len) || st->size > 4096)
+		return fab__err(FAB_EINVAL,
+				"fab_stats.size is %u: set it to sizeof(fab_stats) (%zu bytes here; "
+				"%zu to 4096 accepted)",
+				st->size, sizeof(fab_stats), offsetof(fab_stats, len));
 	fab_chan_hdr *h = ch->hdr;
 	fab_stats s;
 	memset(&s, 0, sizeof s);

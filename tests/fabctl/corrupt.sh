@@ -35,6 +35,10 @@ chan_bad() { # CASE REGEX
 	run "$1j" "$FABCTL" -o json chan --interval 0; expect_rc "$1j" 5
 	pycheck "$1j" "[c for c in d['channels'] if c['name']=='c1' and 'error' in c and c['code'] in ('FAB_ECORRUPT', 'FAB_EVERSION')]"
 	run "$1p" "$FABCTL" peek c1; expect_rc "$1p" 5; expect_err "$1p" "$2"
+	# recv through the library: the object named once (a user trial saw
+	# "channel c1: channel c1: ...")
+	run "$1r" "$FABCTL" recv c1 --timeout 1ms
+	grep -q 'channel c1: channel c1' "$TMP/$1r.err" && fail "$1r: object named twice: $(cat "$TMP/$1r.err")"
 	run "$1ps" "$FABCTL" ps; expect_rc "$1ps" 0
 	run "$1b" "$FABCTL" blocked; expect_rc "$1b" 0
 	run "$1t" "$FABCTL" top -n 1 --interval 1ms; expect_rc "$1t" 5

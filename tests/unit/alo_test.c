@@ -113,6 +113,7 @@ START_TEST(t_options)
 	recv_str(c, "m");
 	UT_RC(fab_recv_info(c, &mi), FAB_EINVAL); /* size not set */
 	UT_RC(fab_recv_info(c, NULL), FAB_EINVAL);
+	ck_assert_msg(strstr(fab_errmsg(), "NULL fab_msg_info"), "detail: %s", fab_errmsg());
 	fab_chan_release(c);
 
 	/* ack on an at-most-once channel: a clear error. */

@@ -2313,6 +2313,7 @@ START_TEST(t_stats)
 	ck_assert_int_eq(st.len, 3);
 	/* Stats argument checks. */
 	UT_RC(fab_chan_stats(c, NULL), FAB_EINVAL);
+	ck_assert_msg(strstr(fab_errmsg(), "NULL fab_stats"), "detail: %s", fab_errmsg());
 	fab_chan_release(c);
 }
 END_TEST
@@ -2431,6 +2432,7 @@ START_TEST(t_null_handles)
 	UT_RC(fab_send(c, NULL, 4, NULL), FAB_EINVAL);
 	UT_RC(fab_try_send(c, NULL, 4), FAB_EINVAL);
 	UT_RC(fab_send_reserve(c, 4, NULL, NULL), FAB_EINVAL);
+	ck_assert_msg(strstr(fab_errmsg(), "NULL slot"), "detail: %s", fab_errmsg());
 	UT_RC(fab_send_batch(c, NULL, 1, NULL), FAB_EINVAL);
 	ck_assert_int_eq(fab_chan_len(c), 0);
 	UT_RC(send_u64(c, 1), 0);

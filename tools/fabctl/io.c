@@ -112,6 +112,20 @@ int fabctl_peek(int argc, char **argv)
 
 /* ---- send / recv ------------------------------------------------------ */
 
+/* "KIND NAME: detail", unless the library's detail names the object
+ * already (a user trial saw "channel mp: channel mp: header does not match
+ * the segment"). */
+static int fail_obj(int code, const char *kind, const char *name, const char *extra)
+{
+	const char *m = fab_errmsg();
+	size_t kl = strlen(kind), nl = strlen(name);
+	bool named = !strncmp(m, kind, kl) && m[kl] == ' ' && !strncmp(m + kl + 1, name, nl) &&
+		     m[kl + 1 + nl] == ':';
+	if (named)
+		return fabctl_fail(code, "%s%s", m, extra);
+	return fabctl_fail(code, "%s %s: %s%s", kind, name, m, extra);
+}
+
 /* fab_fabric_open + fab_chan_open with role; prints why on failure.  When
  * `ch` names a topic, *c stays NULL, the fabric stays open and the caller
  * opens the topic (topic_ok; otherwise the refusal is printed). */
@@ -120,7 +134,7 @@ static int open_chan(const char *fabric, const char *ch, unsigned role, fab_fabr
 {
 	int rc = fab_fabric_open(fabric, 0, fab);
 	if (rc)
-		return fabctl_fail(fabctl_exit_for(rc), "fabric %s: %s", fabric, fab_errmsg());
+		return fail_obj(fabctl_exit_for(rc), "fabric", fabric, "");
 	*c = NULL;
 	rc = fab_chan_open(*fab, ch, role, c);
 	if (rc == FAB_EINVAL && topic_ok) {
@@ -134,13 +148,11 @@ static int open_chan(const char *fabric, const char *ch, unsigned role, fab_fabr
 		rc = FAB_EINVAL;
 	}
 	if (rc == FAB_EBUSY)
-		return fab_fabric_close(*fab), fabctl_fail(FABCTL_EXIT_REFUSED,
-							   "channel %s: %s (an spsc end is held by "
-							   "another process, likely a stage)",
-							   ch, fab_errmsg());
-	if (rc)
 		return fab_fabric_close(*fab),
-		       fabctl_fail(fabctl_exit_for(rc), "channel %s: %s", ch, fab_errmsg());
+		       fail_obj(FABCTL_EXIT_REFUSED, "channel", ch,
+				" (an spsc end is held by another process, likely a stage)");
+	if (rc)
+		return fab_fabric_close(*fab), fail_obj(fabctl_exit_for(rc), "channel", ch, "");
 	return 0;
 }
 
@@ -191,7 +203,7 @@ int fabctl_send(int argc, char **argv)
 		}
 		if ((rc = fab_topic_open(fab, ch, &t))) {
 			fab_fabric_close(fab);
-			return fabctl_fail(fabctl_exit_for(rc), "topic %s: %s", ch, fab_errmsg());
+			return fail_obj(fabctl_exit_for(rc), "topic", ch, "");
 		}
 	}
 	char *line = NULL;
