@@ -741,6 +741,14 @@ static int fab__opts(const fab_chan_opts *o, unsigned fab_mode, fab_chan_opts *o
 		out->mode = fab_mode; /* the fabric's (fab_fabric_open FAB_MODE) */
 	if (out->mode & ~0777u)
 		return fab__err(FAB_EINVAL, "mode %o has bits beyond 0777", out->mode);
+	/* As FAB_MODE for a fabric (a user trial: 0777 and 0200 were taken
+	 * here while the fabric refused them): the owner reads and writes,
+	 * group and others get rw, r or nothing, and nobody executes. */
+	if (!fab__mode_ok(out->mode))
+		return fab__err(FAB_EINVAL,
+				"mode %o: the owner needs rw (0600), group and others rw, r or "
+				"nothing, and no execute bits",
+				out->mode);
 	return 0;
 }
 

@@ -480,6 +480,24 @@ START_TEST(t_opts_mode)
 	int m = ut_shm_mode(fname, "m");
 	ck_assert_msg(m == 0640, "mode %o, want 0640", m);
 	fab_chan_release(c);
+	/* Modes a fabric refuses are refused here too (they were taken until
+	 * 1.6.0: 0200 made a channel its owner could not open). */
+	static const uint32_t bad[] = {0777, 0700, 0200, 0400, 0620, 0602, 0610, 01600};
+	for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		o.mode = bad[i];
+		c = NULL;
+		UT_RC(fab_chan_create(fab, "m2", &o, &c), FAB_EINVAL);
+		ck_assert_ptr_null(c);
+		fab_topic *t = NULL;
+		UT_RC(fab_topic_create(fab, "t2", &o, &t), FAB_EINVAL);
+	}
+	static const uint32_t good[] = {0600, 0640, 0660, 0644, 0666, 0604};
+	for (unsigned i = 0; i < sizeof good / sizeof good[0]; i++) {
+		o.mode = good[i];
+		UT_RC(fab_chan_create(fab, "m3", &o, &c), 0);
+		fab_chan_release(c);
+		UT_RC(fab_chan_destroy(fab, "m3"), 0);
+	}
 }
 END_TEST
 
