@@ -40,6 +40,18 @@ static void mk_pair(const char *name, uint32_t kind, uint32_t cap, uint32_t msz,
 	*rx = op(name, FAB_RECV);
 }
 
+/* A channel of this kind (capacity 8, 8-byte messages) with a close quorum
+ * of `producers`: the creator's handle (both roles) and a receiving one. */
+static fab_chan *mk_quorum(const char *name, uint32_t kind, uint32_t producers, fab_chan **rx)
+{
+	fab_chan_opts o = ut_opts(kind, 8, 8);
+	o.producers = producers;
+	fab_chan *c = NULL;
+	UT_RC(fab_chan_create(fab, name, &o, &c), 0);
+	*rx = op(name, FAB_RECV);
+	return c;
+}
+
 static fab_ctx *deadline(int64_t ns)
 {
 	fab_ctx *c = NULL;
@@ -1049,10 +1061,8 @@ START_TEST(t_close_as)
 {
 	uint32_t kind = UT_KIND;
 	fab_chan_opts o = ut_opts(kind, 8, 8);
-	o.producers = 3;
-	fab_chan *c = NULL;
-	UT_RC(fab_chan_create(fab, "qa", &o, &c), 0);
-	fab_chan *rx = op("qa", FAB_RECV);
+	fab_chan *rx = NULL;
+	fab_chan *c = mk_quorum("qa", kind, 3, &rx);
 	UT_RC(fab_chan_close_as(c, NULL), FAB_EINVAL);
 	UT_RC(fab_chan_close_as(c, ""), FAB_EINVAL);
 	char longid[200];
@@ -1110,12 +1120,8 @@ END_TEST
  * still close the channel. */
 START_TEST(t_close_table_full)
 {
-	uint32_t kind = UT_KIND;
-	fab_chan_opts o = ut_opts(kind, 8, 8);
-	o.producers = 2;
-	fab_chan *c = NULL;
-	UT_RC(fab_chan_create(fab, "ct", &o, &c), 0);
-	fab_chan *rx = op("ct", FAB_RECV);
+	fab_chan *rx = NULL;
+	fab_chan *c = mk_quorum("ct", UT_KIND, 2, &rx);
 	char id[16];
 	for (int i = 0; i < FAB_PRODUCERS_MAX; i++) {
 		snprintf(id, sizeof id, "w.%d", i);
@@ -1145,10 +1151,8 @@ START_TEST(t_rejoin_as)
 {
 	uint32_t kind = UT_KIND;
 	fab_chan_opts o = ut_opts(kind, 8, 8);
-	o.producers = 2;
-	fab_chan *c = NULL;
-	UT_RC(fab_chan_create(fab, "ra", &o, &c), 0);
-	fab_chan *rx = op("ra", FAB_RECV);
+	fab_chan *rx = NULL;
+	fab_chan *c = mk_quorum("ra", kind, 2, &rx);
 	UT_RC(fab_chan_rejoin_as(NULL, "w.0"), FAB_EINVAL);
 	UT_RC(fab_chan_rejoin_as(c, NULL), FAB_EINVAL);
 	UT_RC(fab_chan_rejoin_as(c, ""), FAB_EINVAL);
