@@ -796,6 +796,25 @@ static int fi_chan_read_guarded(void *p)
 	uint64_t skipped = load_relaxed(&h->skipped);
 	uint64_t tl = t - h->start_pos, hdd = hd - h->start_pos;
 	c->sent = tl - (skipped <= tl ? skipped : tl);
+	if (g.l.ring == FAB_RING_MPMC) {
+		/* As fab_chan_stats: a held slot's pass that head has not
+		 * reached is in `skipped` but not behind head (layout 1.4). */
+		uint8_t *slots = (uint8_t *)h + g.l.slots_off;
+		uint64_t ahead = 0;
+		int64_t span = (int64_t)(t - hd);
+		if (span > (int64_t)g.l.nslots)
+			span = g.l.nslots;
+		for (uint64_t q = hd; (int64_t)(q - hd) < span; q++) {
+			fab_mslot *sl = (fab_mslot *)(slots + (size_t)(q & (g.l.nslots - 1)) * g.l.slot_size);
+			uint64_t w = load_relaxed(&sl->state);
+			uint32_t st = FAB_SW_STATE(w);
+			if (FAB_SW_SAMEPOS(w, q) &&
+			    (st == FAB_SLOT_HELD || st == FAB_SLOT_RETURNING ||
+			     (st == FAB_SLOT_FULL && c->delivery == FAB_AT_LEAST_ONCE && sl->returns != 0)))
+				ahead++;
+		}
+		skipped = ahead <= skipped ? skipped - ahead : 0;
+	}
 	c->received = hdd - (skipped <= hdd ? skipped : hdd);
 	if (c->capacity == 0)
 		c->sent = c->received;

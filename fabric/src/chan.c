@@ -2801,8 +2801,13 @@ int fab_chan_stats(fab_chan *ch, fab_stats *st)
 	uint64_t tail = load_relaxed(&h->tail) - h->start_pos;
 	uint64_t head = load_relaxed(&h->head) - h->start_pos;
 	/* Positions that carried no message (SKIP, counted when cleared at the
-	 * head) are not messages. */
+	 * head; a held slot's pass, counted when passed) are not messages.
+	 * A pass that head has not reached yet is in `skipped` but not behind
+	 * head: add it back, or `received` would go down at each pass and up
+	 * again when head reaches it (found by review). */
+	uint64_t ahead = ch->ring == FAB_RING_MPMC ? fab__mpmc_passed_ahead(ch) : 0;
 	s.sent = tail - (skipped <= tail ? skipped : tail);
+	skipped = ahead <= skipped ? skipped - ahead : 0;
 	s.received = head - (skipped <= head ? skipped : head);
 	if (ch->capacity == 0) {
 		/* Unbuffered: a message sitting in the slot is not yet sent. */

@@ -177,9 +177,13 @@ int fab__mpmc_claim(fab_chan *ch, uint64_t *pos, fab__block *blk)
 					continue;
 				return FAB_EAGAIN;
 			}
-			/* acq_rel (`cas`): nothing to publish but the pass; the
-			 * tail bump that follows is ordered after it. */
-			if (cas(&s->state, &w, FAB_SW_MAKE(p, FAB_SLOT_HELD, FAB_SW_TAG(w)))) {
+			/* seq_cst, like a claim: a draining receiver that reads
+			 * this slot (seq_cst) after our later claim of p + 1 and
+			 * a close must see the pass, not the previous lap's word
+			 * ("empty"), or it could miss the message we commit at
+			 * p + 1 (fab__chan_closed_empty; found by review: acq_rel
+			 * is enough on x86, not in C11). */
+			if (cas_seq_cst(&s->state, &w, FAB_SW_MAKE(p, FAB_SLOT_HELD, FAB_SW_TAG(w)))) {
 				passed++;
 				/* Counted like a SKIP: sent and received leave it out. */
 				fetch_add_relaxed(&hd->skipped, 1);
@@ -612,10 +616,37 @@ static inline void fab__redo_advance(fab_chan *ch, uint64_t raw, uint64_t q)
 		cas(&ch->hdr->redo_low, &seen, q);
 }
 
+/* Take the given-back message FULL(q) (word w) of slot s for redelivery:
+ * 0 taken (HELD by us), 1 it changed under us (in flight: the caller counts
+ * it busy), 2 gone meanwhile (look on), or a negative code. */
+static int fab__take_given_back(fab_chan *ch, fab_mslot *s, uint64_t q, uint64_t w, size_t cap)
+{
+	uint32_t len = s->len;
+	if (len > ch->msg_size) {
+		/* Scribbled: drop it (as fab__mpmc_take does). */
+		if (cas(&s->state, &w, FAB_SW_MAKE(q + ch->nslots, FAB_SLOT_FREE, 0)))
+			fab__mpmc_returned_taken(ch);
+		return fab__err(FAB_ECORRUPT, "channel %s: message length %u", ch->name, len);
+	}
+	if (len > cap) {
+		if (load_acquire(&s->state) != w)
+			return 2;
+		return fab__err(FAB_EMSGSIZE, "message of %u bytes, buffer of %zu", len, cap);
+	}
+	/* Acquire on success: the returner's writes (returns count) and the
+	 * producer's payload are visible.  The caller takes it off the
+	 * `returned` gauge (it does so for any given-back message it gets,
+	 * however it found it). */
+	if (atomic_compare_exchange_strong_explicit(&s->state, &w,
+						    FAB_SW_MAKE(q, FAB_SLOT_HELD, ch->fab->tag),
+						    memory_order_acq_rel, memory_order_relaxed))
+		return 0;
+	return 1;
+}
+
 int fab__mpmc_take_returned(fab_chan *ch, uint64_t *pos, size_t cap, fab__block *blk)
 {
 	fab_chan_hdr *hd = ch->hdr;
-	uint32_t tag = ch->fab->tag;
 	blk->behind_tag = 0;
 	/* Acquire: read before the scan (see the reset at the end). */
 	uint64_t g = load_acquire(&hd->returned);
@@ -624,37 +655,21 @@ int fab__mpmc_take_returned(fab_chan *ch, uint64_t *pos, size_t cap, fab__block 
 	uint64_t raw;
 	uint64_t lo = fab__redo_start(ch, h, &raw), q = lo;
 	bool finished_run = true; /* every position in [lo, q) is finished */
+	int r;
 	for (; q != h; q++) {
 		fab_mslot *s = fab__mslot(ch, q);
 		uint64_t w = load_acquire(&s->state);
 		if (FAB_SW_SAMEPOS(w, q) && FAB_SW_STATE(w) == FAB_SLOT_FULL) {
-			uint32_t len = s->len;
-			if (len > ch->msg_size) {
-				/* Scribbled: drop it (as fab__mpmc_take does). */
-				if (cas(&s->state, &w, FAB_SW_MAKE(q + ch->nslots, FAB_SLOT_FREE, 0)))
-					fab__mpmc_returned_taken(ch);
-				return fab__err(FAB_ECORRUPT, "channel %s: message length %u",
-						ch->name, len);
-			}
-			if (len > cap) {
-				if (load_acquire(&s->state) != w)
-					continue;
-				return fab__err(FAB_EMSGSIZE, "message of %u bytes, buffer of %zu", len,
-						cap);
-			}
-			/* Acquire on success: the returner's writes (returns
-			 * count) and the producer's payload are visible. */
-			if (atomic_compare_exchange_strong_explicit(
-				    &s->state, &w, FAB_SW_MAKE(q, FAB_SLOT_HELD, tag),
-				    memory_order_acq_rel, memory_order_relaxed)) {
-				/* The caller takes it off the `returned` gauge
-				 * (it does so for any given-back message it gets,
-				 * however it found it). */
+			if ((r = fab__take_given_back(ch, s, q, w, cap)) == 0) {
 				if (finished_run)
 					fab__redo_advance(ch, raw, q);
 				*pos = q;
 				return 0;
 			}
+			if (r < 0)
+				return r;
+			if (r == 2)
+				continue;
 			busy = true;
 			finished_run = false;
 			continue;
@@ -676,17 +691,54 @@ int fab__mpmc_take_returned(fab_chan *ch, uint64_t *pos, size_t cap, fab__block 
 	}
 	if (finished_run)
 		fab__redo_advance(ch, raw, q);
+	/* At or after head: a lease that producers had passed (HELD at a
+	 * later lap's position) is given back where it stands, ahead of head
+	 * (layout 1.4).  Take it here, ahead of new messages and off the gauge
+	 * like any redelivery (receivers at head pass it, fab__mpmc_take), and
+	 * count as in flight such a message being given back, or a passed
+	 * redelivery whose taker has not uncounted it yet.  Found by review:
+	 * the reset below erased the count of a message given back ahead of
+	 * head, and while the channel stayed open nobody looked for it again.
+	 * Only while the gauge says something is in flight and nothing was
+	 * taken behind head: a scan of at most one lap, no cost otherwise. */
+	if (FAB__RET_COUNT(g) != 0) {
+		uint64_t t = load_acquire(&hd->tail);
+		int64_t d = (int64_t)(t - h);
+		uint64_t end = h + (d < 0 ? 0 : d >= (int64_t)ch->nslots ? ch->nslots : (uint64_t)d + 1);
+		for (q = h; q != end; q++) {
+			fab_mslot *s = fab__mslot(ch, q);
+			uint64_t w = load_acquire(&s->state);
+			if (!FAB_SW_SAMEPOS(w, q))
+				continue;
+			uint32_t st = FAB_SW_STATE(w);
+			if (st == FAB_SLOT_RETURNING ||
+			    ((st == FAB_SLOT_HELD || st == FAB_SLOT_READING) && s->returns != 0)) {
+				busy = true;
+				continue;
+			}
+			if (st != FAB_SLOT_FULL || s->returns == 0)
+				continue; /* a new message: the head's */
+			if ((r = fab__take_given_back(ch, s, q, w, cap)) == 0) {
+				*pos = q;
+				return 0;
+			}
+			if (r < 0)
+				return r;
+			if (r == 1)
+				busy = true;
+		}
+	}
 	/* Nothing given back is in flight, yet the gauge says so: a taker
 	 * died between its claim and its decrement, or a repairer recounted
 	 * (fab__mpmc_recount).  Every give-back makes its slot RETURNING
 	 * before it counts, so one counted before our load of g was visible to
-	 * the scan (RETURNING or FULL: busy; READING with returns != 0, taken
-	 * but maybe not yet uncounted: busy).  Reset the count from exactly g:
-	 * a give-back since then advanced the epoch and a take lowered the
-	 * count, so either fails the CAS (the epoch rules out the ABA of a
-	 * take and a give-back between our load and the CAS, which once left
-	 * a given-back message behind head with the gauge at 0 and nobody
-	 * looking for it; docs/delivery.md "The gauge"). */
+	 * the scans (RETURNING or FULL: busy; READING or HELD with returns !=
+	 * 0, taken but maybe not yet uncounted: busy).  Reset the count from
+	 * exactly g: a give-back since then advanced the epoch and a take
+	 * lowered the count, so either fails the CAS (the epoch rules out the
+	 * ABA of a take and a give-back between our load and the CAS, which
+	 * once left a given-back message behind head with the gauge at 0 and
+	 * nobody looking for it; docs/delivery.md "The gauge"). */
 	if (!busy && FAB__RET_COUNT(g) != 0)
 		cas(&hd->returned, &g, g & ~(uint64_t)UINT32_MAX);
 	return FAB_EAGAIN;
@@ -880,6 +932,24 @@ uint64_t fab__mpmc_lessees(fab_chan *ch, bool check, uint32_t *dead)
 	}
 	if (finished_run)
 		fab__redo_advance(ch, raw, h);
+	return n;
+}
+
+uint64_t fab__mpmc_passed_ahead(fab_chan *ch)
+{
+	uint64_t h = load_acquire(&ch->hdr->head), t = load_acquire(&ch->hdr->tail), n = 0;
+	int64_t d = (int64_t)(t - h);
+	if (d > (int64_t)ch->nslots)
+		d = ch->nslots;
+	for (uint64_t q = h; (int64_t)(q - h) < d; q++) {
+		fab_mslot *s = fab__mslot(ch, q);
+		uint64_t w = load_relaxed(&s->state);
+		uint32_t st = FAB_SW_STATE(w);
+		if (FAB_SW_SAMEPOS(w, q) &&
+		    (st == FAB_SLOT_HELD || st == FAB_SLOT_RETURNING ||
+		     (st == FAB_SLOT_FULL && ch->delivery == FAB_AT_LEAST_ONCE && s->returns != 0)))
+			n++;
+	}
 	return n;
 }
 

@@ -54,6 +54,7 @@ struct cfg {
 	uint64_t seed;
 	int work;        /* hash rounds per message in consumers */
 	unsigned inflight; /* consumers receive batches of this many */
+	int slow;        /* consumers hold 1 message in 16 up to 2 ms (passed) */
 };
 
 static void fill(unsigned char *m, uint64_t id)
@@ -179,6 +180,11 @@ static int consumer(void *arg)
 			if ((rc = process(c, m[i], (ssize_t)v[i].len, red)))
 				return rc;
 		}
+		/* A slow message now and then: its lease is held while the
+		 * others go on, so producers pass its slot lap after lap
+		 * (layout 1.4), and kills land on passed leases too. */
+		if (c->slow && mt_below(&rng, 16) == 0)
+			usleep((useconds_t)mt_below(&rng, 2000));
 		if (mt_below(&rng, 2) && (rc = fab_ack(ch)) != 0)
 			MT_CHILD_FAIL(16, "ack: %s", fab_errname(rc));
 	}
@@ -232,18 +238,24 @@ static void close_chan(fab_fabric *fab)
 	fab_chan_release(ch);
 }
 
-static void torture(uint32_t inflight)
+static void torture(uint32_t inflight, int slow)
 {
-	struct cfg c = {mt_fabric_name(inflight == 1 ? "alo1" : "alo2"), NULL, 0, 0, 400, inflight};
+	struct cfg c = {mt_fabric_name(slow ? "alos" : inflight == 1 ? "alo1" : "alo2"),
+			NULL,
+			0,
+			0,
+			400,
+			inflight,
+			slow};
 	fab_fabric *fab = NULL;
 	c.sh = mt_shared(sizeof *c.sh);
 	ck_assert_ptr_nonnull(c.sh);
 	c.seed = mt_seed("alo torture");
-	const uint64_t target = MT_SCALE(1000000, 100000);
+	const uint64_t target = slow ? MT_SCALE(200000, 40000) : MT_SCALE(1000000, 100000);
 	const unsigned min_kills = MT_SCALE(300, 120);
 	const unsigned max_kills = MT_SCALE(500, 200);
 	atomic_store(&c.sh->target, target);
-	int rc = make_alo(&fab, c.fabric, 64, inflight, 1000, NULL);
+	int rc = make_alo(&fab, c.fabric, slow ? 8 : 64, inflight, 1000, NULL);
 	ck_assert_msg(rc == 0, "create: %s", fab_strerror(rc));
 
 	pid_t prod[NP], cons[NC];
@@ -339,13 +351,21 @@ static void torture(uint32_t inflight)
 
 START_TEST(alo_torture_inflight1)
 {
-	torture(1);
+	torture(1, 0);
+}
+END_TEST
+
+START_TEST(alo_torture_slow_holds)
+{
+	/* Capacity 8, slow messages held up to 2 ms: leases passed and
+	 * killed while passed, given back where they stand. */
+	torture(1, 1);
 }
 END_TEST
 
 START_TEST(alo_torture_inflight2)
 {
-	torture(2);
+	torture(2, 0);
 }
 END_TEST
 
@@ -432,6 +452,7 @@ int main(void)
 	TCase *t1 = mt_tcase("torture1", 400), *t2 = mt_tcase("torture2", 400);
 	TCase *tp = mt_tcase("poison", 120);
 	tcase_add_test(t1, alo_torture_inflight1);
+	tcase_add_test(t1, alo_torture_slow_holds);
 	tcase_add_test(t2, alo_torture_inflight2);
 	tcase_add_test(tp, alo_poison);
 	suite_add_tcase(s, t1);

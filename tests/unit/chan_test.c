@@ -1958,13 +1958,24 @@ START_TEST(t_mpmc_hold_passed)
 	size_t len = 0;
 	UT_RC(fab_recv_acquire(holder, &m, &len, NULL), 0);
 	ck_assert_uint_eq(len, 8);
-	uint64_t next = 1, want = 1;
+	uint64_t next = 1, want = 1, last_received = 0;
 	for (int round = 0; round < 40; round++) {
 		uint32_t k = 0;
 		int rc;
 		while ((rc = send_u64(tx, next)) == 0) {
 			next++;
 			ck_assert_msg(++k <= cap, "cap %u round %d: %u queued", cap, round, k);
+			/* The counters never go back (a pass ahead of head made
+			 * `received` drop until head reached it; review). */
+			fab_stats st = ut_stats(tx);
+			ck_assert_msg(st.received >= last_received && st.received == want &&
+					      st.sent == next,
+				      "cap %u round %d: received %llu (was %llu, want %llu), sent %llu "
+				      "(want %llu)",
+				      cap, round, (unsigned long long)st.received,
+				      (unsigned long long)last_received, (unsigned long long)want,
+				      (unsigned long long)st.sent, (unsigned long long)next);
+			last_received = st.received;
 		}
 		UT_RC(rc, FAB_EAGAIN);
 		ck_assert_msg(k + 1 >= cap, "cap %u round %d: blocked at %u queued + 1 held", cap,
