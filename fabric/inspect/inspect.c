@@ -808,9 +808,12 @@ static int fi_chan_read_guarded(void *p)
 			fab_mslot *sl = (fab_mslot *)(slots + (size_t)(q & (g.l.nslots - 1)) * g.l.slot_size);
 			uint64_t w = load_relaxed(&sl->state);
 			uint32_t st = FAB_SW_STATE(w);
-			if (FAB_SW_SAMEPOS(w, q) &&
-			    (st == FAB_SLOT_HELD || st == FAB_SLOT_RETURNING ||
-			     (st == FAB_SLOT_FULL && c->delivery == FAB_AT_LEAST_ONCE && sl->returns != 0)))
+			/* ... or whose hold has ended since (fab__mpmc_passed_ahead) */
+			if ((FAB_SW_SAMEPOS(w, q) &&
+			     (st == FAB_SLOT_HELD || st == FAB_SLOT_RETURNING ||
+			      (st == FAB_SLOT_FULL && c->delivery == FAB_AT_LEAST_ONCE &&
+			       sl->returns != 0))) ||
+			    FAB_SW_SAMEPOS(w, q + g.l.nslots))
 				ahead++;
 		}
 		skipped = ahead <= skipped ? skipped - ahead : 0;

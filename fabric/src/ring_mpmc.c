@@ -945,9 +945,16 @@ uint64_t fab__mpmc_passed_ahead(fab_chan *ch)
 		fab_mslot *s = fab__mslot(ch, q);
 		uint64_t w = load_relaxed(&s->state);
 		uint32_t st = FAB_SW_STATE(w);
-		if (FAB_SW_SAMEPOS(w, q) &&
-		    (st == FAB_SLOT_HELD || st == FAB_SLOT_RETURNING ||
-		     (st == FAB_SLOT_FULL && ch->delivery == FAB_AT_LEAST_ONCE && s->returns != 0)))
+		/* A pass still held or given back, or one whose hold has
+		 * ended since (a word of the next lap ahead of head: nothing
+		 * else leaves one there, but a taker between its take and its
+		 * head bump, which only counts its take a moment early;
+		 * second review: an ended hold dropped out and `received`
+		 * went back by one until head got there). */
+		if ((FAB_SW_SAMEPOS(w, q) &&
+		     (st == FAB_SLOT_HELD || st == FAB_SLOT_RETURNING ||
+		      (st == FAB_SLOT_FULL && ch->delivery == FAB_AT_LEAST_ONCE && s->returns != 0))) ||
+		    FAB_SW_SAMEPOS(w, q + ch->nslots))
 			n++;
 	}
 	return n;
