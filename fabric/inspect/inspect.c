@@ -681,6 +681,32 @@ static int fi_chan_validate(const fi_seg *s, const char *name, fi_geom *g)
 	return 0;
 }
 
+/* Positions in [hd, t) where senders passed a held slot (layout 1.4): held,
+ * being given back, or ended since (a word of the next lap); given_back:
+ * also a passed lease given back there (FULL with returns), a message
+ * again.  As fab__mpmc_passed_ahead; at most one lap of slot words. */
+static uint64_t fi_passed_ahead(fab_chan_hdr *h, const fi_geom *g, uint64_t hd, uint64_t t,
+				bool given_back)
+{
+	uint8_t *slots = (uint8_t *)h + g->l.slots_off;
+	uint64_t ahead = 0;
+	int64_t span = (int64_t)(t - hd);
+	if (span > (int64_t)g->l.nslots)
+		span = g->l.nslots;
+	for (uint64_t q = hd; (int64_t)(q - hd) < span; q++) {
+		fab_mslot *sl = (fab_mslot *)(slots + (size_t)(q & (g->l.nslots - 1)) * g->l.slot_size);
+		uint64_t w = load_relaxed(&sl->state);
+		uint32_t st = FAB_SW_STATE(w);
+		if ((FAB_SW_SAMEPOS(w, q) &&
+		     (st == FAB_SLOT_HELD || st == FAB_SLOT_RETURNING ||
+		      (given_back && st == FAB_SLOT_FULL && g->delivery == FAB_AT_LEAST_ONCE &&
+		       sl->returns != 0))) ||
+		    FAB_SW_SAMEPOS(w, q + g->l.nslots))
+			ahead++;
+	}
+	return ahead;
+}
+
 /* Messages given back and waiting behind head (at-least-once): a scan of
  * at most one lap of slot words. */
 static uint64_t fi_returned_now(fab_chan_hdr *h, const fi_geom *g)
@@ -732,6 +758,12 @@ static int fi_chan_read_guarded(void *p)
 	int64_t d = (int64_t)(t - hd);
 	if (d < 0)
 		d = 0;
+	if (g.l.ring == FAB_RING_MPMC && d > 0) {
+		/* Not messages: the positions senders passed held slots at
+		 * (fab_chan_len; a user trial saw 16/16 with 4 queued). */
+		uint64_t pa = fi_passed_ahead(h, &g, hd, t, false);
+		d = pa < (uint64_t)d ? d - (int64_t)pa : 0;
+	}
 	uint64_t back = c->delivery == FAB_AT_LEAST_ONCE ? fi_returned_now(h, &g) : 0;
 	d += (int64_t)back;
 	if (d > (int64_t)c->capacity)
@@ -799,23 +831,7 @@ static int fi_chan_read_guarded(void *p)
 	if (g.l.ring == FAB_RING_MPMC) {
 		/* As fab_chan_stats: a held slot's pass that head has not
 		 * reached is in `skipped` but not behind head (layout 1.4). */
-		uint8_t *slots = (uint8_t *)h + g.l.slots_off;
-		uint64_t ahead = 0;
-		int64_t span = (int64_t)(t - hd);
-		if (span > (int64_t)g.l.nslots)
-			span = g.l.nslots;
-		for (uint64_t q = hd; (int64_t)(q - hd) < span; q++) {
-			fab_mslot *sl = (fab_mslot *)(slots + (size_t)(q & (g.l.nslots - 1)) * g.l.slot_size);
-			uint64_t w = load_relaxed(&sl->state);
-			uint32_t st = FAB_SW_STATE(w);
-			/* ... or whose hold has ended since (fab__mpmc_passed_ahead) */
-			if ((FAB_SW_SAMEPOS(w, q) &&
-			     (st == FAB_SLOT_HELD || st == FAB_SLOT_RETURNING ||
-			      (st == FAB_SLOT_FULL && c->delivery == FAB_AT_LEAST_ONCE &&
-			       sl->returns != 0))) ||
-			    FAB_SW_SAMEPOS(w, q + g.l.nslots))
-				ahead++;
-		}
+		uint64_t ahead = fi_passed_ahead(h, &g, hd, t, true);
 		skipped = ahead <= skipped ? skipped - ahead : 0;
 	}
 	c->received = hdd - (skipped <= hdd ? skipped : hdd);

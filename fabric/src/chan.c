@@ -2730,6 +2730,15 @@ static uint64_t fab__chan_len_raw(fab_chan *ch)
 	int64_t d = (int64_t)(t - h);
 	if (d < 0)
 		d = 0;
+	if (ch->ring == FAB_RING_MPMC && d > 0) {
+		/* The positions where senders passed a held slot stand in
+		 * [head, tail) until receivers reach them, held or not any
+		 * more: they are not messages (a user trial saw a channel of
+		 * 16 with 4 queued read 16/16 while workers held jobs).  A scan
+		 * of at most the queue's positions, as fab_chan_stats does. */
+		uint64_t a = fab__mpmc_passed_ahead(ch, false);
+		d = a < (uint64_t)d ? d - (int64_t)a : 0;
+	}
 	if (ch->delivery == FAB_AT_LEAST_ONCE) {
 		/* Given-back messages wait behind head for redelivery (counted
 		 * from the slots: the `returned` gauge is only a hint). */
@@ -2805,7 +2814,7 @@ int fab_chan_stats(fab_chan *ch, fab_stats *st)
 	 * A pass that head has not reached yet is in `skipped` but not behind
 	 * head: add it back, or `received` would go down at each pass and up
 	 * again when head reaches it (found by review). */
-	uint64_t ahead = ch->ring == FAB_RING_MPMC ? fab__mpmc_passed_ahead(ch) : 0;
+	uint64_t ahead = ch->ring == FAB_RING_MPMC ? fab__mpmc_passed_ahead(ch, true) : 0;
 	s.sent = tail - (skipped <= tail ? skipped : tail);
 	skipped = ahead <= skipped ? skipped - ahead : 0;
 	s.received = head - (skipped <= head ? skipped : head);

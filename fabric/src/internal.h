@@ -356,8 +356,10 @@ uint64_t fab__mpmc_foreign_leases(fab_chan *ch, uint32_t *tag);
 uint64_t fab__mpmc_lessees(fab_chan *ch, bool check, uint32_t *dead);
 uint64_t fab__mpmc_leased(fab_chan *ch); /* HELD slots now (stats) */
 /* positions in [head, tail) where senders passed a held slot (counted in
- * `skipped` already, not yet passed by head): stats add them back */
-uint64_t fab__mpmc_passed_ahead(fab_chan *ch);
+ * `skipped` already, not yet passed by head): stats add them back, len
+ * leaves them out; given_back: also those where a passed lease was given
+ * back (a message again: len counts it, received does not) */
+uint64_t fab__mpmc_passed_ahead(fab_chan *ch, bool given_back);
 uint64_t fab__mpmc_returned_now(fab_chan *ch); /* given back, waiting (len, stats) */
 /* The `returned` word: the low 32 bits count given-back messages not yet
  * taken again (a gauge: receivers scan behind head while it is not 0); the

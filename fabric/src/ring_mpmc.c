@@ -33,8 +33,8 @@
  * p - head < max(capacity, 1).  head counts positions consumers have
  * claimed, so a sender blocks exactly when `capacity` messages are queued --
  * or earlier by the positions producers passed held slots at that receivers
- * have not reached yet (each held message is in the window at most once, so
- * never while queued + held < capacity; docs/channels.md).  When every slot
+ * have not reached yet, held or released since (one per held slot per lap,
+ * so they pile up while receivers lag; docs/channels.md).  When every slot
  * a producer meets in a lap is held, it waits for a release.
  */
 #include "internal.h"
@@ -935,7 +935,7 @@ uint64_t fab__mpmc_lessees(fab_chan *ch, bool check, uint32_t *dead)
 	return n;
 }
 
-uint64_t fab__mpmc_passed_ahead(fab_chan *ch)
+uint64_t fab__mpmc_passed_ahead(fab_chan *ch, bool given_back)
 {
 	uint64_t h = load_acquire(&ch->hdr->head), t = load_acquire(&ch->hdr->tail), n = 0;
 	int64_t d = (int64_t)(t - h);
@@ -953,7 +953,8 @@ uint64_t fab__mpmc_passed_ahead(fab_chan *ch)
 		 * went back by one until head got there). */
 		if ((FAB_SW_SAMEPOS(w, q) &&
 		     (st == FAB_SLOT_HELD || st == FAB_SLOT_RETURNING ||
-		      (st == FAB_SLOT_FULL && ch->delivery == FAB_AT_LEAST_ONCE && s->returns != 0))) ||
+		      (given_back && st == FAB_SLOT_FULL && ch->delivery == FAB_AT_LEAST_ONCE &&
+		       s->returns != 0))) ||
 		    FAB_SW_SAMEPOS(w, q + ch->nslots))
 			n++;
 	}

@@ -1969,12 +1969,13 @@ START_TEST(t_mpmc_hold_passed)
 			 * `received` drop until head reached it; review). */
 			fab_stats st = ut_stats(tx);
 			ck_assert_msg(st.received >= last_received && st.received == want &&
-					      st.sent == next,
+					      st.sent == next && st.len == next - want,
 				      "cap %u round %d: received %llu (was %llu, want %llu), sent %llu "
-				      "(want %llu)",
+				      "(want %llu), len %llu (want %llu: passes are not messages)",
 				      cap, round, (unsigned long long)st.received,
 				      (unsigned long long)last_received, (unsigned long long)want,
-				      (unsigned long long)st.sent, (unsigned long long)next);
+				      (unsigned long long)st.sent, (unsigned long long)next,
+				      (unsigned long long)st.len, (unsigned long long)(next - want));
 			last_received = st.received;
 		}
 		UT_RC(rc, FAB_EAGAIN);
