@@ -258,6 +258,9 @@ int fab_metrics_render(const char *fabric, const fab_metrics_stage *stages, size
 		    "Messages committed to the channel since it was created.", c->sent);
 	CHAN_FAMILY("fab_channel_received_total", "counter",
 		    "Messages taken from the channel since it was created.", c->received);
+	CHAN_FAMILY("fab_channel_held", "gauge",
+		    "Messages held by receivers past their receive now (acquired, or leased).",
+		    c->held);
 	/* The blocked gauges also have a sample per topic (label topic):
 	 * publishers held back by a blocking subscriber, subscribers asleep
 	 * (docs/metrics.md; until 28 Nov, tenth session, topics had none:

@@ -823,6 +823,11 @@ static int fi_chan_read_guarded(void *p)
 		}
 		c->can_send = (int64_t)(et - eh) < (int64_t)c->capacity &&
 			      FI_SW(et) == FAB_SW_MAKE(et, FAB_SLOT_FREE, 0);
+		/* Held messages (acquired or leased): an operator's "why is
+		 * the queue short while a sender waits" (operator trial). */
+		c->held = 0;
+		for (uint64_t k = 0; k < n; k++)
+			c->held += FAB_SW_STATE(FI_SW(k)) == FAB_SLOT_HELD;
 #undef FI_SW
 	}
 	uint64_t skipped = load_relaxed(&h->skipped);

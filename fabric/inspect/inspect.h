@@ -82,6 +82,9 @@ typedef struct fi_chan {
 	 * says "sends on C" while can_send is stale. */
 	bool can_send, can_recv;
 	uint64_t redelivered, dead_lettered, dead_dropped, dropped;
+	/* mpmc: messages held past their receive now (acquired, or leased on
+	 * an at-least-once channel): slots in state HELD (since layout 1.4) */
+	uint64_t held;
 	fi_att *att; /* attach table entries with a live-looking tag */
 	uint32_t natt;
 	fi_hist send_wait, recv_wait, latency; /* channels only */

@@ -315,12 +315,20 @@ static void lib_stats(const char *name, fab_stats *st)
 START_TEST(t_render_exact)
 {
 	uint64_t dropped = build_fabric();
+	/* One message of a held past its receive (fab_channel_held). */
+	fab_chan *holder = NULL;
+	RC(fab_chan_open(fab, "a", FAB_RECV, &holder), 0);
+	const void *hm = NULL;
+	size_t hl = 0;
+	RC(fab_recv_acquire(holder, &hm, &hl, NULL), 0);
 	fab_metrics_stage st[] = {
 		{.name = "solo", .replicas = 2, .up = 1, .restarts = 3},
 		{.name = "idle", .replicas = 0, .up = 0, .restarts = 0},
 	};
 	fab_metrics_report rep;
 	char *m = render(st, 2, &rep);
+	RC(fab_recv_release(holder), 0);
+	fab_chan_release(holder);
 	check_format(m);
 	ck_assert_uint_eq(rep.channels, 6);
 	ck_assert_uint_eq(rep.topics, 1);
@@ -333,6 +341,7 @@ START_TEST(t_render_exact)
 		{"fab_channel_capacity", "gauge"},
 		{"fab_channel_sent_total", "counter"},
 		{"fab_channel_received_total", "counter"},
+		{"fab_channel_held", "gauge"},
 		{"fab_channel_blocked_senders", "gauge"},
 		{"fab_channel_blocked_receivers", "gauge"},
 		{"fab_channel_redelivered_total", "counter"},
@@ -353,10 +362,12 @@ START_TEST(t_render_exact)
 		ck_assert_msg(strstr(m, help), "no HELP for %s", families[i][0]);
 	}
 
-	want_chan(m, "fab_channel_depth", "a", 3);
+	want_chan(m, "fab_channel_depth", "a", 2);
 	want_chan(m, "fab_channel_capacity", "a", 8);
 	want_chan(m, "fab_channel_sent_total", "a", 5);
-	want_chan(m, "fab_channel_received_total", "a", 2);
+	want_chan(m, "fab_channel_received_total", "a", 3);
+	want_chan(m, "fab_channel_held", "a", 1);
+	want_chan(m, "fab_channel_held", "alo", 0);
 	want_chan(m, "fab_channel_blocked_senders", "a", 0);
 	want_chan(m, "fab_channel_blocked_receivers", "a", 0);
 	want_chan(m, "fab_channel_redelivered_total", "a", 0);

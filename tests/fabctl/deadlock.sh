@@ -79,6 +79,9 @@ for how in acq alo; do
 	start_fixture held "$K" "$how"
 	run "h$how" "$FABCTL" -f "$K" blocked; expect_rc "h$how" 8
 	expect_out "h$how" '^deadlock: .*sends on c \(slot held\)'
+	# and fabctl chan says why the queue is short: one message held
+	run "hc$how" "$FABCTL" -f "$K" -o json chan --interval 0; expect_rc "hc$how" 0
+	pycheck "hc$how" "[c['held'] for c in d['channels'] if c['name']=='c']==[1] and [c['len'] for c in d['channels'] if c['name']=='c']==[0]"
 done
 Q=fctl-rsv-$$
 start_fixture reserved "$Q"

@@ -244,7 +244,7 @@ int fabctl_chan_render(fi_fabric *f, fi_fabric *prev, double dt, FILE *o)
 				"\"sent\":%llu,\"received\":%llu,\"producers\":%u,\"senders\":%u,"
 				"\"receivers\":%u,\"blocked_senders\":%u,\"blocked_receivers\":%u,"
 				"\"redelivered\":%llu,\"dead_lettered\":%llu,\"dropped\":%llu,"
-				"\"closes\":%u,\"closed\":%s}",
+				"\"held\":%llu,\"closes\":%u,\"closed\":%s}",
 				c->type == FAB_OBJ_TOPIC ? "topic" : "channel", kind_name(c),
 				delivery_name(c), (unsigned long long)c->len, c->capacity,
 				c->capacity ? (double)c->len / c->capacity : 0.0, rin, rout,
@@ -252,7 +252,7 @@ int fabctl_chan_render(fi_fabric *f, fi_fabric *prev, double dt, FILE *o)
 				c->producers, c->senders, c->receivers, c->send_waiters,
 				c->recv_waiters, (unsigned long long)c->redelivered,
 				(unsigned long long)c->dead_lettered, (unsigned long long)dropped,
-				c->closes, c->closed ? "true" : "false");
+				(unsigned long long)c->held, c->closes, c->closed ? "true" : "false");
 		} else {
 			char lc[32], bar[16], prod[16];
 			snprintf(lc, sizeof lc, "%llu/%u", (unsigned long long)c->len, c->capacity);
