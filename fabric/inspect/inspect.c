@@ -695,14 +695,9 @@ static uint64_t fi_passed_ahead(fab_chan_hdr *h, const fi_geom *g, uint64_t hd, 
 		span = g->l.nslots;
 	for (uint64_t q = hd; (int64_t)(q - hd) < span; q++) {
 		fab_mslot *sl = (fab_mslot *)(slots + (size_t)(q & (g->l.nslots - 1)) * g->l.slot_size);
-		uint64_t w = load_relaxed(&sl->state);
-		uint32_t st = FAB_SW_STATE(w);
-		if ((FAB_SW_SAMEPOS(w, q) &&
-		     (st == FAB_SLOT_HELD || st == FAB_SLOT_RETURNING ||
-		      (given_back && st == FAB_SLOT_FULL && g->delivery == FAB_AT_LEAST_ONCE &&
-		       sl->returns != 0))) ||
-		    FAB_SW_SAMEPOS(w, q + g->l.nslots))
-			ahead++;
+		ahead += (uint64_t)fab_sw_is_pass(load_relaxed(&sl->state), q, g->l.nslots,
+						  sl->returns, g->delivery == FAB_AT_LEAST_ONCE,
+						  given_back);
 	}
 	return ahead;
 }

@@ -559,6 +559,25 @@ _Static_assert(sizeof(fab_mslot_alo) == 32, "at-least-once slot header");
  * (behind head: redelivered first; at or after head: taken in turn). */
 #define FAB_SLOT_HELD 6u
 
+/* Is position q, at or after head, one where a sender passed a held slot
+ * (not a message)?  Its word w is HELD(q) or RETURNING(q) (still held, or
+ * being given back), or of the next lap (the hold ended since: nothing else
+ * leaves such a word ahead of head but a taker between its take and its
+ * head bump, which only counts its take a moment early).  given_back: also
+ * FULL(q) with returns > 0 on an at-least-once ring, a passed lease given
+ * back where it stood (a message again: the depth counts it, `received`
+ * does not).  Shared by libfab's stats and len and the inspector. */
+static inline int fab_sw_is_pass(uint64_t w, uint64_t q, uint32_t nslots, uint32_t returns,
+				 int alo, int given_back)
+{
+	uint32_t st = FAB_SW_STATE(w);
+	if (FAB_SW_SAMEPOS(w, q + nslots))
+		return 1;
+	return FAB_SW_SAMEPOS(w, q) &&
+	       (st == FAB_SLOT_HELD || st == FAB_SLOT_RETURNING ||
+		(given_back && alo && st == FAB_SLOT_FULL && returns != 0));
+}
+
 /* ==== topic segment (layout 1.1) ========================================
  *
  * /dev/shm/fab.<fabric>.<topic>: a broadcast ring (docs/layout.md "Topic

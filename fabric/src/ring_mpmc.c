@@ -943,20 +943,10 @@ uint64_t fab__mpmc_passed_ahead(fab_chan *ch, bool given_back)
 		d = ch->nslots;
 	for (uint64_t q = h; (int64_t)(q - h) < d; q++) {
 		fab_mslot *s = fab__mslot(ch, q);
-		uint64_t w = load_relaxed(&s->state);
-		uint32_t st = FAB_SW_STATE(w);
-		/* A pass still held or given back, or one whose hold has
-		 * ended since (a word of the next lap ahead of head: nothing
-		 * else leaves one there, but a taker between its take and its
-		 * head bump, which only counts its take a moment early;
-		 * second review: an ended hold dropped out and `received`
-		 * went back by one until head got there). */
-		if ((FAB_SW_SAMEPOS(w, q) &&
-		     (st == FAB_SLOT_HELD || st == FAB_SLOT_RETURNING ||
-		      (given_back && st == FAB_SLOT_FULL && ch->delivery == FAB_AT_LEAST_ONCE &&
-		       s->returns != 0))) ||
-		    FAB_SW_SAMEPOS(w, q + ch->nslots))
-			n++;
+		/* (an ended hold counts too: second review, `received` went
+		 * back by one until head got there) */
+		n += (uint64_t)fab_sw_is_pass(load_relaxed(&s->state), q, ch->nslots, s->returns,
+					      ch->delivery == FAB_AT_LEAST_ONCE, given_back);
 	}
 	return n;
 }
