@@ -727,11 +727,19 @@ typedef struct fi_chan_arg {
 	fi_chan *c;
 } fi_chan_arg;
 
+/* Holders of HELD slots found in one channel, by owner tag (fabctl ps). */
+#define FI_HOLDERS_MAX 64
+typedef struct fi_holder {
+	uint32_t tag, n;
+} fi_holder;
+
 static int fi_chan_read_guarded(void *p)
 {
 	fi_chan_arg *a = p;
 	fi_chan *c = a->c;
 	fi_geom g;
+	fi_holder holders[FI_HOLDERS_MAX];
+	uint32_t nholders = 0;
 	int rc = fi_chan_validate(a->s, a->name, &g);
 	if (rc)
 		return rc;
@@ -821,8 +829,23 @@ static int fi_chan_read_guarded(void *p)
 		/* Held messages (acquired or leased): an operator's "why is
 		 * the queue short while a sender waits" (operator trial). */
 		c->held = 0;
-		for (uint64_t k = 0; k < n; k++)
-			c->held += FAB_SW_STATE(FI_SW(k)) == FAB_SLOT_HELD;
+		for (uint64_t k = 0; k < n; k++) {
+			uint64_t w = FI_SW(k);
+			if (FAB_SW_STATE(w) != FAB_SLOT_HELD)
+				continue;
+			c->held++;
+			/* Whose: fabctl ps shows what each process holds.  A
+			 * tag that is not (or no longer) in the attach table
+			 * is counted in c->held only. */
+			if (nholders < FI_HOLDERS_MAX) {
+				uint32_t j = 0;
+				while (j < nholders && holders[j].tag != FAB_SW_TAG(w))
+					j++;
+				if (j == nholders)
+					holders[nholders++] = (fi_holder){FAB_SW_TAG(w), 0};
+				holders[j].n++;
+			}
+		}
 #undef FI_SW
 	}
 	uint64_t skipped = load_relaxed(&h->skipped);
@@ -865,6 +888,14 @@ static int fi_chan_read_guarded(void *p)
 		c->att[c->natt].role = role;
 		c->att[c->natt].sleep = ((w & FAB_ATT_SLEEP_SEND) ? 1u : 0u) |
 					((w & FAB_ATT_SLEEP_RECV) ? 2u : 0u);
+		c->att[c->natt].held = 0;
+		/* A handle attaches once per channel: the first entry with
+		 * the holder's tag gets its count. */
+		for (uint32_t j = 0; j < nholders; j++)
+			if (holders[j].tag == tag) {
+				c->att[c->natt].held = holders[j].n;
+				holders[j].n = 0;
+			}
 		c->natt++;
 	}
 	return 0;

@@ -50,6 +50,8 @@ typedef struct fi_att {
 	uint32_t role; /* FAB_SEND | FAB_RECV bits */
 	uint32_t sleep; /* 1: asleep sending, 2: asleep receiving (the attach word's marks) */
 	uint64_t lag;   /* topics: the subscriber's messages not yet read; channels 0 */
+	uint32_t held;  /* mpmc: HELD slots carrying this entry's tag (its acquired or
+			 * leased messages now); 0 elsewhere */
 } fi_att;
 
 /* A copy of a latency histogram (layout.h fab_hist): bucket i counts the

@@ -82,6 +82,15 @@ for how in acq alo; do
 	# and fabctl chan says why the queue is short: one message held
 	run "hc$how" "$FABCTL" -f "$K" -o json chan --interval 0; expect_rc "hc$how" 0
 	pycheck "hc$how" "[c['held'] for c in d['channels'] if c['name']=='c']==[1] and [c['len'] for c in d['channels'] if c['name']=='c']==[0]"
+	run "ht$how" "$FABCTL" -f "$K" chan --interval 0; expect_rc "ht$how" 0
+	expect_out "ht$how" '^c +mpmc .* 1 +0 +0 +0 +no$'
+	# and fabctl ps says who holds it: H, not the sender S
+	HP=$(fixture_val "$K" h); SP=$(fixture_val "$K" s)
+	run "hp$how" "$FABCTL" -f "$K" ps; expect_rc "hp$how" 0
+	expect_out "hp$how" "^\\[[^]]+\\] +$HP +sleeping .* c:1 +recv d "
+	expect_out "hp$how" "^\\[[^]]+\\] +$SP +sleeping .* - +send c "
+	run "hj$how" "$FABCTL" -f "$K" -o json ps; expect_rc "hj$how" 0
+	pycheck "hj$how" "{p['pid']: p['holds'] for p in d['processes']}[$HP]==[{'channel':'c','messages':1}] and {p['pid']: p['holds'] for p in d['processes']}[$SP]==[]"
 done
 Q=fctl-rsv-$$
 start_fixture reserved "$Q"

@@ -210,9 +210,9 @@ int fabctl_chan_render(fi_fabric *f, fi_fabric *prev, double dt, FILE *o)
 		fprintf(o, ",\"interval_ms\":%.0f,\"channels\":[", dt * 1000);
 	} else {
 		fprintf(
-		    o, "%-20s %-5s %-13s %13s %-12s %9s %9s %4s %4s %4s %5s %5s %7s %7s %7s %s\n",
+		    o, "%-20s %-5s %-13s %13s %-12s %9s %9s %4s %4s %4s %5s %5s %5s %7s %7s %7s %s\n",
 		    "NAME", "KIND", "DELIVERY", "LEN/CAP", "FILL", "IN/s", "OUT/s", "PROD", "SEND",
-		    "RECV", "BLK_S", "BLK_R", "REDELIV", "DEADLET", "DROPPED", "CLOSED");
+		    "RECV", "BLK_S", "BLK_R", "HELD", "REDELIV", "DEADLET", "DROPPED", "CLOSED");
 	}
 	for (uint32_t i = 0; i < f->nchans; i++) {
 		fi_chan *c = &f->chans[i];
@@ -262,11 +262,11 @@ int fabctl_chan_render(fi_fabric *f, fi_fabric *prev, double dt, FILE *o)
 			else
 				snprintf(prod, sizeof prod, "%u", c->producers);
 			fprintf(o,
-				"%-20s %-5s %-13s %13s %-12s %9.1f %9.1f %4s %4u %4u %5u %5u %7llu "
-				"%7llu %7llu %s\n",
+				"%-20s %-5s %-13s %13s %-12s %9.1f %9.1f %4s %4u %4u %5u %5u %5llu "
+				"%7llu %7llu %7llu %s\n",
 				c->name, kind_name(c), delivery_name(c), lc, bar, rin, rout, prod,
 				c->senders, c->receivers, c->send_waiters, c->recv_waiters,
-				(unsigned long long)c->redelivered,
+				(unsigned long long)c->held, (unsigned long long)c->redelivered,
 				(unsigned long long)c->dead_lettered, (unsigned long long)dropped,
 				c->closed ? "yes" : "no");
 		}
@@ -287,9 +287,10 @@ int fabctl_chan(int argc, char **argv)
 			     "in\n"
 			     "and out (msgs/s, two samples D apart, default 200ms), close quorum,\n"
 			     "senders and receivers attached, blocked senders and receivers,\n"
-			     "redelivered, dead-lettered, dropped, closed.  A segment that fails\n"
-			     "validation is listed with its error (exit 5), one you may not\n"
-			     "read with \"permission denied\" (exit 7).");
+			     "messages held past their receive (HELD: acquired or leased; fabctl ps\n"
+			     "says by whom), redelivered, dead-lettered, dropped, closed.  A\n"
+			     "segment that fails validation is listed with its error (exit 5),\n"
+			     "one you may not read with \"permission denied\" (exit 7).");
 			return 0;
 		}
 		int r = fabctl_common_opt(argc, argv, &i);
@@ -405,6 +406,56 @@ static const fi_stage *stage_of(const fi_fabric *f, const fi_proc *p)
 	return NULL;
 }
 
+/* Does the live process of entry m (pid and start time) own attach entry at? */
+static bool proc_owns(const fi_fabric *f, const fi_proc *m, const fi_att *at)
+{
+	for (uint32_t k = 0; k < f->nprocs; k++) {
+		const fi_proc *q = &f->procs[k];
+		if (q->live && q->pid == m->pid && q->start_time == m->start_time &&
+		    q->idx == at->proc && (q->gen & 31u) == at->gen)
+			return true;
+	}
+	return false;
+}
+
+/* What process m holds now: messages acquired or leased (HELD slots),
+ * "jobs:2,orders:1" in out, or a JSON array to o.  An operator's "which
+ * worker has the messages the queue is short of" (operator trial). */
+static void proc_holds(const fi_fabric *f, const fi_proc *m, char *out, size_t n, FILE *o)
+{
+	size_t used = 0;
+	int first = 1;
+	if (o)
+		fputc('[', o);
+	if (n)
+		out[0] = 0;
+	for (uint32_t i = 0; i < f->nchans; i++) {
+		const fi_chan *c = &f->chans[i];
+		if (c->err || !c->held)
+			continue;
+		uint64_t held = 0;
+		for (uint32_t k = 0; k < c->natt; k++)
+			if (c->att[k].held && proc_owns(f, m, &c->att[k]))
+				held += c->att[k].held;
+		if (!held)
+			continue;
+		if (o) {
+			fputs(first ? "{\"channel\":" : ",{\"channel\":", o);
+			js_str(o, c->name);
+			fprintf(o, ",\"messages\":%llu}", (unsigned long long)held);
+		} else if (used < n) {
+			int w = snprintf(out + used, n - used, "%s%s:%llu", first ? "" : ",",
+					 c->name, (unsigned long long)held);
+			used = w < 0 ? n : used + (size_t)w;
+		}
+		first = 0;
+	}
+	if (o)
+		fputc(']', o);
+	else if (!out[0] && n > 1)
+		snprintf(out, n, "-");
+}
+
 int fabctl_ps_render(fi_fabric *f, FILE *o)
 {
 	if (fabctl_o.json) {
@@ -412,8 +463,8 @@ int fabctl_ps_render(fi_fabric *f, FILE *o)
 		js_str(o, f->name);
 		fputs(",\"processes\":[", o);
 	} else {
-		fprintf(o, "%-20s %8s %-9s %10s %6s %8s %s\n", "STAGE", "PID", "STATE", "UPTIME",
-			"ERRORS", "RESTARTS", "BLOCKED ON");
+		fprintf(o, "%-20s %8s %-9s %10s %6s %8s %-12s %s\n", "STAGE", "PID", "STATE",
+			"UPTIME", "ERRORS", "RESTARTS", "HOLDS", "BLOCKED ON");
 	}
 	int first = 1;
 	for (uint32_t i = 0; i < f->nprocs; i++) {
@@ -514,6 +565,8 @@ int fabctl_ps_render(fi_fabric *f, FILE *o)
 			} else {
 				fputs("null", o);
 			}
+			fputs(",\"holds\":", o);
+			proc_holds(f, p, NULL, 0, o);
 			fputc('}', o);
 		} else {
 			char errs[24], rs[24], blk[200];
@@ -529,8 +582,10 @@ int fabctl_ps_render(fi_fabric *f, FILE *o)
 				snprintf(blk, sizeof blk, "%s %s", wt, since);
 			else
 				snprintf(blk, sizeof blk, "-");
-			fprintf(o, "%-20s %8u %-9s %10s %6s %8s %s\n", label[0] ? label : "-",
-				p->pid, state, up, errs, rs, blk);
+			char holds[160];
+			proc_holds(f, p, holds, sizeof holds, NULL);
+			fprintf(o, "%-20s %8u %-9s %10s %6s %8s %-12s %s\n", label[0] ? label : "-",
+				p->pid, state, up, errs, rs, holds, blk);
 		}
 	}
 	if (fabctl_o.json)
@@ -546,8 +601,9 @@ int fabctl_ps(int argc, char **argv)
 			    "usage: fabctl [-f FABRIC] [-o json] ps\n"
 			    "One row per live process attached to the fabric: stage.replica, pid,\n"
 			    "state, uptime, the stage's errors, restarts (from fabd's status when\n"
-			    "fabd runs, else -) and what it sleeps on now (send CH, recv CH,\n"
-			    "select N cases, ctx NAME, limiter NAME) for how long.");
+			    "fabd runs, else -), the messages it holds now (acquired, or leased on\n"
+			    "an at-least-once channel: HOLDS CH:N) and what it sleeps on now (send\n"
+			    "CH, recv CH, select N cases, ctx NAME, limiter NAME) for how long.");
 			return 0;
 		}
 		int r = fabctl_common_opt(argc, argv, &i);
