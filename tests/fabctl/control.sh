@@ -38,6 +38,10 @@ stages:
     run: $STAGE_DIR/sink
     in: { in: jobs }
     env: { OUT: $TMP/count }
+  hang:
+    run: $STAGE_DIR/supstage
+    replicas: 2
+    env: { ROLE: hanger, STAY_AT: "2", IGNORE_TERM: "1", START_FILE: $TMP/hstarts }
 YAML
 "$FABD" run "$TMP/top.yaml" >"$TMP/fabd.log" 2>&1 &
 FABD_PID=$!
@@ -52,7 +56,8 @@ until "$FABCTL" status >/dev/null 2>&1; do
 done
 
 run st "$FABCTL" status; expect_rc st 0
-expect_out st "^fabric $F: running\$"; expect_out st '^sink +1 +1 +0 +0$'; expect_out st '^source +1 +1 +0 +0$'; expect_out st '^jobs +0/8$'
+expect_out st "^fabric $F: running\$"; expect_out st '^sink +1 +1 +0 +0 +0$'; expect_out st '^source +1 +1 +0 +0 +0$'; expect_out st '^jobs +0/8$'
+expect_out st '^hang +2 +2 +0 +0 +0$'
 run stj "$FABCTL" -o json status; expect_rc stj 0
 pycheck stj "d['ok'] and d['fabric']=='$F' and {s['name']:s for s in d['stages']}['sink']['up']==1"
 
@@ -63,6 +68,27 @@ NPS=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["proce
 run lsn "$FABCTL" -o json ls
 pycheck lsn "[x for x in d['fabrics'] if x['name']=='$F' and x['processes']==$NPS]"
 pycheck ps "[p for p in d['processes'] if p['stage']=='sink' and p['replica']==0 and p['restarts']==0 and p['blocked']['object']=='jobs']"
+
+# A replica scaled away that does not stop (hang.1 ignores SIGTERM in its
+# first incarnation): status text shows it STOPPING, not hidden behind UP 1
+# (operator trial).  Then killed; hang.0, killed too, comes back as a
+# second incarnation that stops with the fabric.
+run sch "$FABCTL" scale hang 1; expect_rc sch 0
+for _ in $(seq 1 600); do
+	"$FABCTL" -o json status | python3 -c 'import json,sys; d=json.load(sys.stdin); h={s["name"]:s for s in d["stages"]}["hang"]; sys.exit(0 if h["up"]==1 and [p for p in h["procs"] if p["state"]=="stopping"] else 1)' && break
+	sleep 0.05
+done
+run sth "$FABCTL" status; expect_rc sth 0
+expect_out sth '^hang +1 +1 +1 +0 +0$'
+for p in $("$FABCTL" -o json status | python3 -c 'import json,sys; print(*[p["pid"] for s in json.load(sys.stdin)["stages"] if s["name"]=="hang" for p in s["procs"] if p["pid"]])'); do
+	kill -9 "$p"
+done
+for _ in $(seq 1 600); do
+	"$FABCTL" -o json status | python3 -c 'import json,sys; d=json.load(sys.stdin); h={s["name"]:s for s in d["stages"]}["hang"]; sys.exit(0 if h["up"]==1 and not [p for p in h["procs"] if p["state"]=="stopping"] else 1)' && break
+	sleep 0.05
+done
+run sth2 "$FABCTL" status; expect_rc sth2 0
+expect_out sth2 '^hang +1 +1 +0 +1 +0$'
 
 run sc "$FABCTL" scale sink 2; expect_rc sc 0; expect_out sc '^stage sink: 2 replicas$'
 until "$FABCTL" -o json ps | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if len([p for p in d["processes"] if p["stage"]=="sink"])==2 else 1)'; do

@@ -403,12 +403,22 @@ static void status_text(const jv *r)
 	printf("fabric %s: %s\n", fab ? fab : "?", state ? state : "?");
 	const jv *st = jget(r, "stages");
 	if (st && st->t == J_ARR) {
-		printf("\n%-24s %8s %4s %8s %8s\n", "STAGE", "REPLICAS", "UP", "RESTARTS",
-		       "ERRORS");
+		printf("\n%-24s %8s %4s %8s %8s %8s\n", "STAGE", "REPLICAS", "UP", "STOPPING",
+		       "RESTARTS", "ERRORS");
 		for (size_t i = 0; i < st->n; i++) {
 			const char *n = jstr(&st->kids[i], "name");
-			printf("%-24s %8.0f %4.0f %8.0f %8.0f\n", n ? n : "?",
-			       jnum(&st->kids[i], "replicas", 0), jnum(&st->kids[i], "up", 0),
+			/* Replicas scaled away that still run (finishing a job,
+			 * or ignoring SIGTERM until the watchdog): they hold
+			 * messages and CPU, and UP leaves them out (found by an
+			 * operator trial). */
+			const jv *pr = jget(&st->kids[i], "procs");
+			unsigned stopping = 0;
+			for (size_t k = 0; pr && pr->t == J_ARR && k < pr->n; k++) {
+				const char *ps = jstr(&pr->kids[k], "state");
+				stopping += ps && !strcmp(ps, "stopping");
+			}
+			printf("%-24s %8.0f %4.0f %8u %8.0f %8.0f\n", n ? n : "?",
+			       jnum(&st->kids[i], "replicas", 0), jnum(&st->kids[i], "up", 0), stopping,
 			       jnum(&st->kids[i], "restarts", 0), jnum(&st->kids[i], "errors", 0));
 		}
 	}

@@ -39,7 +39,9 @@
  *           calling the library (pause(), a hang for the watchdog); from
  *           STAY_AT on it sleeps inside the library (fab_ctx_wait) for
  *           WAIT_MS, then appends "done\n" to DONE_FILE and waits for its
- *           context to end (fab_ctx_wait again) and exits 0.
+ *           context to end (fab_ctx_wait again) and exits 0.  With
+ *           IGNORE_TERM=1 it ignores SIGTERM (a replica a scale down cannot
+ *           stop).
  *
  * Every wait here is for a file or the context; the test bounds them. */
 #include "stage_common.h"
@@ -293,6 +295,8 @@ static int termsource(fab_stage *st, unsigned long inc)
 
 static int hanger(fab_stage *st, unsigned long inc)
 {
+	if (env_u64("IGNORE_TERM", 0))
+		signal(SIGTERM, SIG_IGN); /* a replica that will not stop (SIGKILL ends it) */
 	if (inc < env_u64("STAY_AT", 1))
 		for (;;)
 			pause();
