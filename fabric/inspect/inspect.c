@@ -1288,6 +1288,24 @@ int fi_peek(const char *fabric, const char *name, unsigned n, fi_msg **msgs, uns
 	}
 	if (rc)
 		return rc;
+	uint64_t magic = s.size >= sizeof magic ? *(const uint64_t *)s.base : 0;
+	if (s.size >= FI_HDR_BYTES && magic != FAB_CHAN_MAGIC && magic != FAB_TOPIC_MAGIC) {
+		/* Scribbled over: the segment cannot say what it is, the
+		 * registry can (a topic was reported as "channel X: bad
+		 * magic"; operator trial). */
+		fi_unmap(&s);
+		uint32_t type = FAB_OBJ_CHAN;
+		fi_fabric *f;
+		if (fi_open(fabric, &f) == 0) {
+			if (fi_snapshot(f) == 0)
+				for (uint32_t i = 0; i < f->nchans; i++)
+					if (!strcmp(f->chans[i].name, name))
+						type = f->chans[i].type;
+			fi_close(f);
+		}
+		return fi_err(FAB_ECORRUPT, "%s %s: bad magic",
+			      type == FAB_OBJ_TOPIC ? "topic" : "channel", name);
+	}
 	rc = fi_peek_seg(&s, name, n, msgs, count);
 	fi_unmap(&s);
 	return rc;

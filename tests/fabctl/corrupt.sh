@@ -49,6 +49,16 @@ run ok "$FABCTL" peek c1; expect_rc ok 0; expect_out ok $'^0\t2\tm1$'
 scribble "$CH" 0 Q 0x1122334455667788
 chan_bad magic 'channel c1: bad magic'
 
+# A topic scribbled over is named a topic, by the registry (peek said
+# "channel news: bad magic"; operator trial).
+n=$((n + 1))
+F=fctl-bad$n-$$
+start_fixture basic "$F"
+export FAB_FABRIC=$F
+scribble "/dev/shm/fab.$F.news" 0 Q 0x1122334455667788
+run tmagic "$FABCTL" peek news; expect_rc tmagic 5; expect_err tmagic '^fabctl: topic news: bad magic'
+run tmagicc "$FABCTL" chan --interval 0; expect_rc tmagicc 5; expect_out tmagicc '^news +error: topic news: bad magic'
+
 fresh; scribble "$CH" 8 I 0
 chan_bad version0 'channel c1: not initialised \(version 0\)'
 
