@@ -11,6 +11,7 @@
 
 #include <dirent.h>
 #include <fab/fab.h>
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <poll.h>
@@ -89,6 +90,82 @@ static int64_t now_ns(clockid_t id)
 
 /* ---- ls --------------------------------------------------------------- */
 
+/* Channel and topic segments (/dev/shm/fab.F.X) of fabrics F whose control
+ * segment is gone: removed by hand, or a fabric half-way through being
+ * made or destroyed by a process killed there.  They hold memory and are
+ * listed by no other verb (operator trial); `fabctl rm F` removes them.
+ * Listed after the fabrics, one row per F; `shown` rows came before (JSON
+ * commas).  Returns the rows printed in all. */
+static int ls_leftovers(int shown)
+{
+	DIR *d = opendir("/dev/shm");
+	if (!d)
+		return 0;
+	struct left {
+		char name[FI_NAME];
+		unsigned n;
+		unsigned long long bytes;
+	} *v = NULL;
+	size_t nv = 0, cap = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		const char *s = de->d_name, *dot;
+		if (strncmp(s, "fab.", 4) || !(dot = strchr(s + 4, '.')) ||
+		    (size_t)(dot - (s + 4)) >= FI_NAME || !fi_name_ok(dot + 1))
+			continue;
+		char fab[FI_NAME], ctl[FI_NAME + 16];
+		snprintf(fab, sizeof fab, "%.*s", (int)(dot - (s + 4)), s + 4);
+		if (!fi_name_ok(fab))
+			continue;
+		snprintf(ctl, sizeof ctl, "/dev/shm/fab.%s", fab);
+		struct stat sb;
+		if (stat(ctl, &sb) == 0 || errno != ENOENT)
+			continue;
+		size_t k = 0;
+		while (k < nv && strcmp(v[k].name, fab))
+			k++;
+		if (k == nv) {
+			if (nv == cap) {
+				cap = cap ? cap * 2 : 8;
+				struct left *nvv = realloc(v, cap * sizeof *v);
+				if (!nvv)
+					break;
+				v = nvv;
+			}
+			memset(&v[nv], 0, sizeof v[nv]);
+			snprintf(v[nv].name, sizeof v[nv].name, "%s", fab);
+			nv++;
+		}
+		char seg[300];
+		snprintf(seg, sizeof seg, "/dev/shm/%s", s);
+		if (stat(seg, &sb) == 0) {
+			v[k].n++;
+			v[k].bytes += (unsigned long long)sb.st_blocks * 512u;
+		}
+	}
+	closedir(d);
+	for (size_t k = 0; k < nv; k++) {
+		if (!v[k].n)
+			continue;
+		if (fabctl_o.json) {
+			fputs(shown ? ",{\"name\":" : "{\"name\":", stdout);
+			js_str(stdout, v[k].name);
+			printf(",\"error\":\"no control segment: %u segment%s left (fabctl rm %s)\","
+			       "\"code\":\"FAB_ENOENT\",\"leftover_segments\":%u,"
+			       "\"leftover_bytes\":%llu}",
+			       v[k].n, v[k].n == 1 ? "" : "s", v[k].name, v[k].n, v[k].bytes);
+		} else {
+			printf("%-24s no control segment: %u segment%s left, %llu KiB in use (fabctl "
+			       "rm %s)\n",
+			       v[k].name, v[k].n, v[k].n == 1 ? "" : "s", v[k].bytes / 1024,
+			       v[k].name);
+		}
+		shown++;
+	}
+	free(v);
+	return shown;
+}
+
 int fabctl_ls(int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++) {
@@ -97,7 +174,10 @@ int fabctl_ls(int argc, char **argv)
 			     "The fabrics with a control segment in /dev/shm: name, created, live\n"
 			     "processes, channels and topics, creator uid.  A segment that fails\n"
 			     "validation is listed with its error (exit 5); another user's fabric\n"
-			     "you may not read, with \"permission denied\" and its owner (exit 0).");
+			     "you may not read, with \"permission denied\" and its owner (exit 0).\n"
+			     "Channel and topic segments left of a fabric whose control segment is\n"
+			     "gone are listed after them, with how many and their size (exit 0;\n"
+			     "fabctl rm FABRIC removes them).");
 			return 0;
 		}
 		int r = fabctl_common_opt(argc, argv, &i);
@@ -172,6 +252,7 @@ int fabctl_ls(int argc, char **argv)
 			       f->creator_uid);
 		fi_close(f);
 	}
+	ls_leftovers(shown);
 	if (fabctl_o.json)
 		fputs("]}\n", stdout);
 	free(names);
