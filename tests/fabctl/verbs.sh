@@ -47,10 +47,12 @@ pycheck chanj "(lambda c: c['empty']['blocked_receivers']==1 and c['empty']['rec
 
 # ps
 run ps "$FABCTL" ps; expect_rc ps 0
-expect_out ps "^worker\.1 +$STAGE +[a-z]+ +[0-9.a-z]+ +1 +- +recv stagein "
+expect_out ps "^worker\.1 +$STAGE +[a-z]+ +[0-9.a-z]+ +1 +- +- +recv stagein "
+# HOLDS: the leaser keeps "a1" of alo leased (and sleeps on nothing)
+expect_out ps "^\\[[^]]+\\] +$(fixture_val "$F" leaser) +[a-z]+ .* alo:1 +-\$"
 expect_out ps "^\\[[^]]+\\] +$SENDER +[a-z]+ .* send full [0-9]"  # a non-stage process: [its comm]
 run psj "$FABCTL" -o json ps; expect_rc psj 0
-pycheck psj "(lambda p: p[$SENDER]['blocked']['op']=='send' and p[$SENDER]['blocked']['object']=='full' and p[$RECEIVER]['blocked']['object']=='empty' and p[$STAGE]['stage']=='worker' and p[$STAGE]['replica']==1 and p[$STAGE]['errors']==1 and p[$STAGE]['restarts'] is None and p[$PARENT]['blocked'] is None and len(p)==7)({x['pid']:x for x in d['processes']})"
+pycheck psj "(lambda p: p[$SENDER]['blocked']['op']=='send' and p[$SENDER]['blocked']['object']=='full' and p[$RECEIVER]['blocked']['object']=='empty' and p[$STAGE]['stage']=='worker' and p[$STAGE]['replica']==1 and p[$STAGE]['errors']==1 and p[$STAGE]['restarts'] is None and p[$PARENT]['blocked'] is None and len(p)==7 and p[$(fixture_val "$F" leaser)]['holds']==[{'channel':'alo','messages':1}] and p[$SENDER]['holds']==[])({x['pid']:x for x in d['processes']})"
 
 # blocked: orphans (nobody attached on the other side), no deadlock
 run blocked "$FABCTL" blocked; expect_rc blocked 0
