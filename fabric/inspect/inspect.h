@@ -50,9 +50,15 @@ typedef struct fi_att {
 	uint32_t role; /* FAB_SEND | FAB_RECV bits */
 	uint32_t sleep; /* 1: asleep sending, 2: asleep receiving (the attach word's marks) */
 	uint64_t lag;   /* topics: the subscriber's messages not yet read; channels 0 */
-	uint32_t held;  /* mpmc: HELD slots carrying this entry's tag (its acquired or
-			 * leased messages now); 0 elsewhere */
 } fi_att;
+
+/* Messages one owner holds past their receive on an mpmc channel now
+ * (acquired, or leased): HELD slots carrying its tag. */
+typedef struct fi_hold {
+	uint32_t proc; /* process-table index, from the owner tag */
+	uint32_t gen;  /* low 5 bits of the claim generation, from the tag */
+	uint32_t n;
+} fi_hold;
 
 /* A copy of a latency histogram (layout.h fab_hist): bucket i counts the
  * observations <= 1 us << i (not cumulative), b[FI_HIST_BUCKETS] those above
@@ -65,6 +71,7 @@ typedef struct fi_hist {
 
 #define FI_OBJ_CHAN 0u  /* fi_chan.type (layout.h FAB_OBJ_CHAN) */
 #define FI_OBJ_TOPIC 1u /* (layout.h FAB_OBJ_TOPIC) */
+#define FI_OBJ_UNKNOWN 0xffffffffu /* fi_obj_type: the registry cannot say */
 
 typedef struct fi_chan {
 	char name[FI_NAME];
@@ -87,6 +94,8 @@ typedef struct fi_chan {
 	/* mpmc: messages held past their receive now (acquired, or leased on
 	 * an at-least-once channel): slots in state HELD (since layout 1.4) */
 	uint64_t held;
+	fi_hold *holds; /* held, by owner tag (whoever the tag names, live or not) */
+	uint32_t nholds;
 	fi_att *att; /* attach table entries with a live-looking tag */
 	uint32_t natt;
 	fi_hist send_wait, recv_wait, latency; /* channels only */
@@ -166,6 +175,10 @@ int fi_chan_read_seg(const fi_seg *s, const char *name, uint32_t type, fi_chan *
  * *msgs is malloc'd (free with fi_msgs_free).  0 or FAB_E*. */
 int fi_peek(const char *fabric, const char *name, unsigned n, fi_msg **msgs, unsigned *count);
 int fi_peek_seg(const fi_seg *s, const char *name, unsigned n, fi_msg **msgs, unsigned *count);
+/* The registry's type of object NAME (FI_OBJ_CHAN, FI_OBJ_TOPIC), or
+ * FI_OBJ_UNKNOWN when the fabric's registry cannot be read or has no such
+ * entry. */
+uint32_t fi_obj_type(const char *fabric, const char *name);
 void fi_msgs_free(fi_msg *msgs, unsigned count);
 
 /* Names of the fabrics with a control segment in /dev/shm, sorted;

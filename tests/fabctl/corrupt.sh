@@ -58,6 +58,25 @@ export FAB_FABRIC=$F
 scribble "/dev/shm/fab.$F.news" 0 Q 0x1122334455667788
 run tmagic "$FABCTL" peek news; expect_rc tmagic 5; expect_err tmagic '^fabctl: topic news: bad magic'
 run tmagicc "$FABCTL" chan --interval 0; expect_rc tmagicc 5; expect_out tmagicc '^news +error: topic news: bad magic'
+# ... and when the registry cannot say either (control segment scribbled):
+# not called a channel (review).
+scribble "/dev/shm/fab.$F" 0 Q 1
+run tmagicu "$FABCTL" peek news; expect_rc tmagicu 5; expect_err tmagicu '^fabctl: news: bad magic \(neither a channel nor a topic\)'
+# peek says what chan says, version before magic: a zeroed topic is "not
+# initialised", a truncated one names its size (review: "bad magic" and
+# "channel news: bad magic").
+n=$((n + 1))
+F=fctl-bad$n-$$
+start_fixture basic "$F"
+export FAB_FABRIC=$F
+scribble "/dev/shm/fab.$F.news" 0 16s ''
+run tzero "$FABCTL" peek news; expect_rc tzero 5; expect_err tzero '^fabctl: topic news: not initialised \(version 0\)'
+n=$((n + 1))
+F=fctl-bad$n-$$
+start_fixture basic "$F"
+export FAB_FABRIC=$F
+truncate -s 8192 "/dev/shm/fab.$F.news"
+run ttrunc "$FABCTL" peek news; expect_rc ttrunc 5; expect_err ttrunc '^fabctl: topic news: segment is 8192 bytes'
 
 fresh; scribble "$CH" 8 I 0
 chan_bad version0 'channel c1: not initialised \(version 0\)'

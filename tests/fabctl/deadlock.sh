@@ -92,6 +92,19 @@ for how in acq alo; do
 	run "hj$how" "$FABCTL" -f "$K" -o json ps; expect_rc "hj$how" 0
 	pycheck "hj$how" "{p['pid']: p['holds'] for p in d['processes']}[$HP]==[{'channel':'c','messages':1}] and {p['pid']: p['holds'] for p in d['processes']}[$SP]==[]"
 done
+# Many holders: 70 processes holding one message of c each, and one
+# process holding three through three fabric handles of its own (review:
+# holders past the 64th were shown holding nothing; multi showed c:1).
+M=fctl-holders-$$
+start_fixture holders "$M" 70
+MP=$(fixture_val "$M" multi)
+run hm "$FABCTL" -f "$M" -o json ps; expect_rc hm 0
+pycheck hm "(lambda h: h[$MP]==[{'channel':'c','messages':3}] and sorted(str(v) for p, v in h.items() if p != $MP).count(str([{'channel':'c','messages':1}]))==70 and sum(1 for v in h.values() if v)==71)({p['pid']: p['holds'] for p in d['processes']})"
+run hmc "$FABCTL" -f "$M" -o json chan --interval 0; expect_rc hmc 0
+pycheck hmc "[c['held'] for c in d['channels'] if c['name']=='c']==[73]"
+run hmt "$FABCTL" -f "$M" ps; expect_rc hmt 0
+expect_out hmt "^\\[[^]]+\\] +$MP +sleeping .* c:3 +recv d "
+
 Q=fctl-rsv-$$
 start_fixture reserved "$Q"
 run rsv "$FABCTL" -f "$Q" blocked; expect_rc rsv 8

@@ -30,6 +30,9 @@
  *   leave2    as leave, plus channel c2 (spsc 4, "m2" queued)
  *   many N M  N channels, M child processes attached (each opens one
  *             channel), for the cost script
+ *   holders N c (mpmc 256) with N + 3 messages; N children hold one each
+ *             (fab_recv_acquire), child multi holds three through three
+ *             fabric handles of its own; all sleep receiving on d
  */
 #include "inspect.h"
 #include "layout.h"
@@ -221,6 +224,41 @@ static void held_holder(const char *how)
 	_exit(24);
 }
 
+/* "holders" mode: hold one message of c (acquired), then sleep on d. */
+static void one_holder(const char *unused)
+{
+	(void)unused;
+	fab_fabric *f = child_open();
+	fab_chan *c = child_chan(f, "c", FAB_RECV), *d = child_chan(f, "d", FAB_RECV);
+	const void *m;
+	size_t n;
+	char b[16];
+	if (fab_recv_acquire(c, &m, &n, NULL))
+		_exit(23);
+	fab_recv(d, b, sizeof b, NULL);
+	_exit(24);
+}
+
+/* "holders" mode: three fabric handles, each holding one message of c. */
+static void multi_holder(const char *unused)
+{
+	(void)unused;
+	fab_chan *d = NULL;
+	for (int i = 0; i < 3; i++) {
+		fab_fabric *f = child_open();
+		fab_chan *c = child_chan(f, "c", FAB_RECV);
+		const void *m;
+		size_t n;
+		if (fab_recv_acquire(c, &m, &n, NULL))
+			_exit(23);
+		if (!d)
+			d = child_chan(f, "d", FAB_RECV);
+	}
+	char b[16];
+	fab_recv(d, b, sizeof b, NULL);
+	_exit(24);
+}
+
 /* "held" mode: would send on d, and sends on c, coming round to the held
  * slot (capacity 1): asleep there with c's len 0. */
 static void held_sender(const char *unused)
@@ -379,7 +417,7 @@ int main(int argc, char **argv)
 {
 	if (argc < 3) {
 		fprintf(stderr,
-			"usage: fixture basic|deadlock|deadlock2|nodead|leader|stopped|skiphead|held acq|alo|reserved|ring3|leave|leave2|many|handles FABRIC [N [M]]\n");
+			"usage: fixture basic|deadlock|deadlock2|nodead|leader|stopped|skiphead|held acq|alo|reserved|ring3|leave|leave2|many|handles|holders FABRIC [N [M]]\n");
 		return 2;
 	}
 	const char *mode = argv[1];
@@ -522,6 +560,25 @@ int main(int argc, char **argv)
 		fab_fabric_close(f);
 		puts("ready");
 		return 0;
+	} else if (!strcmp(mode, "holders") && argc == 4) {
+		int n = atoi(argv[3]);
+		if (n < 1 || n > 200) {
+			fprintf(stderr, "fixture: holders N: 1 <= N <= 200\n");
+			return 2;
+		}
+		mk(f, "c", FAB_MPMC, 256, 16, 0, NULL);
+		mk(f, "d", FAB_MPMC, 1, 16, 0, NULL);
+		fab_chan *c;
+		if ((rc = fab_chan_open(f, "c", FAB_SEND, &c)))
+			die("open c", rc);
+		for (int i = 0; i < n + 3; i++)
+			if ((rc = fab_send(c, "h", 1, NULL)))
+				die("send", rc);
+		fab_chan_release(c);
+		for (int i = 0; i < n; i++)
+			spawn(one_holder, NULL);
+		printf("multi=%d\n", (int)spawn(multi_holder, NULL));
+		wait_sleepers((uint32_t)n + 1);
 	} else if (!strcmp(mode, "handles") && argc == 4) {
 		/* N more fabric handles in this one process (kept open). */
 		int n = atoi(argv[3]);

@@ -94,18 +94,26 @@ static int64_t now_ns(clockid_t id)
  * segment is gone: removed by hand, or a fabric half-way through being
  * made or destroyed by a process killed there.  They hold memory and are
  * listed by no other verb (operator trial); `fabctl rm F` removes them.
- * Listed after the fabrics, one row per F; `shown` rows came before (JSON
- * commas).  Returns the rows printed in all. */
-static int ls_leftovers(int shown)
+ * Listed after the fabrics, one row per F, sorted; `shown` rows came before
+ * (JSON commas); names listed as fabrics (listed_names) are left out.
+ * Returns the rows printed in all. */
+struct left {
+	char name[FI_NAME];
+	unsigned n;
+	unsigned long long bytes;
+};
+
+static int left_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct left *)a)->name, ((const struct left *)b)->name);
+}
+
+static int ls_leftovers(int shown, char (*listed_names)[FI_NAME], int nlisted)
 {
 	DIR *d = opendir("/dev/shm");
 	if (!d)
 		return 0;
-	struct left {
-		char name[FI_NAME];
-		unsigned n;
-		unsigned long long bytes;
-	} *v = NULL;
+	struct left *v = NULL;
 	size_t nv = 0, cap = 0;
 	struct dirent *de;
 	while ((de = readdir(d))) {
@@ -113,13 +121,27 @@ static int ls_leftovers(int shown)
 		if (strncmp(s, "fab.", 4) || !(dot = strchr(s + 4, '.')) ||
 		    (size_t)(dot - (s + 4)) >= FI_NAME || !fi_name_ok(dot + 1))
 			continue;
-		char fab[FI_NAME], ctl[FI_NAME + 16];
+		char fab[FI_NAME], ctl[FI_NAME + 16], seg[300];
 		snprintf(fab, sizeof fab, "%.*s", (int)(dot - (s + 4)), s + 4);
 		if (!fi_name_ok(fab))
 			continue;
+		bool listed = false; /* shown as a fabric above: not left over */
+		for (int i = 0; i < nlisted && !listed; i++)
+			listed = !strcmp(listed_names[i], fab);
+		if (listed)
+			continue;
+		/* The segment, then no control segment, then the same segment
+		 * (same inode): a fabric destroyed and made again between two
+		 * looks is not taken for leftovers (review).  Made, a fabric
+		 * has its control segment first; destroyed, it loses it last. */
 		snprintf(ctl, sizeof ctl, "/dev/shm/fab.%s", fab);
-		struct stat sb;
-		if (stat(ctl, &sb) == 0 || errno != ENOENT)
+		snprintf(seg, sizeof seg, "/dev/shm/%s", s);
+		struct stat sb, sb2;
+		if (stat(seg, &sb) < 0)
+			continue;
+		if (stat(ctl, &sb2) == 0 || errno != ENOENT)
+			continue;
+		if (stat(seg, &sb2) < 0 || sb2.st_ino != sb.st_ino || sb2.st_dev != sb.st_dev)
 			continue;
 		size_t k = 0;
 		while (k < nv && strcmp(v[k].name, fab))
@@ -136,14 +158,12 @@ static int ls_leftovers(int shown)
 			snprintf(v[nv].name, sizeof v[nv].name, "%s", fab);
 			nv++;
 		}
-		char seg[300];
-		snprintf(seg, sizeof seg, "/dev/shm/%s", s);
-		if (stat(seg, &sb) == 0) {
-			v[k].n++;
-			v[k].bytes += (unsigned long long)sb.st_blocks * 512u;
-		}
+		v[k].n++;
+		v[k].bytes += (unsigned long long)sb2.st_blocks * 512u;
 	}
 	closedir(d);
+	if (nv > 1)
+		qsort(v, nv, sizeof *v, left_cmp);
 	for (size_t k = 0; k < nv; k++) {
 		if (!v[k].n)
 			continue;
@@ -252,7 +272,7 @@ int fabctl_ls(int argc, char **argv)
 			       f->creator_uid);
 		fi_close(f);
 	}
-	ls_leftovers(shown);
+	ls_leftovers(shown, names, n);
 	if (fabctl_o.json)
 		fputs("]}\n", stdout);
 	free(names);
@@ -487,22 +507,15 @@ static const fi_stage *stage_of(const fi_fabric *f, const fi_proc *p)
 	return NULL;
 }
 
-/* Does the live process of entry m (pid and start time) own attach entry at? */
-static bool proc_owns(const fi_fabric *f, const fi_proc *m, const fi_att *at)
-{
-	for (uint32_t k = 0; k < f->nprocs; k++) {
-		const fi_proc *q = &f->procs[k];
-		if (q->live && q->pid == m->pid && q->start_time == m->start_time &&
-		    q->idx == at->proc && (q->gen & 31u) == at->gen)
-			return true;
-	}
-	return false;
-}
-
-/* What process m holds now: messages acquired or leased (HELD slots),
- * "jobs:2,orders:1" in out, or a JSON array to o.  An operator's "which
- * worker has the messages the queue is short of" (operator trial). */
-static void proc_holds(const fi_fabric *f, const fi_proc *m, char *out, size_t n, FILE *o)
+/* What process m holds now: messages acquired or leased (HELD slots, by
+ * owner tag), "jobs:2,orders:1" in out (n bytes; "...", when it does not
+ * fit), or a JSON array to o.  An operator's "which worker has the messages
+ * the queue is short of" (operator trial).  by_idx: the live entries by
+ * process-table index; a tag counts for m when its entry is live, of m's
+ * pid and start time (m's other fabric handles too), and of the tag's
+ * generation (a reused entry's new owner does not inherit the count). */
+static void proc_holds(const fi_fabric *f, const fi_proc *const *by_idx, const fi_proc *m,
+		       char *out, size_t n, FILE *o)
 {
 	size_t used = 0;
 	int first = 1;
@@ -512,12 +525,16 @@ static void proc_holds(const fi_fabric *f, const fi_proc *m, char *out, size_t n
 		out[0] = 0;
 	for (uint32_t i = 0; i < f->nchans; i++) {
 		const fi_chan *c = &f->chans[i];
-		if (c->err || !c->held)
+		if (c->err || !c->nholds)
 			continue;
 		uint64_t held = 0;
-		for (uint32_t k = 0; k < c->natt; k++)
-			if (c->att[k].held && proc_owns(f, m, &c->att[k]))
-				held += c->att[k].held;
+		for (uint32_t k = 0; k < c->nholds; k++) {
+			const fi_hold *h = &c->holds[k];
+			const fi_proc *q = h->proc < FAB_MAX_PROCS ? by_idx[h->proc] : NULL;
+			if (q && (q->gen & 31u) == h->gen && q->pid == m->pid &&
+			    q->start_time == m->start_time)
+				held += h->n;
+		}
 		if (!held)
 			continue;
 		if (o) {
@@ -528,12 +545,14 @@ static void proc_holds(const fi_fabric *f, const fi_proc *m, char *out, size_t n
 			int w = snprintf(out + used, n - used, "%s%s:%llu", first ? "" : ",",
 					 c->name, (unsigned long long)held);
 			used = w < 0 ? n : used + (size_t)w;
+			if (used >= n && n > 4)
+				memcpy(out + n - 4, "...", 4); /* cut: say so */
 		}
 		first = 0;
 	}
 	if (o)
 		fputc(']', o);
-	else if (!out[0] && n > 1)
+	else if (n > 1 && !out[0])
 		snprintf(out, n, "-");
 }
 
@@ -548,6 +567,10 @@ int fabctl_ps_render(fi_fabric *f, FILE *o)
 			"UPTIME", "ERRORS", "RESTARTS", "HOLDS", "BLOCKED ON");
 	}
 	int first = 1;
+	const fi_proc *by_idx[FAB_MAX_PROCS] = {0};
+	for (uint32_t i = 0; i < f->nprocs; i++)
+		if (f->procs[i].live && f->procs[i].idx < FAB_MAX_PROCS)
+			by_idx[f->procs[i].idx] = &f->procs[i];
 	for (uint32_t i = 0; i < f->nprocs; i++) {
 		if (!f->procs[i].live)
 			continue;
@@ -647,7 +670,7 @@ int fabctl_ps_render(fi_fabric *f, FILE *o)
 				fputs("null", o);
 			}
 			fputs(",\"holds\":", o);
-			proc_holds(f, p, NULL, 0, o);
+			proc_holds(f, by_idx, p, NULL, 0, o);
 			fputc('}', o);
 		} else {
 			char errs[24], rs[24], blk[200];
@@ -663,8 +686,8 @@ int fabctl_ps_render(fi_fabric *f, FILE *o)
 				snprintf(blk, sizeof blk, "%s %s", wt, since);
 			else
 				snprintf(blk, sizeof blk, "-");
-			char holds[160];
-			proc_holds(f, p, holds, sizeof holds, NULL);
+			char holds[256];
+			proc_holds(f, by_idx, p, holds, sizeof holds, NULL);
 			fprintf(o, "%-20s %8u %-9s %10s %6s %8s %-12s %s\n", label[0] ? label : "-",
 				p->pid, state, up, errs, rs, holds, blk);
 		}
