@@ -73,20 +73,20 @@ pycheck ps "[p for p in d['processes'] if p['stage']=='sink' and p['replica']==0
 # first incarnation): status text shows it STOPPING, not hidden behind UP 1
 # (operator trial).  Then killed; hang.0, killed too, comes back as a
 # second incarnation that stops with the fabric.
+hang_until() { # STOPPING: until stage hang has 1 up and STOPPING replicas stopping (30 s)
+	for _ in $(seq 1 600); do
+		"$FABCTL" -o json status | python3 -c 'import json,sys; d=json.load(sys.stdin); h={s["name"]:s for s in d["stages"]}["hang"]; sys.exit(0 if h["up"]==1 and len([p for p in h["procs"] if p["state"]=="stopping"])==int(sys.argv[1]) else 1)' "$1" && return
+		sleep 0.05
+	done
+}
 run sch "$FABCTL" scale hang 1; expect_rc sch 0
-for _ in $(seq 1 600); do
-	"$FABCTL" -o json status | python3 -c 'import json,sys; d=json.load(sys.stdin); h={s["name"]:s for s in d["stages"]}["hang"]; sys.exit(0 if h["up"]==1 and [p for p in h["procs"] if p["state"]=="stopping"] else 1)' && break
-	sleep 0.05
-done
+hang_until 1
 run sth "$FABCTL" status; expect_rc sth 0
 expect_out sth '^hang +1 +1 +1 +0 +0$'
 for p in $("$FABCTL" -o json status | python3 -c 'import json,sys; print(*[p["pid"] for s in json.load(sys.stdin)["stages"] if s["name"]=="hang" for p in s["procs"] if p["pid"]])'); do
 	kill -9 "$p"
 done
-for _ in $(seq 1 600); do
-	"$FABCTL" -o json status | python3 -c 'import json,sys; d=json.load(sys.stdin); h={s["name"]:s for s in d["stages"]}["hang"]; sys.exit(0 if h["up"]==1 and not [p for p in h["procs"] if p["state"]=="stopping"] else 1)' && break
-	sleep 0.05
-done
+hang_until 0
 run sth2 "$FABCTL" status; expect_rc sth2 0
 expect_out sth2 '^hang +1 +1 +0 +1 +0$'
 
