@@ -15,6 +15,11 @@
  * the owner of the slot in their way is dead: fabrics without a broker heal.
  */
 #include "internal.h"
+#include "geom.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -74,6 +79,67 @@ uint64_t fab__chan_recover(fab_chan *ch, fab_fabric *fab, uint32_t dead_tag)
 	return fixed;
 }
 
+/*
+ * A channel another layout minor made (another libfab version; it answers
+ * FAB_EVERSION here) may carry a dead process's state -- a held slot, a
+ * reservation, an attach word -- that only its own version can repair, and
+ * that version finds the process only through its entry.  So an entry must
+ * not be freed while such a channel still names it: freed, the owner's
+ * recovery no longer knew it as dead, the lease stayed held and messages
+ * stayed stuck behind the reservation (found by an upgrade trial; and after
+ * 32 claims of the index a live process carried the dead one's tag).
+ *
+ * Which dead processes are attached to channel `name`, by its attach table,
+ * read-only: layout 1.3's and 1.4's channel headers are the same bytes (1.4
+ * added a slot state only), so the table is where ours is.  A holder, a
+ * reserver or a sleeper is attached.  When the table cannot be read (no fd,
+ * another minor whose layout we do not know) every dead process is kept:
+ * freeing is what cannot be undone.  keep[k] is set for dead_tags[k].
+ */
+static void fab__other_minor_attached(fab_fabric *fab, const char *name, const uint32_t *dead_tags,
+				      int nd, bool *keep)
+{
+	char path[128];
+	fab__chan_path(path, sizeof path, fab->name, name);
+	size_t need = FAB_CHAN_HDR_BYTES + (size_t)FAB_ATTACH_MAX * sizeof(uint64_t);
+	bool known = false;
+	int fd = shm_open(path, O_RDONLY | O_CLOEXEC, 0);
+	struct stat sb;
+	if (fd >= 0 && fstat(fd, &sb) == 0 && (uint64_t)sb.st_size >= need) {
+		void *m = mmap(NULL, need, PROT_READ, MAP_SHARED, fd, 0);
+		if (m != MAP_FAILED) {
+			const fab_chan_hdr *h = m;
+			/* Acquire: the creator's header, written before its
+			 * version word, is complete. */
+			uint32_t v = load_acquire(&((fab_chan_hdr *)h)->version);
+			if (h->magic == FAB_CHAN_MAGIC && (v >> 16) == FAB_LAYOUT_MAJOR &&
+			    ((v & 0xffff) == 3 || (v & 0xffff) == FAB_LAYOUT_MINOR) &&
+			    h->attach_off == FAB_CHAN_HDR_BYTES) {
+				known = true;
+				_Atomic uint64_t *att =
+				    (_Atomic uint64_t *)((uint8_t *)m + FAB_CHAN_HDR_BYTES);
+				for (uint32_t i = 0; i < FAB_ATTACH_MAX; i++) {
+					/* Relaxed: a dead process's word does not
+					 * change; a live one's is not ours. */
+					uint64_t w = load_relaxed(&att[i]);
+					uint32_t t = FAB_ATT_TAG(w);
+					if (!w || !(t & FAB_TAG_VALID))
+						continue;
+					for (int k = 0; k < nd; k++)
+						if (t == dead_tags[k])
+							keep[k] = true;
+				}
+			}
+			munmap(m, need);
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	if (!known)
+		for (int k = 0; k < nd; k++)
+			keep[k] = true;
+}
+
 int fab_fabric_recover(fab_fabric *fab)
 {
 	int rc;
@@ -104,6 +170,9 @@ int fab_fabric_recover(fab_fabric *fab)
 	 * process for good. */
 	int fail = 0;
 	char fail_name[FAB_NAME_MAX + 1] = "", fail_msg[200] = "";
+	/* Dead processes attached to a channel of another layout minor: their
+	 * entries are kept for that version's recovery (above). */
+	bool keep[64] = {false};
 	for (uint32_t i = 0; i < FAB_MAX_PROCS && nd < 64; i++) {
 		fab_proc_ent *e = &fab->procs[i];
 		uint64_t sg = load_acquire(&e->sg);
@@ -205,6 +274,10 @@ int fab_fabric_recover(fab_fabric *fab)
 		memset(&tmp, 0, sizeof tmp);
 		int mrc = fab__chan_map(fab, name, &tmp);
 		int merr = errno;
+		if (mrc == FAB_EVERSION) {
+			fab__other_minor_attached(fab, name, dead_tags, nd, keep);
+			continue;
+		}
 		if (mrc && !fab__passing_failure(mrc, merr))
 			continue; /* removed meanwhile, or not ours to repair: skip it
 				   * (another user's 0600 channel is FAB_EPERM for good:
@@ -269,6 +342,8 @@ int fab_fabric_recover(fab_fabric *fab)
 	for (int k = 0; k < nd; k++) {
 		fab_proc_ent *e = &fab->procs[dead_idx[k]];
 		uint64_t sg = dead_sg[k];
+		if (keep[k])
+			continue; /* its own version frees it, after its repair */
 		if (!cas(&e->sg, &sg, FAB_SG_MAKE(FAB_SG_GEN(sg), FAB_PROC_FREE)))
 			continue;
 		repaired++;

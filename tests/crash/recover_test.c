@@ -1646,6 +1646,108 @@ START_TEST(recover_without_fds)
 }
 END_TEST
 
+/* ---- channels of another layout minor (an upgrade trial) ------------------ */
+
+/* Process-table entries in state LIVE (dead or alive). */
+static int rc_live_entries(const char *fabric)
+{
+	size_t n = 0;
+	fab_ctl_hdr *ctl = rc_map_or_fail(fabric, NULL, &n);
+	fab_proc_ent *pe = (fab_proc_ent *)((uint8_t *)ctl + ctl->procs_off);
+	int live = 0;
+	for (uint32_t i = 0; i < FAB_MAX_PROCS; i++)
+		live += FAB_SG_STATE(atomic_load(&pe[i].sg)) == FAB_PROC_LIVE;
+	munmap(ctl, n);
+	return live;
+}
+
+/* Set channel obj's layout minor (as if another libfab version made it). */
+static void rc_set_minor(const char *fabric, const char *obj, uint32_t minor)
+{
+	size_t nh = 0;
+	fab_chan_hdr *h = rc_map_or_fail(fabric, obj, &nh);
+	atomic_store(&h->version, (FAB_LAYOUT_MAJOR << 16) | minor);
+	munmap(h, nh);
+}
+
+/*
+ * A dead process that held a message of a channel made by another libfab
+ * version (another layout minor: FAB_EVERSION for us) can be repaired only
+ * by that version's recovery, which finds the process through its entry.
+ * Until 29 Nov (thirteenth session; found by an upgrade trial) our recovery
+ * skipped the channel and freed the entry all the same: the owner's
+ * recovery then had nothing to do, the lease stayed held (fab_try_recv 2 of
+ * 3) and the acquired slot stopped senders.  Now the entry is kept while
+ * such a channel's attach table names it.  Here "q" is turned into a
+ * channel of the previous minor after the holder died, recovered (entry
+ * kept), turned back (its "own version"), and recovered again.
+ */
+START_TEST(recover_keeps_other_minor_holder)
+{
+	int alo = _i == 0;
+	fab_fabric *fab = NULL;
+	fab_chan *c = NULL;
+	int which = _i;
+	rc_begin(alo ? "rom0" : "rom1");
+	ck_assert_int_eq(fab_fabric_open(S.fabric, FAB_CREATE, &fab), 0);
+	t12_dead_holder(fab, alo, &which);
+	ck_assert_int_eq(rc_live_entries(S.fabric), 2);
+	rc_set_minor(S.fabric, "q", FAB_LAYOUT_MINOR - 1);
+	int rc = fab_fabric_recover(fab);
+	ck_assert_msg(rc >= 0, "recovery with a channel of layout 1.%u: %d (%s)",
+		      FAB_LAYOUT_MINOR - 1, rc, fab_errmsg());
+	ck_assert_msg(rc_live_entries(S.fabric) == 2,
+		      "the dead holder's entry was freed while a channel of another layout "
+		      "minor still names it");
+
+	rc_set_minor(S.fabric, "q", FAB_LAYOUT_MINOR);
+	rc = fab_fabric_recover(fab);
+	ck_assert_int_eq(fab_chan_open(fab, "q", FAB_SEND | FAB_RECV, &c), 0);
+	int got = t12_take3(c, alo);
+	fab_stats st = {.size = sizeof st};
+	ck_assert_int_eq(fab_chan_stats(c, &st), 0);
+	ck_assert_msg(got == (alo ? 3 : 2) && st.leased == 0,
+		      "after its own version's recovery fab_try_recv got %d (want %d), %llu "
+		      "still leased",
+		      got, alo ? 3 : 2, (unsigned long long)st.leased);
+	if (!alo)
+		for (long i = 0; i < 8; i++)
+			ck_assert_msg(fab_try_send(c, &i, sizeof i) == 0,
+				      "send %ld of 8 after recovery: %s", i, fab_errmsg());
+	fab_chan_release(c);
+	ck_assert_msg(rc > 0, "its own version's recovery: %d", rc);
+	ck_assert_int_eq(rc_live_entries(S.fabric), 1);
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
+/* A channel of another layout minor that does NOT name the dead process
+ * keeps nothing: the holder of a channel of ours is repaired and its entry
+ * freed in one call (or the process table would fill in a mixed fabric). */
+START_TEST(recover_frees_beside_other_minor)
+{
+	fab_fabric *fab = NULL;
+	fab_chan *c = NULL;
+	int which = 0; /* t12_holder: at-least-once lease on "q" */
+	rc_begin("rof");
+	ck_assert_int_eq(fab_fabric_open(S.fabric, FAB_CREATE, &fab), 0);
+	fab_chan_opts oo = {.size = sizeof oo, .capacity = 4, .msg_size = 8};
+	ck_assert_int_eq(fab_chan_create(fab, "older", &oo, &c), 0);
+	fab_chan_release(c);
+	rc_set_minor(S.fabric, "older", FAB_LAYOUT_MINOR - 1);
+	t12_dead_holder(fab, 1, &which);
+	int rc = fab_fabric_recover(fab);
+	ck_assert_msg(rc > 0, "recovery beside a channel of layout 1.%u: %d (%s)",
+		      FAB_LAYOUT_MINOR - 1, rc, rc < 0 ? fab_errmsg() : "nothing repaired");
+	ck_assert_int_eq(rc_live_entries(S.fabric), 1);
+	ck_assert_int_eq(fab_chan_open(fab, "q", FAB_RECV, &c), 0);
+	ck_assert_int_eq(t12_take3(c, 1), 3);
+	fab_chan_release(c);
+	rc_set_minor(S.fabric, "older", FAB_LAYOUT_MINOR);
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
 /* ---- liveness locks and recovery (review of the eleventh session) -------- */
 
 /*
@@ -2354,6 +2456,8 @@ int main(void)
 	tcase_add_loop_test(tc, creator_killed_name_free, 0, 2);
 	tcase_add_loop_test(tc, recover_without_fds, 0, 2);
 	tcase_add_test(tc, recover_skips_foreign_channel);
+	tcase_add_loop_test(tc, recover_keeps_other_minor_holder, 0, 2);
+	tcase_add_test(tc, recover_frees_beside_other_minor);
 	tcase_add_loop_test(tc, fork_child_keeps_no_lock, 0, 2);
 	tcase_add_test(tc, read_locks_keep_no_one_alive);
 	tcase_add_test(tc, release_after_reclaim);

@@ -33,7 +33,7 @@ extern "C" {
 
 #define FAB_VERSION_MAJOR 1
 #define FAB_VERSION_MINOR 6
-#define FAB_VERSION_PATCH 0
+#define FAB_VERSION_PATCH 1
 
 /*
  * Error codes.  One table generates the values, fab_strerror() and the names
