@@ -670,25 +670,48 @@ int fab__reg_name_free(fab_fabric *fab, const char *name)
 
 /* Claim a free registry entry (CREATING, owned by us) and write the name and
  * type; NULL (FAB_ENOMEM recorded) when the table is full.  The caller
- * store-releases LIVE when the segment is ready, or FREE on failure.
- * Between our CAS and our tag the entry still shows the previous owner's
- * tag, name and type, so every path to FREE or LIVE leaves `owner` 0, and
- * recovery takes a CREATING entry with owner 0 for a live creator's. */
+ * store-releases LIVE when the segment is ready, or FREE on failure, and
+ * then clears its tag (fab__reg_unown).
+ *
+ * The tag goes in first, by CAS from 0 on the FREE entry, and only then the
+ * state: so a CREATING entry always names its creator, and a creator killed
+ * at any instruction leaves either a FREE entry (maybe with its dead tag,
+ * which the next claimer clears) or a CREATING one with its dead tag, which
+ * recovery settles.  Until 1.6.1 the state went first and the tag was
+ * cleared before LIVE or FREE: a creator killed between the two stores left
+ * CREATING with owner 0, which recovery must take for a live claimer's (an
+ * older library's claim), and the name was taken for good (found by an
+ * upgrade trial). */
 fab_chan_ent *fab__reg_claim(fab_fabric *fab, const char *name, uint32_t type)
 {
 	fab_chan_ent *ent = NULL;
+	uint32_t tag = fab->tag;
 	for (uint32_t i = 0; i < FAB_MAX_CHANS && !ent; i++) {
-		uint32_t st = FAB_ENT_FREE;
-		if (load_relaxed(&fab->chans[i].state) == FAB_ENT_FREE &&
-		    cas(&fab->chans[i].state, &st, FAB_ENT_CREATING))
-			ent = &fab->chans[i];
+		fab_chan_ent *e = &fab->chans[i];
+		if (load_relaxed(&e->state) != FAB_ENT_FREE)
+			continue;
+		uint32_t o = load_relaxed(&e->owner);
+		/* A tag on a free entry: a claimer between its two CASes (live:
+		 * leave it the entry), or one killed there or before its clear
+		 * (dead: clear it). */
+		if (o != 0 && (fab__tag_alive(fab, o) || !cas(&e->owner, &o, 0)))
+			continue;
+		uint32_t zero = 0, st = FAB_ENT_FREE;
+		if (!cas(&e->owner, &zero, tag))
+			continue;
+		/* acq_rel: pairs with the release of FREE by the entry's last
+		 * user; the entry is ours from here. */
+		if (!cas(&e->state, &st, FAB_ENT_CREATING)) {
+			fab__reg_unown(e, tag); /* someone of an older library took it */
+			continue;
+		}
+		ent = e;
 	}
 	if (!ent) {
 		fab__err(FAB_ENOMEM, "registry of fabric %s is full (%u channels and topics)",
 			 fab->name, FAB_MAX_CHANS);
 		return NULL;
 	}
-	store_relaxed(&ent->owner, fab->tag);
 	memset(ent->name, 0, sizeof ent->name);
 	memcpy(ent->name, name, strlen(name));
 	ent->type = type;
@@ -857,17 +880,16 @@ int fab_chan_create(fab_fabric *fab, const char *name, const fab_chan_opts *opts
 		goto fail_ent;
 	}
 	atomic_fetch_add_explicit(&ent->gen, 1, memory_order_relaxed);
-	/* The tag matters only while CREATING; none is left for the entry's
-	 * next claimer (fab__reg_claim). */
-	store_relaxed(&ent->owner, 0);
-	/* Release: the name is visible before LIVE. */
+	/* Release: the name is visible before LIVE.  Then the tag, which
+	 * matters only while CREATING (fab__reg_claim). */
 	store_release(&ent->state, FAB_ENT_LIVE);
+	fab__reg_unown(ent, fab->tag);
 	*out = ch;
 	return 0;
 
 fail_ent:
-	store_relaxed(&ent->owner, 0); /* as above */
 	store_release(&ent->state, FAB_ENT_FREE);
+	fab__reg_unown(ent, fab->tag); /* as above */
 	if (ch)
 		fab__chan_free(ch);
 	return rc;

@@ -416,6 +416,12 @@ uint64_t fab__producer_hash(const char *id);
 int fab__reg_find(fab_fabric *fab, const char *name); /* index or -1 */
 int fab__reg_name_free(fab_fabric *fab, const char *name); /* 0, or FAB_EEXIST */
 fab_chan_ent *fab__reg_claim(fab_fabric *fab, const char *name, uint32_t type);
+/* Clear our tag from a registry entry we claimed, after its LIVE or FREE:
+ * a CAS from our tag, so a later claimer's is never cleared. */
+static inline void fab__reg_unown(fab_chan_ent *e, uint32_t tag)
+{
+	cas(&e->owner, &tag, 0);
+}
 
 /* channel mapping shared by chan.c and recover.c */
 int fab__chan_map(fab_fabric *fab, const char *name, fab_chan *ch);

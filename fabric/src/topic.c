@@ -654,18 +654,17 @@ int fab_topic_create(fab_fabric *fab, const char *name, const fab_chan_opts *opt
 	}
 	t->gen_seen = load_relaxed(&t->m.hdr->sub_gen) - 1; /* first publish scans */
 	atomic_fetch_add_explicit(&ent->gen, 1, memory_order_relaxed);
-	/* The tag matters only while CREATING; none is left for the entry's
-	 * next claimer (fab__reg_claim). */
-	store_relaxed(&ent->owner, 0);
-	/* Release: name and type are visible before LIVE. */
+	/* Release: name and type are visible before LIVE.  Then the tag
+	 * (fab__reg_claim). */
 	store_release(&ent->state, FAB_ENT_LIVE);
+	fab__reg_unown(ent, fab->tag);
 	*out = t;
 	return 0;
 
 fail_ent:
-	store_relaxed(&ent->owner, 0); /* as above */
 	/* Release: pairs with fab__reg_claim's CAS of a later creator. */
 	store_release(&ent->state, FAB_ENT_FREE);
+	fab__reg_unown(ent, fab->tag); /* as above */
 	if (t)
 		fab__topic_free(t);
 	return rc;

@@ -1748,6 +1748,79 @@ START_TEST(recover_frees_beside_other_minor)
 }
 END_TEST
 
+/* ---- registry claims: tag first (1.6.1) ----------------------------------- */
+
+/*
+ * A claimer writes its tag into a free entry (CAS from 0) before it CASes
+ * the state to CREATING, and clears it after LIVE or FREE.  Until 1.6.1 the
+ * state went first and the tag was cleared before LIVE: a creator killed
+ * between those two stores left the entry CREATING with owner 0, which
+ * recovery must take for a claim in progress, and the name was taken for
+ * good (found by an upgrade trial, under gdb).  What the new order can leave
+ * is a free entry carrying a tag: a dead one (a claimer killed between its
+ * CASes, or a creator before its clear) is cleared and the entry used; a
+ * live one is a claim in progress and is left to its claimer.
+ */
+START_TEST(registry_claim_tag_first)
+{
+	fab_fabric *fab = NULL;
+	fab_chan *c = NULL;
+	size_t nctl = 0;
+	rc_begin("rct");
+	ck_assert_int_eq(fab_fabric_open(S.fabric, FAB_CREATE, &fab), 0);
+	fab_ctl_hdr *ctl = rc_map_or_fail(S.fabric, NULL, &nctl);
+	fab_chan_ent *ents = (fab_chan_ent *)((uint8_t *)ctl + ctl->chans_off);
+	fab_proc_ent *pe = (fab_proc_ent *)((uint8_t *)ctl + ctl->procs_off);
+	uint32_t me = 0;
+	for (uint32_t i = 0; i < FAB_MAX_PROCS && !me; i++) {
+		uint64_t sg = atomic_load(&pe[i].sg);
+		if (FAB_SG_STATE(sg) == FAB_PROC_LIVE && atomic_load(&pe[i].pid) == (uint32_t)getpid())
+			me = FAB_TAG_MAKE(i, FAB_SG_GEN(sg));
+	}
+	ck_assert_msg(me != 0, "our own process entry not found");
+	fab_chan_opts o = {.size = sizeof o, .capacity = 4, .msg_size = 8};
+	for (uint32_t i = 0; i < FAB_MAX_CHANS; i++)
+		ck_assert_uint_eq(atomic_load(&ents[i].state), FAB_ENT_FREE);
+
+	/* Entry 0 free with a dead tag (it names a free process entry): the
+	 * next create clears it and takes the entry. */
+	atomic_store(&ents[0].owner, FAB_TAG_MAKE(FAB_MAX_PROCS - 1, 7));
+	ck_assert_int_eq(fab_chan_create(fab, "b", &o, &c), 0);
+	fab_chan_release(c);
+	ck_assert_msg(atomic_load(&ents[0].state) == FAB_ENT_LIVE && !strcmp(ents[0].name, "b") &&
+			      atomic_load(&ents[0].owner) == 0,
+		      "entry 0 (free, dead tag): %s %s owner %#x, want LIVE b owner 0",
+		      rc_ent_state(atomic_load(&ents[0].state)), ents[0].name,
+		      atomic_load(&ents[0].owner));
+
+	/* Entry 1 free with a live claimer's tag (ours, as between a claim's
+	 * two CASes): left alone; the create takes entry 2. */
+	atomic_store(&ents[1].owner, me);
+	ck_assert_int_eq(fab_chan_create(fab, "c", &o, &c), 0);
+	fab_chan_release(c);
+	ck_assert_msg(atomic_load(&ents[1].state) == FAB_ENT_FREE &&
+			      atomic_load(&ents[1].owner) == me,
+		      "a free entry carrying a live claimer's tag was taken (%s, owner %#x)",
+		      rc_ent_state(atomic_load(&ents[1].state)), atomic_load(&ents[1].owner));
+	ck_assert_msg(atomic_load(&ents[2].state) == FAB_ENT_LIVE && !strcmp(ents[2].name, "c"),
+		      "create c: entry 2 is %s %s", rc_ent_state(atomic_load(&ents[2].state)),
+		      ents[2].name);
+	atomic_store(&ents[1].owner, 0);
+
+	/* A creator killed after LIVE, before its clear: LIVE with a dead
+	 * tag.  The channel works, its destroy frees it, its name is made
+	 * again. */
+	atomic_store(&ents[0].owner, FAB_TAG_MAKE(FAB_MAX_PROCS - 1, 7));
+	ck_assert_int_eq(fab_chan_open(fab, "b", FAB_SEND, &c), 0);
+	fab_chan_release(c);
+	ck_assert_int_eq(fab_chan_destroy(fab, "b"), 0);
+	ck_assert_int_eq(fab_chan_create(fab, "b", &o, &c), 0);
+	fab_chan_release(c);
+	munmap(ctl, nctl);
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
 /* ---- liveness locks and recovery (review of the eleventh session) -------- */
 
 /*
@@ -2458,6 +2531,7 @@ int main(void)
 	tcase_add_test(tc, recover_skips_foreign_channel);
 	tcase_add_loop_test(tc, recover_keeps_other_minor_holder, 0, 2);
 	tcase_add_test(tc, recover_frees_beside_other_minor);
+	tcase_add_test(tc, registry_claim_tag_first);
 	tcase_add_loop_test(tc, fork_child_keeps_no_lock, 0, 2);
 	tcase_add_test(tc, read_locks_keep_no_one_alive);
 	tcase_add_test(tc, release_after_reclaim);
