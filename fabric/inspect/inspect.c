@@ -256,8 +256,9 @@ static int fi_ctl_validate(const fi_seg *s, const char *fabric)
 	if (h->magic != FAB_CTL_MAGIC)
 		return fi_err(FAB_ECORRUPT, "fabric %s: bad magic", fabric);
 	if ((v & 0xffff) < FAB_CTL_MINOR_MIN)
-		return fi_err(FAB_EVERSION, "fabric %s: layout %u.%u predates %u.%u", fabric,
-			      v >> 16, v & 0xffff, FAB_LAYOUT_MAJOR, FAB_CTL_MINOR_MIN);
+		return fi_err(FAB_EVERSION,
+			      "fabric %s: layout %u.%u is older than %u.%u, the oldest fabctl reads",
+			      fabric, v >> 16, v & 0xffff, FAB_LAYOUT_MAJOR, FAB_CTL_MINOR_MIN);
 	if (h->hdr_size != sizeof(fab_ctl_hdr) || h->total_size != FAB_CTL_SIZE ||
 	    h->total_size > s->size || h->max_procs != FAB_MAX_PROCS ||
 	    h->max_chans != FAB_MAX_CHANS || h->max_ctxs != FAB_MAX_CTXS ||

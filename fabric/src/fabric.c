@@ -183,8 +183,8 @@ static int fab__ctl_validate(fab_fabric *fab)
 				fab->name, v >> 16, v & 0xffff, FAB_LAYOUT_MAJOR);
 	if ((v & 0xffff) < FAB_CTL_MINOR_MIN)
 		return fab__err(FAB_EVERSION,
-				"fabric %s: layout %u.%u predates this library's %u.%u; destroy and "
-				"recreate it",
+				"fabric %s: layout %u.%u is older than %u.%u, the oldest this library "
+				"reads; destroy and recreate it",
 				fab->name, v >> 16, v & 0xffff, FAB_LAYOUT_MAJOR, FAB_CTL_MINOR_MIN);
 	if (h->hdr_size != sizeof(fab_ctl_hdr) || h->total_size != FAB_CTL_SIZE ||
 	    h->total_size > fab->ctl.size || h->max_procs != FAB_MAX_PROCS ||
