@@ -71,6 +71,16 @@ static int ensure_chan(fab_fabric *fab, const char *fabric, const char *name,
 	if ((rc = fab_chan_open(fab, name, FAB_SEND, &ch)) < 0) {
 		fprintf(stderr, "fabd: channel %s exists in fabric %s but cannot be opened: %s\n",
 			name, fabric, fab_errmsg());
+		if (rc == FAB_EVERSION)
+			/* Left by a fabd of another libfab version (its exit
+			 * status 7): destroying it would lose what it holds
+			 * (an upgrade trial followed the library's "destroy
+			 * and recreate" advice too literally). */
+			fprintf(stderr,
+				"fabd: another libfab version made it; if it still holds messages, "
+				"drain them with that version first (docs/fabd.md, \"Upgrading "
+				"libfab under fabd\"), then remove the fabric (fabctl rm %s)\n",
+				fabric);
 		return -1;
 	}
 	fab_stats st;

@@ -27,7 +27,7 @@
 #include "broker_test.h"
 #include "fabtest.h"
 
-static const char *const tags[] = { "a", "b", "c", "d", "e", "f", NULL };
+static const char *const tags[] = { "a", "b", "c", "d", "e", "f", "g", NULL };
 
 static void names(const char *tag, pid_t rp, char *fabric, size_t fl, char *dir, size_t dl)
 {
@@ -280,6 +280,48 @@ START_TEST(t_foreign_fabric)
 }
 END_TEST
 
+/* (g) The topology's channel left by a fabd of another libfab version (its
+ * exit 7 keeps the segments; here a channel whose layout minor is one
+ * lower, docs/layout.md: the version word @8): fabd exits 5, says another
+ * version made it and how to upgrade, and destroys nothing (an upgrade
+ * trial followed the library's "destroy and recreate" too literally). */
+START_TEST(t_other_version)
+{
+	tenv e;
+	setup_env(&e, "g");
+	pipeline(&e, 10, 1, "", "", "");
+	fab_fabric *f = NULL;
+	fab_chan *c = NULL;
+	ck_assert_int_eq(fab_fabric_open(e.fabric, FAB_CREATE, &f), 0);
+	fab_chan_opts o = {.size = sizeof o, .capacity = 8, .msg_size = 8};
+	ck_assert_int_eq(fab_chan_create(f, "jobs", &o, &c), 0);
+	uint64_t one = 1;
+	ck_assert_int_eq(fab_send(c, &one, sizeof one, NULL), 0);
+	fab_chan_release(c);
+	fab_fabric_close(f);
+	char path[200];
+	snprintf(path, sizeof path, "/dev/shm/fab.%s.jobs", e.fabric);
+	int fd = open(path, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	uint32_t v = 0;
+	ck_assert_int_eq(pread(fd, &v, sizeof v, 8), (ssize_t)sizeof v);
+	ck_assert_uint_gt(v & 0xffff, 0);
+	v -= 1;
+	ck_assert_int_eq(pwrite(fd, &v, sizeof v, 8), (ssize_t)sizeof v);
+	close(fd);
+	int code = wait_code(start_fabd(&e));
+	int segs = segments_left(e.fabric);
+	fab_fabric_destroy(e.fabric);
+	char *log = slurp(e.log);
+	ck_assert_msg(code == 5, "fabd exited %d on a channel of another layout: %s", code, log);
+	ck_assert_msg(strstr(log, "another libfab version made it") &&
+			      strstr(log, "Upgrading libfab under fabd"),
+		      "log: %s", log);
+	free(log);
+	ck_assert_int_ge(segs, 2); /* the control segment and jobs, kept */
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("fabd_run");
@@ -292,6 +334,7 @@ int main(void)
 	tcase_add_test(tc, t_sigterm_drains);
 	tcase_add_test(tc, t_prefix);
 	tcase_add_test(tc, t_foreign_fabric);
+	tcase_add_test(tc, t_other_version);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);
