@@ -375,6 +375,7 @@ int fabctl_blocked(int argc, char **argv)
 	}
 	free(v);
 	free(tgs);
+	fabctl_note_unreadable(f, "the wait-for graph leaves");
 	fi_close(f);
 	return cycles ? FABCTL_EXIT_DEADLOCK : 0;
 }

@@ -43,6 +43,11 @@ int fabctl_resolve(const char *explicit_name, char out[FI_NAME]);
 /* Open and snapshot fabric `name`; on failure prints why and returns the
  * exit code (*f NULL). */
 int fabctl_snapshot(const char *name, fi_fabric **f);
+/* On stderr, when channels or topics of snapshot f could not be read (a
+ * corrupt segment, another libfab version's layout, no permission): `what`
+ * says what leaves them out, with its verb ("the wait-for graph leaves").  ps and blocked
+ * show such channels as nothing otherwise (an upgrade trial). */
+void fabctl_note_unreadable(const fi_fabric *f, const char *what);
 
 /* Durations: "200ms", "1.5s", "2" (seconds), "500us"; -1 when malformed. */
 int64_t fabctl_parse_duration(const char *s);

@@ -149,6 +149,23 @@ int fabctl_snapshot(const char *name, fi_fabric **f)
 	return 0;
 }
 
+void fabctl_note_unreadable(const fi_fabric *f, const char *what)
+{
+	uint32_t n = 0;
+	const char *first = NULL;
+	for (uint32_t i = 0; i < f->nchans; i++)
+		if (f->chans[i].err) {
+			if (!n++)
+				first = f->chans[i].name;
+		}
+	if (n)
+		fprintf(stderr,
+			"fabctl: %u channel%s or topic%s could not be read (%s%s; fabctl chan says "
+			"why): %s %s out\n",
+			n, n == 1 ? "" : "s", n == 1 ? "" : "s", first, n > 1 ? ", ..." : "", what,
+			n == 1 ? "it" : "them");
+}
+
 int64_t fabctl_parse_duration(const char *s)
 {
 	char *end;

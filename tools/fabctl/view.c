@@ -727,6 +727,7 @@ int fabctl_ps(int argc, char **argv)
 	rc = fabctl_ps_render(f, stdout);
 	if (fabctl_o.json)
 		fputc('\n', stdout);
+	fabctl_note_unreadable(f, "HOLDS and BLOCKED ON leave");
 	fi_close(f);
 	return rc;
 }
