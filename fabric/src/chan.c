@@ -671,7 +671,7 @@ int fab__reg_name_free(fab_fabric *fab, const char *name)
 /* Claim a free registry entry (CREATING, owned by us) and write the name and
  * type; NULL (FAB_ENOMEM recorded) when the table is full.  The caller
  * store-releases LIVE when the segment is ready, or FREE on failure, and
- * then clears its tag (fab__reg_unown).
+ * then clears its tag (fab__ent_unown).
  *
  * The tag goes in first, by CAS from 0 on the FREE entry, and only then the
  * state: so a CREATING entry always names its creator, and a creator killed
@@ -682,31 +682,35 @@ int fab__reg_name_free(fab_fabric *fab, const char *name)
  * CREATING with owner 0, which recovery must take for a live claimer's (an
  * older library's claim), and the name was taken for good (found by an
  * upgrade trial). */
+bool fab__ent_claim(fab_fabric *fab, _Atomic uint32_t *state, _Atomic uint32_t *owner)
+{
+	uint32_t tag = fab->tag;
+	if (load_relaxed(state) != FAB_ENT_FREE)
+		return false;
+	uint32_t o = load_relaxed(owner);
+	/* A tag on a free entry: a claimer between its two CASes (live: leave
+	 * it the entry), or one killed there or before its clear (dead: clear
+	 * it). */
+	if (o != 0 && (fab__tag_alive(fab, o) || !cas(owner, &o, 0)))
+		return false;
+	uint32_t zero = 0, st = FAB_ENT_FREE;
+	if (!cas(owner, &zero, tag))
+		return false;
+	/* acq_rel: pairs with the release of FREE by the entry's last user;
+	 * the entry is ours from here. */
+	if (!cas(state, &st, FAB_ENT_CREATING)) {
+		fab__ent_unown(owner, tag); /* someone of an older library took it */
+		return false;
+	}
+	return true;
+}
+
 fab_chan_ent *fab__reg_claim(fab_fabric *fab, const char *name, uint32_t type)
 {
 	fab_chan_ent *ent = NULL;
-	uint32_t tag = fab->tag;
-	for (uint32_t i = 0; i < FAB_MAX_CHANS && !ent; i++) {
-		fab_chan_ent *e = &fab->chans[i];
-		if (load_relaxed(&e->state) != FAB_ENT_FREE)
-			continue;
-		uint32_t o = load_relaxed(&e->owner);
-		/* A tag on a free entry: a claimer between its two CASes (live:
-		 * leave it the entry), or one killed there or before its clear
-		 * (dead: clear it). */
-		if (o != 0 && (fab__tag_alive(fab, o) || !cas(&e->owner, &o, 0)))
-			continue;
-		uint32_t zero = 0, st = FAB_ENT_FREE;
-		if (!cas(&e->owner, &zero, tag))
-			continue;
-		/* acq_rel: pairs with the release of FREE by the entry's last
-		 * user; the entry is ours from here. */
-		if (!cas(&e->state, &st, FAB_ENT_CREATING)) {
-			fab__reg_unown(e, tag); /* someone of an older library took it */
-			continue;
-		}
-		ent = e;
-	}
+	for (uint32_t i = 0; i < FAB_MAX_CHANS && !ent; i++)
+		if (fab__ent_claim(fab, &fab->chans[i].state, &fab->chans[i].owner))
+			ent = &fab->chans[i];
 	if (!ent) {
 		fab__err(FAB_ENOMEM, "registry of fabric %s is full (%u channels and topics)",
 			 fab->name, FAB_MAX_CHANS);
@@ -883,13 +887,13 @@ int fab_chan_create(fab_fabric *fab, const char *name, const fab_chan_opts *opts
 	/* Release: the name is visible before LIVE.  Then the tag, which
 	 * matters only while CREATING (fab__reg_claim). */
 	store_release(&ent->state, FAB_ENT_LIVE);
-	fab__reg_unown(ent, fab->tag);
+	fab__ent_unown(&ent->owner, fab->tag);
 	*out = ch;
 	return 0;
 
 fail_ent:
 	store_release(&ent->state, FAB_ENT_FREE);
-	fab__reg_unown(ent, fab->tag); /* as above */
+	fab__ent_unown(&ent->owner, fab->tag); /* as above */
 	if (ch)
 		fab__chan_free(ch);
 	return rc;

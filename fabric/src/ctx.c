@@ -344,10 +344,12 @@ int fab_ctx_create(fab_fabric *fab, const char *name, fab_ctx *parent, fab_ctx *
 		return fab__err(FAB_ENOMEM, "out of memory");
 	for (uint32_t i = 0; i < FAB_MAX_CTXS; i++) {
 		fab_ctx_ent *e = &fab->ctxs[i];
-		uint32_t st = FAB_ENT_FREE;
-		if (!cas(&e->state, &st, FAB_ENT_CREATING))
+		/* Tag first (fab__ent_claim): a creator killed anywhere leaves
+		 * nothing CREATING without its tag, which recovery could never
+		 * free (until 1.6.1 a kill between the claim and the tag, or
+		 * between clearing the tag and FREE, leaked the entry). */
+		if (!fab__ent_claim(fab, &e->state, &e->owner))
 			continue;
-		store_relaxed(&e->owner, fab->tag);
 		memset(e->name, 0, sizeof e->name);
 		memcpy(e->name, name, strlen(name));
 		store_relaxed(&e->cancel, 0);
@@ -358,8 +360,8 @@ int fab_ctx_create(fab_fabric *fab, const char *name, fab_ctx *parent, fab_ctx *
 		 * (Dekker: at least one of us sees the other). */
 		atomic_thread_fence(memory_order_seq_cst);
 		if ((rc = fab__ctx_resolve(fab, i, name))) {
-			store_relaxed(&e->owner, 0);
 			store_release(&e->state, FAB_ENT_FREE);
+			fab__ent_unown(&e->owner, fab->tag);
 			free(c);
 			return rc;
 		}

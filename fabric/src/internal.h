@@ -416,11 +416,19 @@ uint64_t fab__producer_hash(const char *id);
 int fab__reg_find(fab_fabric *fab, const char *name); /* index or -1 */
 int fab__reg_name_free(fab_fabric *fab, const char *name); /* 0, or FAB_EEXIST */
 fab_chan_ent *fab__reg_claim(fab_fabric *fab, const char *name, uint32_t type);
-/* Clear our tag from a registry entry we claimed, after its LIVE or FREE:
- * a CAS from our tag, so a later claimer's is never cleared. */
-static inline void fab__reg_unown(fab_chan_ent *e, uint32_t tag)
+/* Claim a FREE registry, context or limiter entry for this handle (since
+ * 1.6.1): our tag first, by CAS of `owner` from 0, then `state` FREE ->
+ * CREATING, so a CREATING entry always names its creator and recovery can
+ * settle it when that creator is dead.  A dead tag left on a free entry is
+ * cleared; a live one (a claim in progress) makes us pass the entry.  true
+ * when the entry is ours (fab__reg_claim in chan.c explains the history). */
+bool fab__ent_claim(fab_fabric *fab, _Atomic uint32_t *state, _Atomic uint32_t *owner);
+/* Clear our tag from an entry we claimed, after storing its FREE (or, for
+ * the registry, its LIVE): a CAS from our tag, so a later claimer's is
+ * never cleared. */
+static inline void fab__ent_unown(_Atomic uint32_t *owner, uint32_t tag)
 {
-	cas(&e->owner, &tag, 0);
+	cas(owner, &tag, 0);
 }
 
 /* channel mapping shared by chan.c and recover.c */

@@ -594,13 +594,12 @@ int fab_limiter_create(fab_fabric *fab, const char *name, double rate_per_s, uin
 		return fab__err(FAB_ENOMEM, "out of memory");
 	for (uint32_t i = 0; i < FAB_MAX_LIMS; i++) {
 		fab_lim_ent *e = &fab->lims[i];
-		uint32_t st = FAB_ENT_FREE;
-		/* acq_rel (house cas): the entry is ours until we publish it. */
-		if (!cas(&e->state, &st, FAB_ENT_CREATING))
+		/* Tag first, then CREATING (fab__ent_claim; its CASes are
+		 * acq_rel): the entry is ours until we publish it. */
+		if (!fab__ent_claim(fab, &e->state, &e->owner))
 			continue;
 		/* Relaxed stores: the entry is ours; the fence below orders them
 		 * for concurrent creators, the release of LIVE for openers. */
-		store_relaxed(&e->owner, fab->tag);
 		memset(e->name, 0, sizeof e->name);
 		memcpy(e->name, name, strlen(name));
 		store_relaxed(&e->params, p);
@@ -615,12 +614,10 @@ int fab_limiter_create(fab_fabric *fab, const char *name, double rate_per_s, uin
 		fence_seq_cst();
 		rc = fab__lim_resolve(fab, i, name);
 		if (rc) {
-			/* No stale owner tag on a free entry: a recovery that
-			 * finds it CREATING again must read 0 ("being claimed")
-			 * or the new creator's tag, never ours. */
-			store_relaxed(&e->owner, 0);
-			/* Release: a later claimer of the entry sees us gone. */
+			/* Release: a later claimer of the entry sees us gone.
+			 * Then our tag (a claimer clears it if we die first). */
 			store_release(&e->state, FAB_ENT_FREE);
+			fab__ent_unown(&e->owner, fab->tag);
 			free(l);
 			return rc;
 		}

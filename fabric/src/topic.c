@@ -657,14 +657,14 @@ int fab_topic_create(fab_fabric *fab, const char *name, const fab_chan_opts *opt
 	/* Release: name and type are visible before LIVE.  Then the tag
 	 * (fab__reg_claim). */
 	store_release(&ent->state, FAB_ENT_LIVE);
-	fab__reg_unown(ent, fab->tag);
+	fab__ent_unown(&ent->owner, fab->tag);
 	*out = t;
 	return 0;
 
 fail_ent:
 	/* Release: pairs with fab__reg_claim's CAS of a later creator. */
 	store_release(&ent->state, FAB_ENT_FREE);
-	fab__reg_unown(ent, fab->tag); /* as above */
+	fab__ent_unown(&ent->owner, fab->tag); /* as above */
 	if (t)
 		fab__topic_free(t);
 	return rc;

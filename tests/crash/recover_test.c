@@ -1807,6 +1807,33 @@ START_TEST(registry_claim_tag_first)
 		      ents[2].name);
 	atomic_store(&ents[1].owner, 0);
 
+	/* Contexts and limiters claim the same way (a kill between their
+	 * claim and their tag leaked the entry for good). */
+	fab_ctx_ent *ce = (fab_ctx_ent *)((uint8_t *)ctl + ctl->ctxs_off);
+	fab_lim_ent *le = (fab_lim_ent *)((uint8_t *)ctl + ctl->lims_off);
+	uint32_t cfree = 0, lfree = 0;
+	while (cfree < FAB_MAX_CTXS && atomic_load(&ce[cfree].state) != FAB_ENT_FREE)
+		cfree++;
+	while (lfree < FAB_MAX_LIMS && atomic_load(&le[lfree].state) != FAB_ENT_FREE)
+		lfree++;
+	ck_assert(cfree + 1 < FAB_MAX_CTXS && lfree + 1 < FAB_MAX_LIMS);
+	atomic_store(&ce[cfree].owner, me);
+	atomic_store(&le[lfree].owner, me);
+	fab_ctx *k = NULL;
+	fab_limiter *l = NULL;
+	ck_assert_int_eq(fab_ctx_create(fab, "k", NULL, &k), 0);
+	ck_assert_int_eq(fab_limiter_create(fab, "l", 100.0, 10, &l), 0);
+	ck_assert_msg(atomic_load(&ce[cfree].state) == FAB_ENT_FREE &&
+			      atomic_load(&le[lfree].state) == FAB_ENT_FREE,
+		      "a free context or limiter entry with a live claimer's tag was taken");
+	ck_assert_msg(atomic_load(&ce[cfree + 1].state) == FAB_ENT_LIVE &&
+			      atomic_load(&le[lfree + 1].state) == FAB_ENT_LIVE,
+		      "context k or limiter l is not in the next free entry");
+	atomic_store(&ce[cfree].owner, 0);
+	atomic_store(&le[lfree].owner, 0);
+	fab_ctx_release(k);
+	fab_limiter_release(l);
+
 	/* A creator killed after LIVE, before its clear: LIVE with a dead
 	 * tag.  The channel works, its destroy frees it, its name is made
 	 * again. */
