@@ -670,14 +670,15 @@ int fab__reg_name_free(fab_fabric *fab, const char *name)
 
 /* Claim a free registry entry (CREATING, owned by us) and write the name and
  * type; NULL (FAB_ENOMEM recorded) when the table is full.  The caller
- * store-releases LIVE when the segment is ready, or FREE on failure, and
- * then clears its tag (fab__ent_unown).
+ * store-releases LIVE when the segment is ready (the tag stays: a destroy
+ * clears it after its FREE), or FREE on failure and then clears its tag
+ * (fab__ent_unown).
  *
  * The tag goes in first, by CAS from 0 on the FREE entry, and only then the
  * state: so a CREATING entry always names its creator, and a creator killed
  * at any instruction leaves either a FREE entry (maybe with its dead tag,
- * which the next claimer clears) or a CREATING one with its dead tag, which
- * recovery settles.  Until 1.6.1 the state went first and the tag was
+ * which the next claimer or recovery clears) or a CREATING one with its
+ * dead tag, which recovery settles.  Until 1.6.1 the state went first and the tag was
  * cleared before LIVE or FREE: a creator killed between the two stores left
  * CREATING with owner 0, which recovery must take for a live claimer's (an
  * older library's claim), and the name was taken for good (found by an
@@ -884,10 +885,12 @@ int fab_chan_create(fab_fabric *fab, const char *name, const fab_chan_opts *opts
 		goto fail_ent;
 	}
 	atomic_fetch_add_explicit(&ent->gen, 1, memory_order_relaxed);
-	/* Release: the name is visible before LIVE.  Then the tag, which
-	 * matters only while CREATING (fab__reg_claim). */
+	/* Release: the name is visible before LIVE.  The tag stays, as on
+	 * contexts and limiters (it matters only while CREATING): cleared
+	 * here, a destroyer that had read it before its LIVE -> FREE CAS
+	 * cleared it again with its own late CAS after we had claimed the
+	 * entry anew, and left CREATING with owner 0 (found by review). */
 	store_release(&ent->state, FAB_ENT_LIVE);
-	fab__ent_unown(&ent->owner, fab->tag);
 	*out = ch;
 	return 0;
 

@@ -423,9 +423,8 @@ fab_chan_ent *fab__reg_claim(fab_fabric *fab, const char *name, uint32_t type);
  * cleared; a live one (a claim in progress) makes us pass the entry.  true
  * when the entry is ours (fab__reg_claim in chan.c explains the history). */
 bool fab__ent_claim(fab_fabric *fab, _Atomic uint32_t *state, _Atomic uint32_t *owner);
-/* Clear our tag from an entry we claimed, after storing its FREE (or, for
- * the registry, its LIVE): a CAS from our tag, so a later claimer's is
- * never cleared. */
+/* Clear our tag from an entry we claimed, after storing its FREE: a CAS
+ * from our tag, so a later claimer's is never cleared. */
 static inline void fab__ent_unown(_Atomic uint32_t *owner, uint32_t tag)
 {
 	cas(owner, &tag, 0);

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -92,53 +93,87 @@ uint64_t fab__chan_recover(fab_chan *ch, fab_fabric *fab, uint32_t dead_tag)
  * Which dead processes are attached to channel `name`, by its attach table,
  * read-only: layout 1.3's and 1.4's channel headers are the same bytes (1.4
  * added a slot state only), so the table is where ours is.  A holder, a
- * reserver or a sleeper is attached.  When the table cannot be read (no fd,
- * another minor whose layout we do not know) every dead process is kept:
- * freeing is what cannot be undone.  keep[k] is set for dead_tags[k].
+ * reserver or a sleeper is attached.  keep[k] is set for dead_tags[k]
+ * (kmap: dead index by process-table index, -1 none).  0, also when the
+ * segment is gone or of a layout we do not know (skipped like another
+ * user's channel: keeping every dead entry for it filled the table for
+ * good, found by review); a negative code when we could not look (no fd,
+ * no memory: the caller keeps every entry this time).
  */
-static void fab__other_minor_attached(fab_fabric *fab, const char *name, const uint32_t *dead_tags,
-				      int nd, bool *keep)
+static int fab__other_minor_attached(fab_fabric *fab, const char *name, const uint32_t *dead_tags,
+				     const int16_t *kmap, bool *keep)
 {
 	char path[128];
 	fab__chan_path(path, sizeof path, fab->name, name);
 	size_t need = FAB_CHAN_HDR_BYTES + (size_t)FAB_ATTACH_MAX * sizeof(uint64_t);
-	bool known = false;
 	int fd = shm_open(path, O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return errno == ENOENT || errno == EACCES ? 0 : fab__errno("shm_open");
 	struct stat sb;
-	if (fd >= 0 && fstat(fd, &sb) == 0 && (uint64_t)sb.st_size >= need) {
-		void *m = mmap(NULL, need, PROT_READ, MAP_SHARED, fd, 0);
-		if (m != MAP_FAILED) {
-			const fab_chan_hdr *h = m;
-			/* Acquire: the creator's header, written before its
-			 * version word, is complete. */
-			uint32_t v = load_acquire(&((fab_chan_hdr *)h)->version);
-			if (h->magic == FAB_CHAN_MAGIC && (v >> 16) == FAB_LAYOUT_MAJOR &&
-			    ((v & 0xffff) == 3 || (v & 0xffff) == FAB_LAYOUT_MINOR) &&
-			    h->attach_off == FAB_CHAN_HDR_BYTES) {
-				known = true;
-				_Atomic uint64_t *att =
-				    (_Atomic uint64_t *)((uint8_t *)m + FAB_CHAN_HDR_BYTES);
-				for (uint32_t i = 0; i < FAB_ATTACH_MAX; i++) {
-					/* Relaxed: a dead process's word does not
-					 * change; a live one's is not ours. */
-					uint64_t w = load_relaxed(&att[i]);
-					uint32_t t = FAB_ATT_TAG(w);
-					if (!w || !(t & FAB_TAG_VALID))
-						continue;
-					for (int k = 0; k < nd; k++)
-						if (t == dead_tags[k])
-							keep[k] = true;
-				}
-			}
-			munmap(m, need);
+	if (fstat(fd, &sb) < 0 || (uint64_t)sb.st_size < need) {
+		close(fd);
+		return 0;
+	}
+	void *m = mmap(NULL, need, PROT_READ, MAP_SHARED, fd, 0);
+	int err = errno;
+	close(fd);
+	if (m == MAP_FAILED) {
+		errno = err;
+		return fab__errno("mmap");
+	}
+	const fab_chan_hdr *h = m;
+	/* Acquire: the creator's header, written before its version word, is
+	 * complete. */
+	uint32_t v = load_acquire(&((fab_chan_hdr *)h)->version);
+	if (h->magic == FAB_CHAN_MAGIC && (v >> 16) == FAB_LAYOUT_MAJOR &&
+	    ((v & 0xffff) == 3 || (v & 0xffff) == FAB_LAYOUT_MINOR) &&
+	    h->attach_off == FAB_CHAN_HDR_BYTES) {
+		_Atomic uint64_t *att = (_Atomic uint64_t *)((uint8_t *)m + FAB_CHAN_HDR_BYTES);
+		for (uint32_t i = 0; i < FAB_ATTACH_MAX; i++) {
+			/* Relaxed: a dead process's word does not change; a
+			 * live one's is not ours. */
+			uint64_t w = load_relaxed(&att[i]);
+			uint32_t t = FAB_ATT_TAG(w);
+			if (!w || !(t & FAB_TAG_VALID))
+				continue;
+			int k = kmap[FAB_TAG_IDX(t)];
+			if (k >= 0 && dead_tags[k] == t)
+				keep[k] = true;
 		}
 	}
-	if (fd >= 0)
-		close(fd);
-	if (!known)
-		for (int k = 0; k < nd; k++)
-			keep[k] = true;
+	munmap(m, need);
+	return 0;
 }
+
+/* Another registry entry than c, not free, named `name`? */
+static bool fab__reg_dup(fab_fabric *fab, uint32_t c, const char *name)
+{
+	for (uint32_t j = 0; j < FAB_MAX_CHANS; j++) {
+		fab_chan_ent *o = &fab->chans[j];
+		/* Acquire: a LIVE entry's name, written before it, is whole. */
+		if (j == c || load_acquire(&o->state) == FAB_ENT_FREE)
+			continue;
+		if (strncmp(o->name, name, FAB_NAME_MAX) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The dead processes one recovery handles: every dead entry of the table.
+ * Until 1.6.1 a call took the first 64; entries kept for another version's
+ * recovery (fab__other_minor_attached) stay dead, and 64 of them at low
+ * indices starved every later death of recovery (found by review). */
+typedef struct fab__dead_set {
+	uint32_t tags[FAB_MAX_PROCS];
+	uint64_t sg[FAB_MAX_PROCS];
+	uint32_t idx[FAB_MAX_PROCS];
+	uint64_t wait[FAB_MAX_PROCS];
+	int64_t wait_ns[FAB_MAX_PROCS];
+	bool keep[FAB_MAX_PROCS];
+	int16_t kmap[FAB_MAX_PROCS]; /* process-table index -> dead index, -1 none */
+} fab__dead_set;
+
+static int fab__recover(fab_fabric *fab, fab__dead_set *D);
 
 int fab_fabric_recover(fab_fabric *fab)
 {
@@ -152,12 +187,22 @@ int fab_fabric_recover(fab_fabric *fab)
 	 * begin meanwhile), after each map, which is then ours. */
 	if ((rc = fab__fabric_gone(fab)))
 		return rc;
+	fab__dead_set *D = calloc(1, sizeof *D);
+	if (!D)
+		return fab__err(FAB_ENOMEM, "out of memory");
+	rc = fab__recover(fab, D);
+	free(D);
+	return rc;
+}
 
-	uint32_t dead_tags[64];
-	uint64_t dead_sg[64];
-	uint32_t dead_idx[64];
-	uint64_t dead_wait[64];
-	int64_t dead_wait_ns[64];
+static int fab__recover(fab_fabric *fab, fab__dead_set *D)
+{
+	int rc;
+	uint32_t *dead_tags = D->tags;
+	uint64_t *dead_sg = D->sg;
+	uint32_t *dead_idx = D->idx;
+	uint64_t *dead_wait = D->wait;
+	int64_t *dead_wait_ns = D->wait_ns;
 	int nd = 0;
 	int repaired = 0;
 	/* The first passing failure (a channel or topic that could not be
@@ -172,8 +217,10 @@ int fab_fabric_recover(fab_fabric *fab)
 	char fail_name[FAB_NAME_MAX + 1] = "", fail_msg[200] = "";
 	/* Dead processes attached to a channel of another layout minor: their
 	 * entries are kept for that version's recovery (above). */
-	bool keep[64] = {false};
-	for (uint32_t i = 0; i < FAB_MAX_PROCS && nd < 64; i++) {
+	bool *keep = D->keep;
+	for (uint32_t i = 0; i < FAB_MAX_PROCS; i++)
+		D->kmap[i] = -1;
+	for (uint32_t i = 0; i < FAB_MAX_PROCS; i++) {
 		fab_proc_ent *e = &fab->procs[i];
 		uint64_t sg = load_acquire(&e->sg);
 		if ((fab->tag && i == fab->proc_idx) || FAB_SG_STATE(sg) == FAB_PROC_FREE)
@@ -196,6 +243,7 @@ int fab_fabric_recover(fab_fabric *fab)
 		if (FAB_SG_STATE(sg) != FAB_PROC_LIVE || fab__entry_alive(fab, e, sg))
 			continue;
 		dead_tags[nd] = FAB_TAG_MAKE(i, FAB_SG_GEN(sg));
+		D->kmap[i] = (int16_t)nd;
 		dead_sg[nd] = sg;
 		dead_idx[nd] = i;
 		/* What it slept on when it died (nothing changes it now: a
@@ -208,15 +256,36 @@ int fab_fabric_recover(fab_fabric *fab)
 	for (uint32_t c = 0; c < FAB_MAX_CHANS; c++) {
 		fab_chan_ent *e = &fab->chans[c];
 		uint32_t st = load_acquire(&e->state);
-		if (st == FAB_ENT_FREE)
+		if (st == FAB_ENT_FREE) {
+			/* A dead claimer's or creator's tag left on a free entry
+			 * (fab__ent_claim): clear it, so that a claimer of an
+			 * older library, which takes the state first and its
+			 * tag after, is never seen CREATING under a dead tag in
+			 * between (review). */
+			uint32_t o = load_relaxed(&e->owner);
+			if (o != 0 && !fab__tag_alive(fab, o))
+				cas(&e->owner, &o, 0);
 			continue;
+		}
 		if ((rc = fab__fabric_gone(fab)))
 			return rc;
 		char name[FAB_NAME_MAX + 1];
 		memcpy(name, e->name, FAB_NAME_MAX);
 		name[FAB_NAME_MAX] = 0;
-		if (!fab__name_ok(name))
-			continue; /* scribbled entry: nothing safe to do with it */
+		if (!fab__name_ok(name)) {
+			/* A creator killed while it copied the name in (after
+			 * its claim, before its segment, which the name names):
+			 * nothing to remove; free the entry, or it was lost for
+			 * good (review).  A scribbled name of a live entry:
+			 * nothing safe to do with it. */
+			uint32_t owner = load_relaxed(&e->owner);
+			if (st == FAB_ENT_CREATING && owner != 0 && !fab__tag_alive(fab, owner) &&
+			    cas(&e->state, &st, FAB_ENT_FREE)) {
+				cas(&e->owner, &owner, 0);
+				repaired++;
+			}
+			continue;
+		}
 		if (e->type == FAB_OBJ_TOPIC) {
 			/* Topics check every owner's liveness themselves. */
 			int f0 = fail;
@@ -235,6 +304,17 @@ int fab_fabric_recover(fab_fabric *fab)
 			if (owner == 0 || fab__tag_alive(fab, owner))
 				continue; /* 0: claimed, tag not yet written (fab__reg_claim) */
 			/* Its creator died: keep a finished segment, drop the rest. */
+			if (fab__reg_dup(fab, c, name)) {
+				/* A name copied in part that is another entry's
+				 * whole name: that segment is the other entry's
+				 * (settled LIVE, it made two entries of one name;
+				 * review).  Free ours, remove nothing. */
+				if (cas(&e->state, &st, FAB_ENT_FREE)) {
+					cas(&e->owner, &owner, 0);
+					repaired++;
+				}
+				continue;
+			}
 			fab_chan tmp;
 			memset(&tmp, 0, sizeof tmp);
 			int mrc = fab__chan_map(fab, name, &tmp);
@@ -275,7 +355,14 @@ int fab_fabric_recover(fab_fabric *fab)
 		int mrc = fab__chan_map(fab, name, &tmp);
 		int merr = errno;
 		if (mrc == FAB_EVERSION) {
-			fab__other_minor_attached(fab, name, dead_tags, nd, keep);
+			int orc = fab__other_minor_attached(fab, name, dead_tags, D->kmap, keep);
+			if (orc < 0 && !fail) {
+				/* Could not look (no fd, no memory): as a channel we
+				 * could not map, keep every dead entry this time. */
+				fail = orc;
+				memcpy(fail_name, name, sizeof fail_name);
+				snprintf(fail_msg, sizeof fail_msg, "%s", fab_errmsg());
+			}
 			continue;
 		}
 		if (mrc && !fab__passing_failure(mrc, merr))
@@ -295,8 +382,11 @@ int fab_fabric_recover(fab_fabric *fab)
 			fab__chan_unmap(&tmp);
 			return rc;
 		}
+		/* A process kept for another version's recovery is of that
+		 * version: it could not open our channels. */
 		for (int k = 0; k < nd; k++)
-			repaired += (int)fab__chan_recover(&tmp, fab, dead_tags[k]);
+			if (!keep[k])
+				repaired += (int)fab__chan_recover(&tmp, fab, dead_tags[k]);
 		/* A process killed inside fab__wake_word, after the CAS that
 		 * cleared the sleepers bit, left sleepers that no later wake
 		 * reaches (topic.c, fab__topic_repair: the same).  Gauges:
