@@ -670,9 +670,8 @@ int fab__reg_name_free(fab_fabric *fab, const char *name)
 
 /* Claim a free registry entry (CREATING, owned by us) and write the name and
  * type; NULL (FAB_ENOMEM recorded) when the table is full.  The caller
- * store-releases LIVE when the segment is ready (the tag stays: a destroy
- * clears it after its FREE), or FREE on failure and then clears its tag
- * (fab__ent_unown).
+ * store-releases LIVE when the segment is ready, or FREE on failure, and
+ * then clears its tag (fab__ent_unown).
  *
  * The tag goes in first, by CAS from 0 on the FREE entry, and only then the
  * state: so a CREATING entry always names its creator, and a creator killed
@@ -885,12 +884,14 @@ int fab_chan_create(fab_fabric *fab, const char *name, const fab_chan_opts *opts
 		goto fail_ent;
 	}
 	atomic_fetch_add_explicit(&ent->gen, 1, memory_order_relaxed);
-	/* Release: the name is visible before LIVE.  The tag stays, as on
-	 * contexts and limiters (it matters only while CREATING): cleared
-	 * here, a destroyer that had read it before its LIVE -> FREE CAS
-	 * cleared it again with its own late CAS after we had claimed the
-	 * entry anew, and left CREATING with owner 0 (found by review). */
+	/* Release: the name is visible before LIVE.  Then our tag, which
+	 * matters only while CREATING: left on a LIVE entry, a destroyer
+	 * killed between its state CAS and its clear left a free entry that
+	 * every claimer took for a claim in progress while we lived (review).
+	 * A destroyer holds the entry through `owner` before it frees it
+	 * (fab_chan_destroy), so its clear never meets a later claim. */
 	store_release(&ent->state, FAB_ENT_LIVE);
+	fab__ent_unown(&ent->owner, fab->tag);
 	*out = ch;
 	return 0;
 
@@ -964,6 +965,57 @@ void fab_chan_release(fab_chan *ch)
 	fab__chan_free(ch);
 }
 
+/*
+ * Free LIVE registry entry e named `name`, holding it through `owner`
+ * first (since 1.6.1): CAS owner from what it holds (0, a dead creator's
+ * tag, or a creator's between its LIVE and its clear) to ours, check it is
+ * still the LIVE `name` of the generation we found, CAS the state to FREE,
+ * then CAS owner back to 0.  Until then a claimer passes the entry (its
+ * owner is a live tag), so the clear never meets a later claim.  Before,
+ * destroy read the owner, CASed LIVE -> FREE on the state alone and then
+ * cleared what it had read: a destroyer paused after its find freed
+ * another channel's entry created meanwhile in the same place (its segment
+ * then unregistered: "exists" for good), and its late clear could wipe a
+ * new claim's tag (review).  A destroyer killed while it holds the entry
+ * leaves its dead tag there: on a LIVE entry it means nothing, on a FREE
+ * one the next claimer or recovery clears it.
+ */
+static bool fab__reg_free_live(fab_fabric *fab, fab_chan_ent *e, const char *name)
+{
+	uint32_t me = fab->tag;
+	/* Acquire: pairs with the creator's release of LIVE (gen and name
+	 * written before it). */
+	if (load_acquire(&e->state) != FAB_ENT_LIVE)
+		return false;
+	uint64_t gen = load_relaxed(&e->gen);
+	uint32_t o = load_relaxed(&e->owner);
+	if (me == 0) {
+		/* No tag to hold it with (a handle without a process entry):
+		 * the state alone, as before 1.6.1. */
+		uint32_t st = FAB_ENT_LIVE;
+		if (!cas(&e->state, &st, FAB_ENT_FREE))
+			return false;
+		atomic_fetch_add_explicit(&e->gen, 1, memory_order_relaxed);
+		return true;
+	}
+	for (int tries = 0; !cas(&e->owner, &o, me); tries++)
+		if (tries > 1000 || (o != 0 && o != me && fab__tag_alive(fab, o) &&
+				     load_acquire(&e->state) != FAB_ENT_LIVE))
+			return false; /* someone else's now */
+	bool freed = false;
+	uint32_t st = FAB_ENT_LIVE;
+	if (load_relaxed(&e->gen) == gen && strncmp(e->name, name, sizeof e->name) == 0 &&
+	    cas(&e->state, &st, FAB_ENT_FREE)) {
+		atomic_fetch_add_explicit(&e->gen, 1, memory_order_relaxed);
+		freed = true;
+	}
+	/* Release the hold: 0 on the entry we freed (or one that is free by
+	 * now), else what it held. */
+	uint32_t back = freed || load_acquire(&e->state) == FAB_ENT_FREE ? 0 : o;
+	cas(&e->owner, &me, back);
+	return freed;
+}
+
 int fab_chan_destroy(fab_fabric *fab, const char *name)
 {
 	int rc;
@@ -988,17 +1040,8 @@ int fab_chan_destroy(fab_fabric *fab, const char *name)
 				"channel %s belongs to uid %u: only its owner or root can destroy it",
 				name, seg_owner);
 	int i = fab__reg_find(fab, name);
-	if (i >= 0) {
-		fab_chan_ent *e = &fab->chans[i];
-		uint32_t st = FAB_ENT_LIVE;
-		uint32_t owner = load_relaxed(&e->owner); /* a recovered entry's dead creator */
-		if (cas(&e->state, &st, FAB_ENT_FREE)) {
-			if (owner)
-				cas(&e->owner, &owner, 0); /* none for the next claimer */
-			atomic_fetch_add_explicit(&e->gen, 1, memory_order_relaxed);
-			found = 1;
-		}
-	}
+	if (i >= 0 && fab__reg_free_live(fab, &fab->chans[i], name))
+		found = 1;
 	if (shm_unlink(path) == 0)
 		found = 1;
 	else if (errno == EACCES || errno == EPERM)

@@ -145,18 +145,77 @@ static int fab__other_minor_attached(fab_fabric *fab, const char *name, const ui
 	return 0;
 }
 
-/* Another registry entry than c, not free, named `name`? */
-static bool fab__reg_dup(fab_fabric *fab, uint32_t c, const char *name)
+/* Is the dead creator's entry c's name another entry's?  0 no; 1 yes, and
+ * that entry is LIVE, or CREATING under a dead creator at a lower index
+ * (which settles the name): free c; 2 a live creator is making the name
+ * (it goes LIVE, or fails): leave c for a later recovery.  Freeing c on
+ * any other entry's name orphaned a racing creator's segment (review). */
+static int fab__reg_dup(fab_fabric *fab, uint32_t c, const char *name)
 {
+	int verdict = 0;
 	for (uint32_t j = 0; j < FAB_MAX_CHANS; j++) {
 		fab_chan_ent *o = &fab->chans[j];
 		/* Acquire: a LIVE entry's name, written before it, is whole. */
-		if (j == c || load_acquire(&o->state) == FAB_ENT_FREE)
+		uint32_t st = j == c ? FAB_ENT_FREE : load_acquire(&o->state);
+		if (st == FAB_ENT_FREE || strncmp(o->name, name, FAB_NAME_MAX) != 0)
 			continue;
-		if (strncmp(o->name, name, FAB_NAME_MAX) == 0)
-			return true;
+		if (st == FAB_ENT_LIVE)
+			return 1;
+		uint32_t ow = load_relaxed(&o->owner);
+		if (ow == 0 || fab__tag_alive(fab, ow))
+			verdict = 2;
+		else if (j < c && verdict == 0)
+			verdict = 1;
 	}
+	return verdict;
+}
+
+/*
+ * Hold CREATING registry entry e of dead creator `dead` through its owner
+ * word (since 1.6.1): CAS it from the dead tag to ours, then check the
+ * entry is still CREATING.  A claimer needs owner 0 (fab__ent_claim), so
+ * the entry cannot be freed and claimed again under us while we settle it:
+ * before, a recovery paused between its look and its CAS on the state
+ * freed a new creator's claim and removed its segment (review).  false
+ * (nothing held) when the entry changed.  Without a tag (a handle that has
+ * no process entry) we hold nothing and settle by the state alone.
+ */
+static bool fab__reg_hold(fab_fabric *fab, fab_chan_ent *e, uint32_t dead)
+{
+	if (!fab->tag)
+		return load_acquire(&e->state) == FAB_ENT_CREATING;
+	if (!cas(&e->owner, &dead, fab->tag))
+		return false;
+	if (load_acquire(&e->state) == FAB_ENT_CREATING)
+		return true;
+	uint32_t me = fab->tag;
+	cas(&e->owner, &me, dead);
 	return false;
+}
+
+/* Let go of an entry held by fab__reg_hold: its owner word to `to` (0 once
+ * it is LIVE or FREE; the dead tag to leave it CREATING for a later
+ * recovery). */
+static void fab__reg_unhold(fab_fabric *fab, fab_chan_ent *e, uint32_t to)
+{
+	uint32_t me = fab->tag;
+	if (me)
+		cas(&e->owner, &me, to);
+}
+
+/* Free CREATING entry e of dead creator `dead` (nothing to remove: its
+ * name is not whole, so no segment of its is named by it).  true if we
+ * freed it. */
+static bool fab__reg_free_creating(fab_fabric *fab, fab_chan_ent *e, uint32_t dead)
+{
+	if (!fab__reg_hold(fab, e, dead))
+		return false;
+	uint32_t st = FAB_ENT_CREATING;
+	bool freed = cas(&e->state, &st, FAB_ENT_FREE);
+	fab__reg_unhold(fab, e, freed ? 0 : dead);
+	if (!fab->tag && freed)
+		cas(&e->owner, &dead, 0);
+	return freed;
 }
 
 /* The dead processes one recovery handles: every dead entry of the table.
@@ -280,11 +339,29 @@ static int fab__recover(fab_fabric *fab, fab__dead_set *D)
 			 * nothing safe to do with it. */
 			uint32_t owner = load_relaxed(&e->owner);
 			if (st == FAB_ENT_CREATING && owner != 0 && !fab__tag_alive(fab, owner) &&
-			    cas(&e->state, &st, FAB_ENT_FREE)) {
-				cas(&e->owner, &owner, 0);
+			    fab__reg_free_creating(fab, e, owner))
 				repaired++;
-			}
 			continue;
+		}
+		if (st == FAB_ENT_CREATING) {
+			/* A dead creator's name that is another entry's name:
+			 * copied in part, or a race of two creators of the name.
+			 * Before the type (it was written after the name, so it
+			 * may be the entry's previous one's; review). */
+			uint32_t owner = load_relaxed(&e->owner);
+			if (owner != 0 && !fab__tag_alive(fab, owner)) {
+				int dup = fab__reg_dup(fab, c, name);
+				if (dup == 2)
+					continue; /* a live creator of the name: settle after it */
+				if (dup == 1) {
+					/* That entry's segment is not ours: free
+					 * ours, remove nothing (settled LIVE, it made
+					 * two entries of one name; review). */
+					if (fab__reg_free_creating(fab, e, owner))
+						repaired++;
+					continue;
+				}
+			}
 		}
 		if (e->type == FAB_OBJ_TOPIC) {
 			/* Topics check every owner's liveness themselves. */
@@ -303,18 +380,11 @@ static int fab__recover(fab_fabric *fab, fab__dead_set *D)
 			uint32_t owner = load_relaxed(&e->owner);
 			if (owner == 0 || fab__tag_alive(fab, owner))
 				continue; /* 0: claimed, tag not yet written (fab__reg_claim) */
-			/* Its creator died: keep a finished segment, drop the rest. */
-			if (fab__reg_dup(fab, c, name)) {
-				/* A name copied in part that is another entry's
-				 * whole name: that segment is the other entry's
-				 * (settled LIVE, it made two entries of one name;
-				 * review).  Free ours, remove nothing. */
-				if (cas(&e->state, &st, FAB_ENT_FREE)) {
-					cas(&e->owner, &owner, 0);
-					repaired++;
-				}
+			/* Its creator died: keep a finished segment, drop the rest.
+			 * Held through `owner` (fab__reg_hold) from here, so that
+			 * the entry we settle is the one we looked at. */
+			if (!fab__reg_hold(fab, e, owner))
 				continue;
-			}
 			fab_chan tmp;
 			memset(&tmp, 0, sizeof tmp);
 			int mrc = fab__chan_map(fab, name, &tmp);
@@ -326,8 +396,12 @@ static int fab__recover(fab_fabric *fab, fab__dead_set *D)
 				if (mrc == 0)
 					fab__chan_unmap(&tmp);
 				cas(&e->state, &st, FAB_ENT_LIVE);
+				fab__reg_unhold(fab, e, 0);
 			} else if (mrc != FAB_ECORRUPT && mrc != FAB_ENOENT) {
-				continue; /* a passing failure (memory, fds): not evidence */
+				/* A passing failure (memory, fds): not evidence.
+				 * The dead tag back, for a later recovery. */
+				fab__reg_unhold(fab, e, owner);
+				continue;
 			} else {
 				char path[128];
 				uint32_t seg_owner = 0;
@@ -336,14 +410,19 @@ static int fab__recover(fab_fabric *fab, fab__dead_set *D)
 				 * unlink (a member of a shared fabric): leave the
 				 * entry CREATING for its owner's recovery; freed, the
 				 * name would stay taken by a segment nobody finds. */
-				if (!fab__seg_unlinkable(path, &seg_owner))
+				if (!fab__seg_unlinkable(path, &seg_owner)) {
+					fab__reg_unhold(fab, e, owner);
 					continue;
-				if ((rc = fab__fabric_gone(fab)))
-					return rc; /* the name may be a new fabric's now */
-				if (cas(&e->state, &st, FAB_ENT_FREE)) {
-					cas(&e->owner, &owner, 0); /* none for the next claimer */
-					shm_unlink(path);
 				}
+				if ((rc = fab__fabric_gone(fab))) {
+					fab__reg_unhold(fab, e, owner);
+					return rc; /* the name may be a new fabric's now */
+				}
+				/* Held: nobody claimed the entry since we looked, so
+				 * the segment we remove is the dead creator's. */
+				if (cas(&e->state, &st, FAB_ENT_FREE))
+					shm_unlink(path);
+				fab__reg_unhold(fab, e, 0);
 			}
 			repaired++;
 			continue;

@@ -654,9 +654,10 @@ int fab_topic_create(fab_fabric *fab, const char *name, const fab_chan_opts *opt
 	}
 	t->gen_seen = load_relaxed(&t->m.hdr->sub_gen) - 1; /* first publish scans */
 	atomic_fetch_add_explicit(&ent->gen, 1, memory_order_relaxed);
-	/* Release: name and type are visible before LIVE.  The tag stays
+	/* Release: name and type are visible before LIVE.  Then our tag
 	 * (fab_chan_create says why). */
 	store_release(&ent->state, FAB_ENT_LIVE);
+	fab__ent_unown(&ent->owner, fab->tag);
 	*out = t;
 	return 0;
 
