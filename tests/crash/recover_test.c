@@ -1903,13 +1903,7 @@ START_TEST(registry_partial_names)
 	 * a live tag, ours here): not settled while that one may still go LIVE
 	 * or fail (a first fix freed it and orphaned a racing creator's
 	 * segment; review); settled once the live one is gone. */
-	uint32_t me = 0;
-	fab_proc_ent *pe = (fab_proc_ent *)((uint8_t *)ctl + ctl->procs_off);
-	for (uint32_t i = 0; i < FAB_MAX_PROCS && !me; i++) {
-		uint64_t sg = atomic_load(&pe[i].sg);
-		if (FAB_SG_STATE(sg) == FAB_PROC_LIVE && atomic_load(&pe[i].pid) == (uint32_t)getpid())
-			me = FAB_TAG_MAKE(i, FAB_SG_GEN(sg));
-	}
+	uint32_t me = rc_my_tag(S.fabric);
 	uint32_t a = 5, b = 6;
 	while (atomic_load(&ents[a].state) != FAB_ENT_FREE)
 		a++;
@@ -1967,13 +1961,7 @@ START_TEST(registry_claim_tag_first)
 	ck_assert_int_eq(fab_fabric_open(S.fabric, FAB_CREATE, &fab), 0);
 	fab_ctl_hdr *ctl = rc_map_or_fail(S.fabric, NULL, &nctl);
 	fab_chan_ent *ents = (fab_chan_ent *)((uint8_t *)ctl + ctl->chans_off);
-	fab_proc_ent *pe = (fab_proc_ent *)((uint8_t *)ctl + ctl->procs_off);
-	uint32_t me = 0;
-	for (uint32_t i = 0; i < FAB_MAX_PROCS && !me; i++) {
-		uint64_t sg = atomic_load(&pe[i].sg);
-		if (FAB_SG_STATE(sg) == FAB_PROC_LIVE && atomic_load(&pe[i].pid) == (uint32_t)getpid())
-			me = FAB_TAG_MAKE(i, FAB_SG_GEN(sg));
-	}
+	uint32_t me = rc_my_tag(S.fabric);
 	ck_assert_msg(me != 0, "our own process entry not found");
 	fab_chan_opts o = {.size = sizeof o, .capacity = 4, .msg_size = 8};
 	for (uint32_t i = 0; i < FAB_MAX_CHANS; i++)
