@@ -668,6 +668,25 @@ int fab__reg_name_free(fab_fabric *fab, const char *name)
 			e->type == FAB_OBJ_TOPIC ? "topic" : "channel", name, fab->name);
 }
 
+bool fab__seg_orphan(fab_fabric *fab, const fab_chan_ent *ours, const char *name,
+		     const char *path)
+{
+	for (uint32_t j = 0; j < FAB_MAX_CHANS; j++) {
+		const fab_chan_ent *e = &fab->chans[j];
+		/* Acquire: a creator writes the name before its segment (and
+		 * its LIVE); a creator of this name whose segment we met has
+		 * its name in its entry by now (the O_EXCL create that failed
+		 * for us came after its create). */
+		if (e != ours && load_acquire(&((fab_chan_ent *)e)->state) != FAB_ENT_FREE &&
+		    strncmp(e->name, name, sizeof e->name) == 0)
+			return false; /* that entry's segment, or its creator's race */
+	}
+	uint32_t seg_owner = 0;
+	if (!fab__seg_unlinkable(path, &seg_owner))
+		return false;
+	return shm_unlink(path) == 0;
+}
+
 /* Claim a free registry entry (CREATING, owned by us) and write the name and
  * type; NULL (FAB_ENOMEM recorded) when the table is full.  The caller
  * store-releases LIVE when the segment is ready, or FREE on failure, and
@@ -865,7 +884,10 @@ int fab_chan_create(fab_fabric *fab, const char *name, const fab_chan_opts *opts
 		rc = fab__err(FAB_ENOMEM, "out of memory");
 		goto fail_ent;
 	}
-	if ((rc = fab__seg_create(path, g.total, o.mode, (long)fab->ctl.gid, &seg)))
+	if ((rc = fab__seg_create(path, g.total, o.mode, (long)fab->ctl.gid, &seg)) == FAB_EEXIST &&
+	    fab__seg_orphan(fab, ent, name, path))
+		rc = fab__seg_create(path, g.total, o.mode, (long)fab->ctl.gid, &seg);
+	if (rc)
 		goto fail_ent;
 	if ((rc = fab__seg_created_in(fab, path, &seg)))
 		goto fail_ent;

@@ -423,6 +423,13 @@ fab_chan_ent *fab__reg_claim(fab_fabric *fab, const char *name, uint32_t type);
  * cleared; a live one (a claim in progress) makes us pass the entry.  true
  * when the entry is ours (fab__reg_claim in chan.c explains the history). */
 bool fab__ent_claim(fab_fabric *fab, _Atomic uint32_t *state, _Atomic uint32_t *owner);
+/* A segment `path` of our name found by a create (FAB_EEXIST) that no other
+ * registry entry names: left by a destroy or a recovery killed between
+ * freeing the entry and removing the segment, and it made the name
+ * "already exist" for good (found by review, 1.6.1).  Removed (if we may),
+ * so the create can retry: true.  `ours` is the create's own entry. */
+bool fab__seg_orphan(fab_fabric *fab, const fab_chan_ent *ours, const char *name,
+		     const char *path);
 /* Clear our tag from an entry we claimed, after storing its FREE: a CAS
  * from our tag, so a later claimer's is never cleared. */
 static inline void fab__ent_unown(_Atomic uint32_t *owner, uint32_t tag)

@@ -640,7 +640,10 @@ int fab_topic_create(fab_fabric *fab, const char *name, const fab_chan_opts *opt
 		rc = fab__err(FAB_ENOMEM, "out of memory");
 		goto fail_ent;
 	}
-	if ((rc = fab__seg_create(path, g.total, o.mode, (long)fab->ctl.gid, &seg)))
+	if ((rc = fab__seg_create(path, g.total, o.mode, (long)fab->ctl.gid, &seg)) == FAB_EEXIST &&
+	    fab__seg_orphan(fab, ent, name, path))
+		rc = fab__seg_create(path, g.total, o.mode, (long)fab->ctl.gid, &seg);
+	if (rc)
 		goto fail_ent;
 	if ((rc = fab__seg_created_in(fab, path, &seg)))
 		goto fail_ent;

@@ -1939,6 +1939,50 @@ START_TEST(registry_partial_names)
 }
 END_TEST
 
+/* A destroy killed between freeing the registry entry and removing the
+ * segment (or a recovery killed there) left a segment nobody names, and
+ * every create of the name failed "already exists" until someone called
+ * fab_chan_destroy on it again (found by review).  A create now removes
+ * such a segment and goes on; one that another entry names stays. */
+START_TEST(create_over_orphan_segment)
+{
+	fab_fabric *fab = NULL;
+	fab_chan *c = NULL;
+	fab_topic *t = NULL;
+	size_t nctl = 0;
+	rc_begin("rco");
+	ck_assert_int_eq(fab_fabric_open(S.fabric, FAB_CREATE, &fab), 0);
+	fab_chan_opts o = {.size = sizeof o, .capacity = 4, .msg_size = 8};
+	ck_assert_int_eq(fab_chan_create(fab, "x", &o, &c), 0);
+	long v = 5;
+	ck_assert_int_eq(fab_send(c, &v, sizeof v, NULL), 0);
+	fab_chan_release(c);
+	ck_assert_int_eq(fab_topic_create(fab, "y", &o, &t), 0);
+	fab_topic_release(t);
+	fab_ctl_hdr *ctl = rc_map_or_fail(S.fabric, NULL, &nctl);
+	fab_chan_ent *ents = (fab_chan_ent *)((uint8_t *)ctl + ctl->chans_off);
+	fab_chan_ent *ex = NULL, *ey = NULL;
+	ck_assert_int_eq(rc_reg_count(ents, "x", FAB_ENT_LIVE, &ex), 1);
+	ck_assert_int_eq(rc_reg_count(ents, "y", FAB_ENT_LIVE, &ey), 1);
+	/* Both destroys stopped for good after their registry FREE. */
+	atomic_store(&ex->state, FAB_ENT_FREE);
+	atomic_store(&ey->state, FAB_ENT_FREE);
+	int rc = fab_chan_create(fab, "x", &o, &c);
+	ck_assert_msg(rc == 0, "create x over a segment nobody names: %s (%s)", fab_errname(rc),
+		      fab_errmsg());
+	ck_assert_int_eq(fab_chan_len(c), 0); /* a new channel */
+	fab_chan_release(c);
+	rc = fab_topic_create(fab, "y", &o, &t);
+	ck_assert_msg(rc == 0, "create topic y over a segment nobody names: %s (%s)",
+		      fab_errname(rc), fab_errmsg());
+	fab_topic_release(t);
+	/* A segment that a live entry names is not an orphan. */
+	ck_assert_int_eq(fab_chan_create(fab, "x", &o, &c), FAB_EEXIST);
+	munmap(ctl, nctl);
+	mt_destroy(S.fabric, &fab);
+}
+END_TEST
+
 /* ---- registry claims: tag first (1.6.1) ----------------------------------- */
 
 /*
@@ -2753,6 +2797,7 @@ int main(void)
 	tcase_add_test(tc, recover_unknown_minor_skipped);
 	tcase_add_test(tc, recover_many_kept);
 	tcase_add_test(tc, registry_partial_names);
+	tcase_add_test(tc, create_over_orphan_segment);
 	tcase_add_loop_test(tc, fork_child_keeps_no_lock, 0, 2);
 	tcase_add_test(tc, read_locks_keep_no_one_alive);
 	tcase_add_test(tc, release_after_reclaim);

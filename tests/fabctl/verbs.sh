@@ -27,11 +27,6 @@ run bado "$FABCTL" -o yaml ls; expect_rc bado 2
 # corrupt (or may not read): another test's (crash_corrupt runs alongside
 # under ctest -j), or a leftover.  Exit 0 is required unless such a fabric,
 # not ours, is listed.
-ls_rc_ok() { # NAME: RC 0, or an error reported only on other fabrics
-	[ "$RC" -eq 0 ] && return 0
-	run "$1x" "$FABCTL" -o json ls
-	pycheck "$1x" "any('error' in x for x in d['fabrics']) and all(x['name']!='$F' for x in d['fabrics'] if 'error' in x)"
-}
 run ls "$FABCTL" ls; ls_rc_ok ls; expect_out ls "^$F +[0-9T:Z-]+ +7 +8 +$(id -u)\$"
 run lsj "$FABCTL" -o json ls; ls_rc_ok lsj
 pycheck lsj "[x for x in d['fabrics'] if x['name']=='$F' and x['processes']==7 and x['channels']==8]"
