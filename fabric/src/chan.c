@@ -696,11 +696,11 @@ bool fab__seg_orphan(fab_fabric *fab, const fab_chan_ent *ours, const char *name
  * state: so a CREATING entry always names its creator, and a creator killed
  * at any instruction leaves either a FREE entry (maybe with its dead tag,
  * which the next claimer or recovery clears) or a CREATING one with its
- * dead tag, which recovery settles.  Until 1.6.1 the state went first and the tag was
- * cleared before LIVE or FREE: a creator killed between the two stores left
- * CREATING with owner 0, which recovery must take for a live claimer's (an
- * older library's claim), and the name was taken for good (found by an
- * upgrade trial). */
+ * dead tag, which recovery settles.  Until 1.6.1 the state went first and
+ * the tag was cleared before LIVE or FREE: a creator killed between the two
+ * stores left CREATING with owner 0, which recovery must take for a live
+ * claimer's (an older library's claim), and the name was taken for good
+ * (found by an upgrade trial). */
 bool fab__ent_claim(fab_fabric *fab, _Atomic uint32_t *state, _Atomic uint32_t *owner)
 {
 	uint32_t tag = fab->tag;
